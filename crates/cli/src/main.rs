@@ -1,0 +1,4 @@
+//! `cni-migrate`: see the crate documentation of `cni_migrate`.
+fn main() -> std::process::ExitCode {
+    cni_migrate::main()
+}

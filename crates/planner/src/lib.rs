@@ -1,0 +1,38 @@
+//! The pure planning core of cni-migrate.
+//!
+//! ```text
+//!  dump / discovery ─► ClusterSnapshot ─► detect ─► NetworkFacts ─┐
+//!  MigrationSpec ─────────────────────────────────────────────────┴─► preflight ─► Findings
+//!                                                                          │
+//!                    values (Helm values, CiliumNodeConfig) ◄──────────────┤
+//!                                                                          ▼
+//!                                              plan::build ─► Plan (petgraph DAG) ─► render
+//! ```
+//!
+//! Data in, data out: no I/O beyond parsing what it is handed, no clock, no randomness, and a
+//! deterministic order everywhere. Everything that touches a cluster lives in other crates.
+
+pub mod detect;
+pub mod dump;
+pub mod facts;
+pub mod findings;
+pub mod plan;
+pub mod preflight;
+pub mod render;
+pub mod snapshot;
+pub mod spec;
+pub mod values;
+pub mod yaml;
+
+pub use facts::NetworkFacts;
+pub use findings::{Finding, FindingCode, Severity};
+pub use plan::{Plan, Step, StepKind};
+pub use snapshot::ClusterSnapshot;
+pub use spec::MigrationSpec;
+
+/// Detects, preflights and builds the plan in one call.
+pub fn plan(spec: &MigrationSpec, snapshot: &ClusterSnapshot) -> Plan {
+    let facts = detect::detect(snapshot);
+    let findings = preflight::preflight(spec, snapshot, &facts);
+    plan::build(spec, snapshot, &facts, findings)
+}
