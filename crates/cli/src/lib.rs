@@ -1,6 +1,216 @@
-//! The `cni-migrate` command line.
+//! The `cni-migrate` command line (also `kubectl cni-migrate`).
+//!
+//! A thin layer: parse arguments, validate them into a configuration before any I/O, call the
+//! libraries, print results on stdout and logs on stderr, and map outcomes to exit codes.
+//!
+//! | exit | meaning                                                          |
+//! |------|------------------------------------------------------------------|
+//! | 0    | done; for `plan`, no error findings                              |
+//! | 1    | any other failure                                                |
+//! | 2    | bad input: unreadable or invalid spec, dump or flags             |
+//! | 3    | preflight found errors (the plan and its findings are printed)   |
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use planner::{
+    MigrationSpec,
+    render::{self, Format},
+};
+
+/// Exit codes, documented in the README and relied on by scripts.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Any other failure.
+    pub const OTHER: u8 = 1;
+    /// Bad input.
+    pub const BAD_INPUT: u8 = 2;
+    /// Preflight found errors.
+    pub const PREFLIGHT: u8 = 3;
+}
+
+/// Move a live Kubernetes cluster from Flannel, Calico or the AWS VPC CNI to Cilium, node by node.
+#[derive(Debug, Parser)]
+#[command(name = "cni-migrate", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Detect the old CNI, preflight the spec and print the migration plan (changes nothing).
+    Plan(PlanArgs),
+}
+
+/// `cni-migrate plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The MigrationSpec file.
+    #[arg(long, value_name = "FILE")]
+    pub spec: PathBuf,
+    /// Plan offline from a `kubectl get ... -o yaml|json` dump instead of a live cluster.
+    #[arg(long, value_name = "FILE")]
+    pub from_dump: Option<PathBuf>,
+    /// Output format: table, yaml, json, markdown, dot, mermaid, runbook.
+    #[arg(
+        short = 'o',
+        long = "output",
+        default_value = "table",
+        value_name = "FORMAT"
+    )]
+    pub output: String,
+    /// Also write values-migration.yaml, values-final.yaml, ciliumnodeconfig.yaml, plan.md and
+    /// plan.json into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
+/// An error with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    /// Exit code.
+    pub code: u8,
+    /// The error chain.
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    fn bad_input(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            code: exit::BAD_INPUT,
+            error: error.into(),
+        }
+    }
+
+    fn other(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            code: exit::OTHER,
+            error: error.into(),
+        }
+    }
+}
 
 /// Runs the command line and returns its exit code.
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::BAD_INPUT
+            } else {
+                exit::OK
+            });
+        }
+    };
+    init_tracing();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("error: {:#}", failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// A [`Failure`] carrying the exit code.
+pub fn run(cli: Cli) -> Result<u8, Failure> {
+    match cli.command {
+        Command::Plan(args) => plan(args),
+    }
+}
+
+fn plan(args: PlanArgs) -> Result<u8, Failure> {
+    let PlanArgs {
+        spec,
+        from_dump,
+        output,
+        out_dir,
+    } = args;
+    let format: Format = output
+        .parse()
+        .map_err(|e: String| Failure::bad_input(anyhow::anyhow!(e)))?;
+    let spec = MigrationSpec::from_file(&spec).map_err(Failure::bad_input)?;
+    let Some(dump) = from_dump else {
+        return Err(Failure::bad_input(anyhow::anyhow!(
+            "planning against a live cluster is not available in this build: pass --from-dump FILE \
+             with the output of `kubectl get nodes,pods,pdb,ds,deploy,rs,sts,cm,svc,netpol,ns -A -o json`"
+        )));
+    };
+    let snapshot = planner::dump::load_path(&dump).map_err(Failure::bad_input)?;
+    let plan = planner::plan(&spec, &snapshot);
+    if let Some(dir) = out_dir {
+        write_out_dir(&plan, &dir).map_err(Failure::other)?;
+    }
+    let text = render::render(&plan, format).map_err(Failure::other)?;
+    print!("{text}");
+    if plan.has_errors() {
+        eprintln!(
+            "preflight found {} error(s): fix them before `cni-migrate apply` (see the findings above)",
+            plan.summary.errors
+        );
+        return Ok(exit::PREFLIGHT);
+    }
+    Ok(exit::OK)
+}
+
+fn write_out_dir(plan: &planner::Plan, dir: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create output directory {}", dir.display()))?;
+    let files = [
+        (
+            "values-migration.yaml",
+            plan.artifacts.values_migration.clone(),
+        ),
+        ("values-final.yaml", plan.artifacts.values_final.clone()),
+        ("ciliumnodeconfig.yaml", plan.artifacts.node_config.clone()),
+        ("plan.md", render::render(plan, Format::Markdown)?),
+        ("plan.json", render::render(plan, Format::Json)?),
+    ];
+    for (name, body) in files {
+        let path = dir.join(name);
+        write_atomically(&path, body.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes through a temporary file and a rename, so a reader never sees half a file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp~");
+    fs::write(&tmp, bytes)?;
+    fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::snapshot::ObjectRef;
 
 /// The CNI the cluster runs now.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum CniKind {
     /// Flannel (manifest, Helm, or legacy `kube-system` install).
@@ -40,7 +42,9 @@ impl fmt::Display for CniKind {
 }
 
 /// How the old overlay carries pod traffic between nodes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Encapsulation {
     /// VXLAN (UDP).

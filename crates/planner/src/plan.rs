@@ -89,7 +89,10 @@ impl StepKind {
 
     /// Whether the step changes the cluster (everything but checks).
     pub fn mutates(self) -> bool {
-        !matches!(self, StepKind::Preflight | StepKind::Verify | StepKind::FinalVerify)
+        !matches!(
+            self,
+            StepKind::Preflight | StepKind::Verify | StepKind::FinalVerify
+        )
     }
 }
 
@@ -239,14 +242,19 @@ impl Plan {
 
     /// Steps of one node, in chain order.
     pub fn node_steps<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Step> + 'a {
-        self.steps.iter().filter(move |s| s.phase == Phase::Node && s.node.as_deref() == Some(node))
+        self.steps
+            .iter()
+            .filter(move |s| s.phase == Phase::Node && s.node.as_deref() == Some(node))
     }
 
     /// The steps as a petgraph DAG (edges point from a dependency to its dependent).
     pub fn graph(&self) -> DiGraph<&Step, ()> {
         let mut g = DiGraph::new();
-        let idx: BTreeMap<&str, _> =
-            self.steps.iter().map(|s| (s.id.as_str(), g.add_node(s))).collect();
+        let idx: BTreeMap<&str, _> = self
+            .steps
+            .iter()
+            .map(|s| (s.id.as_str(), g.add_node(s)))
+            .collect();
         for s in &self.steps {
             for d in &s.depends_on {
                 if let (Some(&from), Some(&to)) = (idx.get(d.as_str()), idx.get(s.id.as_str())) {
@@ -283,7 +291,8 @@ pub fn build(
     mut findings: Vec<Finding>,
 ) -> Plan {
     findings.sort_by(|a, b| {
-        (a.severity, a.code, &a.objects, &a.message).cmp(&(b.severity, b.code, &b.objects, &b.message))
+        (a.severity, a.code, &a.objects, &a.message)
+            .cmp(&(b.severity, b.code, &b.objects, &b.message))
     });
     let artifacts = values::generate(spec, facts);
     let nodes = order_nodes(spec, snapshot);
@@ -296,13 +305,24 @@ pub fn build(
         canaries: nodes.iter().filter(|n| n.canary).count(),
         max_in_flight,
         pods_to_evict: nodes.iter().map(|n| n.pods_to_evict).sum(),
-        errors: findings.iter().filter(|f| f.severity == Severity::Error).count(),
-        warnings: findings.iter().filter(|f| f.severity == Severity::Warning).count(),
+        errors: findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count(),
+        warnings: findings
+            .iter()
+            .filter(|f| f.severity == Severity::Warning)
+            .count(),
         steps: steps.len(),
     };
     let source = SourceSummary {
         cni: facts.source.cni,
-        pod_cidrs: facts.source.pod_cidrs.iter().map(ToString::to_string).collect(),
+        pod_cidrs: facts
+            .source
+            .pod_cidrs
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         encapsulation: facts.source.encapsulation,
         port: facts.source.port,
     };
@@ -358,7 +378,10 @@ fn order_nodes(spec: &MigrationSpec, snapshot: &ClusterSnapshot) -> Vec<PlannedN
         .nodes
         .iter()
         .map(|node| {
-            let pods = by_node.get(node.name.as_str()).map(Vec::as_slice).unwrap_or_default();
+            let pods = by_node
+                .get(node.name.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             let mut critical: Vec<String> = pods
                 .iter()
                 .filter_map(|p| critical_name(p).map(|c| format!("{c} ({})", p.key())))
@@ -370,32 +393,48 @@ fn order_nodes(spec: &MigrationSpec, snapshot: &ClusterSnapshot) -> Vec<PlannedN
                 .iter()
                 .filter(|pdb| {
                     pdb.selector.as_ref().is_some_and(|sel| {
-                        evict.iter().any(|p| p.namespace == pdb.namespace && sel.matches(&p.labels))
+                        evict
+                            .iter()
+                            .any(|p| p.namespace == pdb.namespace && sel.matches(&p.labels))
                     })
                 })
                 .map(|pdb| format!("{}/{}", pdb.namespace, pdb.name))
                 .collect();
             pdbs.sort();
-            (!critical.is_empty(), node.is_control_plane(), node, critical, evict.len(), pdbs)
+            (
+                !critical.is_empty(),
+                node.is_control_plane(),
+                node,
+                critical,
+                evict.len(),
+                pdbs,
+            )
         })
         .collect();
     entries.sort_by(|a, b| (a.0, a.1, &a.2.name).cmp(&(b.0, b.1, &b.2.name)));
-    let canaries = usize::try_from(spec.rollout.canary).unwrap_or(usize::MAX).min(entries.len());
+    let canaries = usize::try_from(spec.rollout.canary)
+        .unwrap_or(usize::MAX)
+        .min(entries.len());
     entries
         .into_iter()
         .enumerate()
-        .map(|(i, (_, cp, node, critical_pods, pods_to_evict, pdbs))| PlannedNode {
-            name: node.name.clone(),
-            order: i + 1,
-            role: if cp { "control-plane" } else { "worker" }.to_owned(),
-            canary: i < canaries,
-            critical_pods,
-            pods_to_evict,
-            pdbs,
-            already_labelled: node.labels.get(MIGRATION_LABEL).is_some_and(|v| v == "true"),
-            cordoned: node.unschedulable,
-            not_ready: !node.ready,
-        })
+        .map(
+            |(i, (_, cp, node, critical_pods, pods_to_evict, pdbs))| PlannedNode {
+                name: node.name.clone(),
+                order: i + 1,
+                role: if cp { "control-plane" } else { "worker" }.to_owned(),
+                canary: i < canaries,
+                critical_pods,
+                pods_to_evict,
+                pdbs,
+                already_labelled: node
+                    .labels
+                    .get(MIGRATION_LABEL)
+                    .is_some_and(|v| v == "true"),
+                cordoned: node.unschedulable,
+                not_ready: !node.ready,
+            },
+        )
         .collect()
 }
 
@@ -406,7 +445,9 @@ fn secs(d: Duration) -> u64 {
 /// Quotes one word for a POSIX shell, only when it needs it.
 pub fn shell_quote(word: &str) -> String {
     if !word.is_empty()
-        && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
     {
         word.to_owned()
     } else {
@@ -416,7 +457,11 @@ pub fn shell_quote(word: &str) -> String {
 
 /// The reboot command for a node, `{node}` substituted, as a shell line.
 pub fn reboot_command_line(command: &[String], node: &str) -> String {
-    command.iter().map(|w| shell_quote(&w.replace("{node}", node))).collect::<Vec<_>>().join(" ")
+    command
+        .iter()
+        .map(|w| shell_quote(&w.replace("{node}", node)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The helm command line the executor runs (or a human runs at a gate) for a values file.
@@ -449,7 +494,10 @@ fn remove_old_cni_commands(facts: &NetworkFacts) -> Vec<String> {
         .map(|o| {
             let kind = o.kind.to_lowercase();
             match &o.namespace {
-                Some(ns) => format!("kubectl delete -n {ns} {kind} {} --ignore-not-found", o.name),
+                Some(ns) => format!(
+                    "kubectl delete -n {ns} {kind} {} --ignore-not-found",
+                    o.name
+                ),
                 None => format!("kubectl delete {kind} {} --ignore-not-found", o.name),
             }
         })
@@ -471,7 +519,12 @@ fn remove_old_cni_commands(facts: &NetworkFacts) -> Vec<String> {
 #[allow(clippy::too_many_lines)] // one table of steps reads better in one place
 fn build_steps(spec: &MigrationSpec, facts: &NetworkFacts, nodes: &[PlannedNode]) -> Vec<Step> {
     let mut steps = Vec::new();
-    let global = |kind: StepKind, phase: Phase, deps: Vec<String>, timeout: u64, desc: String, cmds: Vec<String>| Step {
+    let global = |kind: StepKind,
+                  phase: Phase,
+                  deps: Vec<String>,
+                  timeout: u64,
+                  desc: String,
+                  cmds: Vec<String>| Step {
         id: kind.as_str().to_owned(),
         kind,
         node: None,
@@ -487,7 +540,9 @@ fn build_steps(spec: &MigrationSpec, facts: &NetworkFacts, nodes: &[PlannedNode]
         vec![],
         60,
         "re-run every preflight check against the live cluster; any error stops here".to_owned(),
-        vec![format!("cni-migrate plan --spec <spec> # expect no error findings")],
+        vec![format!(
+            "cni-migrate plan --spec <spec> # expect no error findings"
+        )],
     ));
     steps.push(global(
         StepKind::CiliumInstalled,
@@ -519,13 +574,18 @@ fn build_steps(spec: &MigrationSpec, facts: &NetworkFacts, nodes: &[PlannedNode]
         vec!["kubectl apply --server-side -f ciliumnodeconfig.yaml".to_owned()],
     ));
 
-    let canary_ends: Vec<String> =
-        nodes.iter().filter(|n| n.canary).map(|n| format!("{}/uncordon", n.name)).collect();
+    let canary_ends: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.canary)
+        .map(|n| format!("{}/uncordon", n.name))
+        .collect();
     let mut prev_canary_end: Option<String> = None;
     for node in nodes {
         let name = node.name.as_str();
         let first_dep = if node.canary {
-            prev_canary_end.clone().unwrap_or_else(|| "node-config".to_owned())
+            prev_canary_end
+                .clone()
+                .unwrap_or_else(|| "node-config".to_owned())
         } else {
             String::new()
         };
@@ -541,7 +601,9 @@ fn build_steps(spec: &MigrationSpec, facts: &NetworkFacts, nodes: &[PlannedNode]
                 StepKind::Cordon,
                 60,
                 if node.cordoned {
-                    format!("{name} is already cordoned: record it, and leave it cordoned at the end")
+                    format!(
+                        "{name} is already cordoned: record it, and leave it cordoned at the end"
+                    )
                 } else {
                     format!("cordon {name}, recording that the tool cordoned it")
                 },
@@ -553,22 +615,34 @@ fn build_steps(spec: &MigrationSpec, facts: &NetworkFacts, nodes: &[PlannedNode]
                 format!(
                     "evict {} pod(s) from {name} through the eviction API{}, waiting for each to be gone (404 or new UID)",
                     node.pods_to_evict,
-                    if node.pdbs.is_empty() { String::new() } else { format!(", honouring PDBs {}", node.pdbs.join(", ")) }
+                    if node.pdbs.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", honouring PDBs {}", node.pdbs.join(", "))
+                    }
                 ),
                 vec![drain_command(spec, name)],
             ),
             (
                 StepKind::Label,
                 60,
-                format!("label {name} {MIGRATION_LABEL}=true so the CiliumNodeConfig applies to it"),
-                vec![format!("kubectl label node {name} --overwrite {MIGRATION_LABEL}=true")],
+                format!(
+                    "label {name} {MIGRATION_LABEL}=true so the CiliumNodeConfig applies to it"
+                ),
+                vec![format!(
+                    "kubectl label node {name} --overwrite {MIGRATION_LABEL}=true"
+                )],
             ),
             (
                 StepKind::RestartAgent,
                 300,
-                format!("delete the Cilium agent pod on {name}; wait for a new one, created after the label, to be Ready (it writes 05-cilium.conflist)"),
+                format!(
+                    "delete the Cilium agent pod on {name}; wait for a new one, created after the label, to be Ready (it writes 05-cilium.conflist)"
+                ),
                 vec![
-                    format!("kubectl -n {CILIUM_NAMESPACE} delete pod --field-selector spec.nodeName={name} -l k8s-app=cilium"),
+                    format!(
+                        "kubectl -n {CILIUM_NAMESPACE} delete pod --field-selector spec.nodeName={name} -l k8s-app=cilium"
+                    ),
                     format!("kubectl -n {CILIUM_NAMESPACE} rollout status ds/cilium -w"),
                 ],
             ),
@@ -580,7 +654,10 @@ fn build_steps(spec: &MigrationSpec, facts: &NetworkFacts, nodes: &[PlannedNode]
                 format!("reboot {name} with the reboot hook and wait for it to be Ready"),
                 vec![
                     reboot_command_line(&reboot.command, name),
-                    format!("kubectl wait --for=condition=Ready node/{name} --timeout={}s", secs(reboot.timeout.0)),
+                    format!(
+                        "kubectl wait --for=condition=Ready node/{name} --timeout={}s",
+                        secs(reboot.timeout.0)
+                    ),
                 ],
             ));
         }
@@ -630,8 +707,15 @@ fn build_steps(spec: &MigrationSpec, facts: &NetworkFacts, nodes: &[PlannedNode]
         }
     }
 
-    let all_nodes_done: Vec<String> = nodes.iter().map(|n| format!("{}/uncordon", n.name)).collect();
-    let after_nodes = if all_nodes_done.is_empty() { vec!["node-config".to_owned()] } else { all_nodes_done };
+    let all_nodes_done: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("{}/uncordon", n.name))
+        .collect();
+    let after_nodes = if all_nodes_done.is_empty() {
+        vec!["node-config".to_owned()]
+    } else {
+        all_nodes_done
+    };
     steps.push(global(
         StepKind::FinalValues,
         Phase::Finale,
@@ -674,10 +758,17 @@ fn build_steps(spec: &MigrationSpec, facts: &NetworkFacts, nodes: &[PlannedNode]
                 depends_on: vec![last],
                 phase: Phase::Finale,
                 timeout_seconds: secs(reboot.timeout.0),
-                description: format!("reboot {} to clear the old CNI's interfaces and iptables rules", node.name),
+                description: format!(
+                    "reboot {} to clear the old CNI's interfaces and iptables rules",
+                    node.name
+                ),
                 commands: vec![
                     reboot_command_line(&reboot.command, &node.name),
-                    format!("kubectl wait --for=condition=Ready node/{} --timeout={}s", node.name, secs(reboot.timeout.0)),
+                    format!(
+                        "kubectl wait --for=condition=Ready node/{} --timeout={}s",
+                        node.name,
+                        secs(reboot.timeout.0)
+                    ),
                 ],
             });
             last = id;
@@ -709,13 +800,19 @@ fn drain_command(spec: &MigrationSpec, node: &str) -> String {
     if let Some(g) = spec.rollout.drain.grace_period_seconds {
         cmd.push_str(&format!(" --grace-period={g}"));
     }
-    cmd.push_str(&format!(" --timeout={}s", secs(spec.rollout.drain.timeout.0)));
+    cmd.push_str(&format!(
+        " --timeout={}s",
+        secs(spec.rollout.drain.timeout.0)
+    ));
     cmd
 }
 
 fn steps_are_acyclic(steps: &[Step]) -> bool {
     let mut g: DiGraph<(), ()> = DiGraph::new();
-    let idx: BTreeMap<&str, _> = steps.iter().map(|s| (s.id.as_str(), g.add_node(()))).collect();
+    let idx: BTreeMap<&str, _> = steps
+        .iter()
+        .map(|s| (s.id.as_str(), g.add_node(())))
+        .collect();
     for s in steps {
         for d in &s.depends_on {
             match (idx.get(d.as_str()), idx.get(s.id.as_str())) {
@@ -744,9 +841,16 @@ mod tests {
     }
 
     fn node(name: &str, cp: bool) -> NodeInfo {
-        let mut n = NodeInfo { name: name.to_owned(), ready: true, ..NodeInfo::default() };
+        let mut n = NodeInfo {
+            name: name.to_owned(),
+            ready: true,
+            ..NodeInfo::default()
+        };
         if cp {
-            n.labels.insert("node-role.kubernetes.io/control-plane".to_owned(), String::new());
+            n.labels.insert(
+                "node-role.kubernetes.io/control-plane".to_owned(),
+                String::new(),
+            );
         }
         n
     }
@@ -757,15 +861,27 @@ mod tests {
             name: name.to_owned(),
             node_name: Some(node.to_owned()),
             phase: PodPhase::Running,
-            owner: Some(OwnerRef { kind: "ReplicaSet".to_owned(), name: "rs".to_owned(), uid: "u".to_owned() }),
-            labels: labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            owner: Some(OwnerRef {
+                kind: "ReplicaSet".to_owned(),
+                name: "rs".to_owned(),
+                uid: "u".to_owned(),
+            }),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             ..PodInfo::default()
         }
     }
 
     fn snapshot() -> ClusterSnapshot {
         ClusterSnapshot {
-            nodes: vec![node("cp", true), node("w3", false), node("w1", false), node("w2", false)],
+            nodes: vec![
+                node("cp", true),
+                node("w3", false),
+                node("w1", false),
+                node("w2", false),
+            ],
             pods: vec![
                 pod("coredns-1", "w1", &[("k8s-app", "kube-dns")]),
                 pod("app", "w2", &[("app", "x")]),
@@ -780,7 +896,10 @@ mod tests {
         let order: Vec<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();
         assert_eq!(order, ["w2", "w3", "cp", "w1"]);
         assert!(plan.nodes[0].canary && !plan.nodes[1].canary);
-        assert_eq!(plan.nodes[3].critical_pods, ["coredns (kube-system/coredns-1)"]);
+        assert_eq!(
+            plan.nodes[3].critical_pods,
+            ["coredns (kube-system/coredns-1)"]
+        );
     }
 
     #[test]
@@ -788,17 +907,35 @@ mod tests {
         let plan = build(&spec(2, "1"), &snapshot(), &NetworkFacts::default(), vec![]);
         assert_eq!(plan.step("w2/cordon").unwrap().depends_on, ["node-config"]);
         assert_eq!(plan.step("w3/cordon").unwrap().depends_on, ["w2/uncordon"]);
-        assert_eq!(plan.step("cp/cordon").unwrap().depends_on, ["w2/uncordon", "w3/uncordon"]);
+        assert_eq!(
+            plan.step("cp/cordon").unwrap().depends_on,
+            ["w2/uncordon", "w3/uncordon"]
+        );
         let fin = plan.step("final-values").unwrap();
         assert_eq!(fin.depends_on.len(), 4);
         assert!(steps_are_acyclic(&plan.steps));
         let kinds: Vec<&str> = plan.node_steps("cp").map(|s| s.kind.as_str()).collect();
-        assert_eq!(kinds, ["cordon", "drain", "label", "restart-agent", "verify", "uncordon"]);
+        assert_eq!(
+            kinds,
+            [
+                "cordon",
+                "drain",
+                "label",
+                "restart-agent",
+                "verify",
+                "uncordon"
+            ]
+        );
     }
 
     #[test]
     fn plan_is_deterministic_whatever_the_input_order() {
-        let a = build(&spec(1, "\"50%\""), &snapshot(), &NetworkFacts::default(), vec![]);
+        let a = build(
+            &spec(1, "\"50%\""),
+            &snapshot(),
+            &NetworkFacts::default(),
+            vec![],
+        );
         let mut s = snapshot();
         s.nodes.reverse();
         s.pods.reverse();
@@ -821,6 +958,9 @@ mod tests {
         assert_eq!(shell_quote("kind-worker"), "kind-worker");
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
-        assert_eq!(reboot_command_line(&["ssh".into(), "{node}".into(), "sudo reboot".into()], "n1"), "ssh n1 'sudo reboot'");
+        assert_eq!(
+            reboot_command_line(&["ssh".into(), "{node}".into(), "sudo reboot".into()], "n1"),
+            "ssh n1 'sudo reboot'"
+        );
     }
 }

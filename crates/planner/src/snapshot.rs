@@ -34,12 +34,20 @@ pub struct ObjectRef {
 impl ObjectRef {
     /// A reference to a namespaced object.
     pub fn namespaced(kind: &str, namespace: &str, name: &str) -> Self {
-        Self { kind: kind.to_owned(), namespace: Some(namespace.to_owned()), name: name.to_owned() }
+        Self {
+            kind: kind.to_owned(),
+            namespace: Some(namespace.to_owned()),
+            name: name.to_owned(),
+        }
     }
 
     /// A reference to a cluster-scoped object.
     pub fn cluster(kind: &str, name: &str) -> Self {
-        Self { kind: kind.to_owned(), namespace: None, name: name.to_owned() }
+        Self {
+            kind: kind.to_owned(),
+            namespace: None,
+            name: name.to_owned(),
+        }
     }
 }
 
@@ -92,7 +100,9 @@ impl LabelSelector {
     /// Whether the selector matches the given labels, with Kubernetes semantics: an empty
     /// selector matches everything; an unknown operator matches nothing.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
             && self.match_expressions.iter().all(|req| {
                 let value = labels.get(&req.key);
                 match req.operator.as_str() {
@@ -134,7 +144,11 @@ impl IntOrString {
                         return None;
                     }
                     let num = p * total;
-                    Some(if round_up { (num + 99) / 100 } else { num / 100 })
+                    Some(if round_up {
+                        (num + 99) / 100
+                    } else {
+                        num / 100
+                    })
                 } else {
                     s.trim().parse().ok()
                 }
@@ -210,7 +224,8 @@ pub struct NodeInfo {
 impl NodeInfo {
     /// Whether the node carries a control-plane role label (`control-plane` or legacy `master`).
     pub fn is_control_plane(&self) -> bool {
-        self.labels.contains_key("node-role.kubernetes.io/control-plane")
+        self.labels
+            .contains_key("node-role.kubernetes.io/control-plane")
             || self.labels.contains_key("node-role.kubernetes.io/master")
     }
 
@@ -417,7 +432,11 @@ impl CustomObject {
 
     /// A reference to this object.
     pub fn object_ref(&self) -> ObjectRef {
-        ObjectRef { kind: self.kind.clone(), namespace: self.namespace.clone(), name: self.name.clone() }
+        ObjectRef {
+            kind: self.kind.clone(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
     }
 
     /// `spec` of the object, if any.
@@ -501,30 +520,41 @@ impl ClusterSnapshot {
         group: &'a str,
         kind: &'a str,
     ) -> impl Iterator<Item = &'a CustomObject> + 'a {
-        self.custom.iter().filter(move |o| o.kind == kind && o.group() == group)
+        self.custom
+            .iter()
+            .filter(move |o| o.kind == kind && o.group() == group)
     }
 
     /// Sorts every collection by (namespace, name) so that iteration order never depends on the
     /// order of the input.
     pub fn normalize(&mut self) {
         self.nodes.sort_by(|a, b| a.name.cmp(&b.name));
-        self.pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        self.pdbs.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        self.pods
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        self.pdbs
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         self.workloads.sort_by(|a, b| {
             (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name))
         });
         self.daemonsets.sort_by(|a, b| {
-            (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+            (&a.metadata.namespace, &a.metadata.name)
+                .cmp(&(&b.metadata.namespace, &b.metadata.name))
         });
         self.configmaps.sort_by(|a, b| {
-            (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+            (&a.metadata.namespace, &a.metadata.name)
+                .cmp(&(&b.metadata.namespace, &b.metadata.name))
         });
-        self.services.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        self.services
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         self.network_policies
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         self.custom.sort_by(|a, b| {
-            (&a.api_version, &a.kind, &a.namespace, &a.name)
-                .cmp(&(&b.api_version, &b.kind, &b.namespace, &b.name))
+            (&a.api_version, &a.kind, &a.namespace, &a.name).cmp(&(
+                &b.api_version,
+                &b.kind,
+                &b.namespace,
+                &b.name,
+            ))
         });
         self.namespaces.sort();
         self.namespaces.dedup();

@@ -270,7 +270,10 @@ fn default_verify_timeout() -> HumanDuration {
 
 impl Default for Verify {
     fn default() -> Self {
-        Self { image: default_verify_image(), timeout: default_verify_timeout() }
+        Self {
+            image: default_verify_image(),
+            timeout: default_verify_timeout(),
+        }
     }
 }
 
@@ -303,7 +306,11 @@ impl CiliumVersion {
     /// The `CiliumNodeConfig` API version this release serves and prefers: `cilium.io/v2` from
     /// 1.16, `cilium.io/v2alpha1` before.
     pub fn node_config_api_version(self) -> &'static str {
-        if (self.major, self.minor) >= (1, 16) { "cilium.io/v2" } else { "cilium.io/v2alpha1" }
+        if (self.major, self.minor) >= (1, 16) {
+            "cilium.io/v2"
+        } else {
+            "cilium.io/v2alpha1"
+        }
     }
 
     /// Whether this release is one the migration procedure supports (1.14 and later: the
@@ -325,12 +332,17 @@ impl FromStr for CiliumVersion {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim().trim_start_matches('v');
         let parts: Vec<&str> = t.split('.').collect();
-        let bad = || format!("`{s}` is not a Cilium version: expected MAJOR.MINOR.PATCH such as 1.17.3");
+        let bad =
+            || format!("`{s}` is not a Cilium version: expected MAJOR.MINOR.PATCH such as 1.17.3");
         if parts.len() != 3 {
             return Err(bad());
         }
         let n = |p: &str| p.parse::<u32>().map_err(|_| bad());
-        Ok(Self { major: n(parts[0])?, minor: n(parts[1])?, patch: n(parts[2])? })
+        Ok(Self {
+            major: n(parts[0])?,
+            minor: n(parts[1])?,
+            patch: n(parts[2])?,
+        })
     }
 }
 
@@ -346,7 +358,11 @@ impl<'de> Deserialize<'de> for CiliumVersion {
         let text = match &raw {
             serde_yaml::Value::String(s) => s.clone(),
             serde_yaml::Value::Number(n) => n.to_string(),
-            _ => return Err(serde::de::Error::custom("expected a version string such as \"1.17.3\"")),
+            _ => {
+                return Err(serde::de::Error::custom(
+                    "expected a version string such as \"1.17.3\"",
+                ));
+            }
         };
         text.parse().map_err(serde::de::Error::custom)
     }
@@ -425,8 +441,10 @@ impl MigrationSpec {
     /// [`SpecError::Read`] when the file cannot be read; [`SpecError::Invalid`] naming the file,
     /// line, column and field otherwise.
     pub fn from_file(path: &Path) -> Result<Self, SpecError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| SpecError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::from_yaml(&text, &path.display().to_string())
     }
 
@@ -447,11 +465,23 @@ impl MigrationSpec {
                 Some(l) => (l.line, l.column),
                 None => locate(text, &field).unwrap_or((0, 0)),
             };
-            SpecError::Invalid { path: origin.to_owned(), line, column, field, message }
+            SpecError::Invalid {
+                path: origin.to_owned(),
+                line,
+                column,
+                field,
+                message,
+            }
         })?;
         spec.validate().map_err(|(field, message)| {
             let (line, column) = locate(text, &field).unwrap_or((0, 0));
-            SpecError::Invalid { path: origin.to_owned(), line, column, field, message }
+            SpecError::Invalid {
+                path: origin.to_owned(),
+                line,
+                column,
+                field,
+                message,
+            }
         })?;
         Ok(spec)
     }
@@ -506,9 +536,17 @@ impl MigrationSpec {
             }
         }
         if self.target.tunnel.port == Some(0) {
-            return err("target.tunnel.port", "must be between 1 and 65535".to_owned());
+            return err(
+                "target.tunnel.port",
+                "must be between 1 and 65535".to_owned(),
+            );
         }
-        if self.target.headroom.resolve(100, true).is_none_or(|h| h < 0) {
+        if self
+            .target
+            .headroom
+            .resolve(100, true)
+            .is_none_or(|h| h < 0)
+        {
             return err(
                 "target.headroom",
                 format!("`{}` is not a count or a percentage", self.target.headroom),
@@ -546,8 +584,16 @@ impl MigrationSpec {
                     .to_owned(),
             );
         }
-        if self.rollout.drain.grace_period_seconds.is_some_and(|g| g < 0) {
-            return err("rollout.drain.gracePeriodSeconds", "must be 0 or more".to_owned());
+        if self
+            .rollout
+            .drain
+            .grace_period_seconds
+            .is_some_and(|g| g < 0)
+        {
+            return err(
+                "rollout.drain.gracePeriodSeconds",
+                "must be 0 or more".to_owned(),
+            );
         }
         if let Some(reboot) = &self.rollout.reboot {
             if reboot.command.is_empty() || reboot.command[0].trim().is_empty() {
@@ -602,10 +648,19 @@ fn unknown_field_hint(msg: &str) -> Option<String> {
     let known: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
     let best = known
         .iter()
-        .map(|k| (strsim::jaro_winkler(&field.to_lowercase(), &k.to_lowercase()), *k))
+        .map(|k| {
+            (
+                strsim::jaro_winkler(&field.to_lowercase(), &k.to_lowercase()),
+                *k,
+            )
+        })
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0));
-    let list = known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+    let list = known
+        .iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
     Some(match best {
         Some((_, k)) => format!("unknown field `{field}`: did you mean `{k}`? (known: {list})"),
         None => format!("unknown field `{field}` (known: {list})"),
@@ -683,7 +738,10 @@ rollout:
         assert_eq!(spec.target.tunnel.effective_port(), 8473);
         assert_eq!(spec.rollout.soak.0, Duration::from_secs(30));
         assert_eq!(spec.rollout.drain.timeout.0, Duration::from_secs(600));
-        assert_eq!(spec.target.cilium_version.node_config_api_version(), "cilium.io/v2");
+        assert_eq!(
+            spec.target.cilium_version.node_config_api_version(),
+            "cilium.io/v2"
+        );
     }
 
     #[test]
@@ -699,7 +757,9 @@ rollout:
     #[test]
     fn unknown_field_names_path_line_and_suggestion() {
         let text = GOOD.replace("maxUnavailable: 1", "maxUnavaliable: 1");
-        let err = MigrationSpec::from_yaml(&text, "plans/x.yaml").unwrap_err().to_string();
+        let err = MigrationSpec::from_yaml(&text, "plans/x.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("plans/x.yaml:11:"), "{err}");
         assert!(err.contains("rollout.maxUnavaliable"), "{err}");
         assert!(err.contains("did you mean `maxUnavailable`"), "{err}");
@@ -708,7 +768,9 @@ rollout:
     #[test]
     fn bad_duration_names_field() {
         let text = GOOD.replace("soak: 30s", "soak: thirty");
-        let err = MigrationSpec::from_yaml(&text, "s.yaml").unwrap_err().to_string();
+        let err = MigrationSpec::from_yaml(&text, "s.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("rollout.soak"), "{err}");
         assert!(err.contains("30s, 10m"), "{err}");
     }
@@ -716,10 +778,14 @@ rollout:
     #[test]
     fn validation_errors_are_located() {
         let text = GOOD.replace("maskSize: 24", "maskSize: 12");
-        let err = MigrationSpec::from_yaml(&text, "s.yaml").unwrap_err().to_string();
+        let err = MigrationSpec::from_yaml(&text, "s.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("s.yaml:7:3: target.maskSize:"), "{err}");
         let text = GOOD.replace("port: 8473", "port: 0");
-        let err = MigrationSpec::from_yaml(&text, "s.yaml").unwrap_err().to_string();
+        let err = MigrationSpec::from_yaml(&text, "s.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("s.yaml:8:"), "{err}");
         assert!(err.contains("target.tunnel.port"), "{err}");
     }
@@ -729,7 +795,10 @@ rollout:
         let err = MigrationSpec::from_yaml(&GOOD.replace("v1alpha1", "v9"), "s")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("apiVersion") && err.contains("cni-migrate.io/v1alpha1"), "{err}");
+        assert!(
+            err.contains("apiVersion") && err.contains("cni-migrate.io/v1alpha1"),
+            "{err}"
+        );
         let err = MigrationSpec::from_yaml(&GOOD.replace("kind: MigrationSpec", "kind: Plan"), "s")
             .unwrap_err()
             .to_string();
@@ -749,8 +818,13 @@ rollout:
     #[test]
     fn reboot_command_must_mention_node() {
         let text = GOOD.replace(r#"["docker", "restart", "{node}"]"#, r#"["reboot"]"#);
-        let err = MigrationSpec::from_yaml(&text, "s").unwrap_err().to_string();
-        assert!(err.contains("rollout.reboot.command") && err.contains("{node}"), "{err}");
+        let err = MigrationSpec::from_yaml(&text, "s")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("rollout.reboot.command") && err.contains("{node}"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -51,7 +51,10 @@ pub fn documents<T: DeserializeOwned>(text: &str) -> Result<Vec<T>, (usize, Erro
 
 /// The location an error points at, if it has one.
 pub fn location(err: &Error) -> Option<Location> {
-    err.location().map(|l| Location { line: l.line(), column: l.column() })
+    err.location().map(|l| Location {
+        line: l.line(),
+        column: l.column(),
+    })
 }
 
 /// Serializes to YAML.
