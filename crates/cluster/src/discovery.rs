@@ -1,0 +1,202 @@
+//! Discovery: everything the planner needs, read with paged LISTs.
+//!
+//! Each resource is listed 500 objects a page (kube-rs' reflector default and the API server's
+//! sweet spot); every page is decoded straight into the planner's projections. A resource the
+//! server does not serve (404: the CRD is not installed) is simply empty. An expired continue
+//! token (410) restarts that resource's list, at most twice.
+
+use std::time::Duration;
+
+use k8s_openapi::api::{apps::v1::DaemonSet, core::v1::ConfigMap};
+use kube::core::{Request, params::ListParams};
+use planner::snapshot::{
+    ClusterSnapshot, CustomObject, NetworkPolicyInfo, NodeInfo, PdbInfo, PodInfo, ServiceInfo,
+    WorkloadInfo,
+};
+use serde::{Deserialize, de::DeserializeOwned};
+
+use crate::{ClusterError, is_retriable, status_code};
+
+/// Objects per LIST page.
+pub const PAGE_SIZE: u32 = 500;
+
+/// Namespaces whose ConfigMaps detection reads (the CNIs' and kubeadm's). ConfigMaps elsewhere
+/// are never needed, and a cluster with thousands of namespaces has thousands of them.
+pub const CONFIGMAP_NAMESPACES: &[&str] =
+    &["kube-system", "kube-flannel", "calico-system", "tigera-operator"];
+
+#[derive(Deserialize)]
+struct ListPage<T> {
+    #[serde(default)]
+    metadata: ListMeta,
+    #[serde(default = "Vec::new")]
+    items: Vec<T>,
+}
+
+#[derive(Default, Deserialize)]
+struct ListMeta {
+    #[serde(default, rename = "continue")]
+    continue_: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NameOnly {
+    metadata: NameMeta,
+}
+
+#[derive(Deserialize)]
+struct NameMeta {
+    name: String,
+}
+
+/// Lists every object at `path` (e.g. `/api/v1/pods`), page by page, decoding each page into
+/// `T`. Returns an empty list when the server does not serve the resource (404).
+///
+/// # Errors
+/// [`ClusterError::Forbidden`] on 403; [`ClusterError::Api`] on other failures that persist
+/// through retries.
+pub async fn list_all<T: DeserializeOwned>(
+    client: &kube::Client,
+    path: &str,
+) -> Result<Vec<T>, ClusterError> {
+    let mut restarts = 0;
+    'restart: loop {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut params = ListParams::default().limit(PAGE_SIZE);
+            if let Some(t) = &token {
+                params = params.continue_token(t);
+            }
+            let request = Request::new(path)
+                .list(&params)
+                .map_err(|source| ClusterError::BuildRequest { what: path.to_owned(), source })?;
+            let page: ListPage<T> = match with_retries(client, request, path).await {
+                Ok(page) => page,
+                Err(e) if status_code(&e) == Some(404) => return Ok(Vec::new()),
+                Err(e) if status_code(&e) == Some(410) && restarts < 2 => {
+                    tracing::info!(path, "continue token expired; listing again from the start");
+                    restarts += 1;
+                    continue 'restart;
+                }
+                Err(source) if status_code(&source) == Some(403) => {
+                    return Err(ClusterError::Forbidden { verb: "list", what: path.to_owned(), source });
+                }
+                Err(source) => {
+                    return Err(ClusterError::Api { verb: "list", what: path.to_owned(), source });
+                }
+            };
+            out.extend(page.items);
+            match page.metadata.continue_ {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+/// Sends a request, retrying retriable failures (429, 5xx, 409, transport) up to five times
+/// with capped exponential backoff.
+async fn with_retries<T: DeserializeOwned>(
+    client: &kube::Client,
+    request: http::Request<Vec<u8>>,
+    what: &str,
+) -> Result<T, kube::Error> {
+    let mut delay = Duration::from_millis(200);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match client.request::<T>(clone_request(&request)).await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < 6 && is_retriable(&e) => {
+                tracing::debug!(what, attempt, error = %e, "retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn clone_request(r: &http::Request<Vec<u8>>) -> http::Request<Vec<u8>> {
+    let mut out = http::Request::new(r.body().clone());
+    *out.method_mut() = r.method().clone();
+    *out.uri_mut() = r.uri().clone();
+    *out.headers_mut() = r.headers().clone();
+    out
+}
+
+/// Reads everything the planner needs from a live cluster.
+///
+/// # Errors
+/// The first LIST that fails for a reason other than "not served".
+pub async fn discover(client: &kube::Client) -> Result<ClusterSnapshot, ClusterError> {
+    let mut snap = ClusterSnapshot {
+        nodes: list_all::<NodeInfo>(client, "/api/v1/nodes").await?,
+        pods: list_all::<PodInfo>(client, "/api/v1/pods").await?,
+        pdbs: list_all::<PdbInfo>(client, "/apis/policy/v1/poddisruptionbudgets").await?,
+        daemonsets: list_all::<DaemonSet>(client, "/apis/apps/v1/daemonsets").await?,
+        services: list_all::<ServiceInfo>(client, "/api/v1/services").await?,
+        network_policies: list_all::<NetworkPolicyInfo>(
+            client,
+            "/apis/networking.k8s.io/v1/networkpolicies",
+        )
+        .await?,
+        namespaces: list_all::<NameOnly>(client, "/api/v1/namespaces")
+            .await?
+            .into_iter()
+            .map(|n| n.metadata.name)
+            .collect(),
+        ..ClusterSnapshot::default()
+    };
+    // Items of a LIST of built-in types carry no `kind`: set it from what was listed.
+    for (kind, path) in [
+        ("Deployment", "/apis/apps/v1/deployments"),
+        ("ReplicaSet", "/apis/apps/v1/replicasets"),
+        ("StatefulSet", "/apis/apps/v1/statefulsets"),
+    ] {
+        let mut items = list_all::<WorkloadInfo>(client, path).await?;
+        for w in &mut items {
+            w.kind = kind.to_owned();
+        }
+        snap.workloads.extend(items);
+    }
+    for ns in CONFIGMAP_NAMESPACES {
+        let items: Vec<ConfigMap> =
+            list_all(client, &format!("/api/v1/namespaces/{ns}/configmaps")).await?;
+        snap.configmaps.extend(items);
+    }
+    for (api_version, kind, plural) in [
+        ("crd.projectcalico.org/v1", "IPPool", "ippools"),
+        ("crd.projectcalico.org/v1", "FelixConfiguration", "felixconfigurations"),
+        ("projectcalico.org/v3", "IPPool", "ippools"),
+        ("projectcalico.org/v3", "FelixConfiguration", "felixconfigurations"),
+        ("operator.tigera.io/v1", "Installation", "installations"),
+        ("cilium.io/v2", "CiliumNode", "ciliumnodes"),
+        ("cilium.io/v2", "CiliumNodeConfig", "ciliumnodeconfigs"),
+        ("cilium.io/v2alpha1", "CiliumNodeConfig", "ciliumnodeconfigs"),
+        ("networking.k8s.io/v1", "ServiceCIDR", "servicecidrs"),
+        ("networking.k8s.io/v1beta1", "ServiceCIDR", "servicecidrs"),
+    ] {
+        let values: Vec<serde_json::Value> =
+            list_all(client, &format!("/apis/{api_version}/{plural}")).await?;
+        for object in values {
+            let meta = &object["metadata"];
+            let name = meta["name"].as_str().unwrap_or_default().to_owned();
+            let namespace = meta["namespace"].as_str().map(str::to_owned);
+            // The same object served under two versions is kept once (the first, preferred).
+            if snap.custom.iter().any(|c| c.kind == kind && c.name == name && c.namespace == namespace) {
+                continue;
+            }
+            snap.custom.push(CustomObject {
+                api_version: api_version.to_owned(),
+                kind: kind.to_owned(),
+                namespace,
+                name,
+                object,
+            });
+        }
+    }
+    snap.normalize();
+    Ok(snap)
+}
