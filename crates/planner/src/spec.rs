@@ -835,6 +835,33 @@ rollout:
         assert_eq!(v.node_config_api_version(), "cilium.io/v2alpha1");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            let _ = MigrationSpec::from_yaml(&text, "fuzz");
+        }
+
+        #[test]
+        fn mutated_valid_specs_never_panic(cut in 0usize..800, insert in "[ -~\\n]{0,12}") {
+            let mut text = GOOD.to_owned();
+            let at = text.char_indices().map(|(i, _)| i).nth(cut % GOOD.len()).unwrap_or(0);
+            text.insert_str(at, &insert);
+            let _ = MigrationSpec::from_yaml(&text, "fuzz");
+        }
+
+        #[test]
+        fn any_value_in_any_field_is_an_error_or_a_valid_spec(
+            field in proptest::sample::select(vec!["maskSize: 24", "canary: 1", "soak: 30s", "port: 8473", "ciliumVersion: 1.17.3", "maxUnavailable: 1"]),
+            value in "[ -~]{0,16}",
+        ) {
+            let key = field.split(':').next().unwrap_or_default();
+            let text = GOOD.replace(field, &format!("{key}: {value}"));
+            if let Ok(spec) = MigrationSpec::from_yaml(&text, "fuzz") {
+                proptest::prop_assert!(spec.validate().is_ok());
+            }
+        }
+    }
+
     #[test]
     fn empty_and_garbage_inputs_are_errors_not_panics() {
         for text in ["", "---", "[]", "{", "apiVersion: [", "\u{0}", "target: 5"] {
