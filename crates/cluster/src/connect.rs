@@ -37,16 +37,23 @@ pub async fn connect(args: &ClusterArgs) -> Result<kube::Client, ClusterError> {
 /// # Errors
 /// [`ClusterError::Kubeconfig`] when no usable configuration is found.
 pub async fn load_config(args: &ClusterArgs) -> Result<kube::Config, ClusterError> {
-    let options = KubeConfigOptions { context: args.context.clone(), ..KubeConfigOptions::default() };
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..KubeConfigOptions::default()
+    };
     match &args.kubeconfig {
         Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path).map_err(|source| ClusterError::Kubeconfig {
-                path: Some(path.display().to_string()),
-                source,
-            })?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|source| {
-                ClusterError::Kubeconfig { path: Some(path.display().to_string()), source }
-            })
+            let kubeconfig =
+                Kubeconfig::read_from(path).map_err(|source| ClusterError::Kubeconfig {
+                    path: Some(path.display().to_string()),
+                    source,
+                })?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .map_err(|source| ClusterError::Kubeconfig {
+                    path: Some(path.display().to_string()),
+                    source,
+                })
         }
         None if args.context.is_some() => kube::Config::from_kubeconfig(&options)
             .await

@@ -22,8 +22,12 @@ pub const PAGE_SIZE: u32 = 500;
 
 /// Namespaces whose ConfigMaps detection reads (the CNIs' and kubeadm's). ConfigMaps elsewhere
 /// are never needed, and a cluster with thousands of namespaces has thousands of them.
-pub const CONFIGMAP_NAMESPACES: &[&str] =
-    &["kube-system", "kube-flannel", "calico-system", "tigera-operator"];
+pub const CONFIGMAP_NAMESPACES: &[&str] = &[
+    "kube-system",
+    "kube-flannel",
+    "calico-system",
+    "tigera-operator",
+];
 
 #[derive(Deserialize)]
 struct ListPage<T> {
@@ -59,18 +63,35 @@ pub async fn list_all<T: DeserializeOwned>(
     client: &kube::Client,
     path: &str,
 ) -> Result<Vec<T>, ClusterError> {
+    list_with(client, path, &ListParams::default()).await
+}
+
+/// [`list_all`] with label and field selectors from `base` (its limit and continue token are
+/// managed here).
+///
+/// # Errors
+/// As [`list_all`].
+pub async fn list_with<T: DeserializeOwned>(
+    client: &kube::Client,
+    path: &str,
+    base: &ListParams,
+) -> Result<Vec<T>, ClusterError> {
     let mut restarts = 0;
     'restart: loop {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let mut params = ListParams::default().limit(PAGE_SIZE);
+            let mut params = base.clone().limit(PAGE_SIZE);
             if let Some(t) = &token {
                 params = params.continue_token(t);
             }
-            let request = Request::new(path)
-                .list(&params)
-                .map_err(|source| ClusterError::BuildRequest { what: path.to_owned(), source })?;
+            let request =
+                Request::new(path)
+                    .list(&params)
+                    .map_err(|source| ClusterError::BuildRequest {
+                        what: path.to_owned(),
+                        source,
+                    })?;
             let page: ListPage<T> = match with_retries(client, request, path).await {
                 Ok(page) => page,
                 Err(e) if status_code(&e) == Some(404) => return Ok(Vec::new()),
@@ -80,10 +101,18 @@ pub async fn list_all<T: DeserializeOwned>(
                     continue 'restart;
                 }
                 Err(source) if status_code(&source) == Some(403) => {
-                    return Err(ClusterError::Forbidden { verb: "list", what: path.to_owned(), source });
+                    return Err(ClusterError::Forbidden {
+                        verb: "list",
+                        what: path.to_owned(),
+                        source,
+                    });
                 }
                 Err(source) => {
-                    return Err(ClusterError::Api { verb: "list", what: path.to_owned(), source });
+                    return Err(ClusterError::Api {
+                        verb: "list",
+                        what: path.to_owned(),
+                        source,
+                    });
                 }
             };
             out.extend(page.items);
@@ -168,13 +197,25 @@ pub async fn discover(client: &kube::Client) -> Result<ClusterSnapshot, ClusterE
     }
     for (api_version, kind, plural) in [
         ("crd.projectcalico.org/v1", "IPPool", "ippools"),
-        ("crd.projectcalico.org/v1", "FelixConfiguration", "felixconfigurations"),
+        (
+            "crd.projectcalico.org/v1",
+            "FelixConfiguration",
+            "felixconfigurations",
+        ),
         ("projectcalico.org/v3", "IPPool", "ippools"),
-        ("projectcalico.org/v3", "FelixConfiguration", "felixconfigurations"),
+        (
+            "projectcalico.org/v3",
+            "FelixConfiguration",
+            "felixconfigurations",
+        ),
         ("operator.tigera.io/v1", "Installation", "installations"),
         ("cilium.io/v2", "CiliumNode", "ciliumnodes"),
         ("cilium.io/v2", "CiliumNodeConfig", "ciliumnodeconfigs"),
-        ("cilium.io/v2alpha1", "CiliumNodeConfig", "ciliumnodeconfigs"),
+        (
+            "cilium.io/v2alpha1",
+            "CiliumNodeConfig",
+            "ciliumnodeconfigs",
+        ),
         ("networking.k8s.io/v1", "ServiceCIDR", "servicecidrs"),
         ("networking.k8s.io/v1beta1", "ServiceCIDR", "servicecidrs"),
     ] {
@@ -185,7 +226,11 @@ pub async fn discover(client: &kube::Client) -> Result<ClusterSnapshot, ClusterE
             let name = meta["name"].as_str().unwrap_or_default().to_owned();
             let namespace = meta["namespace"].as_str().map(str::to_owned);
             // The same object served under two versions is kept once (the first, preferred).
-            if snap.custom.iter().any(|c| c.kind == kind && c.name == name && c.namespace == namespace) {
+            if snap
+                .custom
+                .iter()
+                .any(|c| c.kind == kind && c.name == name && c.namespace == namespace)
+            {
                 continue;
             }
             snap.custom.push(CustomObject {

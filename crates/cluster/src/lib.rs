@@ -15,9 +15,12 @@
 
 pub mod connect;
 pub mod discovery;
+pub mod lease;
+pub mod ops;
 
 pub use connect::{ClusterArgs, connect};
 pub use discovery::discover;
+pub use ops::{Cluster, Eviction, KubeCluster};
 
 /// Why talking to the cluster failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,486 @@
+//! The [`Cluster`] trait: the domain verbs the executor uses, and [`KubeCluster`], their
+//! implementation over `kube::Client`.
+//!
+//! The executor reaches the cluster only through this trait (no raw-client back door), so the
+//! set of requests the tool can make is this file, and `cni-migrate rbac` can be kept in sync
+//! with it by a test that records every request against the simulated API server.
+//!
+//! Verbs observe and act; they never wait. Waiting (for a pod to be gone, an agent to be
+//! Ready) is the executor's job, under its own deadlines.
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::{
+    Api,
+    api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams},
+    core::Request,
+};
+use planner::snapshot::{CustomObject, NodeInfo, PdbInfo, PodInfo};
+use serde_json::json;
+
+use crate::{
+    ClusterError,
+    discovery::{list_all, list_with},
+    status_code,
+};
+
+/// The field manager the tool uses for server-side apply and records on its writes.
+pub const FIELD_MANAGER: &str = "cni-migrate";
+
+/// What an eviction request came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Eviction {
+    /// Accepted: the pod is being deleted gracefully.
+    Evicted,
+    /// The pod no longer exists.
+    Gone,
+    /// Refused for now (429): a PodDisruptionBudget has no disruption left. Retry later.
+    Blocked {
+        /// The API server's message (names the budget).
+        message: String,
+    },
+    /// Refused because the pod is covered by more than one PDB (500), which never resolves by
+    /// waiting.
+    Misconfigured {
+        /// The API server's message.
+        message: String,
+    },
+}
+
+/// The domain verbs of the executor.
+#[async_trait]
+pub trait Cluster: Send + Sync {
+    /// A node, or `None` when it does not exist.
+    async fn node(&self, name: &str) -> Result<Option<NodeInfo>, ClusterError>;
+    /// Sets `spec.unschedulable` (cordon / uncordon).
+    async fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), ClusterError>;
+    /// Sets a node label, or removes it with `None`.
+    async fn set_node_label(
+        &self,
+        node: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<(), ClusterError>;
+    /// Every pod bound to a node (field selector `spec.nodeName`).
+    async fn pods_on_node(&self, node: &str) -> Result<Vec<PodInfo>, ClusterError>;
+    /// Pods in a namespace (or all, with `None`) matching a label selector.
+    async fn pods(
+        &self,
+        namespace: Option<&str>,
+        label_selector: &str,
+    ) -> Result<Vec<PodInfo>, ClusterError>;
+    /// One pod, or `None` when it does not exist.
+    async fn pod(&self, namespace: &str, name: &str) -> Result<Option<PodInfo>, ClusterError>;
+    /// Asks the eviction API (policy/v1) to evict a pod.
+    async fn evict(
+        &self,
+        namespace: &str,
+        name: &str,
+        grace_period_seconds: Option<i64>,
+    ) -> Result<Eviction, ClusterError>;
+    /// Deletes a pod, only if it still has `uid` when given. Returns whether it existed.
+    async fn delete_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: Option<&str>,
+    ) -> Result<bool, ClusterError>;
+    /// Creates a pod (the verification probe, beacons).
+    async fn create_pod(&self, pod: &Pod) -> Result<PodInfo, ClusterError>;
+    /// A pod's log (its main container).
+    async fn pod_log(&self, namespace: &str, name: &str) -> Result<String, ClusterError>;
+    /// Every PodDisruptionBudget.
+    async fn pdbs(&self) -> Result<Vec<PdbInfo>, ClusterError>;
+    /// A ConfigMap, or `None`.
+    async fn configmap(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ConfigMap>, ClusterError>;
+    /// A custom object by API version, plural, namespace and name, or `None`.
+    async fn custom(
+        &self,
+        api_version: &str,
+        plural: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<CustomObject>, ClusterError>;
+    /// Server-side applies an object (it names its own apiVersion, kind, namespace and name),
+    /// with the tool's field manager. `plural` is the resource's plural name.
+    async fn apply(&self, plural: &str, object: &serde_json::Value) -> Result<(), ClusterError>;
+    /// Deletes any object; returns whether it existed.
+    async fn delete(
+        &self,
+        api_version: &str,
+        plural: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<bool, ClusterError>;
+    /// Records a Kubernetes Event on a node (best effort for the caller).
+    async fn node_event(
+        &self,
+        node: &str,
+        reason: &str,
+        message: &str,
+        warning: bool,
+    ) -> Result<(), ClusterError>;
+}
+
+/// [`Cluster`] over a `kube::Client`.
+#[derive(Clone)]
+pub struct KubeCluster {
+    client: kube::Client,
+}
+
+impl KubeCluster {
+    /// Wraps a client (build it with [`crate::connect`], which turns kube's own 429 retries off).
+    pub fn new(client: kube::Client) -> Self {
+        Self { client }
+    }
+
+    /// The client.
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+}
+
+fn api_err(
+    verb: &'static str,
+    what: impl Into<String>,
+) -> impl FnOnce(kube::Error) -> ClusterError {
+    let what = what.into();
+    move |source| {
+        if status_code(&source) == Some(403) {
+            ClusterError::Forbidden { verb, what, source }
+        } else {
+            ClusterError::Api { verb, what, source }
+        }
+    }
+}
+
+/// `/api/v1` for the core group, `/apis/GROUP/VERSION` otherwise.
+fn base_path(api_version: &str) -> String {
+    if api_version.contains('/') {
+        format!("/apis/{api_version}")
+    } else {
+        format!("/api/{api_version}")
+    }
+}
+
+fn object_path(api_version: &str, plural: &str, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("{}/namespaces/{ns}/{plural}", base_path(api_version)),
+        None => format!("{}/{plural}", base_path(api_version)),
+    }
+}
+
+fn none_if_404<T>(r: Result<T, kube::Error>) -> Result<Option<T>, kube::Error> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if status_code(&e) == Some(404) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[async_trait]
+impl Cluster for KubeCluster {
+    async fn node(&self, name: &str) -> Result<Option<NodeInfo>, ClusterError> {
+        let req = Request::new("/api/v1/nodes")
+            .get(name, &kube::api::GetParams::default())
+            .map_err(|source| ClusterError::BuildRequest {
+                what: format!("node {name}"),
+                source,
+            })?;
+        none_if_404(self.client.request::<NodeInfo>(req).await)
+            .map_err(api_err("get", format!("node {name}")))
+    }
+
+    async fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), ClusterError> {
+        let api: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.client.clone());
+        let patch = json!({"spec": {"unschedulable": if unschedulable { json!(true) } else { json!(null) }}});
+        api.patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+            .map_err(api_err("patch", format!("node {node}")))
+    }
+
+    async fn set_node_label(
+        &self,
+        node: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<(), ClusterError> {
+        let api: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.client.clone());
+        let patch = json!({"metadata": {"labels": {key: value}}});
+        api.patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+            .map_err(api_err("patch", format!("node {node}")))
+    }
+
+    async fn pods_on_node(&self, node: &str) -> Result<Vec<PodInfo>, ClusterError> {
+        let params = ListParams::default().fields(&format!("spec.nodeName={node}"));
+        list_with(&self.client, "/api/v1/pods", &params).await
+    }
+
+    async fn pods(
+        &self,
+        namespace: Option<&str>,
+        label_selector: &str,
+    ) -> Result<Vec<PodInfo>, ClusterError> {
+        let base = match namespace {
+            Some(ns) => format!("/api/v1/namespaces/{ns}/pods"),
+            None => "/api/v1/pods".to_owned(),
+        };
+        let params = ListParams::default().labels(label_selector);
+        list_with(&self.client, &base, &params).await
+    }
+
+    async fn pod(&self, namespace: &str, name: &str) -> Result<Option<PodInfo>, ClusterError> {
+        let req = Request::new(format!("/api/v1/namespaces/{namespace}/pods"))
+            .get(name, &kube::api::GetParams::default())
+            .map_err(|source| ClusterError::BuildRequest {
+                what: format!("pod {namespace}/{name}"),
+                source,
+            })?;
+        none_if_404(self.client.request::<PodInfo>(req).await)
+            .map_err(api_err("get", format!("pod {namespace}/{name}")))
+    }
+
+    async fn evict(
+        &self,
+        namespace: &str,
+        name: &str,
+        grace: Option<i64>,
+    ) -> Result<Eviction, ClusterError> {
+        // Built by hand: policy/v1 with `deleteOptions`, exactly what kubectl sends.
+        let mut body = json!({
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": name, "namespace": namespace},
+        });
+        if let Some(g) = grace {
+            body["deleteOptions"] = json!({"gracePeriodSeconds": g});
+        }
+        let what = format!("pod {namespace}/{name}");
+        let req = http::Request::post(format!(
+            "/api/v1/namespaces/{namespace}/pods/{name}/eviction"
+        ))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(&body).unwrap_or_default())
+        .map_err(|e| ClusterError::BuildRequest {
+            what: what.clone(),
+            source: kube::core::request::Error::BuildRequest(e),
+        })?;
+        match self.client.request::<serde_json::Value>(req).await {
+            Ok(_) => Ok(Eviction::Evicted),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(Eviction::Gone),
+            Err(kube::Error::Api(status)) if status.code == 429 => Ok(Eviction::Blocked {
+                message: status.message.clone(),
+            }),
+            Err(kube::Error::Api(status))
+                if status.code == 500 && status.message.contains("more than one") =>
+            {
+                Ok(Eviction::Misconfigured {
+                    message: status.message.clone(),
+                })
+            }
+            Err(e) => Err(api_err("evict", what)(e)),
+        }
+    }
+
+    async fn delete_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: Option<&str>,
+    ) -> Result<bool, ClusterError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let mut params = DeleteParams::default();
+        if let Some(uid) = uid {
+            params.preconditions = Some(kube::api::Preconditions {
+                uid: Some(uid.to_owned()),
+                resource_version: None,
+            });
+        }
+        match api.delete(name, &params).await {
+            Ok(_) => Ok(true),
+            Err(e) if status_code(&e) == Some(404) => Ok(false),
+            // The precondition failed: the pod with that UID is already gone and a new one
+            // took its name.
+            Err(e) if status_code(&e) == Some(409) && uid.is_some() => Ok(false),
+            Err(e) => Err(api_err("delete", format!("pod {namespace}/{name}"))(e)),
+        }
+    }
+
+    async fn create_pod(&self, pod: &Pod) -> Result<PodInfo, ClusterError> {
+        let ns = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned());
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let what = format!("pod {ns}/{name}");
+        let req = Request::new(format!("/api/v1/namespaces/{ns}/pods"))
+            .create(
+                &PostParams {
+                    field_manager: Some(FIELD_MANAGER.to_owned()),
+                    ..PostParams::default()
+                },
+                serde_json::to_vec(pod).unwrap_or_default(),
+            )
+            .map_err(|source| ClusterError::BuildRequest {
+                what: what.clone(),
+                source,
+            })?;
+        self.client
+            .request::<PodInfo>(req)
+            .await
+            .map_err(api_err("create", what))
+    }
+
+    async fn pod_log(&self, namespace: &str, name: &str) -> Result<String, ClusterError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        api.logs(name, &LogParams::default())
+            .await
+            .map_err(api_err("get", format!("log of pod {namespace}/{name}")))
+    }
+
+    async fn pdbs(&self) -> Result<Vec<PdbInfo>, ClusterError> {
+        list_all(&self.client, "/apis/policy/v1/poddisruptionbudgets").await
+    }
+
+    async fn configmap(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ConfigMap>, ClusterError> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+        api.get_opt(name)
+            .await
+            .map_err(api_err("get", format!("configmap {namespace}/{name}")))
+    }
+
+    async fn custom(
+        &self,
+        api_version: &str,
+        plural: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<CustomObject>, ClusterError> {
+        let what = format!("{plural} {name}");
+        let req = Request::new(object_path(api_version, plural, namespace))
+            .get(name, &kube::api::GetParams::default())
+            .map_err(|source| ClusterError::BuildRequest {
+                what: what.clone(),
+                source,
+            })?;
+        let value = none_if_404(self.client.request::<serde_json::Value>(req).await)
+            .map_err(api_err("get", what))?;
+        Ok(value.map(|object| CustomObject {
+            api_version: object["apiVersion"]
+                .as_str()
+                .unwrap_or(api_version)
+                .to_owned(),
+            kind: object["kind"].as_str().unwrap_or_default().to_owned(),
+            namespace: namespace.map(str::to_owned),
+            name: name.to_owned(),
+            object,
+        }))
+    }
+
+    async fn apply(&self, plural: &str, object: &serde_json::Value) -> Result<(), ClusterError> {
+        let api_version = object["apiVersion"].as_str().unwrap_or_default();
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        let namespace = object["metadata"]["namespace"].as_str();
+        let what = format!("{plural} {name}");
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let req = Request::new(object_path(api_version, plural, namespace))
+            .patch(name, &params, &Patch::Apply(object))
+            .map_err(|source| ClusterError::BuildRequest {
+                what: what.clone(),
+                source,
+            })?;
+        self.client
+            .request::<serde_json::Value>(req)
+            .await
+            .map(|_| ())
+            .map_err(api_err("apply", what))
+    }
+
+    async fn delete(
+        &self,
+        api_version: &str,
+        plural: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<bool, ClusterError> {
+        let what = format!("{plural} {name}");
+        let req = Request::new(object_path(api_version, plural, namespace))
+            .delete(name, &DeleteParams::default())
+            .map_err(|source| ClusterError::BuildRequest {
+                what: what.clone(),
+                source,
+            })?;
+        match self.client.request::<serde_json::Value>(req).await {
+            Ok(_) => Ok(true),
+            Err(e) if status_code(&e) == Some(404) => Ok(false),
+            Err(e) => Err(api_err("delete", what)(e)),
+        }
+    }
+
+    async fn node_event(
+        &self,
+        node: &str,
+        reason: &str,
+        message: &str,
+        warning: bool,
+    ) -> Result<(), ClusterError> {
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let event = json!({
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": format!("{node}.cni-migrate."), "namespace": "default"},
+            "involvedObject": {"apiVersion": "v1", "kind": "Node", "name": node, "uid": node},
+            "reason": reason,
+            "message": message,
+            "type": if warning { "Warning" } else { "Normal" },
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        });
+        let req = Request::new("/api/v1/namespaces/default/events")
+            .create(
+                &PostParams::default(),
+                serde_json::to_vec(&event).unwrap_or_default(),
+            )
+            .map_err(|source| ClusterError::BuildRequest {
+                what: format!("event on node {node}"),
+                source,
+            })?;
+        self.client
+            .request::<serde_json::Value>(req)
+            .await
+            .map(|_| ())
+            .map_err(api_err("create", format!("event on node {node}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_follow_the_api_layout() {
+        assert_eq!(
+            object_path("v1", "pods", Some("kube-system")),
+            "/api/v1/namespaces/kube-system/pods"
+        );
+        assert_eq!(
+            object_path("cilium.io/v2", "ciliumnodes", None),
+            "/apis/cilium.io/v2/ciliumnodes"
+        );
+    }
+}
