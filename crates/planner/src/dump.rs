@@ -1,8 +1,37 @@
 //! Loading a [`ClusterSnapshot`] from a `kubectl get ... -o json|yaml` dump.
+//!
+//! ```text
+//!  file ─► sniff first byte ─┬─ `{` / `[` ─► JSON, streamed from a buffered reader:
+//!                            │              one object (a List or not), a top-level array,
+//!                            │              or several concatenated objects
+//!                            └─ otherwise ─► YAML, document by document
+//!                                     │
+//!        every object ─► dispatch on `kind` ─► projection (Pod, Node, ...) or whole object
+//!                                               (ConfigMap, DaemonSet, kept custom kinds);
+//!                                               unknown kinds skipped; `items` streamed
+//! ```
+//!
+//! A JSON dump is never held in memory, as text or as a tree: each object's fields are decoded
+//! as they are read. kubectl writes `apiVersion` and `kind` before `metadata`, `spec` and
+//! `status`, so the kind is normally known before the big fields arrive; fields that come
+//! earlier are buffered and replayed, so any key order is correct, only slower.
+//! YAML dumps (the small-cluster path) are parsed one document at a time.
 
-use std::path::Path;
+use std::{
+    fmt,
+    fs::File,
+    io::{BufRead, BufReader, Read},
+    path::Path,
+};
 
-use crate::snapshot::ClusterSnapshot;
+use k8s_openapi::api::{apps::v1::DaemonSet, core::v1::ConfigMap};
+use serde::{
+    Deserializer,
+    de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor},
+};
+use serde_json::Value;
+
+use crate::snapshot::{ClusterSnapshot, CustomObject, KEPT_CUSTOM_KINDS, raw::Parts};
 
 /// Why a dump could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -16,13 +45,498 @@ pub enum DumpError {
         #[source]
         source: std::io::Error,
     },
+    /// The JSON is malformed, or an object in it does not have the shape of its kind.
+    #[error("{origin}: {message}")]
+    Json {
+        /// The file.
+        origin: String,
+        /// What is wrong, where (item, kind, name, field, line and column).
+        message: String,
+    },
+    /// The YAML is malformed, or an object in it does not have the shape of its kind.
+    #[error("{origin}: document {document}: {message}")]
+    Yaml {
+        /// The file.
+        origin: String,
+        /// The document's index, from 1.
+        document: usize,
+        /// What is wrong, where.
+        message: String,
+    },
 }
 
 /// Loads a dump file.
 ///
 /// # Errors
-/// When the file cannot be read or an object in it is malformed.
+/// [`DumpError::Read`] when the file cannot be read; [`DumpError::Json`] / [`DumpError::Yaml`]
+/// naming the item, its kind and name, and the field when an object is malformed.
 pub fn load_path(path: &Path) -> Result<ClusterSnapshot, DumpError> {
-    let _ = path;
-    Ok(ClusterSnapshot::default())
+    let origin = path.display().to_string();
+    let file = File::open(path).map_err(|source| DumpError::Read {
+        path: origin.clone(),
+        source,
+    })?;
+    load_reader(file, &origin)
+}
+
+/// Loads a dump from text.
+///
+/// # Errors
+/// As [`load_path`].
+pub fn load_str(text: &str, origin: &str) -> Result<ClusterSnapshot, DumpError> {
+    load_reader(text.as_bytes(), origin)
+}
+
+/// Loads a dump from a reader; `origin` names it in errors.
+///
+/// # Errors
+/// As [`load_path`].
+pub fn load_reader(reader: impl Read, origin: &str) -> Result<ClusterSnapshot, DumpError> {
+    let mut reader = BufReader::with_capacity(1 << 20, reader);
+    let first = loop {
+        let buf = reader.fill_buf().map_err(|source| DumpError::Read {
+            path: origin.to_owned(),
+            source,
+        })?;
+        if buf.is_empty() {
+            break None;
+        }
+        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(i) => {
+                let b = buf[i];
+                reader.consume(i);
+                break Some(b);
+            }
+            None => {
+                let n = buf.len();
+                reader.consume(n);
+            }
+        }
+    };
+    let mut sink = Sink::default();
+    match first {
+        None => {}
+        Some(b'{' | b'[') => load_json(reader, origin, &mut sink)?,
+        Some(_) => load_yaml(reader, origin, &mut sink)?,
+    }
+    let mut snap = sink.snapshot;
+    snap.normalize();
+    Ok(snap)
+}
+
+fn load_json(reader: impl Read, origin: &str, sink: &mut Sink) -> Result<(), DumpError> {
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let json_err = |e: serde_json::Error| DumpError::Json {
+        origin: origin.to_owned(),
+        message: e.to_string(),
+    };
+    loop {
+        if de.end().is_ok() {
+            return Ok(());
+        }
+        TopSeed { sink: &mut *sink }
+            .deserialize(&mut de)
+            .map_err(json_err)?;
+    }
+}
+
+fn load_yaml(mut reader: impl Read, origin: &str, sink: &mut Sink) -> Result<(), DumpError> {
+    let mut text = String::new();
+    reader
+        .read_to_string(&mut text)
+        .map_err(|source| DumpError::Read {
+            path: origin.to_owned(),
+            source,
+        })?;
+    for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+        TopSeed { sink: &mut *sink }
+            .deserialize(doc)
+            .map_err(|e| DumpError::Yaml {
+                origin: origin.to_owned(),
+                document: i + 1,
+                message: e.to_string(),
+            })?;
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Sink {
+    snapshot: ClusterSnapshot,
+    items: usize,
+}
+
+/// A top-level value: an object, an array of objects, or nothing (an empty YAML document).
+struct TopSeed<'a> {
+    sink: &'a mut Sink,
+}
+
+impl<'de> DeserializeSeed<'de> for TopSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Kubernetes object, a List of objects, or an array of objects")
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq
+            .next_element_seed(ItemSeed {
+                sink: &mut *self.sink,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        ItemSeed { sink: self.sink }.visit_map(map)
+    }
+}
+
+/// Items of a List.
+struct ItemsSeed<'a> {
+    sink: &'a mut Sink,
+}
+
+impl<'de> DeserializeSeed<'de> for ItemsSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemsSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of Kubernetes objects in `items`")
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq
+            .next_element_seed(ItemSeed {
+                sink: &mut *self.sink,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+}
+
+/// One object. Dispatches on `kind` as soon as it is known.
+struct ItemSeed<'a> {
+    sink: &'a mut Sink,
+}
+
+impl<'de> DeserializeSeed<'de> for ItemSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+/// What is being built for the current object.
+enum Builder {
+    /// A projected kind, decoded field by field.
+    Projection(Parts),
+    /// Kept whole: ConfigMap, DaemonSet, Namespace, kept custom kinds.
+    Whole(WholeKind, serde_json::Map<String, Value>),
+    /// A kind the planner does not use.
+    Skip,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WholeKind {
+    ConfigMap,
+    DaemonSet,
+    Namespace,
+    Custom,
+}
+
+fn group_of(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map_or("", |(g, _)| g)
+}
+
+/// Which builder a kind needs; `None` when the API version is needed and not known yet.
+fn builder_for(kind: &str, api_version: Option<&str>) -> Option<Builder> {
+    let whole = |k| Some(Builder::Whole(k, serde_json::Map::new()));
+    match kind {
+        "ConfigMap" => return whole(WholeKind::ConfigMap),
+        "DaemonSet" => return whole(WholeKind::DaemonSet),
+        "Namespace" => return whole(WholeKind::Namespace),
+        "Node"
+        | "Pod"
+        | "PodDisruptionBudget"
+        | "Deployment"
+        | "ReplicaSet"
+        | "StatefulSet"
+        | "Service" => return Parts::for_kind(kind, "").map(Builder::Projection),
+        _ => {}
+    }
+    let group = group_of(api_version?);
+    if let Some(parts) = Parts::for_kind(kind, group) {
+        Some(Builder::Projection(parts))
+    } else if KEPT_CUSTOM_KINDS
+        .iter()
+        .any(|(g, k)| *g == group && *k == kind)
+    {
+        whole(WholeKind::Custom)
+    } else {
+        Some(Builder::Skip)
+    }
+}
+
+/// Decodes one field of a projected object, from the input or from a buffered value.
+struct FieldSeed<'a> {
+    parts: &'a mut Parts,
+    key: &'a str,
+}
+
+impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.parts.set(self.key, d)
+    }
+}
+
+fn whole_name(fields: &serde_json::Map<String, Value>) -> String {
+    let meta = fields.get("metadata");
+    let name = meta
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    match meta
+        .and_then(|m| m.get("namespace"))
+        .and_then(Value::as_str)
+    {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_owned(),
+    }
+}
+
+fn describe(index: usize, kind: Option<&str>, builder: &Builder) -> String {
+    let name = match builder {
+        Builder::Projection(p) => p.name(),
+        Builder::Whole(_, fields) => whole_name(fields),
+        Builder::Skip => "?".to_owned(),
+    };
+    format!("item {index} ({} {name})", kind.unwrap_or("?"))
+}
+
+/// Decodes one field of the current object straight from the input.
+fn add_field<'de, A: MapAccess<'de>>(
+    b: &mut Builder,
+    key: &str,
+    map: &mut A,
+    index: usize,
+    kind: Option<&str>,
+) -> Result<(), A::Error> {
+    let what = describe(index, kind, b);
+    match b {
+        Builder::Skip => {
+            map.next_value::<IgnoredAny>()?;
+        }
+        Builder::Projection(parts) => {
+            map.next_value_seed(FieldSeed { parts, key })
+                .map_err(|e| de::Error::custom(format!("{what}: field `{key}`: {e}")))?;
+        }
+        Builder::Whole(_, fields) => {
+            let v: Value = map.next_value()?;
+            fields.insert(key.to_owned(), v);
+        }
+    }
+    Ok(())
+}
+
+/// Replays a field that arrived before `kind`.
+fn add_value<E: de::Error>(
+    b: &mut Builder,
+    key: String,
+    value: Value,
+    index: usize,
+    kind: Option<&str>,
+) -> Result<(), E> {
+    let what = describe(index, kind, b);
+    match b {
+        Builder::Skip => {}
+        Builder::Projection(parts) => {
+            FieldSeed { parts, key: &key }
+                .deserialize(value)
+                .map_err(|e| E::custom(format!("{what}: field `{key}`: {e}")))?;
+        }
+        Builder::Whole(_, fields) => {
+            fields.insert(key, value);
+        }
+    }
+    Ok(())
+}
+
+impl<'de> Visitor<'de> for ItemSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Kubernetes object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let index = self.sink.items;
+        self.sink.items += 1;
+        let mut kind: Option<String> = None;
+        let mut api_version: Option<String> = None;
+        let mut builder: Option<Builder> = None;
+        let mut early: Vec<(String, Value)> = Vec::new();
+        let mut had_items = false;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "kind" => {
+                    let k: Option<String> = map.next_value()?;
+                    kind = k;
+                }
+                "apiVersion" => {
+                    let v: Option<String> = map.next_value()?;
+                    api_version = v;
+                }
+                // A List's items are streamed one by one, whatever the order of the keys.
+                "items" => {
+                    had_items = true;
+                    map.next_value_seed(ItemsSeed {
+                        sink: &mut *self.sink,
+                    })?;
+                }
+                _ => match &mut builder {
+                    Some(b) => add_field(b, &key, &mut map, index, kind.as_deref())?,
+                    None => early.push((key, map.next_value::<Value>()?)),
+                },
+            }
+            if builder.is_none()
+                && let Some(k) = &kind
+                && let Some(b) = builder_for(k, api_version.as_deref())
+            {
+                let mut b = b;
+                for (key, value) in early.drain(..) {
+                    add_value(&mut b, key, value, index, kind.as_deref())?;
+                }
+                builder = Some(b);
+            }
+        }
+        let Some(kind) = kind else {
+            if had_items {
+                return Ok(());
+            }
+            return Err(de::Error::custom(format!(
+                "item {index}: object has no `kind` (expected output of `kubectl get ... -o json|yaml`)"
+            )));
+        };
+        if kind.ends_with("List") {
+            return Ok(());
+        }
+        let builder = match builder {
+            Some(b) => b,
+            // A kind that needs an API version and got none: a custom kind we cannot place.
+            None => match builder_for(&kind, Some("")) {
+                Some(mut b) => {
+                    for (key, value) in early.drain(..) {
+                        add_value(&mut b, key, value, index, Some(&kind))?;
+                    }
+                    b
+                }
+                None => Builder::Skip,
+            },
+        };
+        finish(
+            self.sink,
+            builder,
+            &kind,
+            api_version.as_deref().unwrap_or_default(),
+            index,
+        )
+    }
+}
+
+fn finish<E: de::Error>(
+    sink: &mut Sink,
+    builder: Builder,
+    kind: &str,
+    api_version: &str,
+    index: usize,
+) -> Result<(), E> {
+    let what = describe(index, Some(kind), &builder);
+    let snap = &mut sink.snapshot;
+    match builder {
+        Builder::Skip => Ok(()),
+        Builder::Projection(parts) => {
+            parts.push_into(snap);
+            Ok(())
+        }
+        Builder::Whole(wk, mut fields) => {
+            fields.insert("kind".to_owned(), Value::String(kind.to_owned()));
+            fields.insert(
+                "apiVersion".to_owned(),
+                Value::String(api_version.to_owned()),
+            );
+            let value = Value::Object(fields);
+            let bad = |e: serde_json::Error| E::custom(format!("{what}: {e}"));
+            match wk {
+                WholeKind::ConfigMap => {
+                    snap.configmaps
+                        .push(serde_json::from_value::<ConfigMap>(value).map_err(bad)?);
+                }
+                WholeKind::DaemonSet => {
+                    snap.daemonsets
+                        .push(serde_json::from_value::<DaemonSet>(value).map_err(bad)?);
+                }
+                WholeKind::Namespace => {
+                    let name = value["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    if name.is_empty() {
+                        return Err(E::custom(format!(
+                            "{what}: a Namespace needs metadata.name"
+                        )));
+                    }
+                    snap.namespaces.push(name);
+                }
+                WholeKind::Custom => {
+                    let meta = &value["metadata"];
+                    let name = meta["name"].as_str().unwrap_or_default().to_owned();
+                    if name.is_empty() {
+                        return Err(E::custom(format!("{what}: metadata.name is missing")));
+                    }
+                    let namespace = meta["namespace"].as_str().map(str::to_owned);
+                    snap.custom.push(CustomObject {
+                        api_version: api_version.to_owned(),
+                        kind: kind.to_owned(),
+                        namespace,
+                        name,
+                        object: value,
+                    });
+                }
+            }
+            Ok(())
+        }
+    }
 }

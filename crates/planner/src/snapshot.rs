@@ -17,6 +17,8 @@
 use std::{collections::BTreeMap, fmt, net::IpAddr};
 
 use k8s_openapi::api::{apps::v1::DaemonSet, core::v1::ConfigMap};
+
+pub(crate) mod raw;
 use serde::{Deserialize, Serialize};
 
 /// A reference to one Kubernetes object, used in findings, steps and error messages.
@@ -77,10 +79,10 @@ pub struct OwnerRef {
 #[serde(rename_all = "camelCase")]
 pub struct LabelSelector {
     /// `matchLabels`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "raw::null_default")]
     pub match_labels: BTreeMap<String, String>,
     /// `matchExpressions`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "raw::null_default")]
     pub match_expressions: Vec<LabelSelectorRequirement>,
 }
 
@@ -92,7 +94,7 @@ pub struct LabelSelectorRequirement {
     /// `In`, `NotIn`, `Exists` or `DoesNotExist`.
     pub operator: String,
     /// Values for `In` / `NotIn`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "raw::null_default")]
     pub values: Vec<String>,
 }
 
@@ -189,7 +191,8 @@ pub struct NodeAddress {
 }
 
 /// Projection of a Node.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "raw::RawNode")]
 pub struct NodeInfo {
     /// `metadata.name`.
     pub name: String,
@@ -219,6 +222,8 @@ pub struct NodeInfo {
     pub kubelet_version: Option<String>,
     /// `status.nodeInfo.containerRuntimeVersion`.
     pub container_runtime: Option<String>,
+    /// `status.nodeInfo.bootID`: changes when the machine reboots.
+    pub boot_id: Option<String>,
 }
 
 impl NodeInfo {
@@ -277,7 +282,8 @@ pub struct ContainerInfo {
 }
 
 /// Projection of a Pod: what detection, preflight, drain and verification need.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "raw::RawPod")]
 pub struct PodInfo {
     /// `metadata.namespace`.
     pub namespace: String,
@@ -313,6 +319,10 @@ pub struct PodInfo {
     pub pod_ips: Vec<IpAddr>,
     /// Whether the `Ready` condition is `True`.
     pub ready: bool,
+    /// The first container's waiting reason, e.g. `CrashLoopBackOff`, when it is waiting.
+    pub waiting_reason: Option<String>,
+    /// Restarts of all containers together.
+    pub restarts: i64,
 }
 
 impl PodInfo {
@@ -333,7 +343,8 @@ impl PodInfo {
 }
 
 /// Projection of a PodDisruptionBudget (`policy/v1`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "raw::RawPdb")]
 pub struct PdbInfo {
     /// `metadata.namespace`.
     pub namespace: String,
@@ -362,8 +373,10 @@ impl PdbInfo {
     }
 }
 
-/// Projection of a Deployment, ReplicaSet or StatefulSet.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+/// Projection of a Deployment, ReplicaSet or StatefulSet. Items of a LIST carry no `kind`:
+/// whoever lists them sets it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "raw::RawWorkload")]
 pub struct WorkloadInfo {
     /// `Deployment`, `ReplicaSet` or `StatefulSet`.
     pub kind: String,
@@ -386,7 +399,8 @@ pub struct WorkloadInfo {
 }
 
 /// Projection of a Service.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "raw::RawService")]
 pub struct ServiceInfo {
     /// `metadata.namespace`.
     pub namespace: String,
@@ -401,7 +415,8 @@ pub struct ServiceInfo {
 }
 
 /// Projection of a NetworkPolicy.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "raw::RawNetworkPolicy")]
 pub struct NetworkPolicyInfo {
     /// `metadata.namespace`.
     pub namespace: String,
