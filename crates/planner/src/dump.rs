@@ -540,3 +540,166 @@ fn finish<E: de::Error>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::*;
+    use crate::snapshot::PodPhase;
+
+    const POD: &str = r#"{"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-1", "namespace": "shop", "uid": "u1",
+            "labels": {"app": "web"},
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+            "managedFields": [{"manager": "kubelet", "fieldsV1": {"f:status": {}}}],
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "Other", "name": "x", "uid": "ux"},
+                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d", "uid": "rs1", "controller": true}]},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "nginx:1", "args": ["-x"],
+                  "env": [{"name": "A", "value": "b"}], "livenessProbe": {"httpGet": {"port": 80}}}],
+                 "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "c"}}],
+                 "terminationGracePeriodSeconds": 45},
+        "status": {"phase": "Running", "podIP": "10.244.1.5", "podIPs": [{"ip": "10.244.1.5"}, {"ip": "fd00::5"}],
+                   "conditions": [{"type": "Ready", "status": "True"}],
+                   "containerStatuses": [{"name": "c", "restartCount": 3, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}"#;
+
+    #[test]
+    fn a_pod_projects_only_what_is_needed() {
+        let snap = load_str(&format!(r#"{{"kind": "List", "items": [{POD}]}}"#), "d").unwrap();
+        let p = &snap.pods[0];
+        assert_eq!(
+            (p.namespace.as_str(), p.name.as_str(), p.uid.as_str()),
+            ("shop", "web-1", "u1")
+        );
+        assert_eq!(p.owner.as_ref().map(|o| o.name.as_str()), Some("web-7d"));
+        assert!(p.empty_dir && !p.mirror && p.ready && !p.host_network);
+        assert_eq!(p.phase, PodPhase::Running);
+        assert_eq!(
+            p.pod_ips,
+            vec![
+                "10.244.1.5".parse::<IpAddr>().unwrap(),
+                "fd00::5".parse().unwrap()
+            ]
+        );
+        assert_eq!(p.grace_period_seconds, Some(45));
+        assert_eq!(p.containers[0].args, ["-x"]);
+        assert_eq!(p.waiting_reason.as_deref(), Some("CrashLoopBackOff"));
+        assert_eq!(p.restarts, 3);
+    }
+
+    #[test]
+    fn kind_after_the_fields_is_still_understood() {
+        let reordered = r#"{"metadata": {"name": "n1", "labels": {"a": "b"}}, "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+                            "spec": {"podCIDR": "10.244.0.0/24"}, "kind": "Node", "apiVersion": "v1"}"#;
+        let snap = load_str(reordered, "d").unwrap();
+        assert_eq!(snap.nodes[0].name, "n1");
+        assert_eq!(snap.nodes[0].pod_cidrs, ["10.244.0.0/24"]);
+        assert!(snap.nodes[0].ready);
+    }
+
+    #[test]
+    fn yaml_documents_lists_and_single_objects_all_load() {
+        let yaml = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n\
+                    apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Namespace\n  metadata: {name: b}\n---\n";
+        let snap = load_str(yaml, "d.yaml").unwrap();
+        assert_eq!(snap.namespaces, ["a", "b"]);
+        let json = r#"{"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": "x"}} {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": "y"}}"#;
+        assert_eq!(load_str(json, "d").unwrap().namespaces, ["x", "y"]);
+        let array = r#"[{"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": "z"}}]"#;
+        assert_eq!(load_str(array, "d").unwrap().namespaces, ["z"]);
+        assert!(load_str("", "d").unwrap().nodes.is_empty());
+        assert!(load_str("  \n ", "d").unwrap().nodes.is_empty());
+    }
+
+    #[test]
+    fn unknown_kinds_are_ignored_and_kept_kinds_are_kept() {
+        let text = r#"{"kind": "List", "items": [
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "r"}, "rules": []},
+            {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "x"}},
+            {"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool", "metadata": {"name": "p"}, "spec": {"cidr": "192.168.0.0/16"}},
+            {"apiVersion": "projectcalico.org/v3", "kind": "NetworkPolicy", "metadata": {"name": "cnp", "namespace": "a"}},
+            {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "np", "namespace": "a"}},
+            {"apiVersion": "policy/v1beta1", "kind": "PodDisruptionBudget", "metadata": {"name": "b", "namespace": "a"},
+             "spec": {"minAvailable": "50%", "selector": {"matchLabels": {"app": "x"}}}, "status": {"disruptionsAllowed": 0}}]}"#;
+        let snap = load_str(text, "d").unwrap();
+        assert_eq!(snap.custom.len(), 1);
+        assert_eq!(snap.custom[0].kind, "IPPool");
+        assert_eq!(snap.network_policies.len(), 1);
+        assert_eq!(
+            snap.pdbs[0].min_available,
+            Some(crate::snapshot::IntOrString::String("50%".into()))
+        );
+        assert_eq!(snap.pdbs[0].disruptions_allowed, Some(0));
+    }
+
+    #[test]
+    fn malformed_objects_are_named() {
+        let text = r#"{"kind": "List", "items": [{"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": "ok"}},
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bad", "namespace": "ns"}, "spec": {"hostNetwork": "yes"}}]}"#;
+        let err = load_str(text, "dump.json").unwrap_err().to_string();
+        assert!(
+            err.contains("dump.json") && err.contains("item 2") && err.contains("Pod ns/bad"),
+            "{err}"
+        );
+        assert!(
+            err.contains("field `spec`") && err.contains("line"),
+            "{err}"
+        );
+        let err = load_str(r#"{"items": [{"metadata": {"name": "x"}}]}"#, "d")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no `kind`"), "{err}");
+        let err = load_str("kind: Pod\nspec: [\n", "d.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("d.yaml") && err.contains("document 1"),
+            "{err}"
+        );
+        let err = load_str(r#"{"kind": "Node", "metadata": {"name": 5}}"#, "d")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Node") && err.contains("metadata"), "{err}");
+    }
+
+    #[test]
+    fn nulls_and_missing_sections_are_tolerated() {
+        let text = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "n", "labels": null,
+            "annotations": null, "ownerReferences": null}, "spec": {"volumes": null, "containers": null}, "status": null}"#;
+        let snap = load_str(text, "d").unwrap();
+        assert_eq!(snap.pods[0].phase, PodPhase::Unknown);
+        let mirror = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "kube-apiserver-n", "namespace": "kube-system",
+            "annotations": {"kubernetes.io/config.mirror": "abc"}}}"#;
+        assert!(load_str(mirror, "d").unwrap().pods[0].mirror);
+    }
+
+    #[test]
+    fn whole_objects_keep_their_content() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kube-flannel-cfg, namespace: kube-flannel}\n\
+                    data:\n  net-conf.json: '{\"Network\": \"10.244.0.0/16\"}'\n";
+        let snap = load_str(text, "d").unwrap();
+        let cm = snap.configmap("kube-flannel", "kube-flannel-cfg").unwrap();
+        assert!(cm.data.as_ref().unwrap()["net-conf.json"].contains("10.244.0.0/16"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = load_reader(bytes.as_slice(), "fuzz");
+        }
+
+        #[test]
+        fn mutated_dumps_never_panic(cut in 0usize..4000, insert in "[ -~]{0,8}", json in proptest::bool::ANY) {
+            let base = if json { format!(r#"{{"kind": "List", "items": [{POD}]}}"#) } else {
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: b}\nspec: {nodeName: n}\n---\nkind: Node\nmetadata: {name: n}\n".to_owned()
+            };
+            let at = base.char_indices().map(|(i, _)| i).nth(cut % base.len()).unwrap_or(0);
+            let mut text = base.clone();
+            text.insert_str(at, &insert);
+            let _ = load_str(&text, "fuzz");
+            text.truncate(at);
+            let _ = load_str(&text, "fuzz");
+        }
+    }
+}
