@@ -476,6 +476,27 @@ impl<'de> Visitor<'de> for ItemSeed<'_> {
     }
 }
 
+/// Old manifests (Flannel v0.11) ship `extensions/v1beta1` DaemonSets, whose fields are the
+/// same as `apps/v1` for what the planner reads, but whose `spec.selector` was optional
+/// (defaulted from the template's labels). Read them as `apps/v1`.
+fn upgrade_daemonset(fields: &mut serde_json::Map<String, Value>) {
+    fields.insert("apiVersion".to_owned(), Value::String("apps/v1".to_owned()));
+    if let Some(Value::Object(spec)) = fields.get_mut("spec")
+        && spec.get("selector").is_none_or(Value::is_null)
+    {
+        let labels = spec
+            .get("template")
+            .and_then(|t| t.get("metadata"))
+            .and_then(|m| m.get("labels"))
+            .cloned()
+            .unwrap_or_else(|| Value::Object(serde_json::Map::new()));
+        spec.insert(
+            "selector".to_owned(),
+            serde_json::json!({ "matchLabels": labels }),
+        );
+    }
+}
+
 fn finish<E: de::Error>(
     sink: &mut Sink,
     builder: Builder,
@@ -497,6 +518,9 @@ fn finish<E: de::Error>(
                 "apiVersion".to_owned(),
                 Value::String(api_version.to_owned()),
             );
+            if wk == WholeKind::DaemonSet {
+                upgrade_daemonset(&mut fields);
+            }
             let value = Value::Object(fields);
             let bad = |e: serde_json::Error| E::custom(format!("{what}: {e}"));
             match wk {
