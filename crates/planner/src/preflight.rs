@@ -1,8 +1,68 @@
-//! Preflight: the spec checked against the facts.
+//! Preflight: the spec checked against the facts, before anything changes.
+//!
+//! Every check is a small function from (spec, snapshot, facts) to findings. Each finding
+//! carries the concrete facts in its message (CIDRs, ports, counts, names), the objects
+//! involved, and the fix. Errors block `apply`.
+//!
+//! Scale: at 150,000 pods and 5,000 nodes every check is linear in pods and nodes; PDBs are
+//! matched against the pods of their own namespace only.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ipnet::IpNet;
 
 use crate::{
-    facts::NetworkFacts, findings::Finding, snapshot::ClusterSnapshot, spec::MigrationSpec,
+    facts::{CalicoInstall, CniKind, Encapsulation, NetworkFacts, Platform, ServiceCidrSource},
+    findings::{Finding, FindingCode, Severity},
+    plan::evictable,
+    snapshot::{ClusterSnapshot, ObjectRef, PdbInfo, PodInfo},
+    spec::MigrationSpec,
 };
+
+/// How many objects a finding lists before it says "and N more" (a 150,000-pod cluster must
+/// not produce a 150,000-entry finding).
+pub const MAX_OBJECTS: usize = 50;
+/// How many names a message spells out.
+const MAX_NAMED: usize = 10;
+
+fn finding(
+    code: FindingCode,
+    severity: Severity,
+    message: String,
+    objects: Vec<ObjectRef>,
+    fix: String,
+) -> Finding {
+    Finding {
+        code,
+        severity,
+        message,
+        objects,
+        fix,
+    }
+}
+
+fn cidrs(list: &[IpNet]) -> String {
+    list.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn named(list: &[String]) -> String {
+    if list.len() <= MAX_NAMED {
+        list.join(", ")
+    } else {
+        format!(
+            "{} and {} more",
+            list[..MAX_NAMED].join(", "),
+            list.len() - MAX_NAMED
+        )
+    }
+}
+
+fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
 
 /// Every finding, sorted by severity, then code, then objects.
 pub fn preflight(
@@ -10,6 +70,705 @@ pub fn preflight(
     snapshot: &ClusterSnapshot,
     facts: &NetworkFacts,
 ) -> Vec<Finding> {
-    let _ = (spec, snapshot, facts);
-    Vec::new()
+    let mut out = Vec::new();
+    source_cni(spec, facts, &mut out);
+    overlaps_existing(spec, snapshot, facts, &mut out);
+    overlaps_service(spec, facts, &mut out);
+    overlaps_nodes(spec, facts, &mut out);
+    too_small(spec, snapshot, &mut out);
+    tunnel_port(spec, facts, &mut out);
+    network_policies(snapshot, &mut out);
+    calico_checks(facts, &mut out);
+    aws_snat(spec, facts, &mut out);
+    pods_and_pdbs(spec, snapshot, &mut out);
+    cilium_config(spec, facts, &mut out);
+    ipv6(spec, facts, &mut out);
+    platform(facts, &mut out);
+    service_unknown(facts, &mut out);
+    out.sort_by(|a, b| {
+        (a.severity, a.code, &a.objects, &a.message)
+            .cmp(&(b.severity, b.code, &b.objects, &b.message))
+    });
+    out
+}
+
+fn source_cni(_spec: &MigrationSpec, facts: &NetworkFacts, out: &mut Vec<Finding>) {
+    let s = &facts.source;
+    let unsupported = |message: String, fix: &str| {
+        finding(
+            FindingCode::SourceCniUnsupported,
+            Severity::Error,
+            message,
+            s.objects.clone(),
+            fix.to_owned(),
+        )
+    };
+    match s.cni {
+        CniKind::Unknown => out.push(unsupported(
+            "no supported CNI was found (Flannel, Calico or the AWS VPC CNI): the dual-overlay migration needs to know the old overlay to keep it disjoint".to_owned(),
+            "make sure the dump includes ConfigMaps and DaemonSets of kube-system, kube-flannel and calico-system (and Calico's custom resources), or migrate by replacing nodes instead",
+        )),
+        CniKind::Cilium => out.push(unsupported(
+            "Cilium is already the cluster's CNI (cilium-config exists and no other CNI was found): there is nothing to migrate".to_owned(),
+            "nothing to do; if a migration was interrupted after the old CNI was removed, finish it with `cni-migrate resume`",
+        )),
+        CniKind::Flannel => {
+            let backend = s.flannel.as_ref().map_or("", |f| f.net_conf.backend.as_str());
+            if matches!(backend, "alloc" | "tencent-vpc" | "ipsec") || s.encapsulation == Encapsulation::Unknown {
+                out.push(unsupported(
+                    format!("Flannel's backend `{backend}` does not route pods through the Linux routing stack as the migration needs (supported: vxlan, udp, wireguard, host-gw, ipip)"),
+                    "move Flannel to the vxlan backend first, or migrate by replacing nodes",
+                ));
+            }
+            if s.pod_cidrs.is_empty() {
+                out.push(unsupported(
+                    "Flannel's pod network (net-conf.json `Network`) could not be read, so disjointness cannot be proven".to_owned(),
+                    "fix kube-flannel-cfg's net-conf.json (see the detection notes), then plan again",
+                ));
+            }
+        }
+        CniKind::Calico => {
+            if let Some(c) = &s.calico
+                && c.bpf_enabled
+            {
+                out.push(unsupported(
+                    "Calico runs its eBPF dataplane, which does not use the Linux routing stack the dual overlay relies on".to_owned(),
+                    "switch Calico back to the iptables dataplane (linuxDataplane: Iptables / bpfEnabled: false) first",
+                ));
+            }
+            if s.pod_cidrs.is_empty() {
+                out.push(unsupported(
+                    "no enabled Calico IP pool was found, so disjointness cannot be proven".to_owned(),
+                    "include Calico's IPPool objects (ippools.crd.projectcalico.org) in the dump",
+                ));
+            }
+            if s.encapsulation == Encapsulation::None {
+                out.push(finding(
+                    FindingCode::SourceCniUntestedBgp,
+                    Severity::Warning,
+                    "Calico routes pods with BGP and no encapsulation: Cilium's migration procedure has not been tested with BGP routing".to_owned(),
+                    s.calico.iter().flat_map(|c| c.pools.iter().map(|p| p.source.clone())).collect(),
+                    "rehearse on a copy of the cluster first (`cni-migrate rehearse`), or switch the pools to VXLAN before migrating".to_owned(),
+                ));
+            }
+        }
+        CniKind::AwsVpcCni => {}
+    }
+}
+
+fn overlaps_existing(
+    spec: &MigrationSpec,
+    snap: &ClusterSnapshot,
+    facts: &NetworkFacts,
+    out: &mut Vec<Finding>,
+) {
+    let mut hits: Vec<(IpNet, String, ObjectRef)> = Vec::new();
+    let source_obj = facts.source.objects.first().cloned();
+    for new in &spec.target.pod_cidrs {
+        for old in &facts.source.pod_cidrs {
+            if overlaps(new, old) {
+                hits.push((
+                    *new,
+                    format!("the {} pod network {old}", facts.source.cni),
+                    source_obj
+                        .clone()
+                        .unwrap_or_else(|| ObjectRef::cluster("Cluster", "pod-network")),
+                ));
+            }
+        }
+        if let Some(c) = &facts.source.calico {
+            for p in c.pools.iter().filter(|p| p.disabled) {
+                if overlaps(new, &p.cidr) {
+                    hits.push((
+                        *new,
+                        format!(
+                            "disabled Calico pool {} ({}), which may still hold addresses",
+                            p.name, p.cidr
+                        ),
+                        p.source.clone(),
+                    ));
+                }
+            }
+        }
+        let mut nodes_hit = Vec::new();
+        for n in &facts.nodes {
+            if n.pod_cidrs.iter().any(|c| overlaps(new, c)) {
+                nodes_hit.push(n.node.clone());
+            }
+        }
+        if !nodes_hit.is_empty() {
+            hits.push((
+                *new,
+                format!("the spec.podCIDRs of node(s) {}", named(&nodes_hit)),
+                ObjectRef::cluster("Node", &nodes_hit[0]),
+            ));
+        }
+        if let Some(c) = &facts.cilium
+            && let Some(pool) = c.config.get("cluster-pool-ipv4-cidr")
+        {
+            for existing in pool
+                .split([' ', ','])
+                .filter_map(|p| p.parse::<IpNet>().ok())
+            {
+                if overlaps(new, &existing) && !spec.target.pod_cidrs.contains(&existing) {
+                    hits.push((
+                        *new,
+                        format!("an installed Cilium's cluster pool {existing}"),
+                        ObjectRef::namespaced("ConfigMap", "kube-system", "cilium-config"),
+                    ));
+                }
+            }
+        }
+        // Pods running outside the old pool's known ranges (e.g. VPC addresses) that fall in
+        // the new pool would collide too.
+        let in_use = snap
+            .pods
+            .iter()
+            .filter(|p| !p.host_network)
+            .filter(|p| p.pod_ips.iter().any(|ip| new.contains(ip)))
+            .filter(|p| !p.labels.get("k8s-app").is_some_and(|a| a == "cilium"))
+            .count();
+        if in_use > 0 && facts.cilium.is_none() {
+            hits.push((
+                *new,
+                format!("{in_use} running pod(s) already using addresses in it"),
+                ObjectRef::cluster("Pod", "*"),
+            ));
+        }
+    }
+    if hits.is_empty() {
+        return;
+    }
+    let what: Vec<String> = hits
+        .iter()
+        .map(|(n, w, _)| format!("{n} overlaps {w}"))
+        .collect();
+    let mut objects: Vec<ObjectRef> = hits.into_iter().map(|(_, _, o)| o).collect();
+    objects.sort();
+    objects.dedup();
+    out.push(finding(
+        FindingCode::PodCidrOverlapsExisting,
+        Severity::Error,
+        format!("the new pod CIDR is not disjoint from addresses in use: {}", what.join("; ")),
+        objects,
+        format!("choose target.podCIDRs outside {} (for example the next free /16, as the Cilium guide uses 10.245.0.0/16 beside 10.244.0.0/16)", cidrs(&facts.source.pod_cidrs)),
+    ));
+}
+
+fn overlaps_service(spec: &MigrationSpec, facts: &NetworkFacts, out: &mut Vec<Finding>) {
+    let svc = &facts.service;
+    let mut hits = Vec::new();
+    for new in &spec.target.pod_cidrs {
+        for s in &svc.cidrs {
+            if overlaps(new, s) {
+                hits.push(format!("{new} overlaps the service range {s}"));
+            }
+        }
+        if let Some(ip) = svc.kubernetes_service_ip
+            && new.contains(&ip)
+            && !hits.iter().any(|h| h.starts_with(&new.to_string()))
+        {
+            hits.push(format!("{new} contains the kubernetes Service IP {ip}"));
+        }
+    }
+    if !hits.is_empty() {
+        out.push(finding(
+            FindingCode::PodCidrOverlapsServiceCidr,
+            Severity::Error,
+            format!(
+                "the new pod CIDR collides with Services: {}",
+                hits.join("; ")
+            ),
+            vec![ObjectRef::namespaced("Service", "default", "kubernetes")],
+            format!(
+                "choose target.podCIDRs outside the service range {}",
+                cidrs(&svc.cidrs)
+            ),
+        ));
+    }
+}
+
+fn overlaps_nodes(spec: &MigrationSpec, facts: &NetworkFacts, out: &mut Vec<Finding>) {
+    let mut hit_nodes = Vec::new();
+    let mut nets = BTreeSet::new();
+    for n in &facts.nodes {
+        for new in &spec.target.pod_cidrs {
+            let ip_hit = n.internal_ips.iter().any(|ip| new.contains(ip));
+            let net_hit: Vec<&IpNet> = n.networks.iter().filter(|net| overlaps(new, net)).collect();
+            if ip_hit || !net_hit.is_empty() {
+                hit_nodes.push(n.node.clone());
+                nets.extend(net_hit.into_iter().map(ToString::to_string));
+            }
+        }
+    }
+    if hit_nodes.is_empty() {
+        return;
+    }
+    hit_nodes.dedup();
+    out.push(finding(
+        FindingCode::PodCidrOverlapsNodeNetwork,
+        Severity::Error,
+        format!(
+            "the new pod CIDR {} overlaps the network of {} node(s) ({}): {}",
+            cidrs(&spec.target.pod_cidrs),
+            hit_nodes.len(),
+            named(&hit_nodes),
+            nets.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+        hit_nodes.iter().take(MAX_OBJECTS).map(|n| ObjectRef::cluster("Node", n)).collect(),
+        "choose target.podCIDRs outside every node's network; pods would otherwise shadow node addresses".to_owned(),
+    ));
+}
+
+fn too_small(spec: &MigrationSpec, snap: &ClusterSnapshot, out: &mut Vec<Finding>) {
+    let mask = u32::from(spec.target.mask_size);
+    let blocks: u128 = spec
+        .target
+        .pod_cidrs
+        .iter()
+        .map(|c| {
+            let bits = mask.saturating_sub(u32::from(c.prefix_len()));
+            if bits >= 64 {
+                u128::from(u64::MAX)
+            } else {
+                1u128 << bits
+            }
+        })
+        .sum();
+    let nodes = snap.nodes.len();
+    let nodes_i = i64::try_from(nodes).unwrap_or(i64::MAX);
+    let headroom = spec
+        .target
+        .headroom
+        .resolve(nodes_i, true)
+        .unwrap_or(0)
+        .max(1);
+    let needed = u128::try_from(nodes_i.saturating_add(headroom)).unwrap_or(u128::MAX);
+    if blocks >= needed {
+        return;
+    }
+    // The largest per-node mask that would fit, keeping the pool.
+    let fits = (u32::from(
+        spec.target
+            .pod_cidrs
+            .iter()
+            .map(IpNet::prefix_len)
+            .min()
+            .unwrap_or(0),
+    )..=128)
+        .rev()
+        .find(|m| {
+            let total: u128 = spec
+                .target
+                .pod_cidrs
+                .iter()
+                .map(|c| {
+                    1u128
+                        .checked_shl(m.saturating_sub(u32::from(c.prefix_len())))
+                        .unwrap_or(u128::MAX)
+                })
+                .sum();
+            *m <= u32::from(spec.target.pod_cidrs[0].max_prefix_len()) && total >= needed
+        });
+    out.push(finding(
+        FindingCode::PodCidrTooSmall,
+        Severity::Error,
+        format!(
+            "{} holds {blocks} per-node block(s) of /{mask}, but {nodes} node(s) plus headroom {headroom} need {needed}",
+            cidrs(&spec.target.pod_cidrs)
+        ),
+        vec![],
+        match fits {
+            Some(m) if m > mask => format!("use a larger pool, or raise target.maskSize to /{m} (fewer pod IPs per node: {} each)", (1u128 << (32u32.saturating_sub(m).min(127))).saturating_sub(2)),
+            _ => "use a larger pool in target.podCIDRs".to_owned(),
+        },
+    ));
+}
+
+fn tunnel_port(spec: &MigrationSpec, facts: &NetworkFacts, out: &mut Vec<Finding>) {
+    let ours = spec.target.tunnel.effective_port();
+    let mut theirs: Vec<u16> = facts.source.port.into_iter().collect();
+    if let Some(f) = &facts.source.flannel {
+        theirs.extend(f.net_conf.port_v6);
+        if f.net_conf.backend == "wireguard"
+            && f.net_conf.port_v6.is_none()
+            && f.net_conf.enable_ipv6
+        {
+            theirs.push(51821);
+        }
+    }
+    if let Some(c) = &facts.source.calico {
+        if facts.source.encapsulation == Encapsulation::Vxlan {
+            theirs.push(c.vxlan_port);
+        }
+        theirs.extend(c.wireguard_port);
+    }
+    if !theirs.contains(&ours) {
+        return;
+    }
+    let defaulted = spec.target.tunnel.port.is_none();
+    out.push(finding(
+        FindingCode::TunnelPortCollision,
+        Severity::Error,
+        format!(
+            "Cilium's {} tunnel would use UDP {ours}{}, which the old {} overlay already uses: the agent cannot create its tunnel device (\"address already in use\") and crash-loops",
+            spec.target.tunnel.protocol,
+            if defaulted { " (Cilium's default)" } else { "" },
+            facts.source.cni
+        ),
+        facts.source.objects.iter().take(2).cloned().collect(),
+        format!(
+            "set target.tunnel.port to a free port such as {}, or use target.tunnel.protocol: geneve (port 6081)",
+            if ours == 8473 { 8474 } else { 8473 }
+        ),
+    ));
+}
+
+fn network_policies(snap: &ClusterSnapshot, out: &mut Vec<Finding>) {
+    let calico_policies: Vec<&crate::snapshot::CustomObject> = snap
+        .custom
+        .iter()
+        .filter(|o| o.group().contains("projectcalico.org") && o.kind.ends_with("NetworkPolicy"))
+        .collect();
+    if snap.network_policies.is_empty() && calico_policies.is_empty() {
+        return;
+    }
+    let namespaces: BTreeSet<&str> = snap
+        .network_policies
+        .iter()
+        .map(|p| p.namespace.as_str())
+        .collect();
+    let mut objects: Vec<ObjectRef> = snap
+        .network_policies
+        .iter()
+        .map(|p| ObjectRef::namespaced("NetworkPolicy", &p.namespace, &p.name))
+        .chain(calico_policies.iter().map(|o| o.object_ref()))
+        .collect();
+    objects.truncate(MAX_OBJECTS);
+    out.push(finding(
+        FindingCode::NetworkPoliciesPresent,
+        Severity::Warning,
+        format!(
+            "{} NetworkPolicy object(s) in {} namespace(s){}: Cilium enforces no policy during the migration (policyEnforcementMode: never), and the old CNI stops enforcing them on migrated nodes",
+            snap.network_policies.len(),
+            namespaces.len(),
+            if calico_policies.is_empty() { String::new() } else { format!(" and {} Calico policy object(s)", calico_policies.len()) }
+        ),
+        objects,
+        "plan the migration window accordingly (policies are enforced again by Cilium after finalize); convert Calico-specific policies to CiliumNetworkPolicies before finalize".to_owned(),
+    ));
+}
+
+fn calico_checks(facts: &NetworkFacts, out: &mut Vec<Finding>) {
+    let Some(c) = &facts.source.calico else {
+        return;
+    };
+    if !c.autodetect.first_found {
+        return;
+    }
+    let fix = match c.install {
+        CalicoInstall::Operator => r#"kubectl patch installations.operator.tigera.io default --type=merge --patch '{"spec": {"calicoNetwork": {"nodeAddressAutodetectionV4": {"firstFound": false, "kubernetes": "NodeInternalIP"}}}}'"#.to_owned(),
+        CalicoInstall::Manifest => format!("kubectl -n {} set env daemonset/calico-node IP_AUTODETECTION_METHOD=kubernetes-internal-ip", c.namespace),
+    };
+    out.push(finding(
+        FindingCode::CalicoAutodetectFirstFound,
+        Severity::Error,
+        format!(
+            "Calico picks node addresses with `{}`: once Cilium creates its cilium_host interface on a node, Calico may choose it and break node routing cluster-wide (a known outage of this migration)",
+            c.autodetect.method
+        ),
+        c.autodetect.source.iter().cloned().collect(),
+        fix,
+    ));
+}
+
+fn aws_snat(spec: &MigrationSpec, facts: &NetworkFacts, out: &mut Vec<Finding>) {
+    let Some(aws) = &facts.source.aws else { return };
+    if aws.external_snat {
+        return;
+    }
+    let missing: Vec<&IpNet> = spec
+        .target
+        .pod_cidrs
+        .iter()
+        .filter(|new| !aws.exclude_snat_cidrs.iter().any(|ex| ex.contains(*new)))
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let mut list: Vec<String> = aws
+        .exclude_snat_cidrs
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    list.extend(missing.iter().map(ToString::to_string));
+    out.push(finding(
+        FindingCode::AwsCniSnatExclusionMissing,
+        Severity::Error,
+        format!(
+            "the AWS VPC CNI SNATs traffic leaving the VPC's pod addresses, and {} is not in AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS: traffic between VPC pods and Cilium pods would be masqueraded and break",
+            missing.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        ),
+        vec![ObjectRef::namespaced("DaemonSet", "kube-system", "aws-node")],
+        format!("kubectl -n kube-system set env daemonset/aws-node AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS={}", list.join(",")),
+    ));
+}
+
+/// What a PDB allows at most, structurally: `None` when it cannot be told.
+fn pdb_blocks_forever(pdb: &PdbInfo, matching: usize) -> Option<String> {
+    let n = i64::try_from(matching).unwrap_or(i64::MAX);
+    if let Some(max) = &pdb.max_unavailable {
+        return match max.resolve(n, true) {
+            Some(0) => Some(format!("maxUnavailable: {max} allows no disruption at all")),
+            _ => None,
+        };
+    }
+    if let Some(min) = &pdb.min_available {
+        return match min.resolve(n, true) {
+            Some(m) if m >= n && n > 0 => Some(format!(
+                "minAvailable: {min} needs all {n} of its pods available, so no pod may ever be evicted"
+            )),
+            _ => None,
+        };
+    }
+    None
+}
+
+fn pods_and_pdbs(spec: &MigrationSpec, snap: &ClusterSnapshot, out: &mut Vec<Finding>) {
+    let mut unreplicated: Vec<&PodInfo> = Vec::new();
+    let mut local: Vec<&PodInfo> = Vec::new();
+    let mut by_ns: BTreeMap<&str, Vec<&PodInfo>> = BTreeMap::new();
+    for p in snap.pods.iter().filter(|p| p.node_name.is_some()) {
+        if !evictable(p) {
+            continue;
+        }
+        if p.owner.is_none() {
+            unreplicated.push(p);
+        }
+        if p.empty_dir {
+            local.push(p);
+        }
+        by_ns.entry(p.namespace.as_str()).or_default().push(p);
+    }
+    let pods_finding = |code, allowed: bool, pods: &[&PodInfo], what: &str, flag: &str| {
+        let names: Vec<String> = pods.iter().map(|p| p.key()).collect();
+        finding(
+            code,
+            if allowed {
+                Severity::Warning
+            } else {
+                Severity::Error
+            },
+            format!(
+                "{} pod(s) {what}: {}{}",
+                pods.len(),
+                named(&names),
+                if allowed {
+                    format!(" (allowed by {flag}: the drain will evict them)")
+                } else {
+                    format!("; the drain refuses them unless {flag} is set")
+                }
+            ),
+            pods.iter()
+                .take(MAX_OBJECTS)
+                .map(|p| p.object_ref())
+                .collect(),
+            if allowed {
+                "make sure losing them is acceptable".to_owned()
+            } else {
+                format!(
+                    "run them under a controller, or set {flag}: true if losing them is acceptable"
+                )
+            },
+        )
+    };
+    if !unreplicated.is_empty() {
+        out.push(pods_finding(
+            FindingCode::UnreplicatedPods,
+            spec.rollout.drain.allow_unreplicated,
+            &unreplicated,
+            "have no controller and would not come back after a drain",
+            "rollout.drain.allowUnreplicated",
+        ));
+    }
+    if !local.is_empty() {
+        out.push(pods_finding(
+            FindingCode::LocalStoragePods,
+            spec.rollout.drain.delete_empty_dir_data,
+            &local,
+            "use emptyDir volumes whose data a drain deletes",
+            "rollout.drain.deleteEmptyDirData",
+        ));
+    }
+    for pdb in &snap.pdbs {
+        let Some(sel) = &pdb.selector else { continue };
+        if sel.is_empty() {
+            continue;
+        }
+        let pods: Vec<&&PodInfo> = by_ns
+            .get(pdb.namespace.as_str())
+            .map(|v| v.iter().filter(|p| sel.matches(&p.labels)).collect())
+            .unwrap_or_default();
+        if pods.is_empty() {
+            continue;
+        }
+        if let Some(why) = pdb_blocks_forever(pdb, pods.len()) {
+            let names: Vec<String> = pods.iter().map(|p| p.key()).collect();
+            let mut objects = vec![pdb.object_ref()];
+            objects.extend(pods.iter().take(MAX_OBJECTS).map(|p| p.object_ref()));
+            out.push(finding(
+                FindingCode::PdbBlocksDrain,
+                Severity::Error,
+                format!(
+                    "PodDisruptionBudget {}/{}: {why}; every drain of a node running {} would wait until its timeout",
+                    pdb.namespace,
+                    pdb.name,
+                    named(&names)
+                ),
+                objects,
+                format!(
+                    "relax the budget (e.g. kubectl -n {} patch pdb {} --type=merge -p '{{\"spec\":{{\"maxUnavailable\":1,\"minAvailable\":null}}}}') or add replicas for the migration window",
+                    pdb.namespace, pdb.name
+                ),
+            ));
+        }
+    }
+}
+
+fn cilium_config(spec: &MigrationSpec, facts: &NetworkFacts, out: &mut Vec<Finding>) {
+    let Some(c) = &facts.cilium else { return };
+    // Only a Cilium running *beside* an old CNI must be in migration mode.
+    if matches!(facts.source.cni, CniKind::Cilium | CniKind::Unknown) {
+        return;
+    }
+    let cfg = &c.config;
+    let mut diffs = Vec::new();
+    let mut want = |key: &str, expected: String| {
+        let found = cfg.get(key).map(String::as_str).unwrap_or("<absent>");
+        if found.trim() != expected {
+            diffs.push(format!("{key}: expected {expected}, found {found}"));
+        }
+    };
+    want("custom-cni-conf", "true".into());
+    want("enable-policy", "never".into());
+    want("ipam", "cluster-pool".into());
+    want(
+        "cluster-pool-ipv4-cidr",
+        spec.target
+            .pod_cidrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    want("tunnel-protocol", spec.target.tunnel.protocol.to_string());
+    want("enable-host-legacy-routing", "true".into());
+    want("unmanaged-pod-watcher-interval", "0".into());
+    if let Some(port) = cfg.get("tunnel-port")
+        && port.trim() != spec.target.tunnel.effective_port().to_string()
+    {
+        diffs.push(format!(
+            "tunnel-port: expected {}, found {port}",
+            spec.target.tunnel.effective_port()
+        ));
+    }
+    if cfg.get("routing-mode").is_some_and(|m| m != "tunnel") {
+        diffs.push(format!(
+            "routing-mode: expected tunnel, found {}",
+            cfg["routing-mode"]
+        ));
+    }
+    if diffs.is_empty() {
+        return;
+    }
+    out.push(finding(
+        FindingCode::CiliumConfigMismatch,
+        Severity::Error,
+        format!(
+            "Cilium is already installed beside {} but its cilium-config contradicts migration mode: {}",
+            facts.source.cni,
+            diffs.join("; ")
+        ),
+        vec![ObjectRef::namespaced("ConfigMap", &c.namespace, "cilium-config")],
+        format!(
+            "upgrade Cilium with the generated values: helm upgrade cilium cilium/cilium --namespace kube-system --version {} -f values-migration.yaml",
+            spec.target.cilium_version
+        ),
+    ));
+}
+
+fn ipv6(spec: &MigrationSpec, facts: &NetworkFacts, out: &mut Vec<Finding>) {
+    let v6_target: Vec<&IpNet> = spec
+        .target
+        .pod_cidrs
+        .iter()
+        .filter(|c| matches!(c, IpNet::V6(_)))
+        .collect();
+    if !facts.ip_families.ipv6 && v6_target.is_empty() {
+        return;
+    }
+    out.push(finding(
+        FindingCode::Ipv6NotSupported,
+        Severity::Error,
+        if v6_target.is_empty() {
+            "the cluster uses IPv6 (node, pod or service addresses): the dual-overlay migration is supported for IPv4 only, and changing IP families has not been tested".to_owned()
+        } else {
+            format!("target.podCIDRs has IPv6 ranges ({}): the migration is supported for IPv4 only", v6_target.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
+        },
+        vec![],
+        "migrate an IPv4-only cluster, or build a new cluster with Cilium and move workloads".to_owned(),
+    ));
+}
+
+fn platform(facts: &NetworkFacts, out: &mut Vec<Finding>) {
+    let Some(p) = &facts.platform else { return };
+    let why = match p.platform {
+        Platform::Eks => return,
+        Platform::Aks => {
+            "AKS manages the CNI itself and re-images every node pool at once when switching to Cilium (az aks update --network-dataplane cilium); a node-by-node migration fights the platform"
+        }
+        Platform::Gke => {
+            "GKE's dataplane is managed (Dataplane V2 is GKE's Cilium); migrate with GKE's own Dataplane V2 migration"
+        }
+        Platform::Rke2 => {
+            "RKE2 deploys its CNI from its own HelmCharts and does not support switching the CNI of a running cluster"
+        }
+        Platform::K3s => {
+            "k3s embeds Flannel in its own binary (no DaemonSet to remove) and keeps CNI configuration in /var/lib/rancher/k3s/agent/etc/cni/net.d"
+        }
+    };
+    out.push(finding(
+        FindingCode::ManagedPlatform,
+        Severity::Warning,
+        format!("{} detected ({}): {why}", p.platform, p.evidence),
+        vec![],
+        match p.platform {
+            Platform::K3s => "restart k3s with --flannel-backend=none after finalize, and set target.cniConfDir: /var/lib/rancher/k3s/agent/etc/cni/net.d".to_owned(),
+            _ => "use the platform's supported path, or rehearse thoroughly before running this on it".to_owned(),
+        },
+    ));
+}
+
+fn service_unknown(facts: &NetworkFacts, out: &mut Vec<Finding>) {
+    let s = &facts.service;
+    let message = match s.source {
+        ServiceCidrSource::KubernetesServiceIp => format!(
+            "the service CIDR is not visible (no ServiceCIDR object, kubeadm-config or kube-apiserver pod): only the kubernetes Service IP {} is known, so overlap with the service range is checked against that address alone",
+            s.kubernetes_service_ip
+                .map(|ip| ip.to_string())
+                .unwrap_or_default()
+        ),
+        ServiceCidrSource::Unknown => {
+            "the service CIDR could not be determined at all (no kubernetes Service in the dump)"
+                .to_owned()
+        }
+        _ => return,
+    };
+    out.push(finding(
+        FindingCode::ServiceCidrUnknown,
+        Severity::Warning,
+        message,
+        vec![ObjectRef::namespaced("Service", "default", "kubernetes")],
+        "confirm the service range from the control plane (EKS: `aws eks describe-cluster --query cluster.kubernetesNetworkConfig`) and make sure target.podCIDRs is outside it".to_owned(),
+    ));
 }
