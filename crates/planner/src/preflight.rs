@@ -772,3 +772,330 @@ fn service_unknown(facts: &NetworkFacts, out: &mut Vec<Finding>) {
         "confirm the service range from the control plane (EKS: `aws eks describe-cluster --query cluster.kubernetesNetworkConfig`) and make sure target.podCIDRs is outside it".to_owned(),
     ));
 }
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+    use crate::{
+        detect::detect,
+        dump::load_str,
+        snapshot::{
+            IntOrString, LabelSelector, NetworkPolicyInfo, NodeAddress, NodeInfo, OwnerRef,
+            PodPhase,
+        },
+    };
+
+    const SPEC: &str = "apiVersion: cni-migrate.io/v1alpha1\nkind: MigrationSpec\nmetadata: {name: t}\n\
+        target: {ciliumVersion: 1.17.3, podCIDRs: [10.245.0.0/16], maskSize: 24, tunnel: {protocol: vxlan, port: 8473}}\n";
+
+    fn spec(edit: &dyn Fn(&mut MigrationSpec)) -> MigrationSpec {
+        let mut s = MigrationSpec::from_yaml(SPEC, "t").unwrap();
+        edit(&mut s);
+        s
+    }
+
+    /// A healthy kind-like Flannel cluster: three nodes, kubeadm service range, one
+    /// replicated app with a sane PDB.
+    fn base() -> ClusterSnapshot {
+        let text = r#"{"kind": "List", "items": [
+          {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kube-flannel-cfg", "namespace": "kube-flannel"},
+           "data": {"net-conf.json": "{\"Network\": \"10.244.0.0/16\", \"Backend\": {\"Type\": \"vxlan\"}}"}},
+          {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "kube-flannel-ds", "namespace": "kube-flannel"},
+           "spec": {"selector": {"matchLabels": {"app": "flannel"}}, "template": {"metadata": {"labels": {"app": "flannel"}}, "spec": {"containers": [{"name": "f", "image": "f"}]}}}},
+          {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
+           "data": {"ClusterConfiguration": "networking:\n  serviceSubnet: 10.96.0.0/16\n"}},
+          {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes", "namespace": "default"}, "spec": {"clusterIP": "10.96.0.1"}}
+        ]}"#;
+        let mut snap = load_str(text, "t").unwrap();
+        for (i, name) in ["n1", "n2", "n3"].iter().enumerate() {
+            snap.nodes.push(NodeInfo {
+                name: (*name).into(),
+                ready: true,
+                pod_cidrs: vec![format!("10.244.{i}.0/24")],
+                addresses: vec![NodeAddress {
+                    type_: "InternalIP".into(),
+                    address: format!("172.18.0.{}", i + 2),
+                }],
+                ..NodeInfo::default()
+            });
+        }
+        for i in 0..3 {
+            snap.pods
+                .push(app_pod(&format!("web-{i}"), &format!("n{}", i + 1)));
+        }
+        snap.pdbs.push(pdb(Some(IntOrString::Int(1)), None));
+        snap
+    }
+
+    fn app_pod(name: &str, node: &str) -> PodInfo {
+        PodInfo {
+            namespace: "shop".into(),
+            name: name.into(),
+            node_name: Some(node.into()),
+            phase: PodPhase::Running,
+            labels: [("app".to_owned(), "web".to_owned())].into(),
+            owner: Some(OwnerRef {
+                kind: "ReplicaSet".into(),
+                name: "web-1".into(),
+                uid: "rs".into(),
+            }),
+            ..PodInfo::default()
+        }
+    }
+
+    fn pdb(max_unavailable: Option<IntOrString>, min_available: Option<IntOrString>) -> PdbInfo {
+        PdbInfo {
+            namespace: "shop".into(),
+            name: "web".into(),
+            selector: Some(LabelSelector {
+                match_labels: [("app".to_owned(), "web".to_owned())].into(),
+                ..LabelSelector::default()
+            }),
+            max_unavailable,
+            min_available,
+            ..PdbInfo::default()
+        }
+    }
+
+    fn codes(spec: &MigrationSpec, snap: &ClusterSnapshot) -> Vec<(FindingCode, Severity)> {
+        let facts = detect(snap);
+        preflight(spec, snap, &facts)
+            .into_iter()
+            .map(|f| (f.code, f.severity))
+            .collect()
+    }
+
+    fn no_edit(_: &mut MigrationSpec) {}
+    fn no_snap(_: &mut ClusterSnapshot) {}
+
+    #[test]
+    fn a_healthy_flannel_cluster_has_no_findings() {
+        assert_eq!(codes(&spec(&no_edit), &base()), vec![]);
+    }
+
+    fn set_cidr(c: &'static str) -> impl Fn(&mut MigrationSpec) {
+        move |s| s.target.pod_cidrs = vec![c.parse().unwrap()]
+    }
+
+    #[rstest]
+    #[case::overlaps_flannel(FindingCode::PodCidrOverlapsExisting, Severity::Error, &set_cidr("10.244.128.0/17"), &no_snap)]
+    #[case::overlaps_service(FindingCode::PodCidrOverlapsServiceCidr, Severity::Error, &set_cidr("10.96.0.0/12"), &no_snap)]
+    #[case::overlaps_nodes(FindingCode::PodCidrOverlapsNodeNetwork, Severity::Error, &set_cidr("172.18.0.0/16"), &no_snap)]
+    #[case::too_small(FindingCode::PodCidrTooSmall, Severity::Error, &set_cidr("10.245.0.0/23"), &no_snap)]
+    #[case::default_port_collides_with_flannel(FindingCode::TunnelPortCollision, Severity::Error, &|s: &mut MigrationSpec| s.target.tunnel.port = None, &no_snap)]
+    #[case::explicit_port_collides(FindingCode::TunnelPortCollision, Severity::Error, &|s: &mut MigrationSpec| s.target.tunnel.port = Some(8472), &no_snap)]
+    #[case::no_cni(FindingCode::SourceCniUnsupported, Severity::Error, &no_edit, &|s: &mut ClusterSnapshot| { s.configmaps.retain(|c| c.metadata.name.as_deref() != Some("kube-flannel-cfg")); })]
+    #[case::policies(FindingCode::NetworkPoliciesPresent, Severity::Warning, &no_edit, &|s: &mut ClusterSnapshot| s.network_policies.push(NetworkPolicyInfo { namespace: "shop".into(), name: "deny".into() }))]
+    #[case::pdb_max_zero(FindingCode::PdbBlocksDrain, Severity::Error, &no_edit, &|s: &mut ClusterSnapshot| s.pdbs = vec![pdb(Some(IntOrString::Int(0)), None)])]
+    #[case::pdb_min_all(FindingCode::PdbBlocksDrain, Severity::Error, &no_edit, &|s: &mut ClusterSnapshot| s.pdbs = vec![pdb(None, Some(IntOrString::Int(3)))])]
+    #[case::pdb_min_100_percent(FindingCode::PdbBlocksDrain, Severity::Error, &no_edit, &|s: &mut ClusterSnapshot| s.pdbs = vec![pdb(None, Some(IntOrString::String("100%".into())))])]
+    #[case::unreplicated(FindingCode::UnreplicatedPods, Severity::Error, &no_edit, &|s: &mut ClusterSnapshot| s.pods[0].owner = None)]
+    #[case::unreplicated_allowed(FindingCode::UnreplicatedPods, Severity::Warning, &|s: &mut MigrationSpec| s.rollout.drain.allow_unreplicated = true, &|s: &mut ClusterSnapshot| s.pods[0].owner = None)]
+    #[case::local_storage(FindingCode::LocalStoragePods, Severity::Error, &no_edit, &|s: &mut ClusterSnapshot| s.pods[0].empty_dir = true)]
+    #[case::local_storage_allowed(FindingCode::LocalStoragePods, Severity::Warning, &|s: &mut MigrationSpec| s.rollout.drain.delete_empty_dir_data = true, &|s: &mut ClusterSnapshot| s.pods[0].empty_dir = true)]
+    #[case::ipv6_cluster(FindingCode::Ipv6NotSupported, Severity::Error, &no_edit, &|s: &mut ClusterSnapshot| s.nodes[0].addresses.push(NodeAddress { type_: "InternalIP".into(), address: "fd00::2".into() }))]
+    #[case::service_unknown(FindingCode::ServiceCidrUnknown, Severity::Warning, &no_edit, &|s: &mut ClusterSnapshot| s.configmaps.retain(|c| c.metadata.name.as_deref() != Some("kubeadm-config")))]
+    #[case::k3s(FindingCode::ManagedPlatform, Severity::Warning, &no_edit, &|s: &mut ClusterSnapshot| s.nodes[0].kubelet_version = Some("v1.31.1+k3s1".into()))]
+    fn each_finding_fires(
+        #[case] code: FindingCode,
+        #[case] severity: Severity,
+        #[case] edit_spec: &dyn Fn(&mut MigrationSpec),
+        #[case] edit_snap: &dyn Fn(&mut ClusterSnapshot),
+    ) {
+        let mut snap = base();
+        edit_snap(&mut snap);
+        let found = codes(&spec(edit_spec), &snap);
+        assert!(
+            found.contains(&(code, severity)),
+            "expected {code} {severity}, got {found:?}"
+        );
+    }
+
+    #[rstest]
+    #[case::adjacent_cidr_is_disjoint(FindingCode::PodCidrOverlapsExisting, &set_cidr("10.245.0.0/16"), &no_snap)]
+    #[case::big_enough_pool(FindingCode::PodCidrTooSmall, &set_cidr("10.245.0.0/22"), &no_snap)]
+    #[case::geneve_never_collides_with_vxlan(FindingCode::TunnelPortCollision, &|s: &mut MigrationSpec| { s.target.tunnel.protocol = crate::spec::TunnelProtocol::Geneve; s.target.tunnel.port = None; }, &no_snap)]
+    #[case::pdb_with_budget(FindingCode::PdbBlocksDrain, &no_edit, &|s: &mut ClusterSnapshot| s.pdbs = vec![pdb(None, Some(IntOrString::Int(2)))])]
+    #[case::pdb_without_pods(FindingCode::PdbBlocksDrain, &no_edit, &|s: &mut ClusterSnapshot| { s.pdbs = vec![pdb(Some(IntOrString::Int(0)), None)]; s.pods.clear(); })]
+    #[case::daemonset_pods_are_not_unreplicated(FindingCode::UnreplicatedPods, &no_edit, &|s: &mut ClusterSnapshot| s.pods[0].owner = Some(OwnerRef { kind: "DaemonSet".into(), name: "d".into(), uid: "d".into() }))]
+    #[case::finished_pods_do_not_count(FindingCode::LocalStoragePods, &no_edit, &|s: &mut ClusterSnapshot| { s.pods[0].empty_dir = true; s.pods[0].phase = PodPhase::Succeeded; })]
+    #[case::mirror_pods_do_not_count(FindingCode::UnreplicatedPods, &no_edit, &|s: &mut ClusterSnapshot| { s.pods[0].owner = None; s.pods[0].mirror = true; })]
+    fn each_finding_stays_quiet(
+        #[case] code: FindingCode,
+        #[case] edit_spec: &dyn Fn(&mut MigrationSpec),
+        #[case] edit_snap: &dyn Fn(&mut ClusterSnapshot),
+    ) {
+        let mut snap = base();
+        edit_snap(&mut snap);
+        let found = codes(&spec(edit_spec), &snap);
+        assert!(
+            !found.iter().any(|(c, _)| *c == code),
+            "{code} must not fire: {found:?}"
+        );
+    }
+
+    fn calico_snapshot(installation: &str) -> ClusterSnapshot {
+        let mut snap = base();
+        snap.configmaps
+            .retain(|c| c.metadata.name.as_deref() != Some("kube-flannel-cfg"));
+        snap.daemonsets.clear();
+        let extra = load_str(installation, "t").unwrap();
+        snap.custom = extra.custom;
+        snap
+    }
+
+    const INSTALL: &str = r#"{"kind": "List", "items": [
+        {"apiVersion": "operator.tigera.io/v1", "kind": "Installation", "metadata": {"name": "default"},
+         "spec": {"calicoNetwork": {"ipPools": [{"cidr": "192.168.0.0/16", "encapsulation": "ENCAP"}] AUTODETECT}}}]}"#;
+
+    #[test]
+    fn calico_first_found_autodetection_is_an_error_with_the_exact_patch() {
+        let snap = calico_snapshot(&INSTALL.replace("ENCAP", "VXLAN").replace("AUTODETECT", ""));
+        let facts = detect(&snap);
+        let f = preflight(&spec(&no_edit), &snap, &facts);
+        let hit = f
+            .iter()
+            .find(|f| f.code == FindingCode::CalicoAutodetectFirstFound)
+            .expect("fires");
+        assert!(hit.fix.contains(r#""nodeAddressAutodetectionV4": {"firstFound": false, "kubernetes": "NodeInternalIP"}"#), "{}", hit.fix);
+        let pinned = calico_snapshot(&INSTALL.replace("ENCAP", "VXLAN").replace(
+            "AUTODETECT",
+            r#", "nodeAddressAutodetectionV4": {"kubernetes": "NodeInternalIP"}"#,
+        ));
+        assert!(
+            !codes(&spec(&no_edit), &pinned)
+                .iter()
+                .any(|(c, _)| *c == FindingCode::CalicoAutodetectFirstFound)
+        );
+    }
+
+    #[test]
+    fn calico_without_encapsulation_is_untested_bgp() {
+        let pinned = r#", "nodeAddressAutodetectionV4": {"kubernetes": "NodeInternalIP"}"#;
+        let snap = calico_snapshot(
+            &INSTALL
+                .replace("ENCAP", "None")
+                .replace("AUTODETECT", pinned),
+        );
+        assert!(
+            codes(&spec(&no_edit), &snap)
+                .contains(&(FindingCode::SourceCniUntestedBgp, Severity::Warning))
+        );
+        let snap = calico_snapshot(
+            &INSTALL
+                .replace("ENCAP", "IPIP")
+                .replace("AUTODETECT", pinned),
+        );
+        assert_eq!(codes(&spec(&no_edit), &snap), vec![]);
+    }
+
+    fn aws_snapshot(exclude: &str) -> ClusterSnapshot {
+        let mut snap = base();
+        snap.configmaps
+            .retain(|c| c.metadata.name.as_deref() != Some("kube-flannel-cfg"));
+        let ds = format!(
+            r#"{{"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {{"name": "aws-node", "namespace": "kube-system"}},
+               "spec": {{"selector": {{"matchLabels": {{"k8s-app": "aws-node"}}}}, "template": {{"metadata": {{"labels": {{"k8s-app": "aws-node"}}}},
+               "spec": {{"containers": [{{"name": "aws-node", "image": "i", "env": [{{"name": "AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS", "value": "{exclude}"}}]}}]}}}}}}}}"#
+        );
+        snap.daemonsets = load_str(&ds, "t").unwrap().daemonsets;
+        snap
+    }
+
+    #[test]
+    fn aws_cni_must_exclude_the_new_pool_from_snat() {
+        let f = preflight(
+            &spec(&no_edit),
+            &aws_snapshot("10.0.0.0/24"),
+            &detect(&aws_snapshot("10.0.0.0/24")),
+        );
+        let hit = f
+            .iter()
+            .find(|f| f.code == FindingCode::AwsCniSnatExclusionMissing)
+            .expect("fires");
+        assert!(
+            hit.fix
+                .ends_with("AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS=10.0.0.0/24,10.245.0.0/16"),
+            "{}",
+            hit.fix
+        );
+        assert!(
+            !codes(&spec(&no_edit), &aws_snapshot("10.245.0.0/16"))
+                .iter()
+                .any(|(c, _)| *c == FindingCode::AwsCniSnatExclusionMissing)
+        );
+    }
+
+    #[test]
+    fn an_installed_cilium_must_be_in_migration_mode() {
+        let mut snap = base();
+        let cm = |data: &str| {
+            load_str(&format!(r#"{{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {{"name": "cilium-config", "namespace": "kube-system"}}, "data": {data}}}"#), "t").unwrap().configmaps
+        };
+        snap.configmaps.extend(cm(
+            r#"{"custom-cni-conf": "false", "enable-policy": "default", "ipam": "cluster-pool"}"#,
+        ));
+        let facts = detect(&snap);
+        let f = preflight(&spec(&no_edit), &snap, &facts);
+        let hit = f
+            .iter()
+            .find(|f| f.code == FindingCode::CiliumConfigMismatch)
+            .expect("fires");
+        assert!(
+            hit.message
+                .contains("custom-cni-conf: expected true, found false"),
+            "{}",
+            hit.message
+        );
+        snap.configmaps
+            .retain(|c| c.metadata.name.as_deref() != Some("cilium-config"));
+        snap.configmaps.extend(cm(r#"{"custom-cni-conf": "true", "enable-policy": "never", "ipam": "cluster-pool", "cluster-pool-ipv4-cidr": "10.245.0.0/16",
+            "tunnel-protocol": "vxlan", "tunnel-port": "8473", "routing-mode": "tunnel", "enable-host-legacy-routing": "true", "unmanaged-pod-watcher-interval": "0"}"#));
+        assert_eq!(
+            codes(&spec(&no_edit), &snap),
+            vec![],
+            "a Cilium installed by the plan's own values passes"
+        );
+    }
+
+    #[test]
+    fn ipv6_target_is_refused_and_eks_is_not_a_managed_platform_finding() {
+        let s = spec(&|s| s.target.pod_cidrs = vec!["fd00:245::/104".parse().unwrap()]);
+        let mut s = s;
+        s.target.mask_size = 120;
+        assert!(codes(&s, &base()).contains(&(FindingCode::Ipv6NotSupported, Severity::Error)));
+        let mut snap = base();
+        snap.nodes[0].provider_id = Some("aws:///x/i-1".into());
+        snap.nodes[0].kubelet_version = Some("v1.31.4-eks-1".into());
+        assert!(
+            !codes(&spec(&no_edit), &snap)
+                .iter()
+                .any(|(c, _)| *c == FindingCode::ManagedPlatform)
+        );
+    }
+
+    #[test]
+    fn findings_on_huge_clusters_stay_small() {
+        let mut snap = base();
+        for i in 0..5000 {
+            let mut p = app_pod(&format!("bare-{i}"), "n1");
+            p.owner = None;
+            p.labels.clear();
+            snap.pods.push(p);
+        }
+        let facts = detect(&snap);
+        let f = preflight(&spec(&no_edit), &snap, &facts);
+        let hit = f
+            .iter()
+            .find(|f| f.code == FindingCode::UnreplicatedPods)
+            .expect("fires");
+        assert_eq!(hit.objects.len(), MAX_OBJECTS);
+        assert!(
+            hit.message.contains("5000 pod(s)") && hit.message.contains("and 4990 more"),
+            "{}",
+            hit.message
+        );
+    }
+}
