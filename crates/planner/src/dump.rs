@@ -260,7 +260,7 @@ impl<'de> DeserializeSeed<'de> for ItemSeed<'_> {
 /// What is being built for the current object.
 enum Builder {
     /// A projected kind, decoded field by field.
-    Projection(Parts),
+    Projection(Box<Parts>),
     /// Kept whole: ConfigMap, DaemonSet, Namespace, kept custom kinds.
     Whole(WholeKind, serde_json::Map<String, Value>),
     /// A kind the planner does not use.
@@ -292,12 +292,12 @@ fn builder_for(kind: &str, api_version: Option<&str>) -> Option<Builder> {
         | "Deployment"
         | "ReplicaSet"
         | "StatefulSet"
-        | "Service" => return Parts::for_kind(kind, "").map(Builder::Projection),
+        | "Service" => return Parts::for_kind(kind, "").map(|p| Builder::Projection(Box::new(p))),
         _ => {}
     }
     let group = group_of(api_version?);
     if let Some(parts) = Parts::for_kind(kind, group) {
-        Some(Builder::Projection(parts))
+        Some(Builder::Projection(Box::new(parts)))
     } else if KEPT_CUSTOM_KINDS
         .iter()
         .any(|(g, k)| *g == group && *k == kind)
@@ -509,7 +509,7 @@ fn finish<E: de::Error>(
     match builder {
         Builder::Skip => Ok(()),
         Builder::Projection(parts) => {
-            parts.push_into(snap);
+            (*parts).push_into(snap);
             Ok(())
         }
         Builder::Whole(wk, mut fields) => {

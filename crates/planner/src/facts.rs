@@ -265,6 +265,18 @@ pub enum ServiceCidrSource {
     Unknown,
 }
 
+impl fmt::Display for ServiceCidrSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ServiceCidrSource::ServiceCidrObject => "the ServiceCIDR object",
+            ServiceCidrSource::KubeadmConfig => "kubeadm-config",
+            ServiceCidrSource::ApiServerFlag => "kube-apiserver --service-cluster-ip-range",
+            ServiceCidrSource::KubernetesServiceIp => "the kubernetes Service IP only",
+            ServiceCidrSource::Unknown => "nowhere: unknown",
+        })
+    }
+}
+
 /// The service network.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -374,7 +374,9 @@ fn order_nodes(spec: &MigrationSpec, snapshot: &ClusterSnapshot) -> Vec<PlannedN
             by_node.entry(n.as_str()).or_default().push(pod);
         }
     }
-    let mut entries: Vec<(bool, bool, &NodeInfo, Vec<String>, usize, Vec<String>)> = snapshot
+    // (critical, control plane, node, critical pods, pods to evict, PDBs)
+    type Entry<'a> = (bool, bool, &'a NodeInfo, Vec<String>, usize, Vec<String>);
+    let mut entries: Vec<Entry<'_>> = snapshot
         .nodes
         .iter()
         .map(|node| {

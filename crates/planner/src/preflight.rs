@@ -226,7 +226,7 @@ fn overlaps_existing(
             .iter()
             .filter(|p| !p.host_network)
             .filter(|p| p.pod_ips.iter().any(|ip| new.contains(ip)))
-            .filter(|p| !p.labels.get("k8s-app").is_some_and(|a| a == "cilium"))
+            .filter(|p| p.labels.get("k8s-app").is_none_or(|a| a != "cilium"))
             .count();
         if in_use > 0 && facts.cilium.is_none() {
             hits.push((

@@ -165,7 +165,7 @@ fn table(plan: &Plan) -> String {
     );
     let _ = writeln!(
         out,
-        "      services {} (from {:?}), {} node(s), {} canary, {} in flight, {} pod(s) to evict",
+        "      services {} (from {}), {} node(s), {} canary, {} in flight, {} pod(s) to evict",
         cidrs(&f.service.cidrs),
         f.service.source,
         plan.summary.nodes,
@@ -289,7 +289,7 @@ fn markdown(plan: &Plan) -> String {
     );
     let _ = writeln!(
         out,
-        "| Service CIDR | {} (learned from {:?}) |",
+        "| Service CIDR | {} (learned from {}) |",
         cidrs(&f.service.cidrs),
         f.service.source
     );

@@ -1,0 +1,166 @@
+//! The Cilium agent on one node: restarting it so it picks up the CiliumNodeConfig, and the
+//! cheap signals that say the node runs on Cilium.
+//!
+//! "Restarted after the label" is decided by UID, not by clock: the label step records the UIDs
+//! of the node's agent pods as they were when the label went on, and any Ready agent pod with
+//! another UID was created after it. Comparing our clock with the API server's timestamps would
+//! be wrong by any clock skew between the two.
+
+use std::time::Duration;
+
+use cluster::{Cluster, ClusterError};
+use ipnet::IpNet;
+use planner::snapshot::PodInfo;
+use tokio::time::Instant;
+
+/// Namespace of the Cilium agent.
+pub const AGENT_NAMESPACE: &str = "kube-system";
+/// Label selector of the agent pods.
+pub const AGENT_SELECTOR: &str = "k8s-app=cilium";
+
+/// Why an agent step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// No agent pod is scheduled on the node at all.
+    #[error("no Cilium agent pod (label {AGENT_SELECTOR}) runs on node {node}: is the cilium DaemonSet installed and tolerating the node?")]
+    Missing {
+        /// Node.
+        node: String,
+    },
+    /// The new agent did not become Ready in time.
+    #[error("the Cilium agent on node {node} is not Ready {}s after its restart: {observed}", .waited.as_secs())]
+    NotReady {
+        /// Node.
+        node: String,
+        /// How long we waited.
+        waited: Duration,
+        /// What was seen last (pod, phase, readiness, waiting reason).
+        observed: String,
+    },
+    /// The API failed.
+    #[error("cannot restart the Cilium agent on node {node}")]
+    Cluster {
+        /// Node.
+        node: String,
+        /// The error.
+        #[source]
+        source: ClusterError,
+    },
+}
+
+/// The agent pods bound to a node.
+///
+/// # Errors
+/// When the API fails.
+pub async fn agent_pods<C: Cluster + ?Sized>(cluster: &C, node: &str) -> Result<Vec<PodInfo>, ClusterError> {
+    let pods = cluster.pods(Some(AGENT_NAMESPACE), AGENT_SELECTOR).await?;
+    Ok(pods.into_iter().filter(|p| p.node_name.as_deref() == Some(node)).collect())
+}
+
+fn describe(pods: &[PodInfo]) -> String {
+    if pods.is_empty() {
+        return "no agent pod on the node".to_owned();
+    }
+    pods.iter()
+        .map(|p| {
+            format!(
+                "pod {} {:?}{}{}",
+                p.key(),
+                p.phase,
+                if p.ready { " Ready" } else { " not Ready" },
+                if p.terminating { " terminating" } else { "" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A Ready agent pod on the node whose UID is not one of `old_uids`, if any.
+pub fn fresh_ready_agent<'a>(pods: &'a [PodInfo], old_uids: &[String]) -> Option<&'a PodInfo> {
+    pods.iter().find(|p| p.ready && !p.terminating && !old_uids.contains(&p.uid))
+}
+
+/// Restarts the agent on a node: observe (a fresh Ready agent already?), act (delete the agent
+/// pods that predate the label), wait (a fresh one Ready). Safe to run again at any point.
+///
+/// # Errors
+/// [`AgentError`] naming the node and what was seen.
+pub async fn restart_agent<C: Cluster + ?Sized>(
+    cluster: &C,
+    node: &str,
+    old_uids: &[String],
+    timeout: Duration,
+    poll: Duration,
+) -> Result<String, AgentError> {
+    let err = |source| AgentError::Cluster { node: node.to_owned(), source };
+    let start = Instant::now();
+    let pods = agent_pods(cluster, node).await.map_err(err)?;
+    if let Some(p) = fresh_ready_agent(&pods, old_uids) {
+        return Ok(format!("agent pod {} already restarted after the label and Ready", p.key()));
+    }
+    if pods.is_empty() && old_uids.is_empty() {
+        return Err(AgentError::Missing { node: node.to_owned() });
+    }
+    for p in pods.iter().filter(|p| old_uids.contains(&p.uid) && !p.terminating) {
+        cluster.delete_pod(&p.namespace, &p.name, Some(&p.uid)).await.map_err(err)?;
+    }
+    loop {
+        let pods = agent_pods(cluster, node).await.map_err(err)?;
+        if let Some(p) = fresh_ready_agent(&pods, old_uids) {
+            return Ok(format!("agent pod {} Ready after {}s", p.key(), start.elapsed().as_secs()));
+        }
+        if start.elapsed() >= timeout {
+            return Err(AgentError::NotReady { node: node.to_owned(), waited: timeout, observed: describe(&pods) });
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// The pod CIDRs Cilium's operator gave the node (`CiliumNode.spec.ipam.podCIDRs`).
+///
+/// # Errors
+/// When the API fails.
+pub async fn cilium_node_cidrs<C: Cluster + ?Sized>(cluster: &C, node: &str) -> Result<Option<Vec<String>>, ClusterError> {
+    let cn = cluster.custom("cilium.io/v2", "ciliumnodes", None, node).await?;
+    Ok(cn.map(|cn| {
+        cn.object["spec"]["ipam"]["podCIDRs"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    }))
+}
+
+/// Whether every CIDR is inside one of the pool's CIDRs; returns the ones that are not (or do
+/// not parse).
+pub fn outside_pool(cidrs: &[String], pool: &[IpNet]) -> Vec<String> {
+    cidrs
+        .iter()
+        .filter(|c| match c.parse::<IpNet>() {
+            Ok(net) => !pool.iter().any(|p| p.contains(&net)),
+            Err(_) => true,
+        })
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_containment() {
+        let pool: Vec<IpNet> = vec!["10.245.0.0/16".parse().unwrap()];
+        assert!(outside_pool(&["10.245.3.0/24".into()], &pool).is_empty());
+        assert_eq!(outside_pool(&["10.244.3.0/24".into(), "x".into()], &pool), ["10.244.3.0/24", "x"]);
+    }
+
+    #[test]
+    fn fresh_agent_is_decided_by_uid() {
+        let old = PodInfo { uid: "a".into(), ready: true, ..PodInfo::default() };
+        let new = PodInfo { uid: "b".into(), ready: true, ..PodInfo::default() };
+        let pods = [old.clone()];
+        assert!(fresh_ready_agent(&pods, &["a".into()]).is_none());
+        let pods = [old, new];
+        assert_eq!(fresh_ready_agent(&pods, &["a".into()]).map(|p| p.uid.as_str()), Some("b"));
+    }
+}
