@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     facts::{CniKind, Encapsulation, NetworkFacts},
     findings::{Finding, Severity},
-    snapshot::{ClusterSnapshot, NodeInfo, PodInfo},
+    snapshot::{ClusterSnapshot, NodeInfo, PdbIndex, PodInfo},
     spec::MigrationSpec,
     values::{self, Artifacts},
 };
@@ -374,6 +374,7 @@ fn order_nodes(spec: &MigrationSpec, snapshot: &ClusterSnapshot) -> Vec<PlannedN
             by_node.entry(n.as_str()).or_default().push(pod);
         }
     }
+    let index = PdbIndex::new(&snapshot.pdbs);
     // (critical, control plane, node, critical pods, pods to evict, PDBs)
     type Entry<'a> = (bool, bool, &'a NodeInfo, Vec<String>, usize, Vec<String>);
     let mut entries: Vec<Entry<'_>> = snapshot
@@ -390,16 +391,9 @@ fn order_nodes(spec: &MigrationSpec, snapshot: &ClusterSnapshot) -> Vec<PlannedN
                 .collect();
             critical.sort();
             let evict: Vec<&&PodInfo> = pods.iter().filter(|p| evictable(p)).collect();
-            let mut pdbs: Vec<String> = snapshot
-                .pdbs
+            let mut pdbs: Vec<String> = evict
                 .iter()
-                .filter(|pdb| {
-                    pdb.selector.as_ref().is_some_and(|sel| {
-                        evict
-                            .iter()
-                            .any(|p| p.namespace == pdb.namespace && sel.matches(&p.labels))
-                    })
-                })
+                .flat_map(|p| index.for_pod(p))
                 .map(|pdb| format!("{}/{}", pdb.namespace, pdb.name))
                 .collect();
             pdbs.sort();

@@ -15,7 +15,7 @@ use crate::{
     facts::{CalicoInstall, CniKind, Encapsulation, NetworkFacts, Platform, ServiceCidrSource},
     findings::{Finding, FindingCode, Severity},
     plan::evictable,
-    snapshot::{ClusterSnapshot, ObjectRef, PdbInfo, PodInfo},
+    snapshot::{ClusterSnapshot, ObjectRef, PdbIndex, PdbInfo, PodInfo},
     spec::MigrationSpec,
 };
 
@@ -600,18 +600,21 @@ fn pods_and_pdbs(spec: &MigrationSpec, snap: &ClusterSnapshot, out: &mut Vec<Fin
             "rollout.drain.deleteEmptyDirData",
         ));
     }
-    for pdb in &snap.pdbs {
-        let Some(sel) = &pdb.selector else { continue };
-        if sel.is_empty() {
-            continue;
+    // Pods per budget, from one pass over the pods through the index.
+    let index = PdbIndex::new(&snap.pdbs);
+    let mut covered: BTreeMap<(&str, &str), (&PdbInfo, Vec<&PodInfo>)> = BTreeMap::new();
+    for pods in by_ns.values() {
+        for p in pods {
+            for pdb in index.for_pod(p) {
+                covered
+                    .entry((pdb.namespace.as_str(), pdb.name.as_str()))
+                    .or_insert((pdb, Vec::new()))
+                    .1
+                    .push(p);
+            }
         }
-        let pods: Vec<&&PodInfo> = by_ns
-            .get(pdb.namespace.as_str())
-            .map(|v| v.iter().filter(|p| sel.matches(&p.labels)).collect())
-            .unwrap_or_default();
-        if pods.is_empty() {
-            continue;
-        }
+    }
+    for (pdb, pods) in covered.into_values() {
         if let Some(why) = pdb_blocks_forever(pdb, pods.len()) {
             let names: Vec<String> = pods.iter().map(|p| p.key()).collect();
             let mut objects = vec![pdb.object_ref()];

@@ -575,3 +575,65 @@ impl ClusterSnapshot {
         self.namespaces.dedup();
     }
 }
+
+/// Finds the PodDisruptionBudgets that cover a pod without testing every PDB of the cluster:
+/// budgets are indexed by namespace and by one of their `matchLabels` pairs, and only the
+/// candidates a pod's own labels point at are checked with the full selector. Linear in pods
+/// times labels, where the naive pairing is pods times PDBs (150,000 x 16,000 in the
+/// benchmark cluster).
+pub struct PdbIndex<'a> {
+    by_label: std::collections::HashMap<(&'a str, &'a str, &'a str), Vec<&'a PdbInfo>>,
+    by_namespace: std::collections::HashMap<&'a str, Vec<&'a PdbInfo>>,
+}
+
+impl<'a> PdbIndex<'a> {
+    /// Indexes the budgets. A budget without a selector (or an empty one) covers nothing in
+    /// policy/v1 and is left out.
+    pub fn new(pdbs: &'a [PdbInfo]) -> Self {
+        let mut by_label: std::collections::HashMap<(&str, &str, &str), Vec<&PdbInfo>> =
+            std::collections::HashMap::new();
+        let mut by_namespace: std::collections::HashMap<&str, Vec<&PdbInfo>> =
+            std::collections::HashMap::new();
+        for pdb in pdbs {
+            let Some(sel) = &pdb.selector else { continue };
+            if sel.is_empty() {
+                continue;
+            }
+            match sel.match_labels.iter().next() {
+                Some((k, v)) => by_label
+                    .entry((pdb.namespace.as_str(), k.as_str(), v.as_str()))
+                    .or_default()
+                    .push(pdb),
+                None => by_namespace
+                    .entry(pdb.namespace.as_str())
+                    .or_default()
+                    .push(pdb),
+            }
+        }
+        Self {
+            by_label,
+            by_namespace,
+        }
+    }
+
+    /// The budgets whose selector matches the pod.
+    pub fn for_pod(&self, pod: &PodInfo) -> Vec<&'a PdbInfo> {
+        let ns = pod.namespace.as_str();
+        let mut out: Vec<&'a PdbInfo> = pod
+            .labels
+            .iter()
+            .filter_map(|(k, v)| self.by_label.get(&(ns, k.as_str(), v.as_str())))
+            .flatten()
+            .chain(self.by_namespace.get(ns).into_iter().flatten())
+            .copied()
+            .filter(|pdb| {
+                pdb.selector
+                    .as_ref()
+                    .is_some_and(|s| s.matches(&pod.labels))
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        out.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
+        out
+    }
+}
