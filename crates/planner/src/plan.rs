@@ -397,6 +397,7 @@ fn order_nodes(spec: &MigrationSpec, snapshot: &ClusterSnapshot) -> Vec<PlannedN
                 .map(|pdb| format!("{}/{}", pdb.namespace, pdb.name))
                 .collect();
             pdbs.sort();
+            pdbs.dedup();
             (
                 !critical.is_empty(),
                 node.is_control_plane(),
