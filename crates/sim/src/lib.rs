@@ -1,0 +1,309 @@
+//! A simulated Kubernetes API server over real HTTP on 127.0.0.1, with a store of objects
+//! behind it: the test bed of cni-migrate's executor, the engine of `cni-migrate rehearse`,
+//! and the scale benchmarks' cluster.
+//!
+//! ```text
+//!   kube-rs / kubectl ──HTTP──► server (routing, discovery, verbs, Status, watch, faults)
+//!                                   │
+//!                                   ▼
+//!                                 Store (serialized objects + indexes, event log) ◄── model
+//! ```
+//!
+//! It is a test double for the API server: the product always talks to a real cluster
+//! through `kube`, and the tests exercise that same code against this server.
+
+pub mod patch;
+pub mod registry;
+pub mod selectors;
+pub mod server;
+pub mod store;
+
+use std::{
+    io::Read,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use axum::{Router, extract::State as AxState};
+use serde_json::Value;
+pub use server::Faults;
+pub use store::Store;
+
+/// Why the simulated cluster could not start or load.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// Binding or serving failed.
+    #[error("cannot serve on 127.0.0.1:{port}")]
+    Bind {
+        /// The port asked for (0 = any).
+        port: u16,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A dump file could not be read.
+    #[error("cannot read dump {path}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A dump could not be parsed.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The kubeconfig could not be written.
+    #[error("cannot write kubeconfig {path}")]
+    Kubeconfig {
+        /// The file.
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running simulated API server.
+pub struct Sim {
+    addr: SocketAddr,
+    state: Arc<server::State>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Sim {
+    /// Starts a server on 127.0.0.1 (`port` 0 picks a free one) over an empty store.
+    ///
+    /// # Errors
+    /// [`SimError::Bind`] when the port cannot be bound.
+    pub async fn start(port: u16) -> Result<Sim, SimError> {
+        let store = Arc::new(Store::new());
+        let state = Arc::new(server::State::new(store, 0x5eed));
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .map_err(|source| SimError::Bind { port, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| SimError::Bind { port, source })?;
+        let app = Router::new()
+            .fallback(
+                |AxState(state): AxState<Arc<server::State>>, method, uri, headers, body| {
+                    server::handle(state, method, uri, headers, body)
+                },
+            )
+            .with_state(state.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(Sim {
+            addr,
+            state,
+            shutdown: Some(tx),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The store (ground truth, and the model's handle).
+    pub fn store(&self) -> &Arc<Store> {
+        &self.state.store
+    }
+
+    /// Sets the injected faults.
+    pub fn set_faults(&self, faults: Faults) {
+        *self
+            .state
+            .faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = faults;
+    }
+
+    /// How long gracefully deleted pods stay terminating (`None`: deleted at once).
+    pub fn set_pod_termination(&self, delay: Option<Duration>) {
+        *self
+            .state
+            .pod_termination
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = delay;
+    }
+
+    /// Every request served so far, as `(VERB, path?query)`.
+    pub fn requests(&self) -> Vec<(String, String)> {
+        self.state
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// A kubeconfig for kubectl and kube-rs pointing at this server.
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: sim\n  cluster:\n    server: {}\ncontexts:\n- name: sim\n  context:\n    cluster: sim\n    user: sim\n    namespace: default\ncurrent-context: sim\nusers:\n- name: sim\n  user: {{}}\npreferences: {{}}\n",
+            self.url()
+        )
+    }
+
+    /// Writes [`Sim::kubeconfig`] to a file.
+    ///
+    /// # Errors
+    /// [`SimError::Kubeconfig`] when the file cannot be written.
+    pub fn write_kubeconfig(&self, path: &Path) -> Result<(), SimError> {
+        std::fs::write(path, self.kubeconfig()).map_err(|source| SimError::Kubeconfig {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// Adds one object (any kind the registry serves; others are skipped). Returns whether it
+    /// was stored.
+    pub fn insert(&self, mut object: Value) -> bool {
+        let api_version = object["apiVersion"].as_str().unwrap_or("v1").to_owned();
+        let kind = object["kind"].as_str().unwrap_or_default().to_owned();
+        let Some(r) = registry::by_kind(&api_version, &kind) else {
+            return false;
+        };
+        object["apiVersion"] = Value::String(r.api_version());
+        if let Some(m) = object["metadata"].as_object_mut() {
+            m.remove("resourceVersion");
+        }
+        self.state
+            .store
+            .create(&r.storage_key(), object, false)
+            .is_ok()
+    }
+
+    /// Loads every object of a `kubectl get -o json|yaml` dump (a List, several documents, or
+    /// single objects). Returns how many were stored.
+    ///
+    /// # Errors
+    /// [`SimError::Read`] / [`SimError::Parse`] naming the file.
+    pub fn load_dump(&self, path: &Path) -> Result<usize, SimError> {
+        let origin = path.display().to_string();
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read_to_string(&mut text))
+            .map_err(|source| SimError::Read {
+                path: origin.clone(),
+                source,
+            })?;
+        let docs: Vec<Value> = if text.trim_start().starts_with(['{', '[']) {
+            serde_json::Deserializer::from_str(&text)
+                .into_iter::<Value>()
+                .collect::<Result<_, _>>()
+                .map_err(|e| SimError::Parse {
+                    path: origin.clone(),
+                    message: e.to_string(),
+                })?
+        } else {
+            let mut out = Vec::new();
+            for doc in serde_yaml::Deserializer::from_str(&text) {
+                let v = <Value as serde::Deserialize>::deserialize(doc).map_err(|e| {
+                    SimError::Parse {
+                        path: origin.clone(),
+                        message: e.to_string(),
+                    }
+                })?;
+                if !v.is_null() {
+                    out.push(v);
+                }
+            }
+            out
+        };
+        let mut n = 0;
+        for doc in docs {
+            let items = match doc {
+                Value::Array(a) => a,
+                Value::Object(ref o) if o.get("items").is_some_and(Value::is_array) => {
+                    o["items"].as_array().cloned().unwrap_or_default()
+                }
+                other => vec![other],
+            };
+            for item in items {
+                n += usize::from(self.insert(item));
+            }
+        }
+        Ok(n)
+    }
+
+    /// Loads a synthetic cluster (see the `synthetic` crate). Returns how many objects.
+    pub fn load_synthetic(&self, params: &synthetic::Params) -> usize {
+        synthetic::objects(params)
+            .map(|o| usize::from(self.insert(o)))
+            .sum()
+    }
+
+    /// Stops serving.
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What `cni-migrate sim` serves.
+#[derive(Clone, Debug, Default)]
+pub struct ServeOptions {
+    /// A dump to load.
+    pub from_dump: Option<PathBuf>,
+    /// A synthetic cluster to generate instead.
+    pub synthetic: Option<synthetic::Params>,
+    /// Port (0 = any free one).
+    pub port: u16,
+    /// Where to write a kubeconfig.
+    pub kubeconfig_out: Option<PathBuf>,
+    /// How long gracefully deleted pods stay terminating.
+    pub pod_termination: Option<Duration>,
+}
+
+/// Serves until interrupted (Ctrl-C), printing the URL.
+///
+/// # Errors
+/// When the server cannot start or the cluster cannot be loaded.
+pub async fn serve(opts: ServeOptions) -> Result<(), SimError> {
+    let mut sim = Sim::start(opts.port).await?;
+    sim.set_pod_termination(opts.pod_termination);
+    let loaded = match (&opts.from_dump, &opts.synthetic) {
+        (Some(path), _) => sim.load_dump(path)?,
+        (None, Some(p)) => sim.load_synthetic(p),
+        (None, None) => 0,
+    };
+    if let Some(path) = &opts.kubeconfig_out {
+        sim.write_kubeconfig(path)?;
+    }
+    println!(
+        "serving a simulated cluster of {loaded} objects at {}",
+        sim.url()
+    );
+    if let Some(path) = &opts.kubeconfig_out {
+        println!(
+            "kubeconfig: {} (try: kubectl --kubeconfig {} get nodes)",
+            path.display(),
+            path.display()
+        );
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    sim.stop();
+    Ok(())
+}

@@ -1,0 +1,614 @@
+//! The object store behind the simulated API server, and the API the model builds on.
+//!
+//! ```text
+//! request ─► Store::{create, update, delete, get, list} ─► objects held serialized (JSON bytes)
+//!                     │                                     with small indexes beside them
+//!                     └─► event log (bounded) + broadcast ─► WATCH streams, model controllers
+//! ```
+//!
+//! Objects are held as JSON bytes, not as trees of values: a 7 KB pod costs 7 KB, where a
+//! `serde_json::Value` of it costs several times that. Labels, `spec.nodeName` and
+//! `status.phase` are kept beside the bytes so selectors never decode an object that does not
+//! match. Every change gets the next cluster-wide `resourceVersion` and is appended to a bounded
+//! event log; a watch from a version older than the log's floor gets `410 Gone`, as from a real
+//! API server whose watch cache has moved on.
+//!
+//! The model (kubelets, controllers, the Cilium agent and operator) uses the same methods as
+//! the HTTP handlers, and [`Store::subscribe`] to react to changes.
+
+use std::{
+    collections::{BTreeMap, HashMap, VecDeque},
+    sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard},
+    time::SystemTime,
+};
+
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+/// How many events the log keeps for watches that resume from a resourceVersion.
+pub const EVENT_LOG: usize = 200_000;
+
+/// A stored object.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    /// Its resourceVersion.
+    pub rv: u64,
+    /// The object, serialized.
+    pub bytes: Arc<[u8]>,
+    /// `metadata.labels`.
+    pub labels: BTreeMap<String, String>,
+    /// `spec.nodeName` (pods).
+    pub node_name: Option<String>,
+    /// `status.phase` (pods, namespaces).
+    pub phase: Option<String>,
+}
+
+impl Stored {
+    /// The object, decoded.
+    pub fn value(&self) -> Value {
+        serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
+    }
+}
+
+/// A change, as a watch sees it.
+#[derive(Clone, Debug)]
+pub struct Event {
+    /// The resourceVersion of the change.
+    pub rv: u64,
+    /// The storage key of the resource (`/pods`, `apps/daemonsets`).
+    pub key: String,
+    /// `ADDED`, `MODIFIED` or `DELETED`.
+    pub type_: &'static str,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// The object after the change (before it, for deletions, with the deletion's version).
+    pub object: Stored,
+}
+
+/// Why a store operation failed; each maps to the Status the real API server sends.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// 404.
+    #[error("{kind} \"{name}\" not found")]
+    NotFound {
+        /// Resource plural.
+        kind: String,
+        /// Name.
+        name: String,
+    },
+    /// 409 AlreadyExists.
+    #[error("{kind} \"{name}\" already exists")]
+    AlreadyExists {
+        /// Resource plural.
+        kind: String,
+        /// Name.
+        name: String,
+    },
+    /// 409 Conflict.
+    #[error("Operation cannot be fulfilled on {kind} \"{name}\": {reason}")]
+    Conflict {
+        /// Resource plural.
+        kind: String,
+        /// Name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// 422 Invalid.
+    #[error("{kind} \"{name}\" is invalid: {reason}")]
+    Invalid {
+        /// Resource kind.
+        kind: String,
+        /// Name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// 410 Gone.
+    #[error("too old resource version: {requested} ({floor})")]
+    Gone {
+        /// The version asked for.
+        requested: u64,
+        /// The oldest version still in the log.
+        floor: u64,
+    },
+}
+
+#[derive(Default)]
+struct Inner {
+    rv: u64,
+    objects: HashMap<String, BTreeMap<(String, String), Stored>>,
+    log: VecDeque<Arc<Event>>,
+    floor: u64,
+    logs: HashMap<(String, String), String>,
+    uid_counter: u64,
+}
+
+/// A page of a LIST: the list's resourceVersion, `((namespace, name), object)` pairs, and
+/// whether more remain.
+pub type Page = (u64, Vec<((String, String), Stored)>, bool);
+
+/// The backlog of a watch and the receiver for what follows.
+pub type WatchStart = (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>);
+
+/// The store.
+pub struct Store {
+    inner: RwLock<Inner>,
+    events: broadcast::Sender<Arc<Event>>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Now, as the API server writes timestamps.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+fn index(v: &Value) -> (BTreeMap<String, String>, Option<String>, Option<String>) {
+    let labels = v["metadata"]["labels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    (
+        labels,
+        v["spec"]["nodeName"].as_str().map(str::to_owned),
+        v["status"]["phase"].as_str().map(str::to_owned),
+    )
+}
+
+fn stored(rv: u64, v: &Value) -> Stored {
+    let (labels, node_name, phase) = index(v);
+    Stored {
+        rv,
+        bytes: serde_json::to_vec(v).unwrap_or_default().into(),
+        labels,
+        node_name,
+        phase,
+    }
+}
+
+fn meta_key(v: &Value) -> (String, String) {
+    (
+        v["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        v["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Self {
+        let (events, _) = broadcast::channel(65_536);
+        Self {
+            inner: RwLock::new(Inner {
+                floor: 1,
+                ..Inner::default()
+            }),
+            events,
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The current cluster-wide resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.read().rv
+    }
+
+    /// Every change from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.events.subscribe()
+    }
+
+    fn record(
+        &self,
+        inner: &mut Inner,
+        key: &str,
+        type_: &'static str,
+        ns: &str,
+        name: &str,
+        object: Stored,
+    ) {
+        let ev = Arc::new(Event {
+            rv: object.rv,
+            key: key.to_owned(),
+            type_,
+            namespace: ns.to_owned(),
+            name: name.to_owned(),
+            object,
+        });
+        inner.log.push_back(ev.clone());
+        while inner.log.len() > EVENT_LOG {
+            if let Some(old) = inner.log.pop_front() {
+                inner.floor = old.rv + 1;
+            }
+        }
+        let _ = self.events.send(ev);
+    }
+
+    fn next_uid(inner: &mut Inner) -> String {
+        inner.uid_counter += 1;
+        let n = inner.uid_counter;
+        format!(
+            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            n.wrapping_mul(2_654_435_761) & 0xffff_ffff,
+            n & 0xffff,
+            (n >> 16) & 0xfff,
+            (n >> 28) & 0xfff,
+            n
+        )
+    }
+
+    /// One object.
+    pub fn get(&self, key: &str, namespace: &str, name: &str) -> Option<Stored> {
+        self.read()
+            .objects
+            .get(key)?
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    /// Objects of a resource (in a namespace, or all), sorted by namespace and name, that pass
+    /// `filter`, starting after `after` (a continue token's key), at most `limit`. Returns the
+    /// list's resourceVersion, the objects, and whether more remain.
+    pub fn list(
+        &self,
+        key: &str,
+        namespace: Option<&str>,
+        after: Option<&(String, String)>,
+        limit: Option<usize>,
+        filter: &dyn Fn(&Stored) -> bool,
+    ) -> Page {
+        let inner = self.read();
+        let mut out = Vec::new();
+        let mut more = false;
+        if let Some(map) = inner.objects.get(key) {
+            let start = match (after, namespace) {
+                (Some(a), _) => std::ops::Bound::Excluded(a.clone()),
+                (None, Some(ns)) => std::ops::Bound::Included((ns.to_owned(), String::new())),
+                (None, None) => std::ops::Bound::Unbounded,
+            };
+            for (k, v) in map.range((start, std::ops::Bound::Unbounded)) {
+                if namespace.is_some_and(|ns| k.0 != ns) {
+                    break;
+                }
+                if !filter(v) {
+                    continue;
+                }
+                if limit.is_some_and(|l| out.len() >= l) {
+                    more = true;
+                    break;
+                }
+                out.push((k.clone(), v.clone()));
+            }
+        }
+        (inner.rv, out, more)
+    }
+
+    /// Creates an object, filling uid, creationTimestamp, resourceVersion and `generateName`.
+    ///
+    /// # Errors
+    /// [`StoreError::AlreadyExists`] or [`StoreError::Invalid`] (no name).
+    pub fn create(&self, key: &str, mut v: Value, dry_run: bool) -> Result<Value, StoreError> {
+        let mut inner = self.write();
+        if v["metadata"]["name"].as_str().is_none_or(str::is_empty) {
+            match v["metadata"]["generateName"].as_str() {
+                Some(prefix) if !prefix.is_empty() => {
+                    inner.uid_counter += 1;
+                    let suffix: String = format!(
+                        "{:05x}",
+                        inner.uid_counter.wrapping_mul(0x9E37_79B9) & 0xfffff
+                    )
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_digit() {
+                            char::from(b'a' + (c as u8 - b'0'))
+                        } else {
+                            c
+                        }
+                    })
+                    .collect();
+                    v["metadata"]["name"] = json!(format!("{prefix}{suffix}"));
+                }
+                _ => {
+                    return Err(StoreError::Invalid {
+                        kind: v["kind"].as_str().unwrap_or_default().to_owned(),
+                        name: String::new(),
+                        reason: "metadata.name: Required value: name or generateName is required"
+                            .into(),
+                    });
+                }
+            }
+        }
+        let (ns, name) = meta_key(&v);
+        if inner
+            .objects
+            .get(key)
+            .is_some_and(|m| m.contains_key(&(ns.clone(), name.clone())))
+        {
+            return Err(StoreError::AlreadyExists {
+                kind: key.rsplit('/').next().unwrap_or(key).to_owned(),
+                name,
+            });
+        }
+        if dry_run {
+            return Ok(v);
+        }
+        inner.rv += 1;
+        let rv = inner.rv;
+        let uid = Self::next_uid(&mut inner);
+        let meta = &mut v["metadata"];
+        if meta["uid"].as_str().is_none_or(str::is_empty) {
+            meta["uid"] = json!(uid);
+        }
+        if meta["creationTimestamp"].as_str().is_none() {
+            meta["creationTimestamp"] = json!(now_rfc3339());
+        }
+        meta["resourceVersion"] = json!(rv.to_string());
+        if meta.get("generation").is_none() && v.get("spec").is_some() {
+            v["metadata"]["generation"] = json!(1);
+        }
+        let s = stored(rv, &v);
+        inner
+            .objects
+            .entry(key.to_owned())
+            .or_default()
+            .insert((ns.clone(), name.clone()), s.clone());
+        self.record(&mut inner, key, "ADDED", &ns, &name, s);
+        Ok(v)
+    }
+
+    /// Replaces an object. When `expected_rv` is given it must match (optimistic concurrency).
+    /// Bumps `metadata.generation` when `spec` changed.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] or [`StoreError::Conflict`].
+    pub fn update(
+        &self,
+        key: &str,
+        mut v: Value,
+        expected_rv: Option<u64>,
+        dry_run: bool,
+    ) -> Result<Value, StoreError> {
+        let mut inner = self.write();
+        let (ns, name) = meta_key(&v);
+        let plural = key.rsplit('/').next().unwrap_or(key).to_owned();
+        let Some(old) = inner
+            .objects
+            .get(key)
+            .and_then(|m| m.get(&(ns.clone(), name.clone())))
+            .cloned()
+        else {
+            return Err(StoreError::NotFound { kind: plural, name });
+        };
+        if let Some(want) = expected_rv
+            && want != old.rv
+        {
+            return Err(StoreError::Conflict {
+                kind: plural,
+                name,
+                reason: "the object has been modified; please apply your changes to the latest version and try again".into(),
+            });
+        }
+        let old_v = old.value();
+        // Identity and bookkeeping fields are the server's, not the client's.
+        for k in ["uid", "creationTimestamp"] {
+            if !old_v["metadata"][k].is_null() {
+                v["metadata"][k] = old_v["metadata"][k].clone();
+            }
+        }
+        let generation = old_v["metadata"]["generation"].as_i64().unwrap_or(0);
+        let new_generation = if old_v.get("spec") != v.get("spec") {
+            generation + 1
+        } else {
+            generation
+        };
+        if new_generation > 0 {
+            v["metadata"]["generation"] = json!(new_generation);
+        }
+        if dry_run {
+            v["metadata"]["resourceVersion"] = json!(old.rv.to_string());
+            return Ok(v);
+        }
+        inner.rv += 1;
+        let rv = inner.rv;
+        v["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let s = stored(rv, &v);
+        inner
+            .objects
+            .entry(key.to_owned())
+            .or_default()
+            .insert((ns.clone(), name.clone()), s.clone());
+        self.record(&mut inner, key, "MODIFIED", &ns, &name, s);
+        Ok(v)
+    }
+
+    /// Deletes an object now (graceful deletion is the handlers' and the model's business).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`].
+    pub fn delete(
+        &self,
+        key: &str,
+        namespace: &str,
+        name: &str,
+        dry_run: bool,
+    ) -> Result<Value, StoreError> {
+        let mut inner = self.write();
+        let k = (namespace.to_owned(), name.to_owned());
+        let Some(old) = inner.objects.get(key).and_then(|m| m.get(&k)).cloned() else {
+            return Err(StoreError::NotFound {
+                kind: key.rsplit('/').next().unwrap_or(key).to_owned(),
+                name: name.to_owned(),
+            });
+        };
+        let value = old.value();
+        if dry_run {
+            return Ok(value);
+        }
+        if let Some(m) = inner.objects.get_mut(key) {
+            m.remove(&k);
+        }
+        inner.logs.remove(&k);
+        inner.rv += 1;
+        let rv = inner.rv;
+        let mut gone = value.clone();
+        gone["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let s = stored(rv, &gone);
+        self.record(&mut inner, key, "DELETED", namespace, name, s);
+        Ok(value)
+    }
+
+    /// Events after `rv` for a resource (all resources with `None`), and a receiver for what
+    /// comes next. Subscribing and reading the log happen under one lock, so nothing is lost
+    /// or seen twice.
+    ///
+    /// # Errors
+    /// [`StoreError::Gone`] when `rv` is older than the log keeps.
+    pub fn watch_from(&self, key: Option<&str>, rv: u64) -> Result<WatchStart, StoreError> {
+        let inner = self.write();
+        if rv + 1 < inner.floor {
+            return Err(StoreError::Gone {
+                requested: rv,
+                floor: inner.floor,
+            });
+        }
+        let rx = self.events.subscribe();
+        let backlog = inner
+            .log
+            .iter()
+            .filter(|e| e.rv > rv && key.is_none_or(|k| e.key == k))
+            .cloned()
+            .collect();
+        Ok((backlog, rx))
+    }
+
+    /// Sets the text `GET pods/NAME/log` returns.
+    pub fn set_log(&self, namespace: &str, name: &str, text: impl Into<String>) {
+        self.write()
+            .logs
+            .insert((namespace.to_owned(), name.to_owned()), text.into());
+    }
+
+    /// The text `GET pods/NAME/log` returns.
+    pub fn log(&self, namespace: &str, name: &str) -> Option<String> {
+        self.read()
+            .logs
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    /// How many objects of a resource are stored.
+    pub fn count(&self, key: &str) -> usize {
+        self.read().objects.get(key).map_or(0, BTreeMap::len)
+    }
+
+    /// Drops the event log up to now (tests use it to provoke `410 Gone`).
+    pub fn compact(&self) {
+        let mut inner = self.write();
+        inner.log.clear();
+        inner.floor = inner.rv + 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_update_delete_with_versions_and_conflicts() {
+        let s = Store::new();
+        let v = s
+            .create(
+                "/configmaps",
+                json!({"metadata": {"name": "a", "namespace": "n"}, "data": {"k": "v"}}),
+                false,
+            )
+            .unwrap();
+        let rv: u64 = v["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(v["metadata"]["uid"].as_str().is_some_and(|u| !u.is_empty()));
+        assert!(matches!(
+            s.create(
+                "/configmaps",
+                json!({"metadata": {"name": "a", "namespace": "n"}}),
+                false
+            ),
+            Err(StoreError::AlreadyExists { .. })
+        ));
+        let mut w = v.clone();
+        w["data"]["k"] = json!("w");
+        let w = s.update("/configmaps", w, Some(rv), false).unwrap();
+        assert!(matches!(
+            s.update("/configmaps", v.clone(), Some(rv), false),
+            Err(StoreError::Conflict { .. })
+        ));
+        assert_eq!(w["metadata"]["uid"], v["metadata"]["uid"]);
+        s.delete("/configmaps", "n", "a", false).unwrap();
+        assert!(s.get("/configmaps", "n", "a").is_none());
+        let (events, _) = s.watch_from(Some("/configmaps"), 0).unwrap();
+        assert_eq!(
+            events.iter().map(|e| e.type_).collect::<Vec<_>>(),
+            ["ADDED", "MODIFIED", "DELETED"]
+        );
+        s.compact();
+        assert!(matches!(
+            s.watch_from(None, 1),
+            Err(StoreError::Gone { .. })
+        ));
+    }
+
+    #[test]
+    fn lists_page_in_order_within_a_namespace() {
+        let s = Store::new();
+        for (ns, n) in [("b", "2"), ("a", "1"), ("b", "1"), ("c", "1")] {
+            s.create(
+                "/pods",
+                json!({"metadata": {"name": n, "namespace": ns}}),
+                false,
+            )
+            .unwrap();
+        }
+        let (_, page, more) = s.list("/pods", None, None, Some(2), &|_| true);
+        assert!(more);
+        assert_eq!(
+            page.iter()
+                .map(|(k, _)| format!("{}/{}", k.0, k.1))
+                .collect::<Vec<_>>(),
+            ["a/1", "b/1"]
+        );
+        let (_, page, more) = s.list("/pods", None, Some(&page[1].0), Some(2), &|_| true);
+        assert!(!more);
+        assert_eq!(page.len(), 2);
+        let (_, page, _) = s.list("/pods", Some("b"), None, None, &|_| true);
+        assert_eq!(page.len(), 2);
+    }
+}
