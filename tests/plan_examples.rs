@@ -4,8 +4,10 @@
 
 use std::collections::BTreeSet;
 
-use cni_migrate_tests::{examples, run};
+mod support;
+
 use serde_json::Value;
+use support::{examples, run};
 
 /// What each example must give.
 struct Expect {

@@ -49,6 +49,36 @@ pub struct Cli {
 pub enum Command {
     /// Detect the old CNI, preflight the spec and print the migration plan (changes nothing).
     Plan(PlanArgs),
+    /// Serve a simulated Kubernetes API server (for tests, rehearsals and trying things out).
+    Sim(SimArgs),
+}
+
+/// The cluster flags, as kubectl has them.
+#[derive(Debug, Args, Clone, Default)]
+pub struct KubeArgs {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster).
+    #[arg(long, value_name = "FILE", env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: the current context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+/// `cni-migrate sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Load the cluster from a `kubectl get ... -o json|yaml` dump.
+    #[arg(long, value_name = "FILE", conflicts_with = "synthetic")]
+    pub from_dump: Option<PathBuf>,
+    /// Generate a synthetic cluster, e.g. `nodes=5000,pods-per-node=30,cni=flannel`.
+    #[arg(long, value_name = "PARAMS")]
+    pub synthetic: Option<String>,
+    /// Port on 127.0.0.1 (default: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Write a kubeconfig for kubectl and kube-rs here.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig_out: Option<PathBuf>,
 }
 
 /// `cni-migrate plan`.
@@ -60,6 +90,9 @@ pub struct PlanArgs {
     /// Plan offline from a `kubectl get ... -o yaml|json` dump instead of a live cluster.
     #[arg(long, value_name = "FILE")]
     pub from_dump: Option<PathBuf>,
+    /// The live cluster (when no dump is given).
+    #[command(flatten)]
+    pub kube: KubeArgs,
     /// Output format: table, yaml, json, markdown, dot, mermaid, runbook.
     #[arg(
         short = 'o',
@@ -138,6 +171,7 @@ fn init_tracing() {
 pub fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Plan(args) => plan(args),
+        Command::Sim(args) => sim(args),
     }
 }
 
@@ -145,6 +179,7 @@ fn plan(args: PlanArgs) -> Result<u8, Failure> {
     let PlanArgs {
         spec,
         from_dump,
+        kube,
         output,
         out_dir,
     } = args;
@@ -152,13 +187,17 @@ fn plan(args: PlanArgs) -> Result<u8, Failure> {
         .parse()
         .map_err(|e: String| Failure::bad_input(anyhow::anyhow!(e)))?;
     let spec = MigrationSpec::from_file(&spec).map_err(Failure::bad_input)?;
-    let Some(dump) = from_dump else {
-        return Err(Failure::bad_input(anyhow::anyhow!(
-            "planning against a live cluster is not available in this build: pass --from-dump FILE \
-             with the output of `kubectl get nodes,pods,pdb,ds,deploy,rs,sts,cm,svc,netpol,ns -A -o json`"
-        )));
+    let snapshot = match from_dump {
+        Some(dump) => planner::dump::load_path(&dump).map_err(Failure::bad_input)?,
+        None => runtime()?.block_on(async {
+            let args = cluster::ClusterArgs {
+                kubeconfig: kube.kubeconfig,
+                context: kube.context,
+            };
+            let client = cluster::connect(&args).await.map_err(Failure::bad_input)?;
+            cluster::discover(&client).await.map_err(Failure::other)
+        })?,
     };
-    let snapshot = planner::dump::load_path(&dump).map_err(Failure::bad_input)?;
     let plan = planner::plan(&spec, &snapshot);
     if let Some(dir) = out_dir {
         write_out_dir(&plan, &dir).map_err(Failure::other)?;
@@ -172,6 +211,46 @@ fn plan(args: PlanArgs) -> Result<u8, Failure> {
         );
         return Ok(exit::PREFLIGHT);
     }
+    Ok(exit::OK)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(Failure::other)
+}
+
+fn sim(args: SimArgs) -> Result<u8, Failure> {
+    let SimArgs {
+        from_dump,
+        synthetic,
+        port,
+        kubeconfig_out,
+    } = args;
+    let synthetic = match synthetic {
+        Some(s) => Some(s.parse::<synthetic::Params>().map_err(Failure::bad_input)?),
+        None => None,
+    };
+    if let Some(d) = &from_dump
+        && !d.exists()
+    {
+        return Err(Failure::bad_input(anyhow::anyhow!(
+            "dump {} does not exist",
+            d.display()
+        )));
+    }
+    let opts = sim::ServeOptions {
+        from_dump,
+        synthetic,
+        port,
+        kubeconfig_out,
+        pod_termination: None,
+    };
+    runtime()?
+        .block_on(sim::serve(opts))
+        .map_err(Failure::other)?;
     Ok(exit::OK)
 }
 

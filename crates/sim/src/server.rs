@@ -737,6 +737,13 @@ fn watch(
             initial.push(line(e.type_, &e.object.bytes));
         }
     }
+    // WatchList (sendInitialEvents=true): the end of the initial state is marked by a bookmark
+    // annotated k8s.io/initial-events-end, which clients wait for before they call it synced.
+    if q.get("sendInitialEvents").is_some_and(|v| v == "true") {
+        let b = json!({"type": "BOOKMARK", "object": {"kind": r.kind, "apiVersion": r.api_version(),
+            "metadata": {"resourceVersion": from_rv.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}}});
+        initial.push(Bytes::from(format!("{b}\n")));
+    }
     let key2 = key.clone();
     let matches2 = matches.clone();
     let live = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |e| {

