@@ -1,0 +1,350 @@
+//! Contract tests: for each endpoint and error case the tool depends on, the status code and
+//! the body's shape, as the Kubernetes API conventions document them (a `Status` object with
+//! `kind`, `apiVersion`, `status: Failure`, `message`, `reason`, `details`, `code`). Raw
+//! HTTP/1.1 over a TCP socket, so nothing in a client library hides what the server sent.
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+use sim::{Faults, Sim};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Reply {
+    code: u16,
+    headers: String,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+async fn http(sim: &Sim, method: &str, path: &str, content_type: &str, body: &str) -> Reply {
+    let addr = sim.url().trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Reply {
+        code,
+        headers: head.to_owned(),
+        body,
+    }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn assert_status(r: &Reply, code: u16, reason: &str) -> Value {
+    assert_eq!(r.code, code, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["kind"], "Status", "{v}");
+    assert_eq!(v["apiVersion"], "v1");
+    assert_eq!(v["status"], "Failure");
+    assert_eq!(v["reason"], reason, "{v}");
+    assert_eq!(v["code"], code);
+    assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
+    v
+}
+
+async fn sim_with_kind() -> Sim {
+    let sim = Sim::start(0).await.expect("sim");
+    sim.load_dump(&PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../plans/pdb-blocks-drain.dump.yaml"
+    )))
+    .expect("dump");
+    sim
+}
+
+#[tokio::test]
+async fn not_found_already_exists_conflict_invalid() {
+    let sim = sim_with_kind().await;
+    let v = assert_status(
+        &http(&sim, "GET", "/api/v1/namespaces/shop/pods/nope", "", "").await,
+        404,
+        "NotFound",
+    );
+    assert_eq!(v["details"]["name"], "nope");
+    assert_eq!(v["details"]["kind"], "pods");
+    assert_eq!(v["message"], "pods \"nope\" not found");
+
+    let cm =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}).to_string();
+    assert_eq!(
+        http(
+            &sim,
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            &cm
+        )
+        .await
+        .code,
+        201
+    );
+    assert_status(
+        &http(
+            &sim,
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            &cm,
+        )
+        .await,
+        409,
+        "AlreadyExists",
+    );
+
+    let stale = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "resourceVersion": "1"}}).to_string();
+    let v = assert_status(
+        &http(
+            &sim,
+            "PUT",
+            "/api/v1/namespaces/default/configmaps/x",
+            "application/json",
+            &stale,
+        )
+        .await,
+        409,
+        "Conflict",
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("the object has been modified"))
+    );
+
+    let unnamed = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}).to_string();
+    assert_status(
+        &http(
+            &sim,
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            &unnamed,
+        )
+        .await,
+        422,
+        "Invalid",
+    );
+
+    assert_status(
+        &http(&sim, "GET", "/api/v1/secrets", "", "").await,
+        404,
+        "NotFound",
+    );
+    assert_status(
+        &http(
+            &sim,
+            "PATCH",
+            "/api/v1/nodes/kind-worker",
+            "text/plain",
+            "{}",
+        )
+        .await,
+        415,
+        "UnsupportedMediaType",
+    );
+    assert_status(
+        &http(&sim, "GET", "/api/v1/pods?labelSelector=a%20in%20b", "", "").await,
+        400,
+        "BadRequest",
+    );
+    assert_status(
+        &http(
+            &sim,
+            "GET",
+            "/api/v1/pods?fieldSelector=spec.schedulerName%3Dx",
+            "",
+            "",
+        )
+        .await,
+        400,
+        "BadRequest",
+    );
+}
+
+#[tokio::test]
+async fn lists_carry_kind_and_resource_version() {
+    let sim = sim_with_kind().await;
+    let r = http(&sim, "GET", "/api/v1/namespaces/shop/pods?limit=2", "", "").await;
+    assert_eq!(r.code, 200);
+    let v = r.json();
+    assert_eq!(v["kind"], "PodList");
+    assert_eq!(v["apiVersion"], "v1");
+    assert!(
+        v["metadata"]["resourceVersion"]
+            .as_str()
+            .is_some_and(|rv| rv.parse::<u64>().is_ok())
+    );
+    assert!(v["metadata"]["continue"].as_str().is_some());
+    assert_eq!(v["items"].as_array().map(Vec::len), Some(2));
+    let v = http(
+        &sim,
+        "GET",
+        "/apis/apps/v1/namespaces/shop/statefulsets/cart-redis",
+        "",
+        "",
+    )
+    .await
+    .json();
+    assert_eq!(v["kind"], "StatefulSet");
+    assert!(v["metadata"]["resourceVersion"].is_string() && v["metadata"]["uid"].is_string());
+    let disc = http(&sim, "GET", "/api/v1", "", "").await.json();
+    let eviction = disc["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["name"] == "pods/eviction")
+        .cloned()
+        .expect("eviction");
+    assert_eq!(
+        (
+            eviction["group"].as_str(),
+            eviction["version"].as_str(),
+            eviction["kind"].as_str()
+        ),
+        (Some("policy"), Some("v1"), Some("Eviction"))
+    );
+}
+
+#[tokio::test]
+async fn eviction_blocked_by_a_budget_is_429_with_the_budget_named() {
+    let sim = sim_with_kind().await;
+    let pods = http(
+        &sim,
+        "GET",
+        "/api/v1/namespaces/shop/pods?labelSelector=app%3Dpayments",
+        "",
+        "",
+    )
+    .await
+    .json();
+    let name = pods["items"][0]["metadata"]["name"]
+        .as_str()
+        .expect("pod")
+        .to_owned();
+    let body = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": "shop"}}).to_string();
+    let r = http(
+        &sim,
+        "POST",
+        &format!("/api/v1/namespaces/shop/pods/{name}/eviction"),
+        "application/json",
+        &body,
+    )
+    .await;
+    let v = assert_status(&r, 429, "TooManyRequests");
+    assert_eq!(
+        v["message"],
+        "Cannot evict pod as it would violate the pod's disruption budget."
+    );
+    assert_eq!(v["details"]["causes"][0]["reason"], "DisruptionBudget");
+    assert!(
+        v["details"]["causes"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("payments"))
+    );
+    assert!(r.headers.to_ascii_lowercase().contains("retry-after"));
+    let r = http(
+        &sim,
+        "POST",
+        "/api/v1/namespaces/shop/pods/nope/eviction",
+        "application/json",
+        &body,
+    )
+    .await;
+    assert_status(&r, 404, "NotFound");
+}
+
+#[tokio::test]
+async fn a_watch_from_a_compacted_version_gets_an_expired_error_event() {
+    let sim = sim_with_kind().await;
+    sim.store().compact();
+    let r = http(
+        &sim,
+        "GET",
+        "/api/v1/namespaces/shop/pods?watch=true&resourceVersion=2&timeoutSeconds=1",
+        "",
+        "",
+    )
+    .await;
+    assert_eq!(r.code, 200);
+    let first: Value =
+        serde_json::from_str(r.body.lines().next().expect("an event")).expect("json");
+    assert_eq!(first["type"], "ERROR");
+    assert_eq!(first["object"]["code"], 410);
+    assert_eq!(first["object"]["reason"], "Expired");
+}
+
+#[tokio::test]
+async fn injected_faults_hit_resources_but_not_discovery() {
+    let sim = sim_with_kind().await;
+    sim.set_faults(Faults {
+        error_500: 1.0,
+        ..Faults::default()
+    });
+    assert_status(
+        &http(&sim, "GET", "/api/v1/nodes", "", "").await,
+        500,
+        "InternalError",
+    );
+    assert_eq!(http(&sim, "GET", "/api/v1", "", "").await.code, 200);
+    sim.set_faults(Faults {
+        error_429: 1.0,
+        ..Faults::default()
+    });
+    assert_status(
+        &http(&sim, "GET", "/api/v1/nodes", "", "").await,
+        429,
+        "TooManyRequests",
+    );
+    sim.set_faults(Faults {
+        conflict: 1.0,
+        ..Faults::default()
+    });
+    let r = http(
+        &sim,
+        "PATCH",
+        "/api/v1/nodes/kind-worker",
+        "application/merge-patch+json",
+        r#"{"spec":{"unschedulable":true}}"#,
+    )
+    .await;
+    assert_status(&r, 409, "Conflict");
+    sim.set_faults(Faults::default());
+    assert_eq!(http(&sim, "GET", "/api/v1/nodes", "", "").await.code, 200);
+}

@@ -1,0 +1,106 @@
+//! `cni-migrate sim` serves a dump over HTTP, and `cni-migrate plan --kubeconfig` plans the
+//! same migration from it as `--from-dump` does: the live discovery path, end to end, through
+//! the real binary.
+
+mod support;
+
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use support::{binary, plans_dir, run};
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_live_plan_matches_the_dump_plan() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let kc = dir.path().join("kubeconfig");
+    let dump = plans_dir().join("calico-operator-vxlan.dump.json");
+    let spec = plans_dir().join("calico-operator-vxlan.yaml");
+    let _sim = Child(
+        Command::new(binary())
+            .args([
+                "sim",
+                "--from-dump",
+                &dump.to_string_lossy(),
+                "--kubeconfig-out",
+                &kc.to_string_lossy(),
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("sim starts"),
+    );
+    let started = Instant::now();
+    while !kc.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the simulated cluster did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let live = run(&[
+        "plan",
+        "--spec",
+        &spec.to_string_lossy(),
+        "--kubeconfig",
+        &kc.to_string_lossy(),
+        "-o",
+        "json",
+    ]);
+    assert_eq!(
+        live.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&live.stderr)
+    );
+    let offline = run(&[
+        "plan",
+        "--spec",
+        &spec.to_string_lossy(),
+        "--from-dump",
+        &dump.to_string_lossy(),
+        "-o",
+        "json",
+    ]);
+    let live: Value = serde_json::from_slice(&live.stdout).expect("json");
+    let offline: Value = serde_json::from_slice(&offline.stdout).expect("json");
+    for key in ["fingerprint", "source", "findings", "steps", "nodes"] {
+        assert_eq!(
+            live[key], offline[key],
+            "{key} differs between live and dump planning"
+        );
+    }
+}
+
+#[test]
+fn bad_sim_flags_are_bad_input() {
+    let out = run(&["sim", "--synthetic", "nodes=lots"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`nodes` needs a number"));
+    let out = run(&["sim", "--from-dump", "plans/none.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&[
+        "plan",
+        "--spec",
+        "plans/kind-flannel.yaml",
+        "--kubeconfig",
+        "/nonexistent/kubeconfig",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/kubeconfig"));
+}
