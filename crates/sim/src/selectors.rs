@@ -137,6 +137,14 @@ impl FieldSelector {
         Ok(Self(out))
     }
 
+    /// The node of a `spec.nodeName=X` requirement, if there is one.
+    pub fn node_equals(&self) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(f, eq, _)| f == "spec.nodeName" && *eq)
+            .map(|(_, _, v)| v.clone())
+    }
+
     /// Whether a stored object matches.
     pub fn matches(&self, ns: &str, name: &str, s: &Stored) -> bool {
         self.0.iter().all(|(field, eq, value)| {

@@ -60,6 +60,9 @@ pub struct State {
     pub pod_termination: Mutex<Option<Duration>>,
     /// Every request, as `VERB path` (for the RBAC sync test).
     pub requests: Mutex<Vec<(String, String)>>,
+    /// Evictions are decided one at a time, as the API server makes them atomic through the
+    /// budget's status (two concurrent evictions must not both spend the last disruption).
+    evictions: Mutex<()>,
 }
 
 impl State {
@@ -71,6 +74,7 @@ impl State {
             rng: Mutex::new(seed | 1),
             pod_termination: Mutex::new(None),
             requests: Mutex::new(Vec::new()),
+            evictions: Mutex::new(()),
         }
     }
 
@@ -1181,6 +1185,10 @@ fn resolve(v: &Value, total: i64, round_up: bool) -> Option<i64> {
 
 /// The eviction subresource, with the disruption controller's arithmetic.
 fn evict(state: &State, ns: &str, name: &str, body: &[u8], dry_run: bool) -> Response {
+    let _one_at_a_time = state
+        .evictions
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let pods = registry::find("", "v1", "pods").unwrap_or(&RESOURCES[1]);
     let Some(pod) = state.store.get("/pods", ns, name) else {
         return store_error(

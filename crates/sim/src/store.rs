@@ -124,6 +124,30 @@ struct Inner {
     floor: u64,
     logs: HashMap<(String, String), String>,
     uid_counter: u64,
+    /// Pods by `spec.nodeName`: a field-selected LIST of one node's pods reads only them.
+    by_node: HashMap<String, std::collections::BTreeSet<(String, String)>>,
+}
+
+impl Inner {
+    fn index_node(
+        &mut self,
+        key: &str,
+        k: &(String, String),
+        old: Option<&Stored>,
+        new: Option<&Stored>,
+    ) {
+        if key != "/pods" {
+            return;
+        }
+        if let Some(n) = old.and_then(|o| o.node_name.as_ref())
+            && let Some(set) = self.by_node.get_mut(n)
+        {
+            set.remove(k);
+        }
+        if let Some(n) = new.and_then(|o| o.node_name.as_ref()) {
+            self.by_node.entry(n.clone()).or_default().insert(k.clone());
+        }
+    }
 }
 
 /// A page of a LIST: the list's resourceVersion, `((namespace, name), object)` pairs, and
@@ -310,6 +334,21 @@ impl Store {
         (inner.rv, out, more)
     }
 
+    /// The pods bound to a node, through the node index (sorted by namespace and name).
+    pub fn pods_on_node(&self, node: &str, filter: &dyn Fn(&Stored) -> bool) -> Page {
+        let inner = self.read();
+        let pods = inner.objects.get("/pods");
+        let items = inner
+            .by_node
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| Some((k.clone(), pods?.get(k)?.clone())))
+            .filter(|(_, s)| filter(s))
+            .collect();
+        (inner.rv, items, false)
+    }
+
     /// Creates an object, filling uid, creationTimestamp, resourceVersion and `generateName`.
     ///
     /// # Errors
@@ -474,6 +513,7 @@ impl Store {
         if let Some(m) = inner.objects.get_mut(key) {
             m.remove(&k);
         }
+        inner.index_node(key, &k, Some(&old), None);
         inner.logs.remove(&k);
         inner.rv += 1;
         let rv = inner.rv;
