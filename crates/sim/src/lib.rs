@@ -99,6 +99,11 @@ impl Sim {
                 },
             )
             .with_state(state.clone());
+        // Without TCP_NODELAY a response written in several pieces can wait on the client's
+        // delayed ACK (~40 ms a request).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)

@@ -541,17 +541,23 @@ fn list(
         },
         None => None,
     };
-    let filter = |s: &Stored| -> bool { labels.matches(&s.labels) };
-    let (rv, items, more) =
-        state
+    let filter = |k: &(String, String), s: &Stored| -> bool {
+        labels.matches(&s.labels) && fields.matches(&k.0, &k.1, s)
+    };
+    // `spec.nodeName=X` on pods reads the node index instead of every pod.
+    let (rv, items, more) = match fields.node_equals() {
+        Some(node) if r.plural == "pods" && after.is_none() && limit.is_none() => {
+            let (rv, items, more) = state.store.pods_on_node(&node, &filter);
+            let items = items
+                .into_iter()
+                .filter(|(k, _)| namespace.is_none_or(|ns| k.0 == ns))
+                .collect();
+            (rv, items, more)
+        }
+        _ => state
             .store
-            .list(&r.storage_key(), namespace, after.as_ref(), limit, &|s| {
-                filter(s)
-            });
-    let items: Vec<((String, String), Stored)> = items
-        .into_iter()
-        .filter(|((ns, name), s)| fields.matches(ns, name, s))
-        .collect();
+            .list(&r.storage_key(), namespace, after.as_ref(), limit, &filter),
+    };
     let continue_token = if more {
         items
             .last()
@@ -713,7 +719,7 @@ fn watch(
         Some(rv) => rv,
         None => {
             // No version: the current state as ADDED events first, then changes.
-            let (rv, items, _) = state.store.list(&key, namespace, None, None, &|_| true);
+            let (rv, items, _) = state.store.list(&key, namespace, None, None, &|_, _| true);
             for ((ns, name), s) in &items {
                 if matches(ns, name, s) {
                     initial.push(line("ADDED", &s.bytes));
@@ -1206,12 +1212,13 @@ fn evict(state: &State, ns: &str, name: &str, body: &[u8], dry_run: bool) -> Res
         .or_else(|| opts["delete_options"]["gracePeriodSeconds"].as_i64());
     // Terminating pods and pods that are not healthy can always be evicted.
     if pod_v["metadata"]["deletionTimestamp"].is_null() && pod_healthy(&pod_v) {
-        let (_, pdbs, _) =
-            state
-                .store
-                .list("policy/poddisruptionbudgets", Some(ns), None, None, &|_| {
-                    true
-                });
+        let (_, pdbs, _) = state.store.list(
+            "policy/poddisruptionbudgets",
+            Some(ns),
+            None,
+            None,
+            &|_, _| true,
+        );
         let matching: Vec<Value> = pdbs
             .iter()
             .map(|(_, s)| s.value())
@@ -1242,7 +1249,7 @@ fn evict(state: &State, ns: &str, name: &str, body: &[u8], dry_run: bool) -> Res
                 .as_object()
                 .cloned()
                 .unwrap_or_default();
-            let (_, members, _) = state.store.list("/pods", Some(ns), None, None, &|s| {
+            let (_, members, _) = state.store.list("/pods", Some(ns), None, None, &|_, s| {
                 ml.iter()
                     .all(|(k, v)| s.labels.get(k).map(String::as_str) == v.as_str())
             });

@@ -306,7 +306,7 @@ impl Store {
         namespace: Option<&str>,
         after: Option<&(String, String)>,
         limit: Option<usize>,
-        filter: &dyn Fn(&Stored) -> bool,
+        filter: &dyn Fn(&(String, String), &Stored) -> bool,
     ) -> Page {
         let inner = self.read();
         let mut out = Vec::new();
@@ -321,7 +321,7 @@ impl Store {
                 if namespace.is_some_and(|ns| k.0 != ns) {
                     break;
                 }
-                if !filter(v) {
+                if !filter(k, v) {
                     continue;
                 }
                 if limit.is_some_and(|l| out.len() >= l) {
@@ -335,7 +335,11 @@ impl Store {
     }
 
     /// The pods bound to a node, through the node index (sorted by namespace and name).
-    pub fn pods_on_node(&self, node: &str, filter: &dyn Fn(&Stored) -> bool) -> Page {
+    pub fn pods_on_node(
+        &self,
+        node: &str,
+        filter: &dyn Fn(&(String, String), &Stored) -> bool,
+    ) -> Page {
         let inner = self.read();
         let pods = inner.objects.get("/pods");
         let items = inner
@@ -344,7 +348,7 @@ impl Store {
             .into_iter()
             .flatten()
             .filter_map(|k| Some((k.clone(), pods?.get(k)?.clone())))
-            .filter(|(_, s)| filter(s))
+            .filter(|(k, s)| filter(k, s))
             .collect();
         (inner.rv, items, false)
     }
@@ -413,11 +417,13 @@ impl Store {
             v["metadata"]["generation"] = json!(1);
         }
         let s = stored(rv, &v);
+        let k = (ns.clone(), name.clone());
+        inner.index_node(key, &k, None, Some(&s));
         inner
             .objects
             .entry(key.to_owned())
             .or_default()
-            .insert((ns.clone(), name.clone()), s.clone());
+            .insert(k, s.clone());
         self.record(&mut inner, key, "ADDED", &ns, &name, s);
         Ok(v)
     }
@@ -478,11 +484,13 @@ impl Store {
         let rv = inner.rv;
         v["metadata"]["resourceVersion"] = json!(rv.to_string());
         let s = stored(rv, &v);
+        let k = (ns.clone(), name.clone());
+        inner.index_node(key, &k, Some(&old), Some(&s));
         inner
             .objects
             .entry(key.to_owned())
             .or_default()
-            .insert((ns.clone(), name.clone()), s.clone());
+            .insert(k, s.clone());
         self.record(&mut inner, key, "MODIFIED", &ns, &name, s);
         Ok(v)
     }
@@ -637,7 +645,7 @@ mod tests {
             )
             .unwrap();
         }
-        let (_, page, more) = s.list("/pods", None, None, Some(2), &|_| true);
+        let (_, page, more) = s.list("/pods", None, None, Some(2), &|_, _| true);
         assert!(more);
         assert_eq!(
             page.iter()
@@ -645,10 +653,10 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["a/1", "b/1"]
         );
-        let (_, page, more) = s.list("/pods", None, Some(&page[1].0), Some(2), &|_| true);
+        let (_, page, more) = s.list("/pods", None, Some(&page[1].0), Some(2), &|_, _| true);
         assert!(!more);
         assert_eq!(page.len(), 2);
-        let (_, page, _) = s.list("/pods", Some("b"), None, None, &|_| true);
+        let (_, page, _) = s.list("/pods", Some("b"), None, None, &|_, _| true);
         assert_eq!(page.len(), 2);
     }
 }

@@ -162,7 +162,7 @@ async fn kubectl_drain_evicts_and_waits_on_a_pdb() {
     let left: Vec<String> = f
         .sim
         .store()
-        .list("/pods", Some("shop"), None, None, &|s| {
+        .list("/pods", Some("shop"), None, None, &|_, s| {
             s.node_name.as_deref() == Some("kind-worker")
         })
         .1

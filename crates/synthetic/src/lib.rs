@@ -437,7 +437,7 @@ fn pod(
             "serviceAccount": "default", "serviceAccountName": "default", "terminationGracePeriodSeconds": 30,
             "tolerations": [{"effect": "NoExecute", "key": "node.kubernetes.io/not-ready", "operator": "Exists", "tolerationSeconds": 300},
                             {"effect": "NoExecute", "key": "node.kubernetes.io/unreachable", "operator": "Exists", "tolerationSeconds": 300}],
-            "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": labels.get("app").cloned().unwrap_or(Value::Null)}}, "topologyKey": "kubernetes.io/hostname"}}]}}
+            "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {"labelSelector": {"matchLabels": labels.clone()}, "topologyKey": "kubernetes.io/hostname"}}]}}
         },
         "status": {
             "phase": "Running", "qosClass": "Burstable", "startTime": TS,
