@@ -22,7 +22,9 @@ pub const AGENT_SELECTOR: &str = "k8s-app=cilium";
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     /// No agent pod is scheduled on the node at all.
-    #[error("no Cilium agent pod (label {AGENT_SELECTOR}) runs on node {node}: is the cilium DaemonSet installed and tolerating the node?")]
+    #[error(
+        "no Cilium agent pod (label {AGENT_SELECTOR}) runs on node {node}: is the cilium DaemonSet installed and tolerating the node?"
+    )]
     Missing {
         /// Node.
         node: String,
@@ -52,9 +54,15 @@ pub enum AgentError {
 ///
 /// # Errors
 /// When the API fails.
-pub async fn agent_pods<C: Cluster + ?Sized>(cluster: &C, node: &str) -> Result<Vec<PodInfo>, ClusterError> {
+pub async fn agent_pods<C: Cluster + ?Sized>(
+    cluster: &C,
+    node: &str,
+) -> Result<Vec<PodInfo>, ClusterError> {
     let pods = cluster.pods(Some(AGENT_NAMESPACE), AGENT_SELECTOR).await?;
-    Ok(pods.into_iter().filter(|p| p.node_name.as_deref() == Some(node)).collect())
+    Ok(pods
+        .into_iter()
+        .filter(|p| p.node_name.as_deref() == Some(node))
+        .collect())
 }
 
 fn describe(pods: &[PodInfo]) -> String {
@@ -77,7 +85,8 @@ fn describe(pods: &[PodInfo]) -> String {
 
 /// A Ready agent pod on the node whose UID is not one of `old_uids`, if any.
 pub fn fresh_ready_agent<'a>(pods: &'a [PodInfo], old_uids: &[String]) -> Option<&'a PodInfo> {
-    pods.iter().find(|p| p.ready && !p.terminating && !old_uids.contains(&p.uid))
+    pods.iter()
+        .find(|p| p.ready && !p.terminating && !old_uids.contains(&p.uid))
 }
 
 /// Restarts the agent on a node: observe (a fresh Ready agent already?), act (delete the agent
@@ -92,25 +101,47 @@ pub async fn restart_agent<C: Cluster + ?Sized>(
     timeout: Duration,
     poll: Duration,
 ) -> Result<String, AgentError> {
-    let err = |source| AgentError::Cluster { node: node.to_owned(), source };
+    let err = |source| AgentError::Cluster {
+        node: node.to_owned(),
+        source,
+    };
     let start = Instant::now();
     let pods = agent_pods(cluster, node).await.map_err(err)?;
     if let Some(p) = fresh_ready_agent(&pods, old_uids) {
-        return Ok(format!("agent pod {} already restarted after the label and Ready", p.key()));
+        return Ok(format!(
+            "agent pod {} already restarted after the label and Ready",
+            p.key()
+        ));
     }
     if pods.is_empty() && old_uids.is_empty() {
-        return Err(AgentError::Missing { node: node.to_owned() });
+        return Err(AgentError::Missing {
+            node: node.to_owned(),
+        });
     }
-    for p in pods.iter().filter(|p| old_uids.contains(&p.uid) && !p.terminating) {
-        cluster.delete_pod(&p.namespace, &p.name, Some(&p.uid)).await.map_err(err)?;
+    for p in pods
+        .iter()
+        .filter(|p| old_uids.contains(&p.uid) && !p.terminating)
+    {
+        cluster
+            .delete_pod(&p.namespace, &p.name, Some(&p.uid))
+            .await
+            .map_err(err)?;
     }
     loop {
         let pods = agent_pods(cluster, node).await.map_err(err)?;
         if let Some(p) = fresh_ready_agent(&pods, old_uids) {
-            return Ok(format!("agent pod {} Ready after {}s", p.key(), start.elapsed().as_secs()));
+            return Ok(format!(
+                "agent pod {} Ready after {}s",
+                p.key(),
+                start.elapsed().as_secs()
+            ));
         }
         if start.elapsed() >= timeout {
-            return Err(AgentError::NotReady { node: node.to_owned(), waited: timeout, observed: describe(&pods) });
+            return Err(AgentError::NotReady {
+                node: node.to_owned(),
+                waited: timeout,
+                observed: describe(&pods),
+            });
         }
         tokio::time::sleep(poll).await;
     }
@@ -120,12 +151,21 @@ pub async fn restart_agent<C: Cluster + ?Sized>(
 ///
 /// # Errors
 /// When the API fails.
-pub async fn cilium_node_cidrs<C: Cluster + ?Sized>(cluster: &C, node: &str) -> Result<Option<Vec<String>>, ClusterError> {
-    let cn = cluster.custom("cilium.io/v2", "ciliumnodes", None, node).await?;
+pub async fn cilium_node_cidrs<C: Cluster + ?Sized>(
+    cluster: &C,
+    node: &str,
+) -> Result<Option<Vec<String>>, ClusterError> {
+    let cn = cluster
+        .custom("cilium.io/v2", "ciliumnodes", None, node)
+        .await?;
     Ok(cn.map(|cn| {
         cn.object["spec"]["ipam"]["podCIDRs"]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     }))
 }
@@ -151,16 +191,30 @@ mod tests {
     fn pool_containment() {
         let pool: Vec<IpNet> = vec!["10.245.0.0/16".parse().unwrap()];
         assert!(outside_pool(&["10.245.3.0/24".into()], &pool).is_empty());
-        assert_eq!(outside_pool(&["10.244.3.0/24".into(), "x".into()], &pool), ["10.244.3.0/24", "x"]);
+        assert_eq!(
+            outside_pool(&["10.244.3.0/24".into(), "x".into()], &pool),
+            ["10.244.3.0/24", "x"]
+        );
     }
 
     #[test]
     fn fresh_agent_is_decided_by_uid() {
-        let old = PodInfo { uid: "a".into(), ready: true, ..PodInfo::default() };
-        let new = PodInfo { uid: "b".into(), ready: true, ..PodInfo::default() };
+        let old = PodInfo {
+            uid: "a".into(),
+            ready: true,
+            ..PodInfo::default()
+        };
+        let new = PodInfo {
+            uid: "b".into(),
+            ready: true,
+            ..PodInfo::default()
+        };
         let pods = [old.clone()];
         assert!(fresh_ready_agent(&pods, &["a".into()]).is_none());
         let pods = [old, new];
-        assert_eq!(fresh_ready_agent(&pods, &["a".into()]).map(|p| p.uid.as_str()), Some("b"));
+        assert_eq!(
+            fresh_ready_agent(&pods, &["a".into()]).map(|p| p.uid.as_str()),
+            Some("b")
+        );
     }
 }

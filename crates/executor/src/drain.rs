@@ -79,8 +79,12 @@ pub enum Refusal {
 impl Refusal {
     fn explain(self) -> &'static str {
         match self {
-            Refusal::Unreplicated => "no controller would recreate it (allow with rollout.drain.allowUnreplicated)",
-            Refusal::LocalStorage => "its emptyDir data would be lost (allow with rollout.drain.deleteEmptyDirData)",
+            Refusal::Unreplicated => {
+                "no controller would recreate it (allow with rollout.drain.allowUnreplicated)"
+            }
+            Refusal::LocalStorage => {
+                "its emptyDir data would be lost (allow with rollout.drain.deleteEmptyDirData)"
+            }
         }
     }
 }
@@ -215,7 +219,11 @@ fn matching_pdbs<'a>(pdbs: &'a [PdbInfo], p: &Pending) -> impl Iterator<Item = &
     let ns = p.namespace.clone();
     let labels = p.labels.clone();
     pdbs.iter().filter(move |pdb| {
-        pdb.namespace == ns && pdb.selector.as_ref().is_some_and(|s| !s.is_empty() && s.matches(&labels))
+        pdb.namespace == ns
+            && pdb
+                .selector
+                .as_ref()
+                .is_some_and(|s| !s.is_empty() && s.matches(&labels))
     })
 }
 
@@ -228,7 +236,10 @@ pub async fn drain<C: Cluster + ?Sized>(
     node: &str,
     opts: &DrainOptions,
 ) -> Result<DrainReport, DrainError> {
-    let err = |source| DrainError::Cluster { node: node.to_owned(), source };
+    let err = |source| DrainError::Cluster {
+        node: node.to_owned(),
+        source,
+    };
     let start = Instant::now();
     let deadline = start + opts.timeout;
     let pods = cluster.pods_on_node(node).await.map_err(err)?;
@@ -257,7 +268,10 @@ pub async fn drain<C: Cluster + ?Sized>(
         }
     }
     if !refused.is_empty() {
-        return Err(DrainError::Refused { node: node.to_owned(), pods: refused });
+        return Err(DrainError::Refused {
+            node: node.to_owned(),
+            pods: refused,
+        });
     }
 
     let mut pdbs: Option<Vec<PdbInfo>> = None;
@@ -270,13 +284,20 @@ pub async fn drain<C: Cluster + ?Sized>(
             if p.evicted || p.next_try > now {
                 continue;
             }
-            match cluster.evict(&p.namespace, &p.name, opts.grace_period_seconds).await.map_err(err)? {
+            match cluster
+                .evict(&p.namespace, &p.name, opts.grace_period_seconds)
+                .await
+                .map_err(err)?
+            {
                 Eviction::Evicted => {
                     p.evicted = true;
                     if let Some(since) = p.blocked_since.take() {
                         let waited = now.saturating_duration_since(since);
                         for pdb in matching_pdbs(pdbs.as_deref().unwrap_or_default(), p) {
-                            *report.pdb_waits.entry(format!("{}/{}", pdb.namespace, pdb.name)).or_default() += waited;
+                            *report
+                                .pdb_waits
+                                .entry(format!("{}/{}", pdb.namespace, pdb.name))
+                                .or_default() += waited;
                         }
                     }
                     tracing::debug!(node, pod = %key, "evicted");
@@ -295,13 +316,18 @@ pub async fn drain<C: Cluster + ?Sized>(
                     tracing::info!(node, pod = %key, %message, "eviction refused by a disruption budget; will retry");
                 }
                 Eviction::Misconfigured { message } => {
-                    return Err(DrainError::Misconfigured { node: node.to_owned(), pod: key.clone(), message });
+                    return Err(DrainError::Misconfigured {
+                        node: node.to_owned(),
+                        pod: key.clone(),
+                        message,
+                    });
                 }
             }
         }
         // Which evicted pods are gone: absent from the node, or back under a new UID.
         let current = cluster.pods_on_node(node).await.map_err(err)?;
-        let still: BTreeMap<String, &str> = current.iter().map(|p| (p.key(), p.uid.as_str())).collect();
+        let still: BTreeMap<String, &str> =
+            current.iter().map(|p| (p.key(), p.uid.as_str())).collect();
         pending.retain(|key, p| {
             let here = still.get(key).is_some_and(|uid| *uid == p.uid);
             if !here {
@@ -320,21 +346,48 @@ pub async fn drain<C: Cluster + ?Sized>(
             let holding: BTreeSet<String> = pending
                 .values()
                 .filter(|p| p.blocked_since.is_some())
-                .flat_map(|p| matching_pdbs(pdbs.as_deref().unwrap_or_default(), p).map(|pdb| format!("{}/{}", pdb.namespace, pdb.name)).collect::<Vec<_>>())
+                .flat_map(|p| {
+                    matching_pdbs(pdbs.as_deref().unwrap_or_default(), p)
+                        .map(|pdb| format!("{}/{}", pdb.namespace, pdb.name))
+                        .collect::<Vec<_>>()
+                })
                 .collect();
-            let pdbs = if holding.is_empty() { blocked_by.into_iter().collect() } else { holding.into_iter().collect() };
-            return Err(DrainError::Timeout { node: node.to_owned(), timeout: opts.timeout, remaining, pdbs });
+            let pdbs = if holding.is_empty() {
+                blocked_by.into_iter().collect()
+            } else {
+                holding.into_iter().collect()
+            };
+            return Err(DrainError::Timeout {
+                node: node.to_owned(),
+                timeout: opts.timeout,
+                remaining,
+                pdbs,
+            });
         }
         if now.saturating_duration_since(last_node_check) >= opts.node_check {
             last_node_check = now;
             match cluster.node(node).await.map_err(err)? {
-                None => return Err(DrainError::NodeGone { node: node.to_owned() }),
-                Some(n) if !n.ready => return Err(DrainError::NodeNotReady { node: node.to_owned() }),
+                None => {
+                    return Err(DrainError::NodeGone {
+                        node: node.to_owned(),
+                    });
+                }
+                Some(n) if !n.ready => {
+                    return Err(DrainError::NodeNotReady {
+                        node: node.to_owned(),
+                    });
+                }
                 Some(_) => {}
             }
         }
-        let next_eviction = pending.values().filter(|p| !p.evicted).map(|p| p.next_try).min();
-        let wake = next_eviction.map_or(now + opts.poll, |t| t.min(now + opts.poll)).min(deadline);
+        let next_eviction = pending
+            .values()
+            .filter(|p| !p.evicted)
+            .map(|p| p.next_try)
+            .min();
+        let wake = next_eviction
+            .map_or(now + opts.poll, |t| t.min(now + opts.poll))
+            .min(deadline);
         tokio::time::sleep_until(wake.max(now + Duration::from_millis(10))).await;
     }
 }
@@ -353,7 +406,11 @@ mod tests {
         PodInfo {
             namespace: "ns".into(),
             name: "p".into(),
-            owner: owner.map(|k| OwnerRef { kind: k.into(), name: "o".into(), uid: "u".into() }),
+            owner: owner.map(|k| OwnerRef {
+                kind: k.into(),
+                name: "o".into(),
+                uid: "u".into(),
+            }),
             phase: PodPhase::Running,
             ..PodInfo::default()
         }
@@ -362,13 +419,56 @@ mod tests {
     #[test]
     fn kubectl_filters_in_order() {
         let o = opts();
-        assert_eq!(classify(&pod(Some("DaemonSet")), &o), Ok(Some(Skip::DaemonSet)));
-        assert_eq!(classify(&PodInfo { mirror: true, ..pod(Some("Node")) }, &o), Ok(Some(Skip::Mirror)));
+        assert_eq!(
+            classify(&pod(Some("DaemonSet")), &o),
+            Ok(Some(Skip::DaemonSet))
+        );
+        assert_eq!(
+            classify(
+                &PodInfo {
+                    mirror: true,
+                    ..pod(Some("Node"))
+                },
+                &o
+            ),
+            Ok(Some(Skip::Mirror))
+        );
         assert_eq!(classify(&pod(None), &o), Err(Refusal::Unreplicated));
-        assert_eq!(classify(&PodInfo { empty_dir: true, ..pod(Some("ReplicaSet")) }, &o), Err(Refusal::LocalStorage));
-        assert_eq!(classify(&PodInfo { phase: PodPhase::Succeeded, ..pod(None) }, &o), Ok(None));
+        assert_eq!(
+            classify(
+                &PodInfo {
+                    empty_dir: true,
+                    ..pod(Some("ReplicaSet"))
+                },
+                &o
+            ),
+            Err(Refusal::LocalStorage)
+        );
+        assert_eq!(
+            classify(
+                &PodInfo {
+                    phase: PodPhase::Succeeded,
+                    ..pod(None)
+                },
+                &o
+            ),
+            Ok(None)
+        );
         assert_eq!(classify(&pod(Some("ReplicaSet")), &o), Ok(None));
-        let allow = DrainOptions { allow_unreplicated: true, delete_empty_dir_data: true, ..o };
-        assert_eq!(classify(&PodInfo { empty_dir: true, ..pod(None) }, &allow), Ok(None));
+        let allow = DrainOptions {
+            allow_unreplicated: true,
+            delete_empty_dir_data: true,
+            ..o
+        };
+        assert_eq!(
+            classify(
+                &PodInfo {
+                    empty_dir: true,
+                    ..pod(None)
+                },
+                &allow
+            ),
+            Ok(None)
+        );
     }
 }

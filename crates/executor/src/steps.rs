@@ -99,9 +99,17 @@ fn cl(what: impl Into<String>) -> impl FnOnce(ClusterError) -> StepError {
 ///
 /// # Errors
 /// [`StepError::NodeGone`] or an API failure.
-pub async fn observe_prior<C: Cluster + ?Sized>(cluster: &C, node: &str) -> Result<NodePrior, StepError> {
-    let n = cluster.node(node).await.map_err(cl(format!("reading node {node}")))?;
-    let n = n.ok_or_else(|| StepError::NodeGone { node: node.to_owned() })?;
+pub async fn observe_prior<C: Cluster + ?Sized>(
+    cluster: &C,
+    node: &str,
+) -> Result<NodePrior, StepError> {
+    let n = cluster
+        .node(node)
+        .await
+        .map_err(cl(format!("reading node {node}")))?;
+    let n = n.ok_or_else(|| StepError::NodeGone {
+        node: node.to_owned(),
+    })?;
     Ok(NodePrior {
         cordoned: n.unschedulable,
         labelled: n.labels.get(MIGRATION_LABEL).is_some_and(|v| v == "true"),
@@ -113,12 +121,20 @@ pub async fn observe_prior<C: Cluster + ?Sized>(cluster: &C, node: &str) -> Resu
 /// # Errors
 /// [`StepError::NodeGone`] or an API failure.
 pub async fn cordon<C: Cluster + ?Sized>(cluster: &C, node: &str) -> Result<String, StepError> {
-    let n = cluster.node(node).await.map_err(cl(format!("reading node {node}")))?;
-    let n = n.ok_or_else(|| StepError::NodeGone { node: node.to_owned() })?;
+    let n = cluster
+        .node(node)
+        .await
+        .map_err(cl(format!("reading node {node}")))?;
+    let n = n.ok_or_else(|| StepError::NodeGone {
+        node: node.to_owned(),
+    })?;
     if n.unschedulable {
         return Ok(format!("{node} is cordoned"));
     }
-    cluster.set_unschedulable(node, true).await.map_err(cl(format!("cordoning node {node}")))?;
+    cluster
+        .set_unschedulable(node, true)
+        .await
+        .map_err(cl(format!("cordoning node {node}")))?;
     Ok(format!("cordoned {node}"))
 }
 
@@ -126,16 +142,30 @@ pub async fn cordon<C: Cluster + ?Sized>(cluster: &C, node: &str) -> Result<Stri
 ///
 /// # Errors
 /// [`StepError::NodeGone`] or an API failure.
-pub async fn uncordon<C: Cluster + ?Sized>(cluster: &C, node: &str, prior: &NodePrior) -> Result<String, StepError> {
+pub async fn uncordon<C: Cluster + ?Sized>(
+    cluster: &C,
+    node: &str,
+    prior: &NodePrior,
+) -> Result<String, StepError> {
     if prior.cordoned {
-        return Ok(format!("{node} was cordoned before the migration: left cordoned"));
+        return Ok(format!(
+            "{node} was cordoned before the migration: left cordoned"
+        ));
     }
-    let n = cluster.node(node).await.map_err(cl(format!("reading node {node}")))?;
-    let n = n.ok_or_else(|| StepError::NodeGone { node: node.to_owned() })?;
+    let n = cluster
+        .node(node)
+        .await
+        .map_err(cl(format!("reading node {node}")))?;
+    let n = n.ok_or_else(|| StepError::NodeGone {
+        node: node.to_owned(),
+    })?;
     if !n.unschedulable {
         return Ok(format!("{node} is schedulable"));
     }
-    cluster.set_unschedulable(node, false).await.map_err(cl(format!("uncordoning node {node}")))?;
+    cluster
+        .set_unschedulable(node, false)
+        .await
+        .map_err(cl(format!("uncordoning node {node}")))?;
     Ok(format!("uncordoned {node}"))
 }
 
@@ -143,8 +173,13 @@ pub async fn uncordon<C: Cluster + ?Sized>(cluster: &C, node: &str, prior: &Node
 ///
 /// # Errors
 /// An API failure.
-pub async fn agent_uids<C: Cluster + ?Sized>(cluster: &C, node: &str) -> Result<Vec<String>, StepError> {
-    let pods = agent::agent_pods(cluster, node).await.map_err(cl(format!("listing agent pods on {node}")))?;
+pub async fn agent_uids<C: Cluster + ?Sized>(
+    cluster: &C,
+    node: &str,
+) -> Result<Vec<String>, StepError> {
+    let pods = agent::agent_pods(cluster, node)
+        .await
+        .map_err(cl(format!("listing agent pods on {node}")))?;
     let mut uids: Vec<String> = pods.into_iter().map(|p| p.uid).collect();
     uids.sort();
     Ok(uids)
@@ -154,18 +189,33 @@ pub async fn agent_uids<C: Cluster + ?Sized>(cluster: &C, node: &str) -> Result<
 ///
 /// # Errors
 /// [`StepError::NodeGone`] or an API failure.
-pub async fn label<C: Cluster + ?Sized>(cluster: &C, node: &str, on: bool) -> Result<String, StepError> {
-    let n = cluster.node(node).await.map_err(cl(format!("reading node {node}")))?;
-    let n = n.ok_or_else(|| StepError::NodeGone { node: node.to_owned() })?;
+pub async fn label<C: Cluster + ?Sized>(
+    cluster: &C,
+    node: &str,
+    on: bool,
+) -> Result<String, StepError> {
+    let n = cluster
+        .node(node)
+        .await
+        .map_err(cl(format!("reading node {node}")))?;
+    let n = n.ok_or_else(|| StepError::NodeGone {
+        node: node.to_owned(),
+    })?;
     let has = n.labels.get(MIGRATION_LABEL).is_some_and(|v| v == "true");
     if has == on {
-        return Ok(format!("{node} {} the label", if on { "has" } else { "does not have" }));
+        return Ok(format!(
+            "{node} {} the label",
+            if on { "has" } else { "does not have" }
+        ));
     }
     cluster
         .set_node_label(node, MIGRATION_LABEL, on.then_some("true"))
         .await
         .map_err(cl(format!("labelling node {node}")))?;
-    Ok(format!("{} {MIGRATION_LABEL} on {node}", if on { "set" } else { "removed" }))
+    Ok(format!(
+        "{} {MIGRATION_LABEL} on {node}",
+        if on { "set" } else { "removed" }
+    ))
 }
 
 /// Runs the reboot hook with `{node}` substituted, then waits for the node to be Ready.
@@ -182,7 +232,11 @@ pub async fn reboot<C: Cluster + ?Sized>(
     let argv: Vec<String> = command.iter().map(|a| a.replace("{node}", node)).collect();
     let line = planner::plan::reboot_command_line(command, node);
     let Some((program, args)) = argv.split_first() else {
-        return Err(StepError::RebootHook { node: node.to_owned(), command: line, reason: "empty command".into() });
+        return Err(StepError::RebootHook {
+            node: node.to_owned(),
+            command: line,
+            reason: "empty command".into(),
+        });
     };
     let start = Instant::now();
     let output = tokio::process::Command::new(program)
@@ -190,7 +244,11 @@ pub async fn reboot<C: Cluster + ?Sized>(
         .kill_on_drop(true)
         .output()
         .await
-        .map_err(|e| StepError::RebootHook { node: node.to_owned(), command: line.clone(), reason: e.to_string() })?;
+        .map_err(|e| StepError::RebootHook {
+            node: node.to_owned(),
+            command: line.clone(),
+            reason: e.to_string(),
+        })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(StepError::RebootHook {
@@ -200,11 +258,22 @@ pub async fn reboot<C: Cluster + ?Sized>(
         });
     }
     loop {
-        let n = cluster.node(node).await.map_err(cl(format!("reading node {node}")))?;
+        let n = cluster
+            .node(node)
+            .await
+            .map_err(cl(format!("reading node {node}")))?;
         match n {
-            Some(n) if n.ready => return Ok(format!("rebooted {node}; Ready after {}s", start.elapsed().as_secs())),
+            Some(n) if n.ready => {
+                return Ok(format!(
+                    "rebooted {node}; Ready after {}s",
+                    start.elapsed().as_secs()
+                ));
+            }
             _ if start.elapsed() >= timeout => {
-                return Err(StepError::NodeNotReady { node: node.to_owned(), waited: timeout });
+                return Err(StepError::NodeNotReady {
+                    node: node.to_owned(),
+                    waited: timeout,
+                });
             }
             _ => tokio::time::sleep(poll).await,
         }
@@ -222,32 +291,67 @@ pub async fn verify_basic<C: Cluster + ?Sized>(
     node: &str,
     old_agent_uids: &[String],
 ) -> Result<String, StepError> {
-    let pods = agent::agent_pods(cluster, node).await.map_err(cl(format!("listing agent pods on {node}")))?;
+    let pods = agent::agent_pods(cluster, node)
+        .await
+        .map_err(cl(format!("listing agent pods on {node}")))?;
     let Some(agent) = agent::fresh_ready_agent(&pods, old_agent_uids) else {
         return Err(StepError::Verify {
             node: node.to_owned(),
             reason: format!(
                 "expected a Ready Cilium agent created after the label, saw: {}",
-                if pods.is_empty() { "no agent pod".to_owned() } else {
-                    pods.iter().map(|p| format!("{} ready={} restarted={}", p.key(), p.ready, !old_agent_uids.contains(&p.uid))).collect::<Vec<_>>().join(", ")
+                if pods.is_empty() {
+                    "no agent pod".to_owned()
+                } else {
+                    pods.iter()
+                        .map(|p| {
+                            format!(
+                                "{} ready={} restarted={}",
+                                p.key(),
+                                p.ready,
+                                !old_agent_uids.contains(&p.uid)
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 }
             ),
         });
     };
-    let cidrs = agent::cilium_node_cidrs(cluster, node).await.map_err(cl(format!("reading CiliumNode {node}")))?;
+    let cidrs = agent::cilium_node_cidrs(cluster, node)
+        .await
+        .map_err(cl(format!("reading CiliumNode {node}")))?;
     let pool = &spec.target.pod_cidrs;
-    let pool_s = pool.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    let pool_s = pool
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     match cidrs {
-        None => Err(StepError::Verify { node: node.to_owned(), reason: format!("expected CiliumNode {node} with pod CIDRs in {pool_s}, saw no CiliumNode") }),
-        Some(c) if c.is_empty() => Err(StepError::Verify { node: node.to_owned(), reason: format!("expected CiliumNode {node} pod CIDRs in {pool_s}, saw none allocated") }),
+        None => Err(StepError::Verify {
+            node: node.to_owned(),
+            reason: format!(
+                "expected CiliumNode {node} with pod CIDRs in {pool_s}, saw no CiliumNode"
+            ),
+        }),
+        Some(c) if c.is_empty() => Err(StepError::Verify {
+            node: node.to_owned(),
+            reason: format!("expected CiliumNode {node} pod CIDRs in {pool_s}, saw none allocated"),
+        }),
         Some(c) => {
             let bad = agent::outside_pool(&c, pool);
             if bad.is_empty() {
-                Ok(format!("agent {} Ready; CiliumNode pod CIDRs {} inside {pool_s}", agent.key(), c.join(",")))
+                Ok(format!(
+                    "agent {} Ready; CiliumNode pod CIDRs {} inside {pool_s}",
+                    agent.key(),
+                    c.join(",")
+                ))
             } else {
                 Err(StepError::Verify {
                     node: node.to_owned(),
-                    reason: format!("expected CiliumNode {node} pod CIDRs inside {pool_s}, saw {}", bad.join(",")),
+                    reason: format!(
+                        "expected CiliumNode {node} pod CIDRs inside {pool_s}, saw {}",
+                        bad.join(",")
+                    ),
                 })
             }
         }
@@ -262,7 +366,12 @@ pub fn migration_config_expectations(spec: &MigrationSpec) -> BTreeMap<&'static 
     m.insert("ipam", "cluster-pool".to_owned());
     m.insert(
         "cluster-pool-ipv4-cidr",
-        spec.target.pod_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
+        spec.target
+            .pod_cidrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" "),
     );
     m.insert("tunnel-protocol", spec.target.tunnel.protocol.to_string());
     m.insert("enable-host-legacy-routing", "true".to_owned());
@@ -274,7 +383,10 @@ pub fn final_config_expectations(spec: &MigrationSpec) -> BTreeMap<&'static str,
     let mut m = BTreeMap::new();
     m.insert("custom-cni-conf", "false".to_owned());
     m.insert("enable-policy", "default".to_owned());
-    m.insert("enable-host-legacy-routing", spec.finalize.host_legacy_routing.to_string());
+    m.insert(
+        "enable-host-legacy-routing",
+        spec.finalize.host_legacy_routing.to_string(),
+    );
     m
 }
 
@@ -287,9 +399,14 @@ pub async fn cilium_config_differences<C: Cluster + ?Sized>(
     cluster: &C,
     expected: &BTreeMap<&'static str, String>,
 ) -> Result<Vec<String>, StepError> {
-    let cm = cluster.configmap("kube-system", "cilium-config").await.map_err(cl("reading kube-system/cilium-config"))?;
+    let cm = cluster
+        .configmap("kube-system", "cilium-config")
+        .await
+        .map_err(cl("reading kube-system/cilium-config"))?;
     let Some(cm) = cm else {
-        return Ok(vec!["kube-system/cilium-config does not exist: Cilium is not installed".to_owned()]);
+        return Ok(vec![
+            "kube-system/cilium-config does not exist: Cilium is not installed".to_owned(),
+        ]);
     };
     let data = cm.data.unwrap_or_default();
     Ok(expected
@@ -305,10 +422,17 @@ pub async fn cilium_config_differences<C: Cluster + ?Sized>(
 ///
 /// # Errors
 /// An API failure (a missing CRD means Cilium is not installed).
-pub async fn apply_node_config<C: Cluster + ?Sized>(cluster: &C, object: &serde_json::Value) -> Result<String, StepError> {
+pub async fn apply_node_config<C: Cluster + ?Sized>(
+    cluster: &C,
+    object: &serde_json::Value,
+) -> Result<String, StepError> {
     cluster
         .apply("ciliumnodeconfigs", object)
         .await
-        .map_err(cl(format!("applying CiliumNodeConfig kube-system/{NODE_CONFIG_NAME}")))?;
-    Ok(format!("CiliumNodeConfig kube-system/{NODE_CONFIG_NAME} applied"))
+        .map_err(cl(format!(
+            "applying CiliumNodeConfig kube-system/{NODE_CONFIG_NAME}"
+        )))?;
+    Ok(format!(
+        "CiliumNodeConfig kube-system/{NODE_CONFIG_NAME} applied"
+    ))
 }

@@ -35,8 +35,8 @@ pub struct Stored {
     pub rv: u64,
     /// The object, serialized.
     pub bytes: Arc<[u8]>,
-    /// `metadata.labels`.
-    pub labels: BTreeMap<String, String>,
+    /// `metadata.labels` (shared: the event log holds the same objects).
+    pub labels: Arc<BTreeMap<String, String>>,
     /// `spec.nodeName` (pods).
     pub node_name: Option<String>,
     /// `status.phase` (pods, namespaces).
@@ -195,7 +195,7 @@ fn stored(rv: u64, v: &Value) -> Stored {
     Stored {
         rv,
         bytes: serde_json::to_vec(v).unwrap_or_default().into(),
-        labels,
+        labels: Arc::new(labels),
         node_name,
         phase,
     }

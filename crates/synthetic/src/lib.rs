@@ -171,10 +171,18 @@ impl Rng {
         s
     }
 
-    fn suffix(&mut self) -> String {
+    /// A kubectl-style five-character suffix that is unique for every `n` below 27^5: the
+    /// index scrambled by a bijection, so names look random but never collide.
+    fn unique_suffix(n: usize) -> String {
         const ALPHA: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+        // 27^5; 1_000_003 is coprime to 3, so multiplying by it permutes the residues.
+        let mut x = (n as u64).wrapping_mul(1_000_003) % 14_348_907;
         (0..5)
-            .map(|_| char::from(ALPHA[usize::try_from(self.below(27)).unwrap_or(0)]))
+            .map(|_| {
+                let c = char::from(ALPHA[usize::try_from(x % 27).unwrap_or(0)]);
+                x /= 27;
+                c
+            })
             .collect()
     }
 
@@ -605,7 +613,7 @@ pub fn objects(p: &Params) -> impl Iterator<Item = Value> + '_ {
         let mut rng = Rng(params.seed ^ (node as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
         let mut out = Vec::with_capacity(params.pods_per_node);
         if params.pods_per_node >= 1 {
-            let s = rng.suffix();
+            let s = Rng::unique_suffix(node);
             out.push(pod(
                 params,
                 node,
@@ -618,7 +626,7 @@ pub fn objects(p: &Params) -> impl Iterator<Item = Value> + '_ {
             ));
         }
         if params.pods_per_node >= 2 {
-            let s = rng.suffix();
+            let s = Rng::unique_suffix(node);
             out.push(pod(
                 params,
                 node,
@@ -648,7 +656,7 @@ pub fn objects(p: &Params) -> impl Iterator<Item = Value> + '_ {
                 continue;
             }
             if k + 2 == app_pods_per_node && node.is_multiple_of(97) {
-                let name = format!("debug-{}", rng.suffix());
+                let name = format!("debug-{}", Rng::unique_suffix(node));
                 out.push(pod(
                     params,
                     node,
@@ -663,7 +671,7 @@ pub fn objects(p: &Params) -> impl Iterator<Item = Value> + '_ {
             }
             let app = format!("app-{:05}", global % n_apps.max(1));
             let rs = format!("{app}-7d9c5b8f6d");
-            let name = format!("{rs}-{}", rng.suffix());
+            let name = format!("{rs}-{}", Rng::unique_suffix(global));
             let empty_dir = global.is_multiple_of(17);
             out.push(pod(
                 params,

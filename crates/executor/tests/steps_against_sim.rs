@@ -1,0 +1,342 @@
+//! The executor's steps through the real `KubeCluster` against the simulated API server over
+//! HTTP: drain with kubectl's semantics (refusals before any eviction, PDB waits, a timeout that
+//! names the budget and the pods), cordon/uncordon that respect a prior cordon, the label, the
+//! agent restart decided by UID, and the basic verification.
+
+use std::{path::PathBuf, time::Duration};
+
+use cluster::{Cluster, ClusterArgs, KubeCluster};
+use executor::{
+    agent,
+    drain::{self, DrainError, DrainOptions, Refusal},
+    steps::{self, NodePrior, StepError},
+};
+use serde_json::json;
+use sim::Sim;
+
+async fn start(dump: &str) -> (Sim, KubeCluster, tempfile::TempDir) {
+    let sim = Sim::start(0).await.expect("sim");
+    sim.load_dump(&PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../plans")).join(dump))
+        .expect("dump");
+    let dir = tempfile::tempdir().expect("tmp");
+    let kc = dir.path().join("kubeconfig");
+    sim.write_kubeconfig(&kc).expect("kubeconfig");
+    let client = cluster::connect(&ClusterArgs {
+        kubeconfig: Some(kc),
+        context: None,
+    })
+    .await
+    .expect("client");
+    (sim, KubeCluster::new(client), dir)
+}
+
+fn fast(timeout: Duration) -> DrainOptions {
+    DrainOptions {
+        timeout,
+        delete_empty_dir_data: false,
+        allow_unreplicated: false,
+        grace_period_seconds: None,
+        retry_delay: Duration::from_millis(100),
+        poll: Duration::from_millis(50),
+        node_check: Duration::from_millis(200),
+    }
+}
+
+#[tokio::test]
+async fn drain_evicts_controller_pods_and_skips_daemonsets_and_mirrors() {
+    let (sim, c, _dir) = start("kind-flannel.dump.yaml").await;
+    let report = drain::drain(&c, "kind-worker2", &fast(Duration::from_secs(10)))
+        .await
+        .expect("drains");
+    assert_eq!(
+        report.evicted,
+        ["shop/cart-redis-0", "shop/frontend-6b8d9f5c7d-b7qzt"]
+    );
+    assert!(
+        report
+            .skipped
+            .iter()
+            .any(|(p, s)| p.starts_with("kube-flannel/") && *s == drain::Skip::DaemonSet)
+    );
+    let left: Vec<String> = c
+        .pods_on_node("kind-worker2")
+        .await
+        .expect("pods")
+        .into_iter()
+        .map(|p| p.key())
+        .collect();
+    assert!(
+        left.iter()
+            .all(|p| p.starts_with("kube-flannel/") || p.starts_with("kube-system/kube-proxy")),
+        "{left:?}"
+    );
+    // Nothing was deleted directly: every removal went through the eviction subresource.
+    assert!(
+        !sim.requests()
+            .iter()
+            .any(|(verb, path)| verb == "DELETE" && path.contains("/pods/"))
+    );
+    // Draining again is a no-op.
+    assert!(
+        drain::drain(&c, "kind-worker2", &fast(Duration::from_secs(5)))
+            .await
+            .expect("again")
+            .evicted
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_budget_that_never_allows_a_disruption_times_out_naming_it_and_its_pods() {
+    let (_sim, c, _dir) = start("pdb-blocks-drain.dump.yaml").await;
+    let err = drain::drain(&c, "kind-worker", &fast(Duration::from_secs(2)))
+        .await
+        .expect_err("blocked");
+    match &err {
+        DrainError::Timeout {
+            remaining, pdbs, ..
+        } => {
+            // payments can never lose a pod; frontend (maxUnavailable 1) spent its one
+            // disruption on the first of kind-worker's two frontend pods, and nothing here
+            // recreates it.
+            assert_eq!(pdbs, &["shop/frontend", "shop/payments"]);
+            assert_eq!(remaining.len(), 2, "{remaining:?}");
+            assert!(remaining.iter().any(|p| p.starts_with("shop/payments-")));
+        }
+        other => panic!("expected a timeout, got {other}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains("kind-worker")
+            && msg.contains("shop/payments")
+            && msg.contains("timed out after 2s"),
+        "{msg}"
+    );
+    assert!(!err.is_retriable());
+}
+
+#[tokio::test]
+async fn unreplicated_and_emptydir_pods_are_refused_before_any_eviction() {
+    let (sim, c, _dir) = start("kind-flannel.dump.yaml").await;
+    assert!(sim.insert(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "debug", "namespace": "default"},
+        "spec": {"nodeName": "kind-worker", "containers": [{"name": "c", "image": "busybox"}]},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})));
+    let before = c.pods_on_node("kind-worker").await.expect("pods").len();
+    match drain::drain(&c, "kind-worker", &fast(Duration::from_secs(5))).await {
+        Err(DrainError::Refused { pods, .. }) => assert_eq!(
+            pods,
+            vec![("default/debug".to_owned(), Refusal::Unreplicated)]
+        ),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(
+        c.pods_on_node("kind-worker").await.expect("pods").len(),
+        before,
+        "a refused drain evicts nothing"
+    );
+    let allow = DrainOptions {
+        allow_unreplicated: true,
+        ..fast(Duration::from_secs(10))
+    };
+    let report = drain::drain(&c, "kind-worker", &allow).await;
+    // The frontend budget allows one of kind-worker's two frontend pods at a time, and nothing
+    // recreates pods here: the drain evicts what it may and then times out on the budget.
+    assert!(
+        matches!(report, Err(DrainError::Timeout { ref pdbs, .. }) if pdbs == &["shop/frontend"]),
+        "{report:?}"
+    );
+    assert!(c.pod("default", "debug").await.expect("get").is_none());
+}
+
+#[tokio::test]
+async fn a_node_going_not_ready_stops_the_drain() {
+    let (sim, c, _dir) = start("pdb-blocks-drain.dump.yaml").await;
+    let store = sim.store().clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let node = store.get("/nodes", "", "kind-worker").expect("node");
+        let mut v = node.value();
+        for cond in v["status"]["conditions"]
+            .as_array_mut()
+            .expect("conditions")
+        {
+            if cond["type"] == "Ready" {
+                cond["status"] = json!("Unknown");
+            }
+        }
+        store.update("/nodes", v, None, false).expect("update");
+    });
+    let err = drain::drain(&c, "kind-worker", &fast(Duration::from_secs(10)))
+        .await
+        .expect_err("stops");
+    assert!(matches!(err, DrainError::NodeNotReady { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn cordon_and_uncordon_leave_a_prior_cordon_alone() {
+    let (_sim, c, _dir) = start("kind-flannel.dump.yaml").await;
+    let prior = steps::observe_prior(&c, "kind-worker")
+        .await
+        .expect("prior");
+    assert_eq!(prior, NodePrior::default());
+    steps::cordon(&c, "kind-worker").await.expect("cordon");
+    steps::cordon(&c, "kind-worker")
+        .await
+        .expect("cordon again is a no-op");
+    // On resume the node now looks cordoned, but the recorded prior state says we did it.
+    assert!(
+        steps::observe_prior(&c, "kind-worker")
+            .await
+            .expect("prior")
+            .cordoned
+    );
+    steps::uncordon(&c, "kind-worker", &prior)
+        .await
+        .expect("uncordon");
+    assert!(
+        !c.node("kind-worker")
+            .await
+            .expect("node")
+            .expect("exists")
+            .unschedulable
+    );
+
+    c.set_unschedulable("kind-worker2", true)
+        .await
+        .expect("operator cordon");
+    let prior2 = steps::observe_prior(&c, "kind-worker2")
+        .await
+        .expect("prior");
+    assert!(prior2.cordoned);
+    let msg = steps::uncordon(&c, "kind-worker2", &prior2)
+        .await
+        .expect("uncordon");
+    assert!(msg.contains("left cordoned"), "{msg}");
+    assert!(
+        c.node("kind-worker2")
+            .await
+            .expect("node")
+            .expect("exists")
+            .unschedulable,
+        "a node we did not cordon stays cordoned"
+    );
+
+    assert!(matches!(
+        steps::cordon(&c, "ghost").await,
+        Err(StepError::NodeGone { .. })
+    ));
+    steps::label(&c, "kind-worker", true).await.expect("label");
+    assert!(
+        steps::label(&c, "kind-worker", true)
+            .await
+            .expect("again")
+            .contains("has the label")
+    );
+    steps::label(&c, "kind-worker", false)
+        .await
+        .expect("unlabel");
+}
+
+fn agent_pod(name: &str, node: &str, ready: bool) -> serde_json::Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "kube-system", "labels": {"k8s-app": "cilium"},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "cilium", "uid": "ds", "controller": true}]},
+        "spec": {"nodeName": node, "hostNetwork": true, "containers": [{"name": "cilium-agent", "image": "quay.io/cilium/cilium:v1.17.3"}]},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}})
+}
+
+#[tokio::test]
+async fn the_agent_restart_is_decided_by_uid_not_by_clock() {
+    let (sim, c, _dir) = start("kind-flannel.dump.yaml").await;
+    assert!(sim.insert(agent_pod("cilium-abcde", "kind-worker", true)));
+    let old = steps::agent_uids(&c, "kind-worker").await.expect("uids");
+    assert_eq!(old.len(), 1);
+    // Without anything to recreate the agent, the restart deletes it and then times out,
+    // saying what it saw.
+    let err = agent::restart_agent(
+        &c,
+        "kind-worker",
+        &old,
+        Duration::from_millis(500),
+        Duration::from_millis(50),
+    )
+    .await
+    .expect_err("no new agent");
+    assert!(
+        err.to_string().contains("not Ready") && err.to_string().contains("no agent pod"),
+        "{err}"
+    );
+    // A DaemonSet controller stand-in brings a new agent (new UID) that becomes Ready.
+    let store = sim.store().clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let v = agent_pod("cilium-fghij", "kind-worker", true);
+        let _ = store.create("/pods", v, false);
+    });
+    let msg = agent::restart_agent(
+        &c,
+        "kind-worker",
+        &old,
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+    )
+    .await
+    .expect("restarted");
+    assert!(msg.contains("cilium-fghij"), "{msg}");
+    // Re-running is a no-op: a fresh Ready agent is already there.
+    let again = agent::restart_agent(
+        &c,
+        "kind-worker",
+        &old,
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+    )
+    .await
+    .expect("again");
+    assert!(again.contains("already restarted"), "{again}");
+}
+
+#[tokio::test]
+async fn basic_verification_explains_what_it_expected_and_saw() {
+    let (sim, c, _dir) = start("kind-flannel.dump.yaml").await;
+    let spec = planner::MigrationSpec::from_file(&PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../plans/kind-flannel.yaml"
+    )))
+    .expect("spec");
+    let err = steps::verify_basic(&c, &spec, "kind-worker", &[])
+        .await
+        .expect_err("no agent");
+    assert!(
+        err.to_string()
+            .contains("expected a Ready Cilium agent created after the label, saw: no agent pod"),
+        "{err}"
+    );
+    assert!(sim.insert(agent_pod("cilium-x", "kind-worker", true)));
+    let err = steps::verify_basic(&c, &spec, "kind-worker", &[])
+        .await
+        .expect_err("no CiliumNode");
+    assert!(err.to_string().contains("saw no CiliumNode"), "{err}");
+    assert!(sim.insert(json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNode", "metadata": {"name": "kind-worker"}, "spec": {"ipam": {"podCIDRs": ["10.244.1.0/24"]}}})));
+    let err = steps::verify_basic(&c, &spec, "kind-worker", &[])
+        .await
+        .expect_err("old pool");
+    assert!(
+        err.to_string()
+            .contains("inside 10.245.0.0/16, saw 10.244.1.0/24"),
+        "{err}"
+    );
+    let mut cn = sim
+        .store()
+        .get("cilium.io/ciliumnodes", "", "kind-worker")
+        .expect("cn")
+        .value();
+    cn["spec"]["ipam"]["podCIDRs"] = json!(["10.245.3.0/24"]);
+    sim.store()
+        .update("cilium.io/ciliumnodes", cn, None, false)
+        .expect("update");
+    let ok = steps::verify_basic(&c, &spec, "kind-worker", &[])
+        .await
+        .expect("verified");
+    assert!(ok.contains("10.245.3.0/24"), "{ok}");
+}
