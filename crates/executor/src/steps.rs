@@ -95,6 +95,20 @@ fn cl(what: impl Into<String>) -> impl FnOnce(ClusterError) -> StepError {
     move |source| StepError::Cluster { what, source }
 }
 
+/// The node, or [`StepError::NodeGone`].
+async fn existing_node<C: Cluster + ?Sized>(
+    cluster: &C,
+    node: &str,
+) -> Result<planner::snapshot::NodeInfo, StepError> {
+    cluster
+        .node(node)
+        .await
+        .map_err(cl(format!("reading node {node}")))?
+        .ok_or_else(|| StepError::NodeGone {
+            node: node.to_owned(),
+        })
+}
+
 /// Observes the node's prior state (to be recorded before anything changes).
 ///
 /// # Errors
@@ -103,13 +117,7 @@ pub async fn observe_prior<C: Cluster + ?Sized>(
     cluster: &C,
     node: &str,
 ) -> Result<NodePrior, StepError> {
-    let n = cluster
-        .node(node)
-        .await
-        .map_err(cl(format!("reading node {node}")))?;
-    let n = n.ok_or_else(|| StepError::NodeGone {
-        node: node.to_owned(),
-    })?;
+    let n = existing_node(cluster, node).await?;
     Ok(NodePrior {
         cordoned: n.unschedulable,
         labelled: n.labels.get(MIGRATION_LABEL).is_some_and(|v| v == "true"),
@@ -121,13 +129,7 @@ pub async fn observe_prior<C: Cluster + ?Sized>(
 /// # Errors
 /// [`StepError::NodeGone`] or an API failure.
 pub async fn cordon<C: Cluster + ?Sized>(cluster: &C, node: &str) -> Result<String, StepError> {
-    let n = cluster
-        .node(node)
-        .await
-        .map_err(cl(format!("reading node {node}")))?;
-    let n = n.ok_or_else(|| StepError::NodeGone {
-        node: node.to_owned(),
-    })?;
+    let n = existing_node(cluster, node).await?;
     if n.unschedulable {
         return Ok(format!("{node} is cordoned"));
     }
@@ -152,13 +154,7 @@ pub async fn uncordon<C: Cluster + ?Sized>(
             "{node} was cordoned before the migration: left cordoned"
         ));
     }
-    let n = cluster
-        .node(node)
-        .await
-        .map_err(cl(format!("reading node {node}")))?;
-    let n = n.ok_or_else(|| StepError::NodeGone {
-        node: node.to_owned(),
-    })?;
+    let n = existing_node(cluster, node).await?;
     if !n.unschedulable {
         return Ok(format!("{node} is schedulable"));
     }
@@ -194,13 +190,7 @@ pub async fn label<C: Cluster + ?Sized>(
     node: &str,
     on: bool,
 ) -> Result<String, StepError> {
-    let n = cluster
-        .node(node)
-        .await
-        .map_err(cl(format!("reading node {node}")))?;
-    let n = n.ok_or_else(|| StepError::NodeGone {
-        node: node.to_owned(),
-    })?;
+    let n = existing_node(cluster, node).await?;
     let has = n.labels.get(MIGRATION_LABEL).is_some_and(|v| v == "true");
     if has == on {
         return Ok(format!(
@@ -356,38 +346,6 @@ pub async fn verify_basic<C: Cluster + ?Sized>(
             }
         }
     }
-}
-
-/// The `cilium-config` keys (and values) that show the migration values are live.
-pub fn migration_config_expectations(spec: &MigrationSpec) -> BTreeMap<&'static str, String> {
-    let mut m = BTreeMap::new();
-    m.insert("custom-cni-conf", "true".to_owned());
-    m.insert("enable-policy", "never".to_owned());
-    m.insert("ipam", "cluster-pool".to_owned());
-    m.insert(
-        "cluster-pool-ipv4-cidr",
-        spec.target
-            .pod_cidrs
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(" "),
-    );
-    m.insert("tunnel-protocol", spec.target.tunnel.protocol.to_string());
-    m.insert("enable-host-legacy-routing", "true".to_owned());
-    m
-}
-
-/// The `cilium-config` keys that show the final values are live.
-pub fn final_config_expectations(spec: &MigrationSpec) -> BTreeMap<&'static str, String> {
-    let mut m = BTreeMap::new();
-    m.insert("custom-cni-conf", "false".to_owned());
-    m.insert("enable-policy", "default".to_owned());
-    m.insert(
-        "enable-host-legacy-routing",
-        spec.finalize.host_legacy_routing.to_string(),
-    );
-    m
 }
 
 /// Compares `cilium-config` with expectations; returns the differences as `key: expected X,

@@ -646,27 +646,12 @@ fn cilium_config(spec: &MigrationSpec, facts: &NetworkFacts, out: &mut Vec<Findi
     }
     let cfg = &c.config;
     let mut diffs = Vec::new();
-    let mut want = |key: &str, expected: String| {
+    for (key, expected) in crate::values::migration_config(spec) {
         let found = cfg.get(key).map(String::as_str).unwrap_or("<absent>");
         if found.trim() != expected {
             diffs.push(format!("{key}: expected {expected}, found {found}"));
         }
-    };
-    want("custom-cni-conf", "true".into());
-    want("enable-policy", "never".into());
-    want("ipam", "cluster-pool".into());
-    want(
-        "cluster-pool-ipv4-cidr",
-        spec.target
-            .pod_cidrs
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(" "),
-    );
-    want("tunnel-protocol", spec.target.tunnel.protocol.to_string());
-    want("enable-host-legacy-routing", "true".into());
-    want("unmanaged-pod-watcher-interval", "0".into());
+    }
     if let Some(port) = cfg.get("tunnel-port")
         && port.trim() != spec.target.tunnel.effective_port().to_string()
     {

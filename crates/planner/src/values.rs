@@ -70,6 +70,44 @@ pub fn final_values(spec: &MigrationSpec, facts: &NetworkFacts) -> Value {
     v
 }
 
+/// The `cilium-config` entries the chart renders from the migration values: how the executor's
+/// gate and preflight tell that an installed Cilium is in migration mode.
+pub fn migration_config(spec: &MigrationSpec) -> std::collections::BTreeMap<&'static str, String> {
+    [
+        ("custom-cni-conf", "true".to_owned()),
+        ("enable-policy", "never".to_owned()),
+        ("ipam", "cluster-pool".to_owned()),
+        (
+            "cluster-pool-ipv4-cidr",
+            spec.target
+                .pod_cidrs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        ("tunnel-protocol", spec.target.tunnel.protocol.to_string()),
+        ("enable-host-legacy-routing", "true".to_owned()),
+        ("unmanaged-pod-watcher-interval", "0".to_owned()),
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// The `cilium-config` entries the chart renders from the final values.
+pub fn final_config(spec: &MigrationSpec) -> std::collections::BTreeMap<&'static str, String> {
+    [
+        ("custom-cni-conf", "false".to_owned()),
+        ("enable-policy", "default".to_owned()),
+        (
+            "enable-host-legacy-routing",
+            spec.finalize.host_legacy_routing.to_string(),
+        ),
+    ]
+    .into_iter()
+    .collect()
+}
+
 /// The migration `CiliumNodeConfig`, in the API version the target Cilium serves.
 pub fn node_config_object(spec: &MigrationSpec) -> Value {
     let dir = spec.target.cni_conf_dir.trim_end_matches('/');

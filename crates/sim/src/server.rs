@@ -122,57 +122,45 @@ pub fn status(code: u16, reason: &str, message: &str, details: Option<Value>) ->
     resp
 }
 
+/// `pods`, or `ciliumnodeconfigs.cilium.io`: how the API server names a resource in messages.
+fn qualified(r: &Resource) -> String {
+    if r.group.is_empty() {
+        r.plural.to_owned()
+    } else {
+        format!("{}.{}", r.plural, r.group)
+    }
+}
+
 fn store_error(e: &StoreError, r: &Resource) -> Response {
-    let group = r.group;
+    let details = |name: &str| Some(json!({"name": name, "group": r.group, "kind": r.plural}));
     match e {
         StoreError::NotFound { name, .. } => status(
             404,
             "NotFound",
-            &format!(
-                "{}{} \"{name}\" not found",
-                r.plural,
-                if group.is_empty() {
-                    String::new()
-                } else {
-                    format!(".{group}")
-                }
-            ),
-            Some(json!({"name": name, "group": group, "kind": r.plural})),
+            &format!("{} \"{name}\" not found", qualified(r)),
+            details(name),
         ),
         StoreError::AlreadyExists { name, .. } => status(
             409,
             "AlreadyExists",
-            &format!(
-                "{}{} \"{name}\" already exists",
-                r.plural,
-                if group.is_empty() {
-                    String::new()
-                } else {
-                    format!(".{group}")
-                }
-            ),
-            Some(json!({"name": name, "group": group, "kind": r.plural})),
+            &format!("{} \"{name}\" already exists", qualified(r)),
+            details(name),
         ),
         StoreError::Conflict { name, reason, .. } => status(
             409,
             "Conflict",
             &format!(
-                "Operation cannot be fulfilled on {}{} \"{name}\": {reason}",
-                r.plural,
-                if group.is_empty() {
-                    String::new()
-                } else {
-                    format!(".{group}")
-                }
+                "Operation cannot be fulfilled on {} \"{name}\": {reason}",
+                qualified(r)
             ),
-            Some(json!({"name": name, "group": group, "kind": r.plural})),
+            details(name),
         ),
         StoreError::Invalid { name, reason, .. } => status(
             422,
             "Invalid",
             &format!("{} \"{name}\" is invalid: {reason}", r.kind),
             Some(
-                json!({"name": name, "group": group, "kind": r.kind, "causes": [{"reason": "FieldValueRequired", "message": reason}]}),
+                json!({"name": name, "group": r.group, "kind": r.kind, "causes": [{"reason": "FieldValueRequired", "message": reason}]}),
             ),
         ),
         StoreError::Gone { requested, floor } => status(
