@@ -12,6 +12,7 @@
 //! It is a test double for the API server: the product always talks to a real cluster
 //! through `kube`, and the tests exercise that same code against this server.
 
+pub mod model;
 pub mod patch;
 pub mod registry;
 pub mod selectors;
@@ -76,6 +77,7 @@ pub struct Sim {
     addr: SocketAddr,
     state: Arc<server::State>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    model: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Sim {
@@ -116,6 +118,7 @@ impl Sim {
             addr,
             state,
             shutdown: Some(tx),
+            model: None,
         })
     }
 
@@ -253,8 +256,20 @@ impl Sim {
             .sum()
     }
 
+    /// Starts the model (scheduler, kubelets, workload controllers) behind the API; gracefully
+    /// deleted pods then take `termination` to go away.
+    pub fn start_model(&mut self, opts: model::ModelOptions, termination: Duration) {
+        self.set_pod_termination(Some(termination));
+        if self.model.is_none() {
+            self.model = Some(model::start(self.state.store.clone(), opts));
+        }
+    }
+
     /// Stops serving.
     pub fn stop(&mut self) {
+        if let Some(m) = self.model.take() {
+            m.abort();
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -288,7 +303,10 @@ pub struct ServeOptions {
 /// When the server cannot start or the cluster cannot be loaded.
 pub async fn serve(opts: ServeOptions) -> Result<(), SimError> {
     let mut sim = Sim::start(opts.port).await?;
-    sim.set_pod_termination(opts.pod_termination);
+    sim.start_model(
+        model::ModelOptions::default(),
+        opts.pod_termination.unwrap_or(Duration::from_millis(500)),
+    );
     let loaded = match (&opts.from_dump, &opts.synthetic) {
         (Some(path), _) => sim.load_dump(path)?,
         (None, Some(p)) => sim.load_synthetic(p),

@@ -244,3 +244,45 @@ async fn kubectl_rollout_status_reads_daemonset_status() {
     assert_ne!(code, 0);
     assert!(started.elapsed() >= Duration::from_secs(3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_drain_completes_once_replacements_are_ready() {
+    if !kubectl_available() {
+        return;
+    }
+    let mut f = fixture("kind-flannel.dump.yaml").await;
+    f.sim.start_model(
+        sim::model::ModelOptions {
+            pod_start: Duration::from_millis(200),
+        },
+        Duration::from_millis(200),
+    );
+    // Two frontend pods on kind-worker, maxUnavailable 1: the second eviction waits (kubectl
+    // retries every 5 s) until the first one's replacement is Ready elsewhere.
+    let (code, out, err) = kubectl(
+        &f,
+        &[
+            "drain",
+            "kind-worker",
+            "--ignore-daemonsets",
+            "--timeout=60s",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("drained"), "{out}");
+    let frontends = f
+        .sim
+        .store()
+        .list("/pods", Some("shop"), None, None, &|_, s| {
+            s.labels.get("app").is_some_and(|a| a == "frontend")
+        })
+        .1;
+    assert_eq!(frontends.len(), 3, "every replica still exists");
+    assert!(
+        frontends
+            .iter()
+            .all(|(_, s)| s.node_name.as_deref() == Some("kind-worker2")),
+        "all moved off the drained node"
+    );
+}

@@ -1,0 +1,356 @@
+//! The model behind the API: a scheduler, kubelets and the workload controllers, reacting to
+//! the store's change events the way the real components react to watches.
+//!
+//! ```text
+//! store events ─► pod without a node ──────► scheduler: bind to a Ready, schedulable node
+//!             ├─► pod bound, not running ──► kubelet: after `pod_start`, Running + Ready + an IP
+//!             └─► pod deleted ─────────────► ReplicaSet: a replacement (new name)
+//!                                            StatefulSet: the same name, a new UID
+//!                                            DaemonSet: a new pod on the same node
+//! ```
+//!
+//! Not modelled yet: the Cilium agent and operator, the two overlays and their reachability,
+//! the Helm stand-in, nodes going NotReady on their own.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use crate::store::{Event, Store, now_rfc3339};
+
+/// How the model behaves.
+#[derive(Clone, Debug)]
+pub struct ModelOptions {
+    /// From binding to Running and Ready.
+    pub pod_start: Duration,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        Self {
+            pod_start: Duration::from_millis(200),
+        }
+    }
+}
+
+fn is_ready_node(n: &Value) -> bool {
+    n["spec"]["unschedulable"] != true
+        && n["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+fn tolerates_all_taints(pod: &Value, node: &Value) -> bool {
+    let tolerations = pod["spec"]["tolerations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    node["spec"]["taints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["effect"] != "PreferNoSchedule")
+        .all(|t| {
+            tolerations.iter().any(|tol| {
+                (tol["operator"] == "Exists" && (tol["key"].is_null() || tol["key"] == t["key"]))
+                    || (tol["key"] == t["key"] && tol["value"] == t["value"])
+            })
+        })
+}
+
+/// The model's state: per-node IP counters.
+struct Model {
+    store: Arc<Store>,
+    opts: ModelOptions,
+    next_ip: HashMap<String, u32>,
+}
+
+impl Model {
+    fn node_value(&self, name: &str) -> Option<Value> {
+        self.store.get("/nodes", "", name).map(|s| s.value())
+    }
+
+    /// The next pod IP on a node: from its podCIDR when it has one, else a per-node /24 of
+    /// 10.250.0.0/16.
+    fn allocate_ip(&mut self, node: &str) -> String {
+        let n = self.next_ip.entry(node.to_owned()).or_insert(100);
+        *n += 1;
+        let host = *n % 250 + 2;
+        let cidr = self
+            .node_value(node)
+            .and_then(|v| v["spec"]["podCIDR"].as_str().map(str::to_owned));
+        match cidr.as_deref().and_then(|c| c.strip_suffix(".0/24")) {
+            Some(prefix) => format!("{prefix}.{host}"),
+            None => {
+                let idx = node
+                    .bytes()
+                    .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)))
+                    % 250;
+                format!("10.250.{idx}.{host}")
+            }
+        }
+    }
+
+    fn pick_node(&self, pod: &Value) -> Option<String> {
+        let (_, nodes, _) = self.store.list("/nodes", None, None, None, &|_, _| true);
+        let (_, pods, _) = self.store.list("/pods", None, None, None, &|_, _| true);
+        let mut load: BTreeMap<String, usize> = BTreeMap::new();
+        for (_, p) in &pods {
+            if let Some(n) = &p.node_name {
+                *load.entry(n.clone()).or_default() += 1;
+            }
+        }
+        nodes
+            .iter()
+            .map(|(_, n)| n.value())
+            .filter(|n| is_ready_node(n) && tolerates_all_taints(pod, n))
+            .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_owned))
+            .min_by_key(|n| (load.get(n).copied().unwrap_or(0), n.clone()))
+    }
+
+    fn on_event(&mut self, e: &Event) -> Vec<(Duration, Action)> {
+        let mut out = Vec::new();
+        if e.key != "/pods" {
+            return out;
+        }
+        let pod = e.object.value();
+        match e.type_ {
+            "ADDED" | "MODIFIED" if pod["metadata"]["deletionTimestamp"].is_null() => {
+                let running = pod["status"]["phase"] == "Running"
+                    || pod["status"]["phase"] == "Succeeded"
+                    || pod["status"]["phase"] == "Failed";
+                if pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty) {
+                    out.push((
+                        Duration::ZERO,
+                        Action::Bind {
+                            namespace: e.namespace.clone(),
+                            name: e.name.clone(),
+                        },
+                    ));
+                } else if !running {
+                    out.push((
+                        self.opts.pod_start,
+                        Action::Start {
+                            namespace: e.namespace.clone(),
+                            name: e.name.clone(),
+                            uid: pod["metadata"]["uid"].clone(),
+                        },
+                    ));
+                }
+            }
+            "DELETED" => out.push((Duration::ZERO, Action::Replace { pod })),
+            _ => {}
+        }
+        out
+    }
+
+    fn run(&mut self, action: Action) {
+        match action {
+            Action::Bind { namespace, name } => {
+                let Some(s) = self.store.get("/pods", &namespace, &name) else {
+                    return;
+                };
+                let mut pod = s.value();
+                if !pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty) {
+                    return;
+                }
+                let Some(node) = self.pick_node(&pod) else {
+                    return;
+                };
+                pod["spec"]["nodeName"] = json!(node);
+                pod["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True", "lastTransitionTime": now_rfc3339()}]);
+                let _ = self.store.update("/pods", pod, Some(s.rv), false);
+            }
+            Action::Start {
+                namespace,
+                name,
+                uid,
+            } => {
+                let Some(s) = self.store.get("/pods", &namespace, &name) else {
+                    return;
+                };
+                let mut pod = s.value();
+                if pod["metadata"]["uid"] != uid
+                    || pod["status"]["phase"] == "Running"
+                    || !pod["metadata"]["deletionTimestamp"].is_null()
+                {
+                    return;
+                }
+                let node = pod["spec"]["nodeName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                let ip = if pod["spec"]["hostNetwork"] == true {
+                    self.node_value(&node)
+                        .and_then(|n| {
+                            n["status"]["addresses"]
+                                .as_array()?
+                                .iter()
+                                .find(|a| a["type"] == "InternalIP")?["address"]
+                                .as_str()
+                                .map(str::to_owned)
+                        })
+                        .unwrap_or_default()
+                } else {
+                    self.allocate_ip(&node)
+                };
+                let now = now_rfc3339();
+                pod["status"]["phase"] = json!("Running");
+                pod["status"]["podIP"] = json!(ip);
+                pod["status"]["podIPs"] = json!([{"ip": ip}]);
+                pod["status"]["startTime"] = json!(now);
+                pod["status"]["conditions"] = json!([
+                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+                    {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+                    {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
+                    {"type": "Ready", "status": "True", "lastTransitionTime": now}]);
+                let statuses: Vec<Value> = pod["spec"]["containers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| json!({"name": c["name"], "image": c["image"], "ready": true, "started": true, "restartCount": 0, "state": {"running": {"startedAt": now}}}))
+                    .collect();
+                pod["status"]["containerStatuses"] = json!(statuses);
+                let _ = self.store.update("/pods", pod, Some(s.rv), false);
+            }
+            Action::Replace { pod } => self.replace(&pod),
+        }
+    }
+
+    /// The workload controllers' answer to a deleted pod.
+    fn replace(&mut self, pod: &Value) {
+        let Some(owner) = pod["metadata"]["ownerReferences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|o| o["controller"] == true)
+            .cloned()
+        else {
+            return;
+        };
+        let ns = pod["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let owner_name = owner["name"].as_str().unwrap_or_default().to_owned();
+        let kind = owner["kind"].as_str().unwrap_or_default();
+        let (key, owner_key_ns) = match kind {
+            "ReplicaSet" => ("apps/replicasets", ns.clone()),
+            "StatefulSet" => ("apps/statefulsets", ns.clone()),
+            "DaemonSet" => ("apps/daemonsets", ns.clone()),
+            _ => return,
+        };
+        // A controller that no longer exists recreates nothing.
+        let Some(controller) = self
+            .store
+            .get(key, &owner_key_ns, &owner_name)
+            .map(|s| s.value())
+        else {
+            return;
+        };
+        let (_, siblings, _) = self.store.list("/pods", Some(&ns), None, None, &|_, s| {
+            let v = s.value();
+            v["metadata"]["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|o| {
+                    o["controller"] == true && o["name"] == owner_name.as_str() && o["kind"] == kind
+                })
+                && v["metadata"]["deletionTimestamp"].is_null()
+        });
+        let mut fresh = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"namespace": ns, "labels": pod["metadata"]["labels"].clone(), "ownerReferences": [owner]},
+            "spec": controller["spec"]["template"]["spec"].clone(),
+            "status": {"phase": "Pending"},
+        });
+        if fresh["spec"].is_null() {
+            // Dumps and synthetic clusters may carry controllers without a template: reuse the
+            // deleted pod's own spec.
+            fresh["spec"] = pod["spec"].clone();
+        }
+        if let Some(spec) = fresh["spec"].as_object_mut() {
+            spec.remove("nodeName");
+        }
+        match kind {
+            "ReplicaSet" => {
+                let want = controller["spec"]["replicas"].as_u64().unwrap_or(1);
+                if u64::try_from(siblings.len()).unwrap_or(u64::MAX) >= want {
+                    return;
+                }
+                fresh["metadata"]["generateName"] = json!(format!("{owner_name}-"));
+            }
+            "StatefulSet" => {
+                fresh["metadata"]["name"] = pod["metadata"]["name"].clone();
+            }
+            _ => {
+                let node = pod["spec"]["nodeName"].clone();
+                let exists = node.as_str().and_then(|n| self.node_value(n)).is_some();
+                if !exists {
+                    return;
+                }
+                fresh["spec"]["nodeName"] = node;
+                fresh["metadata"]["generateName"] = json!(format!("{owner_name}-"));
+            }
+        }
+        let _ = self.store.create("/pods", fresh, false);
+    }
+}
+
+enum Action {
+    Bind {
+        namespace: String,
+        name: String,
+    },
+    Start {
+        namespace: String,
+        name: String,
+        uid: Value,
+    },
+    Replace {
+        pod: Value,
+    },
+}
+
+/// Starts the model on a store; it runs until the returned task is aborted.
+pub fn start(store: Arc<Store>, opts: ModelOptions) -> JoinHandle<()> {
+    let mut rx = store.subscribe();
+    let (tx, mut actions) = tokio::sync::mpsc::unbounded_channel::<Action>();
+    let mut model = Model {
+        store,
+        opts,
+        next_ip: HashMap::new(),
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    Ok(e) => {
+                        for (delay, action) in model.on_event(&e) {
+                            if delay.is_zero() {
+                                model.run(action);
+                            } else {
+                                let tx = tx.clone();
+                                tokio::spawn(async move {
+                                    tokio::time::sleep(delay).await;
+                                    let _ = tx.send(action);
+                                });
+                            }
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::warn!(n, "model lagged behind the store's events"),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+                Some(action) = actions.recv() => model.run(action),
+            }
+        }
+    })
+}

@@ -1,0 +1,136 @@
+//! The model behind the API: replacements for evicted pods are scheduled on schedulable nodes
+//! and become Ready, so a drain that waits on a PodDisruptionBudget completes as it would on a
+//! real cluster; StatefulSet pods come back with the same name and a new UID.
+
+use std::{path::PathBuf, time::Duration};
+
+use cluster::{Cluster, ClusterArgs, Eviction, KubeCluster};
+use sim::{Sim, model::ModelOptions};
+
+async fn start() -> (Sim, KubeCluster, tempfile::TempDir) {
+    let mut sim = Sim::start(0).await.expect("sim");
+    sim.load_dump(&PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../plans/kind-flannel.dump.yaml"
+    )))
+    .expect("dump");
+    sim.start_model(
+        ModelOptions {
+            pod_start: Duration::from_millis(100),
+        },
+        Duration::from_millis(100),
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let kc = dir.path().join("kubeconfig");
+    sim.write_kubeconfig(&kc).expect("kubeconfig");
+    let client = cluster::connect(&ClusterArgs {
+        kubeconfig: Some(kc),
+        context: None,
+    })
+    .await
+    .expect("client");
+    (sim, KubeCluster::new(client), dir)
+}
+
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
+    let start = std::time::Instant::now();
+    while !f().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn evicted_replicaset_pods_are_replaced_on_schedulable_nodes() {
+    let (_sim, c, _dir) = start().await;
+    c.set_unschedulable("kind-worker", true)
+        .await
+        .expect("cordon");
+    let before = c.pods(Some("shop"), "app=frontend").await.expect("pods");
+    let victim = before
+        .iter()
+        .find(|p| p.node_name.as_deref() == Some("kind-worker"))
+        .expect("a frontend pod on kind-worker");
+    assert_eq!(
+        c.evict("shop", &victim.name, None).await.expect("evict"),
+        Eviction::Evicted
+    );
+    eventually("a Ready replacement", || async {
+        let pods = c.pods(Some("shop"), "app=frontend").await.expect("pods");
+        pods.len() == 3 && pods.iter().all(|p| p.ready) && !pods.iter().any(|p| p.uid == victim.uid)
+    })
+    .await;
+    let pods = c.pods(Some("shop"), "app=frontend").await.expect("pods");
+    let fresh = pods
+        .iter()
+        .find(|p| !before.iter().any(|b| b.uid == p.uid))
+        .expect("replacement");
+    assert_eq!(
+        fresh.node_name.as_deref(),
+        Some("kind-worker2"),
+        "not the cordoned node, not the tainted control plane"
+    );
+    assert!(
+        fresh.pod_ips[0].to_string().starts_with("10.244.2."),
+        "an IP from the node's podCIDR: {:?}",
+        fresh.pod_ips
+    );
+    // The budget has its disruption back: the second pod on kind-worker can go now.
+    let second = before
+        .iter()
+        .find(|p| p.node_name.as_deref() == Some("kind-worker") && p.uid != victim.uid)
+        .expect("second");
+    assert_eq!(
+        c.evict("shop", &second.name, None).await.expect("evict"),
+        Eviction::Evicted
+    );
+}
+
+#[tokio::test]
+async fn statefulset_pods_come_back_with_the_same_name_and_a_new_uid() {
+    let (_sim, c, _dir) = start().await;
+    let old = c
+        .pod("shop", "cart-redis-0")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        c.evict("shop", "cart-redis-0", None).await.expect("evict"),
+        Eviction::Evicted
+    );
+    eventually("cart-redis-0 back with a new UID", || async {
+        c.pod("shop", "cart-redis-0")
+            .await
+            .expect("get")
+            .is_some_and(|p| p.uid != old.uid && p.ready)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn daemonset_pods_come_back_on_their_node() {
+    let (_sim, c, _dir) = start().await;
+    let agent = c
+        .pods_on_node("kind-worker")
+        .await
+        .expect("pods")
+        .into_iter()
+        .find(|p| p.name.starts_with("kube-flannel-ds"))
+        .expect("flannel pod");
+    assert!(
+        c.delete_pod(&agent.namespace, &agent.name, Some(&agent.uid))
+            .await
+            .expect("delete")
+    );
+    eventually("a new flannel pod on kind-worker", || async {
+        c.pods_on_node("kind-worker")
+            .await
+            .expect("pods")
+            .iter()
+            .any(|p| p.name.starts_with("kube-flannel-ds") && p.uid != agent.uid && p.ready)
+    })
+    .await;
+}
