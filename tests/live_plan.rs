@@ -104,3 +104,111 @@ fn bad_sim_flags_are_bad_input() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/kubeconfig"));
 }
+
+#[test]
+fn the_helm_stand_in_renders_what_preflight_expects_of_migration_mode() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let kc = dir.path().join("kubeconfig");
+    let out = dir.path().join("out");
+    let dump = plans_dir().join("kind-flannel.dump.yaml");
+    let spec = plans_dir().join("kind-flannel.yaml");
+    let _sim = Child(
+        Command::new(binary())
+            .args([
+                "sim",
+                "--from-dump",
+                &dump.to_string_lossy(),
+                "--kubeconfig-out",
+                &kc.to_string_lossy(),
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("sim starts"),
+    );
+    let started = Instant::now();
+    while !kc.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the simulated cluster did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (spec_s, kc_s) = (
+        spec.to_string_lossy().into_owned(),
+        kc.to_string_lossy().into_owned(),
+    );
+    let plan = run(&[
+        "plan",
+        "--spec",
+        &spec_s,
+        "--kubeconfig",
+        &kc_s,
+        "--out-dir",
+        &out.to_string_lossy(),
+    ]);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    let values = out.join("values-migration.yaml");
+    let helm = run(&[
+        "sim",
+        "helm",
+        "upgrade",
+        "--install",
+        "cilium",
+        "cilium/cilium",
+        "--namespace",
+        "kube-system",
+        "--version",
+        "1.17.3",
+        "-f",
+        &values.to_string_lossy(),
+        "--kubeconfig",
+        &kc_s,
+    ]);
+    assert_eq!(
+        helm.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&helm.stderr)
+    );
+    assert!(String::from_utf8_lossy(&helm.stdout).contains("has been installed"));
+    // Planning again sees Cilium installed beside Flannel, in exactly the migration mode the
+    // plan asked for: no CILIUM_CONFIG_MISMATCH.
+    let again = run(&[
+        "plan",
+        "--spec",
+        &spec_s,
+        "--kubeconfig",
+        &kc_s,
+        "-o",
+        "json",
+    ]);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let json: Value = serde_json::from_slice(&again.stdout).expect("json");
+    assert_eq!(json["source"]["cni"], "flannel");
+    assert_eq!(json["facts"]["cilium"]["config"]["custom-cni-conf"], "true");
+    assert_eq!(json["findings"], serde_json::json!([]));
+    // A wrong values file is refused before anything is written.
+    let bad = run(&[
+        "sim",
+        "helm",
+        "upgrade",
+        "--install",
+        "cilium",
+        "cilium/cilium",
+        "-f",
+        "/nonexistent.yaml",
+        "--kubeconfig",
+        &kc_s,
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+}

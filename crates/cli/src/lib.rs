@@ -66,7 +66,11 @@ pub struct KubeArgs {
 
 /// `cni-migrate sim`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct SimArgs {
+    /// A tool that talks to a simulated cluster.
+    #[command(subcommand)]
+    pub action: Option<SimAction>,
     /// Load the cluster from a `kubectl get ... -o json|yaml` dump.
     #[arg(long, value_name = "FILE", conflicts_with = "synthetic")]
     pub from_dump: Option<PathBuf>,
@@ -79,6 +83,18 @@ pub struct SimArgs {
     /// Write a kubeconfig for kubectl and kube-rs here.
     #[arg(long, value_name = "FILE")]
     pub kubeconfig_out: Option<PathBuf>,
+}
+
+/// Tools for a simulated cluster.
+#[derive(Debug, Subcommand)]
+pub enum SimAction {
+    /// A stand-in for `helm upgrade --install cilium cilium/cilium ...`, with helm's arguments:
+    /// renders cilium-config from the values and creates or rolls the agent DaemonSet.
+    Helm {
+        /// helm's arguments, e.g. `upgrade --install cilium cilium/cilium --namespace kube-system -f values.yaml --kubeconfig F`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
 }
 
 /// `cni-migrate plan`.
@@ -224,11 +240,15 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 fn sim(args: SimArgs) -> Result<u8, Failure> {
     let SimArgs {
+        action,
         from_dump,
         synthetic,
         port,
         kubeconfig_out,
     } = args;
+    if let Some(SimAction::Helm { args }) = action {
+        return sim_helm(&args);
+    }
     let synthetic = match synthetic {
         Some(s) => Some(s.parse::<synthetic::Params>().map_err(Failure::bad_input)?),
         None => None,
@@ -252,6 +272,46 @@ fn sim(args: SimArgs) -> Result<u8, Failure> {
         .block_on(sim::serve(opts))
         .map_err(Failure::other)?;
     Ok(exit::OK)
+}
+
+fn sim_helm(args: &[String]) -> Result<u8, Failure> {
+    let h = sim::helm::parse_args(args).map_err(Failure::bad_input)?;
+    if h.release != "cilium" {
+        return Err(Failure::bad_input(anyhow::anyhow!(
+            "the stand-in only installs the `cilium` release, not `{}`",
+            h.release
+        )));
+    }
+    let values = sim::helm::load_values(&h.values).map_err(Failure::bad_input)?;
+    runtime()?.block_on(async {
+        use cluster::Cluster as _;
+        let args = cluster::ClusterArgs { kubeconfig: h.kubeconfig.clone(), context: h.context.clone() };
+        let client = cluster::connect(&args).await.map_err(Failure::bad_input)?;
+        let c = cluster::KubeCluster::new(client);
+        let existing = c
+            .custom("apps/v1", "daemonsets", Some(&h.namespace), "cilium")
+            .await
+            .map_err(Failure::other)?;
+        let revision = existing
+            .as_ref()
+            .and_then(|d| d.object["spec"]["template"]["metadata"]["annotations"]["cni-migrate.io/helm-revision"].as_str()?.parse::<u64>().ok())
+            .map_or(1, |r| r + 1);
+        let version = h.version.clone().unwrap_or_else(|| "1.17.3".to_owned());
+        for object in sim::helm::manifests(&h.namespace, &version, &values, revision) {
+            let plural = match object["kind"].as_str() {
+                Some("ConfigMap") => "configmaps",
+                Some("DaemonSet") => "daemonsets",
+                _ => "deployments",
+            };
+            c.apply(plural, &object).await.map_err(Failure::other)?;
+        }
+        println!(
+            "Release \"cilium\" has been {}. Happy Helming!\nNAME: cilium\nNAMESPACE: {}\nREVISION: {revision}",
+            if existing.is_some() { "upgraded" } else { "installed" },
+            h.namespace
+        );
+        Ok(exit::OK)
+    })
 }
 
 fn write_out_dir(plan: &planner::Plan, dir: &Path) -> anyhow::Result<()> {

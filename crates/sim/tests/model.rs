@@ -134,3 +134,69 @@ async fn daemonset_pods_come_back_on_their_node() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_helm_stand_in_installs_cilium_and_an_upgrade_rolls_the_agents() {
+    let (sim, c, _dir) = start().await;
+    let spec = planner::MigrationSpec::from_file(&PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../plans/kind-flannel.yaml"
+    )))
+    .expect("spec");
+    let values = planner::values::migration_values(&spec, &planner::NetworkFacts::default());
+    for (revision, expect_policy) in [(1, "never"), (2, "never")] {
+        for object in sim::helm::manifests("kube-system", "1.17.3", &values, revision) {
+            let plural = match object["kind"].as_str() {
+                Some("ConfigMap") => "configmaps",
+                Some("DaemonSet") => "daemonsets",
+                _ => "deployments",
+            };
+            c.apply(plural, &object).await.expect("apply");
+        }
+        let rev = revision.to_string();
+        eventually("an agent of this revision Ready on every node", || async {
+            let agents = c
+                .pods(Some("kube-system"), "k8s-app=cilium")
+                .await
+                .expect("pods");
+            let current: Vec<_> = agents
+                .iter()
+                .filter(|p| p.ready && !p.terminating)
+                .collect();
+            current.len() == 3
+                && sim
+                    .store()
+                    .list("/pods", Some("kube-system"), None, None, &|_, s| {
+                        s.labels.get("k8s-app").is_some_and(|a| a == "cilium")
+                    })
+                    .1
+                    .iter()
+                    .all(|(_, s)| {
+                        s.value()["metadata"]["annotations"]["cni-migrate.io/helm-revision"]
+                            == rev.as_str()
+                    })
+        })
+        .await;
+        let cm = c
+            .configmap("kube-system", "cilium-config")
+            .await
+            .expect("get")
+            .expect("exists");
+        assert_eq!(
+            cm.data.as_ref().expect("data")["enable-policy"],
+            expect_policy
+        );
+        assert_eq!(cm.data.as_ref().expect("data")["custom-cni-conf"], "true");
+        eventually("the DaemonSet status to say rolled out", || async {
+            let ds = sim
+                .store()
+                .get("apps/daemonsets", "kube-system", "cilium")
+                .expect("ds")
+                .value();
+            ds["status"]["updatedNumberScheduled"] == 3
+                && ds["status"]["numberReady"] == 3
+                && ds["status"]["desiredNumberScheduled"] == 3
+        })
+        .await;
+    }
+}
