@@ -83,9 +83,21 @@ impl Model {
         let n = self.next_ip.entry(node.to_owned()).or_insert(100);
         *n += 1;
         let host = *n % 250 + 2;
-        let cidr = self
+        let on_cilium = self
             .node_value(node)
-            .and_then(|v| v["spec"]["podCIDR"].as_str().map(str::to_owned));
+            .is_some_and(|v| v["metadata"]["annotations"]["sim.cni-migrate.io/cni"] == "cilium");
+        let cidr = if on_cilium {
+            self.store
+                .get("cilium.io/ciliumnodes", "", node)
+                .and_then(|cn| {
+                    cn.value()["spec"]["ipam"]["podCIDRs"][0]
+                        .as_str()
+                        .map(str::to_owned)
+                })
+        } else {
+            self.node_value(node)
+                .and_then(|v| v["spec"]["podCIDR"].as_str().map(str::to_owned))
+        };
         match cidr.as_deref().and_then(|c| c.strip_suffix(".0/24")) {
             Some(prefix) => format!("{prefix}.{host}"),
             None => {
@@ -244,12 +256,187 @@ impl Model {
                     .map(|c| json!({"name": c["name"], "image": c["image"], "ready": true, "started": true, "restartCount": 0, "state": {"running": {"startedAt": now}}}))
                     .collect();
                 pod["status"]["containerStatuses"] = json!(statuses);
+                if pod["metadata"]["labels"]["k8s-app"] == "cilium" {
+                    self.cilium_agent_starts(&node, &mut pod);
+                }
                 let _ = self.store.update("/pods", pod, Some(s.rv), false);
             }
             Action::Replace { pod } => self.replace(&pod),
             Action::Daemonset { namespace, name } => self.reconcile_daemonset(&namespace, &name),
             Action::DaemonsetStatus { namespace, name } => self.daemonset_status(&namespace, &name),
         }
+    }
+
+    /// What the Cilium agent does when its pod starts on a node: the operator gives the node a
+    /// CiliumNode with a block of the cluster pool; the agent resolves `cilium-config` plus the
+    /// CiliumNodeConfigs that select the node (by name order, later wins) only now, at start;
+    /// a tunnel port the old overlay already uses makes it crash-loop; and it takes over the
+    /// node's CNI only if the resolved config has it write its CNI configuration.
+    fn cilium_agent_starts(&mut self, node: &str, pod: &mut Value) {
+        let Some(node_v) = self.node_value(node) else {
+            return;
+        };
+        let mut config: BTreeMap<String, String> = self
+            .store
+            .get("/configmaps", "kube-system", "cilium-config")
+            .and_then(|c| serde_json::from_value(c.value()["data"].clone()).ok())
+            .unwrap_or_default();
+        let (_, cncs, _) = self.store.list(
+            "cilium.io/ciliumnodeconfigs",
+            Some("kube-system"),
+            None,
+            None,
+            &|_, _| true,
+        );
+        let labels = node_v["metadata"]["labels"].clone();
+        for (_, cnc) in cncs {
+            let cnc = cnc.value();
+            let Some(sel) = cnc["spec"]["nodeSelector"].as_object() else {
+                continue;
+            };
+            let ml = sel
+                .get("matchLabels")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            if ml.iter().all(|(k, v)| labels[k.as_str()] == *v)
+                && let Some(defaults) = cnc["spec"]["defaults"].as_object()
+            {
+                for (k, v) in defaults {
+                    config.insert(k.clone(), v.as_str().unwrap_or_default().to_owned());
+                }
+            }
+        }
+        // The operator: a CiliumNode with the next free block of the pool.
+        if self.store.get("cilium.io/ciliumnodes", "", node).is_none()
+            && let Some(block) = self.next_block(&config)
+        {
+            let cn = json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNode", "metadata": {"name": node},
+                "spec": {"ipam": {"podCIDRs": [block]}, "addresses": node_v["status"]["addresses"].clone()}});
+            let _ = self.store.create("cilium.io/ciliumnodes", cn, false);
+        }
+        let protocol = config
+            .get("tunnel-protocol")
+            .cloned()
+            .unwrap_or_else(|| "vxlan".into());
+        let port: u16 = config
+            .get("tunnel-port")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(if protocol == "geneve" { 6081 } else { 8472 });
+        let pod_name = pod["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if self.old_overlay_ports().contains(&port) {
+            pod["status"]["conditions"] =
+                json!([{"type": "Ready", "status": "False", "reason": "ContainersNotReady"}]);
+            pod["status"]["containerStatuses"] = json!([{"name": "cilium-agent", "ready": false, "started": false, "restartCount": 5,
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off restarting failed container"}}}]);
+            self.store.set_log("kube-system", &pod_name, format!(
+                "level=fatal msg=\"failed to start: creating vxlan device cilium_{protocol}: address already in use (UDP {port})\"\n"));
+            return;
+        }
+        let writes_cni = config.get("custom-cni-conf").is_some_and(|v| v == "false")
+            && config.contains_key("write-cni-conf-when-ready");
+        self.store.set_log(
+            "kube-system",
+            &pod_name,
+            format!("level=info msg=\"agent ready\" cni-conf-written={writes_cni}\n"),
+        );
+        let mut node_v = node_v;
+        let was =
+            node_v["metadata"]["annotations"]["sim.cni-migrate.io/cni"].as_str() == Some("cilium");
+        if writes_cni != was {
+            node_v["metadata"]["annotations"]["sim.cni-migrate.io/cni"] = if writes_cni {
+                json!("cilium")
+            } else {
+                Value::Null
+            };
+            let _ = self.store.update("/nodes", node_v, None, false);
+        }
+    }
+
+    /// The old overlay's UDP ports, as the model knows them (Flannel's net-conf, Calico VXLAN).
+    fn old_overlay_ports(&self) -> Vec<u16> {
+        let mut out = Vec::new();
+        for ns in ["kube-flannel", "kube-system"] {
+            if let Some(cm) = self.store.get("/configmaps", ns, "kube-flannel-cfg") {
+                let conf: Value = serde_json::from_str(
+                    cm.value()["data"]["net-conf.json"].as_str().unwrap_or("{}"),
+                )
+                .unwrap_or(Value::Null);
+                let backend = conf["Backend"]["Type"]
+                    .as_str()
+                    .unwrap_or("vxlan")
+                    .to_lowercase();
+                let port = conf["Backend"]["Port"]
+                    .as_u64()
+                    .and_then(|p| u16::try_from(p).ok());
+                match backend.as_str() {
+                    "vxlan" => out.push(port.unwrap_or(8472)),
+                    "udp" => out.push(port.unwrap_or(8285)),
+                    _ => {}
+                }
+            }
+        }
+        let (_, pools, _) = self.store.list(
+            "crd.projectcalico.org/ippools",
+            None,
+            None,
+            None,
+            &|_, _| true,
+        );
+        if pools.iter().any(|(_, p)| {
+            matches!(
+                p.value()["spec"]["vxlanMode"].as_str(),
+                Some("Always" | "CrossSubnet")
+            )
+        }) {
+            let felix = self
+                .store
+                .get("crd.projectcalico.org/felixconfigurations", "", "default")
+                .map(|f| f.value());
+            out.push(
+                felix
+                    .and_then(|f| f["spec"]["vxlanPort"].as_u64())
+                    .and_then(|p| u16::try_from(p).ok())
+                    .unwrap_or(4789),
+            );
+        }
+        out
+    }
+
+    /// The next unallocated block of the cluster pool.
+    fn next_block(&mut self, config: &BTreeMap<String, String>) -> Option<String> {
+        let mask: u8 = config
+            .get("cluster-pool-ipv4-mask-size")
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(24);
+        let pools: Vec<ipnet::Ipv4Net> = config
+            .get("cluster-pool-ipv4-cidr")?
+            .split([' ', ','])
+            .filter_map(|c| c.parse().ok())
+            .collect();
+        let (_, used, _) = self
+            .store
+            .list("cilium.io/ciliumnodes", None, None, None, &|_, _| true);
+        let used: Vec<String> = used
+            .iter()
+            .flat_map(|(_, cn)| {
+                cn.value()["spec"]["ipam"]["podCIDRs"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|c| c.as_str().map(str::to_owned))
+            })
+            .collect();
+        pools
+            .iter()
+            .filter_map(|p| p.subnets(mask).ok())
+            .flatten()
+            .map(|b| b.to_string())
+            .find(|b| !used.contains(b))
     }
 
     fn daemonset_pods(&self, namespace: &str, name: &str) -> Vec<Value> {

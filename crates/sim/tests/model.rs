@@ -200,3 +200,148 @@ async fn the_helm_stand_in_installs_cilium_and_an_upgrade_rolls_the_agents() {
         .await;
     }
 }
+
+async fn install(c: &KubeCluster, values: &serde_json::Value, revision: u64) {
+    for object in sim::helm::manifests("kube-system", "1.17.3", values, revision) {
+        let plural = match object["kind"].as_str() {
+            Some("ConfigMap") => "configmaps",
+            Some("DaemonSet") => "daemonsets",
+            _ => "deployments",
+        };
+        c.apply(plural, &object).await.expect("apply");
+    }
+}
+
+fn kind_spec() -> planner::MigrationSpec {
+    planner::MigrationSpec::from_file(&PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../plans/kind-flannel.yaml"
+    )))
+    .expect("spec")
+}
+
+#[tokio::test]
+async fn a_labelled_node_moves_to_cilium_only_when_its_agent_restarts() {
+    let (sim, c, _dir) = start().await;
+    let spec = kind_spec();
+    install(
+        &c,
+        &planner::values::migration_values(&spec, &planner::NetworkFacts::default()),
+        1,
+    )
+    .await;
+    eventually("agents Ready and CiliumNodes allocated", || async {
+        c.pods(Some("kube-system"), "k8s-app=cilium")
+            .await
+            .expect("pods")
+            .iter()
+            .filter(|p| p.ready)
+            .count()
+            == 3
+            && sim.store().count("cilium.io/ciliumnodes") == 3
+    })
+    .await;
+    let cidrs = executor_free_cidrs(&c, "kind-worker").await;
+    assert!(cidrs[0].starts_with("10.245."), "{cidrs:?}");
+    // customConf=true: Cilium writes no CNI config yet; new pods still get Flannel addresses.
+    assert!(node_cni(&sim, "kind-worker").is_none());
+
+    c.apply(
+        "ciliumnodeconfigs",
+        &planner::values::node_config_object(&spec),
+    )
+    .await
+    .expect("cnc");
+    c.set_node_label(
+        "kind-worker",
+        "io.cilium.migration/cilium-default",
+        Some("true"),
+    )
+    .await
+    .expect("label");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        node_cni(&sim, "kind-worker").is_none(),
+        "the CiliumNodeConfig applies only when the agent restarts"
+    );
+    let agent = c
+        .pods_on_node("kind-worker")
+        .await
+        .expect("pods")
+        .into_iter()
+        .find(|p| p.labels.get("k8s-app").is_some_and(|a| a == "cilium"))
+        .expect("agent");
+    assert!(
+        c.delete_pod(&agent.namespace, &agent.name, Some(&agent.uid))
+            .await
+            .expect("delete")
+    );
+    eventually("kind-worker on Cilium", || async {
+        node_cni(&sim, "kind-worker").as_deref() == Some("cilium")
+    })
+    .await;
+    // A pod started there now gets an address from the node's Cilium block.
+    assert!(sim.insert(serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe", "namespace": "default"},
+        "spec": {"nodeName": "kind-worker", "containers": [{"name": "c", "image": "netshoot"}]}, "status": {"phase": "Pending"}})));
+    eventually("the probe running with a Cilium address", || async {
+        let block: ipnet::IpNet = cidrs[0].parse().expect("cidr");
+        c.pod("default", "probe")
+            .await
+            .expect("get")
+            .is_some_and(|p| p.ready && p.pod_ips.first().is_some_and(|ip| block.contains(ip)))
+    })
+    .await;
+}
+
+async fn executor_free_cidrs(c: &KubeCluster, node: &str) -> Vec<String> {
+    let cn = c
+        .custom("cilium.io/v2", "ciliumnodes", None, node)
+        .await
+        .expect("get")
+        .expect("CiliumNode");
+    cn.object["spec"]["ipam"]["podCIDRs"]
+        .as_array()
+        .expect("cidrs")
+        .iter()
+        .filter_map(|c| c.as_str().map(str::to_owned))
+        .collect()
+}
+
+fn node_cni(sim: &Sim, node: &str) -> Option<String> {
+    sim.store().get("/nodes", "", node)?.value()["metadata"]["annotations"]["sim.cni-migrate.io/cni"].as_str().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn a_tunnel_port_equal_to_flannels_makes_the_agents_crash_loop() {
+    let (sim, c, _dir) = start().await;
+    let mut spec = kind_spec();
+    spec.target.tunnel.port = None; // Cilium's default 8472: Flannel's VXLAN port
+    install(
+        &c,
+        &planner::values::migration_values(&spec, &planner::NetworkFacts::default()),
+        1,
+    )
+    .await;
+    eventually("agents crash-looping", || async {
+        let agents = c
+            .pods(Some("kube-system"), "k8s-app=cilium")
+            .await
+            .expect("pods");
+        agents.len() == 3
+            && agents
+                .iter()
+                .all(|p| !p.ready && p.waiting_reason.as_deref() == Some("CrashLoopBackOff"))
+    })
+    .await;
+    let agent = c
+        .pods(Some("kube-system"), "k8s-app=cilium")
+        .await
+        .expect("pods")
+        .remove(0);
+    let log = c.pod_log("kube-system", &agent.name).await.expect("log");
+    assert!(
+        log.contains("address already in use") && log.contains("8472"),
+        "{log}"
+    );
+    assert!(sim.store().get("/nodes", "", "kind-worker").is_some());
+}
