@@ -12,6 +12,7 @@
 //! It is a test double for the API server: the product always talks to a real cluster
 //! through `kube`, and the tests exercise that same code against this server.
 
+pub mod datapath;
 pub mod helm;
 pub mod model;
 pub mod patch;
@@ -264,6 +265,36 @@ impl Sim {
         if self.model.is_none() {
             self.model = Some(model::start(self.state.store.clone(), opts));
         }
+    }
+
+    /// Sets a node's Ready condition (a fault: the node going NotReady, and back).
+    ///
+    /// # Errors
+    /// When the node does not exist.
+    pub fn set_node_ready(&self, node: &str, ready: bool) -> Result<(), store::StoreError> {
+        let s = self.state.store.get("/nodes", "", node).ok_or_else(|| {
+            store::StoreError::NotFound {
+                kind: "nodes".into(),
+                name: node.into(),
+            }
+        })?;
+        let mut v = s.value();
+        let status = if ready { "True" } else { "Unknown" };
+        match v["status"]["conditions"].as_array_mut() {
+            Some(conds) => {
+                for c in conds.iter_mut().filter(|c| c["type"] == "Ready") {
+                    c["status"] = Value::String(status.into());
+                    c["lastTransitionTime"] = Value::String(store::now_rfc3339());
+                }
+            }
+            None => {
+                v["status"]["conditions"] = serde_json::json!([{"type": "Ready", "status": status}])
+            }
+        }
+        self.state
+            .store
+            .update("/nodes", v, None, false)
+            .map(|_| ())
     }
 
     /// Stops serving.

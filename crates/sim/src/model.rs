@@ -259,7 +259,19 @@ impl Model {
                 if pod["metadata"]["labels"]["k8s-app"] == "cilium" {
                     self.cilium_agent_starts(&node, &mut pod);
                 }
-                let _ = self.store.update("/pods", pod, Some(s.rv), false);
+                let probe = pod["metadata"]["labels"]["cni-migrate.io/probe"] == "true";
+                let Ok(mut pod) = self.store.update("/pods", pod, Some(s.rv), false) else {
+                    return;
+                };
+                if probe {
+                    // The verification probe runs its checks and exits.
+                    let log = crate::datapath::probe_log(&self.store, &pod);
+                    self.store.set_log(&namespace, &name, log);
+                    pod["status"]["phase"] = json!("Succeeded");
+                    pod["status"]["conditions"] =
+                        json!([{"type": "Ready", "status": "False", "reason": "PodCompleted"}]);
+                    let _ = self.store.update("/pods", pod, None, false);
+                }
             }
             Action::Replace { pod } => self.replace(&pod),
             Action::Daemonset { namespace, name } => self.reconcile_daemonset(&namespace, &name),

@@ -345,3 +345,168 @@ async fn a_tunnel_port_equal_to_flannels_makes_the_agents_crash_loop() {
     );
     assert!(sim.store().get("/nodes", "", "kind-worker").is_some());
 }
+
+fn probe(name: &str, node: &str, targets: &[String]) -> serde_json::Value {
+    serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "kube-system", "labels": {"cni-migrate.io/probe": "true"},
+                     "annotations": {"cni-migrate.io/probe-targets": targets.join(",")}},
+        "spec": {"nodeName": node, "restartPolicy": "Never", "tolerations": [{"operator": "Exists"}], "containers": [{"name": "probe", "image": "nicolaka/netshoot:v0.13"}]},
+        "status": {"phase": "Pending"}})
+}
+
+async fn migrate_kind_worker(sim: &Sim, c: &KubeCluster, host_legacy_routing: bool) {
+    let spec = kind_spec();
+    let mut values = planner::values::migration_values(&spec, &planner::NetworkFacts::default());
+    values["bpf"]["hostLegacyRouting"] = serde_json::json!(host_legacy_routing);
+    install(c, &values, 1).await;
+    eventually("agents Ready", || async {
+        c.pods(Some("kube-system"), "k8s-app=cilium")
+            .await
+            .expect("pods")
+            .iter()
+            .filter(|p| p.ready)
+            .count()
+            == 3
+    })
+    .await;
+    c.apply(
+        "ciliumnodeconfigs",
+        &planner::values::node_config_object(&spec),
+    )
+    .await
+    .expect("cnc");
+    c.set_node_label(
+        "kind-worker",
+        "io.cilium.migration/cilium-default",
+        Some("true"),
+    )
+    .await
+    .expect("label");
+    let agent = c
+        .pods_on_node("kind-worker")
+        .await
+        .expect("pods")
+        .into_iter()
+        .find(|p| p.labels.get("k8s-app").is_some_and(|a| a == "cilium"))
+        .expect("agent");
+    c.delete_pod(&agent.namespace, &agent.name, Some(&agent.uid))
+        .await
+        .expect("delete");
+    eventually("kind-worker on Cilium", || async {
+        node_cni(sim, "kind-worker").as_deref() == Some("cilium")
+    })
+    .await;
+}
+
+async fn probe_log(
+    sim: &Sim,
+    c: &KubeCluster,
+    name: &str,
+    node: &str,
+    targets: &[String],
+) -> String {
+    assert!(sim.insert(probe(name, node, targets)));
+    eventually("the probe to finish", || async {
+        c.pod("kube-system", name)
+            .await
+            .expect("get")
+            .is_some_and(|p| p.phase == planner::snapshot::PodPhase::Succeeded)
+    })
+    .await;
+    c.pod_log("kube-system", name).await.expect("log")
+}
+
+#[tokio::test]
+async fn a_probe_on_a_migrated_node_reaches_both_overlays_with_host_legacy_routing() {
+    let (sim, c, _dir) = start().await;
+    migrate_kind_worker(&sim, &c, true).await;
+    let old = c
+        .pods(Some("shop"), "app=frontend")
+        .await
+        .expect("pods")
+        .into_iter()
+        .find(|p| p.node_name.as_deref() == Some("kind-worker2"))
+        .expect("an unmigrated pod");
+    let beacon = probe_log(&sim, &c, "beacon", "kind-worker", &[]).await;
+    let beacon_ip = beacon
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("ip="))
+        .expect("ip")
+        .to_owned();
+    let log = probe_log(
+        &sim,
+        &c,
+        "verify",
+        "kind-worker",
+        &[old.pod_ips[0].to_string(), beacon_ip.clone()],
+    )
+    .await;
+    assert!(log.starts_with("ip=10.245."), "{log}");
+    assert!(log.contains("apiserver=ok"));
+    assert!(
+        log.contains(&format!("reach {}=ok", old.pod_ips[0])),
+        "{log}"
+    );
+    assert!(log.contains(&format!("reach {beacon_ip}=ok")), "{log}");
+}
+
+#[tokio::test]
+async fn without_host_legacy_routing_the_overlays_cannot_talk() {
+    let (sim, c, _dir) = start().await;
+    migrate_kind_worker(&sim, &c, false).await;
+    let old = c
+        .pods(Some("shop"), "app=frontend")
+        .await
+        .expect("pods")
+        .into_iter()
+        .find(|p| p.node_name.as_deref() == Some("kind-worker2"))
+        .expect("an unmigrated pod");
+    let log = probe_log(
+        &sim,
+        &c,
+        "verify",
+        "kind-worker",
+        &[old.pod_ips[0].to_string()],
+    )
+    .await;
+    assert!(
+        log.contains("fail (cross-overlay traffic needs bpf.hostLegacyRouting)"),
+        "{log}"
+    );
+    let pods: Vec<serde_json::Value> = sim
+        .store()
+        .list("/pods", Some("shop"), None, None, &|_, _| true)
+        .1
+        .into_iter()
+        .map(|(_, s)| s.value())
+        .collect();
+    assert!(
+        sim::datapath::matrix(sim.store(), &pods)
+            .iter()
+            .all(|(_, _, r)| r.is_ok()),
+        "pods on the same (old) overlay all reach each other"
+    );
+}
+
+#[tokio::test]
+async fn a_node_can_be_made_not_ready() {
+    let (sim, c, _dir) = start().await;
+    sim.set_node_ready("kind-worker", false).expect("fault");
+    assert!(
+        !c.node("kind-worker")
+            .await
+            .expect("get")
+            .expect("node")
+            .ready
+    );
+    sim.set_node_ready("kind-worker", true).expect("recover");
+    assert!(
+        c.node("kind-worker")
+            .await
+            .expect("get")
+            .expect("node")
+            .ready
+    );
+    assert!(sim.set_node_ready("ghost", false).is_err());
+}

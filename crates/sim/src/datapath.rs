@@ -1,0 +1,180 @@
+//! Which pod can reach which, by the rules of the dual overlay.
+//!
+//! ```text
+//! pod A ──► its overlay: Cilium if its IP is in Cilium's cluster pool, else the old CNI's
+//!   same overlay        reachable (on Cilium: both nodes' agents must be Ready)
+//!   across overlays     reachable only through the host routing stack: cilium-config
+//!                       enable-host-legacy-routing=true and the two pod networks disjoint
+//!   hostNetwork pods    on the node's own address: reachable from both overlays
+//! ```
+//!
+//! The verification probe's log is written from these rules: a pod labelled
+//! `cni-migrate.io/probe=true` reports its IP, whether it reached the API server, and each
+//! target named in its `cni-migrate.io/probe-targets` annotation (pod IPs, comma-separated):
+//!
+//! ```text
+//! ip=10.245.1.7
+//! apiserver=ok
+//! reach 10.244.2.5=ok
+//! reach 10.245.0.9=fail (cross-overlay traffic needs bpf.hostLegacyRouting)
+//! ```
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde_json::Value;
+
+use crate::store::Store;
+
+/// The overlay a pod is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overlay {
+    /// The node's own network.
+    Host,
+    /// Cilium.
+    Cilium,
+    /// The old CNI.
+    Old,
+}
+
+fn cilium_config(store: &Store) -> Value {
+    store
+        .get("/configmaps", "kube-system", "cilium-config")
+        .map(|c| c.value()["data"].clone())
+        .unwrap_or(Value::Null)
+}
+
+fn cilium_pool(config: &Value) -> Vec<IpNet> {
+    config["cluster-pool-ipv4-cidr"]
+        .as_str()
+        .unwrap_or_default()
+        .split([' ', ','])
+        .filter_map(|c| c.parse().ok())
+        .collect()
+}
+
+fn pod_ip(pod: &Value) -> Option<IpAddr> {
+    pod["status"]["podIP"].as_str()?.parse().ok()
+}
+
+/// The overlay of a pod.
+pub fn overlay(store: &Store, pod: &Value) -> Overlay {
+    if pod["spec"]["hostNetwork"] == true {
+        return Overlay::Host;
+    }
+    let pool = cilium_pool(&cilium_config(store));
+    match pod_ip(pod) {
+        Some(ip) if pool.iter().any(|p| p.contains(&ip)) => Overlay::Cilium,
+        _ => Overlay::Old,
+    }
+}
+
+fn agent_ready(store: &Store, node: &str) -> bool {
+    let (_, agents, _) = store.list("/pods", Some("kube-system"), None, None, &|_, s| {
+        s.labels.get("k8s-app").is_some_and(|a| a == "cilium")
+            && s.node_name.as_deref() == Some(node)
+    });
+    agents.iter().any(|(_, s)| {
+        let v = s.value();
+        v["metadata"]["deletionTimestamp"].is_null()
+            && v["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+/// Whether traffic from `a` reaches `b`; `Err` says why not.
+///
+/// # Errors
+/// The reason the traffic is dropped.
+pub fn reach(store: &Store, a: &Value, b: &Value) -> Result<(), String> {
+    let (oa, ob) = (overlay(store, a), overlay(store, b));
+    if pod_ip(a).is_none() || pod_ip(b).is_none() {
+        return Err("a pod has no IP".into());
+    }
+    for (pod, o) in [(a, oa), (b, ob)] {
+        if o == Overlay::Cilium {
+            let node = pod["spec"]["nodeName"].as_str().unwrap_or_default();
+            if !agent_ready(store, node) {
+                return Err(format!("the Cilium agent on {node} is not Ready"));
+            }
+        }
+    }
+    if oa == ob || oa == Overlay::Host || ob == Overlay::Host {
+        return Ok(());
+    }
+    let config = cilium_config(store);
+    if config["enable-host-legacy-routing"].as_str() != Some("true") {
+        return Err("cross-overlay traffic needs bpf.hostLegacyRouting".into());
+    }
+    // The two pod networks must be disjoint, or routes to one shadow the other.
+    let pool = cilium_pool(&config);
+    let old_ip = if oa == Overlay::Old {
+        pod_ip(a)
+    } else {
+        pod_ip(b)
+    };
+    if let Some(ip) = old_ip
+        && pool.iter().any(|p| p.contains(&ip))
+    {
+        return Err("the Cilium pool overlaps the old pod network".into());
+    }
+    Ok(())
+}
+
+/// The probe's log for a pod, from the rules above.
+pub fn probe_log(store: &Store, probe: &Value) -> String {
+    let mut out = format!("ip={}\n", probe["status"]["podIP"].as_str().unwrap_or(""));
+    let on_cilium_node_without_agent = overlay(store, probe) == Overlay::Cilium
+        && !agent_ready(
+            store,
+            probe["spec"]["nodeName"].as_str().unwrap_or_default(),
+        );
+    out.push_str(if on_cilium_node_without_agent {
+        "apiserver=fail (no Ready Cilium agent on the node)\n"
+    } else {
+        "apiserver=ok\n"
+    });
+    let targets = probe["metadata"]["annotations"]["cni-migrate.io/probe-targets"]
+        .as_str()
+        .unwrap_or_default();
+    let (_, pods, _) = store.list("/pods", None, None, None, &|_, _| true);
+    for t in targets.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let target = pods
+            .iter()
+            .map(|(_, s)| s.value())
+            .find(|p| p["status"]["podIP"].as_str() == Some(t));
+        let verdict = match target {
+            None => "fail (no pod has this IP)".to_owned(),
+            Some(tp) => match reach(store, probe, &tp) {
+                Ok(()) => "ok".to_owned(),
+                Err(why) => format!("fail ({why})"),
+            },
+        };
+        out.push_str(&format!("reach {t}={verdict}\n"));
+    }
+    out
+}
+
+/// Ground truth for tests and reports: every ordered pair of running, non-hostNetwork pods
+/// given, with whether the first reaches the second.
+pub fn matrix(store: &Store, pods: &[Value]) -> Vec<(String, String, Result<(), String>)> {
+    let key = |p: &Value| {
+        format!(
+            "{}/{}",
+            p["metadata"]["namespace"].as_str().unwrap_or(""),
+            p["metadata"]["name"].as_str().unwrap_or("")
+        )
+    };
+    let mut out = Vec::new();
+    for a in pods {
+        for b in pods {
+            if key(a) != key(b) {
+                out.push((key(a), key(b), reach(store, a, b)));
+            }
+        }
+    }
+    out
+}
