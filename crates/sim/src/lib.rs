@@ -335,15 +335,17 @@ pub struct ServeOptions {
 /// When the server cannot start or the cluster cannot be loaded.
 pub async fn serve(opts: ServeOptions) -> Result<(), SimError> {
     let mut sim = Sim::start(opts.port).await?;
-    sim.start_model(
-        model::ModelOptions::default(),
-        opts.pod_termination.unwrap_or(Duration::from_millis(500)),
-    );
     let loaded = match (&opts.from_dump, &opts.synthetic) {
         (Some(path), _) => sim.load_dump(path)?,
         (None, Some(p)) => sim.load_synthetic(p),
         (None, None) => 0,
     };
+    // The model starts after loading: the loaded objects are the cluster as it is, not changes
+    // to react to.
+    sim.start_model(
+        model::ModelOptions::default(),
+        opts.pod_termination.unwrap_or(Duration::from_millis(500)),
+    );
     if let Some(path) = &opts.kubeconfig_out {
         sim.write_kubeconfig(path)?;
     }

@@ -34,8 +34,9 @@ use crate::{
 /// Faults injected into requests (not into discovery), per test or per run.
 #[derive(Clone, Debug, Default)]
 pub struct Faults {
-    /// Added latency for every request.
-    pub latency: Duration,
+    /// Added latency, drawn uniformly from `[min, max]`, by verb: `GET`, `LIST`, `WATCH`,
+    /// `POST`, `PUT`, `PATCH`, `DELETE`, `EVICT`, or `*` for every verb without its own entry.
+    pub latency: BTreeMap<String, (Duration, Duration)>,
     /// Share of requests answered 500.
     pub error_500: f64,
     /// Share of requests answered 503.
@@ -387,8 +388,23 @@ pub async fn handle(
         Route::Resource(t) => t,
     };
     let f = state.faults();
-    if !f.latency.is_zero() {
-        tokio::time::sleep(f.latency).await;
+    if !f.latency.is_empty() {
+        let verb = match (&method, target.name.as_deref(), target.sub.as_deref()) {
+            (&Method::GET, None, _)
+                if uri
+                    .query()
+                    .is_some_and(|q| q.contains("watch=true") || q.contains("watch=1")) =>
+            {
+                "WATCH"
+            }
+            (&Method::GET, None, _) => "LIST",
+            (&Method::POST, Some(_), Some("eviction")) => "EVICT",
+            (m, _, _) => m.as_str(),
+        };
+        if let Some((min, max)) = f.latency.get(verb).or_else(|| f.latency.get("*")) {
+            let spread = max.saturating_sub(*min);
+            tokio::time::sleep(*min + spread.mul_f64(state.roll())).await;
+        }
     }
     let roll = state.roll();
     if roll < f.error_500 {

@@ -347,4 +347,20 @@ async fn injected_faults_hit_resources_but_not_discovery() {
     assert_status(&r, 409, "Conflict");
     sim.set_faults(Faults::default());
     assert_eq!(http(&sim, "GET", "/api/v1/nodes", "", "").await.code, 200);
+    let slow = std::time::Duration::from_millis(150);
+    sim.set_faults(Faults {
+        latency: [("LIST".to_owned(), (slow, slow))].into(),
+        ..Faults::default()
+    });
+    let t = std::time::Instant::now();
+    assert_eq!(http(&sim, "GET", "/api/v1/nodes", "", "").await.code, 200);
+    assert!(t.elapsed() >= slow, "LISTs are slowed");
+    let t = std::time::Instant::now();
+    assert_eq!(
+        http(&sim, "GET", "/api/v1/nodes/kind-worker", "", "")
+            .await
+            .code,
+        200
+    );
+    assert!(t.elapsed() < slow, "GETs are not");
 }

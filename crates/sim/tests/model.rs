@@ -510,3 +510,37 @@ async fn a_node_can_be_made_not_ready() {
     );
     assert!(sim.set_node_ready("ghost", false).is_err());
 }
+
+#[tokio::test]
+async fn budget_status_follows_the_pods() {
+    let (sim, c, _dir) = start().await;
+    let allowed = |sim: &Sim| {
+        sim.store()
+            .get("policy/poddisruptionbudgets", "shop", "frontend")
+            .expect("pdb")
+            .value()["status"]["disruptionsAllowed"]
+            .as_i64()
+    };
+    assert_eq!(allowed(&sim), Some(1));
+    let pod = c
+        .pods(Some("shop"), "app=frontend")
+        .await
+        .expect("pods")
+        .remove(0);
+    assert_eq!(
+        c.evict("shop", &pod.name, None).await.expect("evict"),
+        Eviction::Evicted
+    );
+    eventually("the budget spent", || async { allowed(&sim) == Some(0) }).await;
+    eventually("the budget back once the replacement is Ready", || async {
+        allowed(&sim) == Some(1)
+    })
+    .await;
+    let pdb = sim
+        .store()
+        .get("policy/poddisruptionbudgets", "shop", "frontend")
+        .expect("pdb")
+        .value();
+    assert_eq!(pdb["status"]["expectedPods"], 3);
+    assert_eq!(pdb["status"]["currentHealthy"], 3);
+}
