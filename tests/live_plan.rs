@@ -21,13 +21,9 @@ impl Drop for Child {
     }
 }
 
-#[test]
-fn a_live_plan_matches_the_dump_plan() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let kc = dir.path().join("kubeconfig");
-    let dump = plans_dir().join("calico-operator-vxlan.dump.json");
-    let spec = plans_dir().join("calico-operator-vxlan.yaml");
-    let _sim = Child(
+/// Starts `cni-migrate sim` on a dump and waits for its kubeconfig.
+fn start_sim(dump: &std::path::Path, kc: &std::path::Path) -> Child {
+    let child = Child(
         Command::new(binary())
             .args([
                 "sim",
@@ -48,6 +44,16 @@ fn a_live_plan_matches_the_dump_plan() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    child
+}
+
+#[test]
+fn a_live_plan_matches_the_dump_plan() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let kc = dir.path().join("kubeconfig");
+    let dump = plans_dir().join("calico-operator-vxlan.dump.json");
+    let spec = plans_dir().join("calico-operator-vxlan.yaml");
+    let _sim = start_sim(&dump, &kc);
     let live = run(&[
         "plan",
         "--spec",
@@ -112,27 +118,7 @@ fn the_helm_stand_in_renders_what_preflight_expects_of_migration_mode() {
     let out = dir.path().join("out");
     let dump = plans_dir().join("kind-flannel.dump.yaml");
     let spec = plans_dir().join("kind-flannel.yaml");
-    let _sim = Child(
-        Command::new(binary())
-            .args([
-                "sim",
-                "--from-dump",
-                &dump.to_string_lossy(),
-                "--kubeconfig-out",
-                &kc.to_string_lossy(),
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("sim starts"),
-    );
-    let started = Instant::now();
-    while !kc.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the simulated cluster did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _sim = start_sim(&dump, &kc);
     let (spec_s, kc_s) = (
         spec.to_string_lossy().into_owned(),
         kc.to_string_lossy().into_owned(),

@@ -145,14 +145,7 @@ async fn the_helm_stand_in_installs_cilium_and_an_upgrade_rolls_the_agents() {
     .expect("spec");
     let values = planner::values::migration_values(&spec, &planner::NetworkFacts::default());
     for (revision, expect_policy) in [(1, "never"), (2, "never")] {
-        for object in sim::helm::manifests("kube-system", "1.17.3", &values, revision) {
-            let plural = match object["kind"].as_str() {
-                Some("ConfigMap") => "configmaps",
-                Some("DaemonSet") => "daemonsets",
-                _ => "deployments",
-            };
-            c.apply(plural, &object).await.expect("apply");
-        }
+        install(&c, &values, revision).await;
         let rev = revision.to_string();
         eventually("an agent of this revision Ready on every node", || async {
             let agents = c
