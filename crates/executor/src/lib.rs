@@ -16,5 +16,6 @@
 //! the first change.
 
 pub mod agent;
+pub mod checkpoint;
 pub mod drain;
 pub mod steps;
