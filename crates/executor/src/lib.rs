@@ -18,4 +18,5 @@
 pub mod agent;
 pub mod checkpoint;
 pub mod drain;
+pub mod scheduler;
 pub mod steps;
