@@ -97,6 +97,17 @@ pub trait Cluster: Send + Sync {
         namespace: &str,
         name: &str,
     ) -> Result<Option<ConfigMap>, ClusterError>;
+    /// Creates (`resource_version` `None`) or replaces (only while it still has that
+    /// `resource_version`) a ConfigMap with these labels and data. Returns the new
+    /// resourceVersion, or `None` when another writer got there first (409).
+    async fn write_configmap(
+        &self,
+        namespace: &str,
+        name: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+        data: &std::collections::BTreeMap<String, String>,
+        resource_version: Option<&str>,
+    ) -> Result<Option<String>, ClusterError>;
     /// A custom object by API version, plural, namespace and name, or `None`.
     async fn custom(
         &self,
@@ -359,6 +370,47 @@ impl Cluster for KubeCluster {
         api.get_opt(name)
             .await
             .map_err(api_err("get", format!("configmap {namespace}/{name}")))
+    }
+
+    async fn write_configmap(
+        &self,
+        namespace: &str,
+        name: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+        data: &std::collections::BTreeMap<String, String>,
+        resource_version: Option<&str>,
+    ) -> Result<Option<String>, ClusterError> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+        let what = format!("configmap {namespace}/{name}");
+        let mut cm = ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some(namespace.to_owned()),
+                labels: Some(labels.clone()),
+                resource_version: resource_version.map(str::to_owned),
+                ..Default::default()
+            },
+            data: Some(data.clone()),
+            ..Default::default()
+        };
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PostParams::default()
+        };
+        let result = match resource_version {
+            None => api.create(&params, &cm).await.map_err(api_err("create", what)),
+            Some(_) => {
+                cm.metadata.resource_version = resource_version.map(str::to_owned);
+                api.replace(name, &params, &cm)
+                    .await
+                    .map_err(api_err("update", what))
+            }
+        };
+        match result {
+            Ok(written) => Ok(Some(written.metadata.resource_version.unwrap_or_default())),
+            Err(ClusterError::Api { source, .. }) if status_code(&source) == Some(409) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn custom(

@@ -47,7 +47,8 @@ pub enum StepState {
 }
 
 impl StepState {
-    fn letter(self) -> char {
+    /// The letter the checkpoint stores.
+    pub fn letter(self) -> char {
         match self {
             StepState::Pending => 'P',
             StepState::Running => 'R',
@@ -57,7 +58,8 @@ impl StepState {
         }
     }
 
-    fn from_letter(c: char) -> Option<Self> {
+    /// The state a stored letter stands for.
+    pub fn from_letter(c: char) -> Option<Self> {
         Some(match c {
             'P' => StepState::Pending,
             'R' => StepState::Running,
@@ -144,6 +146,10 @@ pub struct Checkpoint {
     pub cilium_version: String,
     /// Prelude and finale steps.
     pub global: BTreeMap<String, GlobalStep>,
+    /// The step kinds of every node's chain, in order (what each letter of a node's states
+    /// stands for), so that `status` can explain a checkpoint without the plan.
+    #[serde(default)]
+    pub chain: Vec<String>,
     /// Per-node records.
     pub nodes: BTreeMap<String, NodeRecord>,
     /// Paused: no new admissions.
@@ -242,6 +248,15 @@ impl Checkpoint {
             updated: now,
             generation: 0,
             cilium_version: plan.spec.target.cilium_version.to_string(),
+            chain: plan
+                .nodes
+                .first()
+                .map(|n| {
+                    plan.node_steps(&n.name)
+                        .map(|s| s.kind.as_str().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default(),
             global,
             nodes,
             paused: false,
@@ -533,6 +548,25 @@ pub enum StoreError {
         #[source]
         source: CheckpointError,
     },
+    /// Reading or writing the checkpoint in the cluster failed.
+    #[error("cannot {verb} the checkpoint in {what}")]
+    Cluster {
+        /// `read` or `write`.
+        verb: &'static str,
+        /// Where.
+        what: String,
+        /// The error.
+        #[source]
+        source: Box<cluster::ClusterError>,
+    },
+    /// The checkpoint outgrew its store.
+    #[error("the checkpoint is {bytes} bytes, more than {what} can hold: use --state file:PATH")]
+    TooLarge {
+        /// Where.
+        what: String,
+        /// Its size.
+        bytes: usize,
+    },
     /// Another writer changed the checkpoint since it was read.
     #[error(
         "the checkpoint was changed by another run (generation {found}, expected {expected}): is another cni-migrate running?"
@@ -554,6 +588,11 @@ impl FileStore {
     /// A store at a path.
     pub fn new(path: impl Into<std::path::PathBuf>) -> Self {
         Self { path: path.into() }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
     }
 }
 

@@ -1,0 +1,232 @@
+//! Where the checkpoint lives while a run goes on: a ConfigMap in the cluster (the default, so
+//! `cni-migrate status` works from any machine) or a local file (`--state file:PATH`).
+//!
+//! ```text
+//! save ─► ConfigMap kube-system/cni-migrate-state, key checkpoint.json
+//!          PUT at the resourceVersion last read or written ─► 409: re-read; another
+//!          generation means another writer (a `pause`, or a second run) and is reported
+//! ```
+//!
+//! Both stores refuse to overwrite a checkpoint another writer changed since it was read: the
+//! runner then re-reads it and merges the only change another writer may make (`paused`).
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use async_trait::async_trait;
+use cluster::{Cluster, ClusterError};
+use tokio::sync::Mutex;
+
+use crate::checkpoint::{Checkpoint, CheckpointStore, FileStore, StoreError};
+
+/// Namespace of the default checkpoint ConfigMap.
+pub const STATE_NAMESPACE: &str = "kube-system";
+/// Name of the default checkpoint ConfigMap.
+pub const STATE_NAME: &str = "cni-migrate-state";
+/// The ConfigMap key holding the checkpoint.
+pub const STATE_KEY: &str = "checkpoint.json";
+/// The largest checkpoint a ConfigMap can hold, with room for metadata.
+pub const CONFIGMAP_LIMIT: usize = 1024 * 1024 - 16 * 1024;
+
+/// A checkpoint store the runner can use from async code.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// Reads the checkpoint, if there is one.
+    ///
+    /// # Errors
+    /// When it cannot be read or parsed.
+    async fn load(&self) -> Result<Option<Checkpoint>, StoreError>;
+    /// Writes the checkpoint, bumping its generation, unless another writer changed it since it
+    /// was read ([`StoreError::Conflict`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`], or the store's own failures.
+    async fn save(&self, checkpoint: &mut Checkpoint) -> Result<(), StoreError>;
+    /// Where it is, for messages (`configmap kube-system/cni-migrate-state`, `file ./x.json`).
+    fn describe(&self) -> String;
+}
+
+#[async_trait]
+impl StateStore for FileStore {
+    async fn load(&self) -> Result<Option<Checkpoint>, StoreError> {
+        CheckpointStore::load(self)
+    }
+
+    async fn save(&self, checkpoint: &mut Checkpoint) -> Result<(), StoreError> {
+        CheckpointStore::save(self, checkpoint)
+    }
+
+    fn describe(&self) -> String {
+        format!("file {}", self.path().display())
+    }
+}
+
+/// The checkpoint in a ConfigMap.
+pub struct ConfigMapStore {
+    cluster: Arc<dyn Cluster>,
+    namespace: String,
+    name: String,
+    /// The resourceVersion last read or written.
+    resource_version: Mutex<Option<String>>,
+}
+
+impl ConfigMapStore {
+    /// The default store, `kube-system/cni-migrate-state`.
+    pub fn new(cluster: Arc<dyn Cluster>) -> Self {
+        Self::at(cluster, STATE_NAMESPACE, STATE_NAME)
+    }
+
+    /// A store in another ConfigMap.
+    pub fn at(cluster: Arc<dyn Cluster>, namespace: &str, name: &str) -> Self {
+        Self {
+            cluster,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            resource_version: Mutex::new(None),
+        }
+    }
+
+    fn what(&self) -> String {
+        format!("configmap {}/{}", self.namespace, self.name)
+    }
+
+    fn cluster_err(&self, verb: &'static str) -> impl FnOnce(ClusterError) -> StoreError + '_ {
+        move |source| StoreError::Cluster {
+            verb,
+            what: self.what(),
+            source: Box::new(source),
+        }
+    }
+
+    async fn read(&self) -> Result<Option<(Checkpoint, Option<String>)>, StoreError> {
+        let cm = self
+            .cluster
+            .configmap(&self.namespace, &self.name)
+            .await
+            .map_err(self.cluster_err("read"))?;
+        let Some(cm) = cm else {
+            return Ok(None);
+        };
+        let rv = cm.metadata.resource_version.clone();
+        let text = cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get(STATE_KEY))
+            .cloned()
+            .unwrap_or_default();
+        let ck = Checkpoint::from_json(&text).map_err(|source| StoreError::Parse {
+            path: format!("{} key {STATE_KEY}", self.what()),
+            source,
+        })?;
+        Ok(Some((ck, rv)))
+    }
+}
+
+#[async_trait]
+impl StateStore for ConfigMapStore {
+    async fn load(&self) -> Result<Option<Checkpoint>, StoreError> {
+        let mut rv = self.resource_version.lock().await;
+        match self.read().await? {
+            Some((ck, found)) => {
+                *rv = found;
+                Ok(Some(ck))
+            }
+            None => {
+                *rv = None;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn save(&self, checkpoint: &mut Checkpoint) -> Result<(), StoreError> {
+        let mut rv = self.resource_version.lock().await;
+        let labels: BTreeMap<String, String> = [
+            (
+                "app.kubernetes.io/managed-by".to_owned(),
+                "cni-migrate".to_owned(),
+            ),
+            ("cni-migrate.io/plan".to_owned(), label_value(&checkpoint.plan)),
+        ]
+        .into_iter()
+        .collect();
+        for _ in 0..5 {
+            checkpoint.generation += 1;
+            let text = checkpoint.to_json();
+            if text.len() > CONFIGMAP_LIMIT {
+                checkpoint.generation -= 1;
+                return Err(StoreError::TooLarge {
+                    what: self.what(),
+                    bytes: text.len(),
+                });
+            }
+            let data: BTreeMap<String, String> = [(STATE_KEY.to_owned(), text)].into();
+            let written = self
+                .cluster
+                .write_configmap(&self.namespace, &self.name, &labels, &data, rv.as_deref())
+                .await;
+            match written {
+                Ok(Some(new_rv)) => {
+                    *rv = Some(new_rv);
+                    return Ok(());
+                }
+                Ok(None) => {
+                    checkpoint.generation -= 1;
+                    // Someone wrote since we read: only a write of another generation is a
+                    // conflict (a label edit by a human is not).
+                    match self.read().await? {
+                        Some((stored, found)) if stored.generation == checkpoint.generation => {
+                            *rv = found;
+                        }
+                        Some((stored, _)) => {
+                            return Err(StoreError::Conflict {
+                                expected: checkpoint.generation,
+                                found: stored.generation,
+                            });
+                        }
+                        None => *rv = None,
+                    }
+                }
+                Err(source) => {
+                    checkpoint.generation -= 1;
+                    return Err(self.cluster_err("write")(source));
+                }
+            }
+        }
+        Err(StoreError::Conflict {
+            expected: checkpoint.generation,
+            found: checkpoint.generation,
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.what()
+    }
+}
+
+/// A label value from any string: at most 63 characters of `[A-Za-z0-9._-]`.
+fn label_value(s: &str) -> String {
+    let v: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    v.trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_valid() {
+        assert_eq!(label_value("kind-flannel"), "kind-flannel");
+        assert_eq!(label_value("-a b/c-"), "a-b-c");
+        assert_eq!(label_value(&"x".repeat(100)).len(), 63);
+    }
+}
