@@ -9,6 +9,8 @@
 //! | 1    | any other failure                                                |
 //! | 2    | bad input: unreadable or invalid spec, dump or flags             |
 //! | 3    | preflight found errors (the plan and its findings are printed)   |
+//! | 4    | stopped at a gate or paused (`resume` goes on)                   |
+//! | 5    | stopped by a failure (the message names node, step and reason)   |
 
 use std::{
     fs,
@@ -33,7 +35,14 @@ pub mod exit {
     pub const BAD_INPUT: u8 = 2;
     /// Preflight found errors.
     pub const PREFLIGHT: u8 = 3;
+    /// Stopped at a gate, or paused.
+    pub const GATE: u8 = 4;
+    /// Stopped by a failure.
+    pub const FAILED: u8 = 5;
 }
+
+pub mod rbac;
+pub mod run;
 
 /// Move a live Kubernetes cluster from Flannel, Calico or the AWS VPC CNI to Cilium, node by node.
 #[derive(Debug, Parser)]
@@ -49,6 +58,16 @@ pub struct Cli {
 pub enum Command {
     /// Detect the old CNI, preflight the spec and print the migration plan (changes nothing).
     Plan(PlanArgs),
+    /// Run the migration: node by node, with a lock and a checkpoint in the cluster.
+    Apply(run::ApplyArgs),
+    /// Go on with a migration that stopped (crash, gate, pause or failure) where it stopped.
+    Resume(run::ApplyArgs),
+    /// Print the checkpoint: which nodes are done, in flight or failed, and why.
+    Status(run::StatusArgs),
+    /// Stop admitting nodes; nodes in flight finish. `resume` goes on.
+    Pause(run::StatusArgs),
+    /// Print the RBAC objects (ClusterRole, Role, bindings) with exactly what the tool uses.
+    Rbac(rbac::RbacArgs),
     /// Serve a simulated Kubernetes API server (for tests, rehearsals and trying things out).
     Sim(SimArgs),
 }
@@ -133,14 +152,14 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn bad_input(error: impl Into<anyhow::Error>) -> Self {
+    pub(crate) fn bad_input(error: impl Into<anyhow::Error>) -> Self {
         Self {
             code: exit::BAD_INPUT,
             error: error.into(),
         }
     }
 
-    fn other(error: impl Into<anyhow::Error>) -> Self {
+    pub(crate) fn other(error: impl Into<anyhow::Error>) -> Self {
         Self {
             code: exit::OTHER,
             error: error.into(),
@@ -187,6 +206,11 @@ fn init_tracing() {
 pub fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Plan(args) => plan(args),
+        Command::Apply(args) => run::apply(args, false),
+        Command::Resume(args) => run::apply(args, true),
+        Command::Status(args) => run::status(args),
+        Command::Pause(args) => run::pause(args),
+        Command::Rbac(args) => rbac::print(&args),
         Command::Sim(args) => sim(args),
     }
 }
@@ -230,7 +254,7 @@ fn plan(args: PlanArgs) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

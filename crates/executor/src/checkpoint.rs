@@ -125,7 +125,7 @@ pub struct FailureRecord {
 }
 
 /// The checkpoint.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// Format version.
     pub version: u32,
@@ -150,6 +150,10 @@ pub struct Checkpoint {
     /// stands for), so that `status` can explain a checkpoint without the plan.
     #[serde(default)]
     pub chain: Vec<String>,
+    /// The old CNI as the run found it when it started (the finale removes it; a resumed run
+    /// plans with this one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<planner::facts::SourceCni>,
     /// Per-node records.
     pub nodes: BTreeMap<String, NodeRecord>,
     /// Paused: no new admissions.
@@ -258,6 +262,7 @@ impl Checkpoint {
                 })
                 .unwrap_or_default(),
             global,
+            source: Some(plan.facts.source.clone()),
             nodes,
             paused: false,
             gate: None,

@@ -36,3 +36,32 @@ pub fn plan(spec: &MigrationSpec, snapshot: &ClusterSnapshot) -> Plan {
     let findings = preflight::preflight(spec, snapshot, &facts);
     plan::build(spec, snapshot, &facts, findings)
 }
+
+/// The plan of a migration that is under way, as recorded when it started: the old CNI is the
+/// one the run found then (the finale removes it, and a resumed run must still know what it
+/// was), and the findings the migration itself brings about (Cilium in its final mode, the old
+/// CNI gone) do not block; they are kept as notes.
+pub fn plan_in_progress(
+    spec: &MigrationSpec,
+    snapshot: &ClusterSnapshot,
+    recorded_source: &facts::SourceCni,
+) -> Plan {
+    let mut facts = detect::detect(snapshot);
+    facts.source = recorded_source.clone();
+    let mut findings = preflight::preflight(spec, snapshot, &facts);
+    for f in &mut findings {
+        if f.severity == Severity::Error
+            && matches!(
+                f.code,
+                FindingCode::CiliumConfigMismatch | FindingCode::SourceCniUnsupported
+            )
+        {
+            f.severity = Severity::Info;
+            f.message = format!(
+                "expected while the migration is under way (its own changes): {}",
+                f.message
+            );
+        }
+    }
+    plan::build(spec, snapshot, &facts, findings)
+}

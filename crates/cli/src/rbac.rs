@@ -1,0 +1,270 @@
+//! `cni-migrate rbac`: the ClusterRole, Roles and bindings granting exactly what the tool uses.
+//!
+//! The rules are data ([`RULES`]) and [`permission`] maps any request the tool sends to the
+//! permission it needs; a test records every request of full migrations against the simulated
+//! cluster and checks both directions: every request is granted, and every grant is used.
+//! Secrets are never read, so they are never granted.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use clap::Args;
+
+use crate::{Failure, exit};
+
+/// One grant: API group, resource (with `/subresource`), verbs, and the namespace of a Role
+/// (`None`: the ClusterRole).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// API group (`""` for the core group).
+    pub group: &'static str,
+    /// Resource, e.g. `pods/eviction`.
+    pub resource: &'static str,
+    /// Verbs.
+    pub verbs: &'static [&'static str],
+    /// `Some(ns)`: a Role in that namespace; `None`: cluster-wide.
+    pub namespace: Option<&'static str>,
+    /// Why the tool needs it.
+    pub why: &'static str,
+}
+
+/// Everything the tool is allowed to do.
+pub const RULES: &[Rule] = &[
+    Rule { group: "", resource: "nodes", verbs: &["get", "list", "patch"], namespace: None, why: "discovery, readiness, cordon/uncordon, the migration label" },
+    Rule { group: "", resource: "pods", verbs: &["delete", "get", "list"], namespace: None, why: "discovery, drain progress, restarting the Cilium agent pod" },
+    Rule { group: "", resource: "pods/eviction", verbs: &["create"], namespace: None, why: "draining through the eviction API (PDBs honoured)" },
+    Rule { group: "", resource: "services", verbs: &["list"], namespace: None, why: "discovery (the service CIDR)" },
+    Rule { group: "", resource: "namespaces", verbs: &["delete", "list"], namespace: None, why: "discovery; removing the kube-flannel namespace at the end" },
+    Rule { group: "", resource: "configmaps", verbs: &["delete", "get", "list"], namespace: None, why: "the old CNI's and Cilium's configuration; removing the old CNI's" },
+    Rule { group: "", resource: "configmaps", verbs: &["create", "update"], namespace: Some("kube-system"), why: "the checkpoint, kube-system/cni-migrate-state" },
+    Rule { group: "", resource: "events", verbs: &["create"], namespace: Some("default"), why: "an Event on the Node for each step" },
+    Rule { group: "apps", resource: "daemonsets", verbs: &["delete", "get", "list"], namespace: None, why: "the Cilium agent's rollout; removing the old CNI's DaemonSet" },
+    Rule { group: "apps", resource: "deployments", verbs: &["list"], namespace: None, why: "discovery (controllers of the pods to drain)" },
+    Rule { group: "apps", resource: "replicasets", verbs: &["list"], namespace: None, why: "discovery" },
+    Rule { group: "apps", resource: "statefulsets", verbs: &["list"], namespace: None, why: "discovery" },
+    Rule { group: "policy", resource: "poddisruptionbudgets", verbs: &["list"], namespace: None, why: "PDB-aware scheduling and drain reports" },
+    Rule { group: "networking.k8s.io", resource: "networkpolicies", verbs: &["list"], namespace: None, why: "discovery (policies not enforced during the migration)" },
+    Rule { group: "networking.k8s.io", resource: "servicecidrs", verbs: &["list"], namespace: None, why: "discovery (the service CIDR)" },
+    Rule { group: "coordination.k8s.io", resource: "leases", verbs: &["create", "get", "update"], namespace: Some("kube-system"), why: "the run lock, kube-system/cni-migrate" },
+    Rule { group: "cilium.io", resource: "ciliumnodes", verbs: &["get", "list"], namespace: None, why: "the pod CIDRs Cilium gave each node" },
+    Rule { group: "cilium.io", resource: "ciliumnodeconfigs", verbs: &["delete", "get", "list", "patch"], namespace: None, why: "the migration CiliumNodeConfig (server-side apply), deleted at the end" },
+    Rule { group: "crd.projectcalico.org", resource: "ippools", verbs: &["delete", "list"], namespace: None, why: "Calico's pools; removed with Calico" },
+    Rule { group: "crd.projectcalico.org", resource: "felixconfigurations", verbs: &["delete", "list"], namespace: None, why: "Calico's VXLAN port; removed with Calico" },
+    Rule { group: "projectcalico.org", resource: "ippools", verbs: &["list"], namespace: None, why: "Calico's pools (API server install)" },
+    Rule { group: "projectcalico.org", resource: "felixconfigurations", verbs: &["list"], namespace: None, why: "Calico's VXLAN port (API server install)" },
+    Rule { group: "operator.tigera.io", resource: "installations", verbs: &["delete", "list"], namespace: None, why: "the Tigera operator's Installation; removed with Calico" },
+];
+
+/// The permission a request needs: `(group, resource, verb, namespace)`, where the namespace is
+/// that of a namespaced request (a cluster-wide grant covers it too). `None` for discovery and
+/// non-resource URLs, which every authenticated user may read.
+pub fn permission(method: &str, uri: &str) -> Option<(String, String, String, Option<String>)> {
+    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, rest) = match parts.as_slice() {
+        ["api", _v, rest @ ..] => ("", rest),
+        ["apis", g, _v, rest @ ..] => (*g, rest),
+        _ => return None,
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, r, tail @ ..] => (Some((*ns).to_owned()), [&[*r][..], tail].concat()),
+        r => (None, r.to_vec()),
+    };
+    let (resource, name, sub) = match rest.as_slice() {
+        [] => {
+            // `/api/v1/namespaces/NAME` itself.
+            return namespace.map(|ns| {
+                (
+                    String::new(),
+                    "namespaces".to_owned(),
+                    verb(method, true, query).to_owned(),
+                    Some(ns),
+                )
+            });
+        }
+        [r] => (*r, None, None),
+        [r, n] => (*r, Some(*n), None),
+        [r, n, s, ..] => (*r, Some(*n), Some(*s)),
+    };
+    if rest.is_empty() {
+        return None;
+    }
+    let resource = match sub {
+        Some(s) => format!("{resource}/{s}"),
+        None => resource.to_owned(),
+    };
+    Some((
+        group.to_owned(),
+        resource,
+        verb(method, name.is_some(), query).to_owned(),
+        namespace,
+    ))
+}
+
+fn verb(method: &str, named: bool, query: &str) -> &'static str {
+    let watch = query.split('&').any(|kv| kv == "watch=true" || kv == "watch=1");
+    match (method, named) {
+        ("GET", _) if watch => "watch",
+        ("GET", true) => "get",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => "unknown",
+    }
+}
+
+/// Whether the rules grant a permission.
+pub fn granted(group: &str, resource: &str, verb: &str, namespace: Option<&str>) -> bool {
+    // A request for a namespace object itself (`/api/v1/namespaces/NAME`).
+    RULES.iter().any(|r| {
+        r.group == group
+            && r.resource == resource
+            && r.verbs.contains(&verb)
+            && match r.namespace {
+                None => true,
+                Some(ns) => namespace == Some(ns),
+            }
+    })
+}
+
+/// `cni-migrate rbac`.
+#[derive(Debug, Args, Clone)]
+pub struct RbacArgs {
+    /// Bind to this ServiceAccount (`NAMESPACE/NAME`).
+    #[arg(long, value_name = "NS/NAME", conflicts_with_all = ["user", "group"])]
+    pub service_account: Option<String>,
+    /// Bind to this user.
+    #[arg(long, value_name = "NAME", conflicts_with = "group")]
+    pub user: Option<String>,
+    /// Bind to this group.
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+}
+
+/// Renders the objects as YAML documents.
+pub fn render(subject: &serde_json::Value) -> String {
+    use serde_json::json;
+    let name = "cni-migrate";
+    let rules_of = |ns: Option<&str>| -> Vec<serde_json::Value> {
+        RULES
+            .iter()
+            .filter(|r| r.namespace == ns)
+            .map(|r| {
+                json!({
+                    "apiGroups": [r.group],
+                    "resources": [r.resource],
+                    "verbs": r.verbs,
+                })
+            })
+            .collect()
+    };
+    let mut docs = vec![
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/name": name}},
+            "rules": rules_of(None),
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/name": name}},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [subject],
+        }),
+    ];
+    let namespaces: BTreeSet<&str> = RULES.iter().filter_map(|r| r.namespace).collect();
+    for ns in namespaces {
+        docs.push(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": name, "namespace": ns, "labels": {"app.kubernetes.io/name": name}},
+            "rules": rules_of(Some(ns)),
+        }));
+        docs.push(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": name, "namespace": ns, "labels": {"app.kubernetes.io/name": name}},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [subject],
+        }));
+    }
+    let mut why: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for r in RULES {
+        why.entry(format!(
+            "{}{}",
+            if r.group.is_empty() { String::new() } else { format!("{}/", r.group) },
+            r.resource
+        ))
+        .or_default()
+        .push(r.why);
+    }
+    let mut out = String::from(
+        "# RBAC for cni-migrate: exactly the requests it makes (Secrets are never read).\n",
+    );
+    for (res, reasons) in why {
+        out.push_str(&format!("#   {res}: {}\n", reasons.join("; ")));
+    }
+    for d in docs {
+        out.push_str("---\n");
+        out.push_str(&planner::yaml::to_string(&d).unwrap_or_default());
+    }
+    out
+}
+
+/// Prints the RBAC objects.
+pub fn print(args: &RbacArgs) -> Result<u8, Failure> {
+    let subject = if let Some(u) = &args.user {
+        serde_json::json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": u})
+    } else if let Some(g) = &args.group {
+        serde_json::json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g})
+    } else {
+        let sa = args
+            .service_account
+            .clone()
+            .unwrap_or_else(|| "kube-system/cni-migrate".to_owned());
+        let (ns, name) = sa.split_once('/').ok_or_else(|| {
+            Failure::bad_input(anyhow::anyhow!(
+                "--service-account {sa}: expected NAMESPACE/NAME"
+            ))
+        })?;
+        serde_json::json!({"kind": "ServiceAccount", "namespace": ns, "name": name})
+    };
+    print!("{}", render(&subject));
+    Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_map_to_permissions() {
+        assert_eq!(
+            permission("POST", "/api/v1/namespaces/shop/pods/web-1/eviction"),
+            Some(("".into(), "pods/eviction".into(), "create".into(), Some("shop".into())))
+        );
+        assert_eq!(
+            permission("GET", "/api/v1/pods?fieldSelector=spec.nodeName%3Dn1&limit=500"),
+            Some(("".into(), "pods".into(), "list".into(), None))
+        );
+        assert_eq!(
+            permission("PATCH", "/apis/cilium.io/v2/namespaces/kube-system/ciliumnodeconfigs/cilium-default?fieldManager=cni-migrate"),
+            Some(("cilium.io".into(), "ciliumnodeconfigs".into(), "patch".into(), Some("kube-system".into())))
+        );
+        assert_eq!(
+            permission("DELETE", "/api/v1/namespaces/kube-flannel"),
+            Some(("".into(), "namespaces".into(), "delete".into(), Some("kube-flannel".into())))
+        );
+        assert_eq!(permission("GET", "/version"), None);
+        assert_eq!(permission("GET", "/apis"), None);
+    }
+
+    #[test]
+    fn secrets_are_never_granted() {
+        assert!(RULES.iter().all(|r| !r.resource.starts_with("secrets")));
+        assert!(!granted("", "secrets", "get", None));
+    }
+}

@@ -1,0 +1,951 @@
+//! `apply`, `resume`, `status` and `pause`: the executor behind a command line.
+//!
+//! ```text
+//! flags ─► validated RunArgs (before any I/O) ─► connect ─► discover ─► plan ─► preflight gate (exit 3)
+//!       ─► lock (Lease) ─► checkpoint (new for apply, loaded and fingerprint-checked for resume)
+//!       ─► confirm (--yes, or a terminal) ─► Runner ─► exit 0 / 4 / 5
+//! ```
+
+use std::{
+    io::{IsTerminal as _, Write as _},
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use clap::Args;
+use cluster::{Cluster, KubeCluster, lease::LeaseLock};
+use executor::{
+    checkpoint::{Checkpoint, FileStore, StepState},
+    runtime::{self, CrashPoint, Event, EventKind, Observer, Outcome, RunConfig, Runner, Timing},
+    scheduler,
+    store::{ConfigMapStore, StateStore},
+};
+use planner::MigrationSpec;
+
+use crate::{Failure, KubeArgs, exit};
+
+/// Where the checkpoint lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateLocation {
+    /// `kube-system/cni-migrate-state`.
+    ConfigMap,
+    /// A local file.
+    File(PathBuf),
+}
+
+impl std::str::FromStr for StateLocation {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "configmap" => Ok(Self::ConfigMap),
+            _ => match s.strip_prefix("file:") {
+                Some(p) if !p.is_empty() => Ok(Self::File(PathBuf::from(p))),
+                _ => Err(format!(
+                    "--state {s}: expected `configmap` (kube-system/cni-migrate-state) or `file:PATH`"
+                )),
+            },
+        }
+    }
+}
+
+/// The state flags shared by every executor command.
+#[derive(Debug, Args, Clone)]
+pub struct StateArgs {
+    /// Where the checkpoint lives: `configmap` (kube-system/cni-migrate-state) or `file:PATH`.
+    #[arg(long, value_name = "configmap|file:PATH", default_value = "configmap")]
+    pub state: String,
+}
+
+/// `cni-migrate apply` and `cni-migrate resume`.
+#[derive(Debug, Args, Clone)]
+pub struct ApplyArgs {
+    /// The MigrationSpec file.
+    #[arg(long, value_name = "FILE")]
+    pub spec: PathBuf,
+    /// The cluster.
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    /// Where the checkpoint lives.
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Helm command line to install and upgrade Cilium (e.g. "helm"); without it the run stops
+    /// at a gate with the exact command to run, and `resume` checks the result.
+    #[arg(long, value_name = "CMD")]
+    pub helm: Option<String>,
+    /// Take over a stale lock (a run that stopped renewing it). Never takes a fresh one.
+    #[arg(long)]
+    pub force_unlock: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Output: `text` (progress bars on a terminal, plain lines otherwise) or `json` (JSON lines).
+    #[arg(short = 'o', long = "output", default_value = "text", value_name = "FORMAT")]
+    pub output: String,
+    /// Stop at a gate before this phase: `finalize` keeps the old CNI until `resume`.
+    #[arg(long, value_name = "PHASE")]
+    pub stop_before: Option<String>,
+    /// Resume even though the checkpoint's plan fingerprint differs from the current plan.
+    #[arg(long)]
+    pub ignore_fingerprint: bool,
+    /// Where the values files for Helm are written (default: a directory beside the state).
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Do not record Kubernetes Events on the Nodes.
+    #[arg(long)]
+    pub no_events: bool,
+    /// Lease duration of the run lock, in seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub lease_seconds: u64,
+    /// Pacing for the simulated cluster (tests and rehearsals): polls in milliseconds.
+    #[arg(long, hide = true)]
+    pub sim_timing: bool,
+}
+
+/// `cni-migrate status` and `cni-migrate pause`.
+#[derive(Debug, Args, Clone)]
+pub struct StatusArgs {
+    /// The cluster.
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    /// Where the checkpoint lives.
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Output: `text` or `json`.
+    #[arg(short = 'o', long = "output", default_value = "text", value_name = "FORMAT")]
+    pub output: String,
+}
+
+/// Validated flags, before any I/O.
+struct RunSettings {
+    spec: MigrationSpec,
+    state: StateLocation,
+    helm: Option<Vec<String>>,
+    json: bool,
+    stop_before_finalize: bool,
+}
+
+fn validate(args: &ApplyArgs) -> Result<RunSettings, Failure> {
+    let state: StateLocation = args
+        .state
+        .state
+        .parse()
+        .map_err(|e: String| Failure::bad_input(anyhow::anyhow!(e)))?;
+    let helm = match &args.helm {
+        None => None,
+        Some(line) => {
+            let words = shlex::split(line).filter(|w| !w.is_empty()).ok_or_else(|| {
+                Failure::bad_input(anyhow::anyhow!(
+                    "--helm {line:?}: not a command line (unbalanced quotes?)"
+                ))
+            })?;
+            if words.is_empty() {
+                return Err(Failure::bad_input(anyhow::anyhow!(
+                    "--helm is empty: give the helm command, e.g. --helm helm"
+                )));
+            }
+            Some(words)
+        }
+    };
+    let json = match args.output.as_str() {
+        "text" => false,
+        "json" => true,
+        other => {
+            return Err(Failure::bad_input(anyhow::anyhow!(
+                "-o {other}: expected text or json"
+            )));
+        }
+    };
+    let stop_before_finalize = match args.stop_before.as_deref() {
+        None => false,
+        Some("finalize") => true,
+        Some(other) => {
+            return Err(Failure::bad_input(anyhow::anyhow!(
+                "--stop-before {other}: the only phase to stop before is `finalize`"
+            )));
+        }
+    };
+    if args.lease_seconds < 3 {
+        return Err(Failure::bad_input(anyhow::anyhow!(
+            "--lease-seconds {}: at least 3",
+            args.lease_seconds
+        )));
+    }
+    let spec = MigrationSpec::from_file(&args.spec).map_err(Failure::bad_input)?;
+    Ok(RunSettings {
+        spec,
+        state,
+        helm,
+        json,
+        stop_before_finalize,
+    })
+}
+
+fn host() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+fn new_run_id() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("r{:x}{:04x}@{}", t, std::process::id() & 0xffff, host())
+}
+
+fn store_for(state: &StateLocation, cluster: Arc<dyn Cluster>) -> Box<dyn StateStore> {
+    match state {
+        StateLocation::ConfigMap => Box::new(ConfigMapStore::new(cluster)),
+        StateLocation::File(p) => Box::new(FileStore::new(p.clone())),
+    }
+}
+
+async fn connect(kube: &KubeArgs) -> Result<kube::Client, Failure> {
+    let args = cluster::ClusterArgs {
+        kubeconfig: kube.kubeconfig.clone(),
+        context: kube.context.clone(),
+    };
+    cluster::connect(&args).await.map_err(Failure::bad_input)
+}
+
+/// `apply` (`resume: false`) or `resume`.
+pub fn apply(args: ApplyArgs, resume: bool) -> Result<u8, Failure> {
+    let settings = validate(&args)?;
+    crate::runtime()?.block_on(apply_async(args, settings, resume))
+}
+
+fn finished(ck: &Checkpoint) -> bool {
+    !ck.nodes.is_empty()
+        && ck.nodes.keys().all(|n| scheduler::node_done(ck, n))
+        && ck.global.values().all(|g| g.state == "D" || g.state == "S")
+}
+
+async fn apply_async(args: ApplyArgs, s: RunSettings, resume: bool) -> Result<u8, Failure> {
+    let client = connect(&args.kube).await?;
+    let cluster: Arc<dyn Cluster> = Arc::new(KubeCluster::new(client.clone()));
+    let store = store_for(&s.state, cluster.clone());
+
+    // What is recorded decides what `apply` and `resume` may do, before anything else.
+    let recorded = store.load().await.map_err(Failure::other)?;
+    match (resume, &recorded) {
+        (false, Some(ck)) if finished(ck) => {
+            println!(
+                "the migration `{}` is already complete ({}); nothing to do",
+                ck.plan,
+                store.describe()
+            );
+            return Ok(exit::OK);
+        }
+        (false, Some(ck)) => {
+            return Err(Failure::bad_input(anyhow::anyhow!(
+                "a migration (`{}`, last run {}) is already recorded in {}: continue it with \
+                 `cni-migrate resume` (same flags), or see `cni-migrate status`",
+                ck.plan,
+                ck.run_id,
+                store.describe()
+            )));
+        }
+        (true, None) => {
+            return Err(Failure::bad_input(anyhow::anyhow!(
+                "nothing to resume: no checkpoint in {}; start with `cni-migrate apply`",
+                store.describe()
+            )));
+        }
+        (true, Some(ck)) if finished(ck) => {
+            println!(
+                "the migration `{}` is already complete ({}); nothing to resume",
+                ck.plan,
+                store.describe()
+            );
+            return Ok(exit::OK);
+        }
+        _ => {}
+    }
+
+    let snapshot = cluster::discover(&client).await.map_err(Failure::other)?;
+    let plan = match recorded.as_ref().and_then(|ck| ck.source.as_ref()) {
+        Some(source) => planner::plan_in_progress(&s.spec, &snapshot, source),
+        None => planner::plan(&s.spec, &snapshot),
+    };
+    if plan.has_errors() {
+        print!(
+            "{}",
+            planner::render::render(&plan, planner::render::Format::Table)
+                .map_err(Failure::other)?
+        );
+        eprintln!(
+            "preflight found {} error(s): nothing was changed; fix them (see the findings above) and run again",
+            plan.summary.errors
+        );
+        return Ok(exit::PREFLIGHT);
+    }
+
+    // The lock: two runs that both found no checkpoint must not both start one.
+    let run_id = new_run_id();
+    let mut lock = LeaseLock::new(
+        client.clone(),
+        run_id.clone(),
+        Duration::from_secs(args.lease_seconds),
+    );
+    lock.acquire(args.force_unlock)
+        .await
+        .map_err(Failure::other)?;
+    locked(&args, &s, resume, &plan, cluster, &*store, lock, run_id).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn locked(
+    args: &ApplyArgs,
+    s: &RunSettings,
+    resume: bool,
+    plan: &planner::Plan,
+    cluster: Arc<dyn Cluster>,
+    store: &dyn StateStore,
+    lock: LeaseLock,
+    run_id: String,
+) -> Result<u8, Failure> {
+    let lock = Arc::new(tokio::sync::Mutex::new(lock));
+    let release = |lock: Arc<tokio::sync::Mutex<LeaseLock>>| async move {
+        if let Err(e) = lock.lock().await.release().await {
+            eprintln!("warning: cannot release the lock: {e}");
+        }
+    };
+    // Read again under the lock: another run may have started between our first look and now.
+    let existing = match store.load().await {
+        Ok(c) => c,
+        Err(e) => {
+            release(lock).await;
+            return Err(Failure::other(e));
+        }
+    };
+    let checkpoint = match (resume, existing) {
+        (false, Some(ck)) => {
+            release(lock).await;
+            return Err(Failure::bad_input(anyhow::anyhow!(
+                "another run (`{}`, {}) started a migration in {} meanwhile; see `cni-migrate status`",
+                ck.plan,
+                ck.run_id,
+                store.describe()
+            )));
+        }
+        (false, None) => Checkpoint::new(plan, &run_id, unix_now()),
+        (true, None) => {
+            release(lock).await;
+            return Err(Failure::bad_input(anyhow::anyhow!(
+                "nothing to resume: the checkpoint in {} is gone",
+                store.describe()
+            )));
+        }
+        (true, Some(ck)) => {
+            if let Err(e) = ck.verify_fingerprint(plan) {
+                if !args.ignore_fingerprint {
+                    release(lock).await;
+                    return Err(Failure::bad_input(e));
+                }
+                eprintln!("warning: {e}; going on because of --ignore-fingerprint");
+            }
+            ck
+        }
+    };
+
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            release(lock).await;
+            return Err(Failure::bad_input(anyhow::anyhow!(
+                "no terminal to confirm on: review `cni-migrate plan`, then pass --yes"
+            )));
+        }
+        print!(
+            "{}",
+            planner::render::render(plan, planner::render::Format::Table)
+                .map_err(Failure::other)?
+        );
+        print!(
+            "{} the migration of {} node(s) on this cluster? [y/N] ",
+            if resume { "Resume" } else { "Start" },
+            plan.nodes.len()
+        );
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            release(lock).await;
+            println!("nothing was changed");
+            return Ok(exit::OTHER);
+        }
+    }
+
+    // Keep the lock while running; a lost lock stops admissions.
+    let lost = Arc::new(AtomicBool::new(false));
+    let renew = {
+        let lock = lock.clone();
+        let lost = lost.clone();
+        tokio::spawn(async move {
+            let every = lock.lock().await.renew_every();
+            let mut failing_since: Option<tokio::time::Instant> = None;
+            loop {
+                tokio::time::sleep(every).await;
+                match lock.lock().await.renew().await {
+                    Ok(()) => failing_since = None,
+                    Err(cluster::lease::LockError::Lost { holder }) => {
+                        eprintln!("error: lost the lock to {holder}");
+                        lost.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    Err(e) => {
+                        let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                        tracing::warn!(error = %e, "cannot renew the lock");
+                        if since.elapsed() >= every * 2 {
+                            eprintln!("error: cannot renew the lock: {e}");
+                            lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                    }
+                }
+            }
+        })
+    };
+
+    let work_dir = args.work_dir.clone().unwrap_or_else(|| match &s.state {
+        StateLocation::File(p) => p
+            .parent()
+            .map(|d| d.join("cni-migrate-values"))
+            .unwrap_or_else(|| PathBuf::from("cni-migrate-values")),
+        StateLocation::ConfigMap => std::env::temp_dir().join(format!("cni-migrate-{}", plan.name)),
+    });
+    let mut helm_extra = Vec::new();
+    if let Some(k) = &args.kube.kubeconfig {
+        helm_extra.push("--kubeconfig".to_owned());
+        helm_extra.push(k.display().to_string());
+    }
+    if let Some(c) = &args.kube.context {
+        helm_extra.push("--kube-context".to_owned());
+        helm_extra.push(c.clone());
+    }
+    let crash_at = std::env::var("CNI_MIGRATE_TEST_CRASH_AT")
+        .ok()
+        .and_then(|v| v.parse::<CrashPoint>().ok());
+    let cfg = RunConfig {
+        run_id: run_id.clone(),
+        helm: s.helm.clone(),
+        helm_extra,
+        work_dir,
+        timing: if args.sim_timing {
+            Timing::fast()
+        } else {
+            Timing::real()
+        },
+        stop_before_finalize: s.stop_before_finalize,
+        node_events: !args.no_events,
+        crash_at,
+    };
+    let observer: Box<dyn Observer> = if s.json {
+        Box::new(JsonLines)
+    } else if std::io::stderr().is_terminal() {
+        Box::new(Bars::new(plan.nodes.len()))
+    } else {
+        Box::new(Plain)
+    };
+    let runner = Runner::new(
+        plan,
+        cluster,
+        store,
+        checkpoint,
+        cfg,
+        &*observer,
+        lost.clone(),
+    );
+    let outcome = runner.run().await;
+    drop(observer);
+    renew.abort();
+    let lock_lost = lost.load(Ordering::SeqCst);
+    if !lock_lost {
+        release(lock).await;
+    }
+    let state_flag = match &s.state {
+        StateLocation::ConfigMap => String::new(),
+        StateLocation::File(p) => format!(" --state file:{}", p.display()),
+    };
+    let resume_cmd = format!(
+        "cni-migrate resume --spec {}{}{}",
+        args.spec.display(),
+        state_flag,
+        args.helm
+            .as_deref()
+            .map(|h| format!(" --helm {}", planner::plan::shell_quote(h)))
+            .unwrap_or_default()
+    );
+    match outcome {
+        Ok(Outcome::Finished(summary)) => {
+            if s.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "summary", "summary": summary})
+                );
+            } else {
+                print_summary(&summary);
+            }
+            Ok(exit::OK)
+        }
+        Ok(Outcome::Gate { step, message }) => {
+            eprintln!("stopped at a gate ({step}): {message}\nthen: {resume_cmd}");
+            Ok(exit::GATE)
+        }
+        Ok(Outcome::Paused) => {
+            eprintln!("paused; continue with: {resume_cmd}");
+            Ok(exit::GATE)
+        }
+        Ok(Outcome::Failed { step, node, reason }) => {
+            let on = node.map(|n| format!(" on node {n}")).unwrap_or_default();
+            eprintln!(
+                "error: step {step}{on} failed: {reason}\n\
+                 the node is left as the checkpoint records it (cordoned nodes stay cordoned; nothing was forced).\n\
+                 see `cni-migrate status`; fix the cause, then: {resume_cmd}"
+            );
+            Ok(exit::FAILED)
+        }
+        Err(e) => Err(Failure {
+            code: exit::FAILED,
+            error: anyhow::Error::new(e)
+                .context(format!("the run stopped; see `cni-migrate status`, then: {resume_cmd}")),
+        }),
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn print_summary(s: &runtime::Summary) {
+    println!("\nmigration finished: {} node(s) in {}s", s.nodes, s.seconds);
+    if !s.node_seconds.is_empty() {
+        let total: u64 = s.node_seconds.values().sum();
+        let max = s.node_seconds.values().max().copied().unwrap_or(0);
+        println!(
+            "  per node: {}s on average, {max}s the longest",
+            total / s.node_seconds.len() as u64
+        );
+    }
+    let evicted: usize = s.evicted.values().sum();
+    println!("  pods evicted by this run: {evicted}");
+    for (pdb, secs) in &s.pdb_waits {
+        println!("  waited {secs}s on PodDisruptionBudget {pdb}");
+    }
+    for w in &s.warnings {
+        println!("  warning from the plan: {w}");
+    }
+}
+
+/// JSON lines on stdout.
+struct JsonLines;
+
+impl Observer for JsonLines {
+    fn event(&self, e: &Event) {
+        if let Ok(line) = serde_json::to_string(e) {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+    }
+}
+
+fn plain_line(e: &Event) -> String {
+    let what = match e.event {
+        EventKind::RunStarted => "start",
+        EventKind::NodeAdmitted => "admit",
+        EventKind::StepStarted => "begin",
+        EventKind::StepDone => "done",
+        EventKind::StepFailed => "FAILED",
+        EventKind::Retrying => "retry",
+        EventKind::NodeDone => "node done",
+        EventKind::Waiting => "wait",
+        EventKind::Gate => "gate",
+        EventKind::Paused => "paused",
+        EventKind::Stopped => "stopped",
+        EventKind::Finished => "finished",
+    };
+    let at = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + Duration::from_secs(e.time),
+    );
+    match &e.step {
+        Some(step) => format!("{at} {what:<9} {step}: {}", e.message),
+        None => format!("{at} {what:<9} {}", e.message),
+    }
+}
+
+/// Plain lines on stdout.
+struct Plain;
+
+impl Observer for Plain {
+    fn event(&self, e: &Event) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", plain_line(e));
+        let _ = out.flush();
+    }
+}
+
+/// Progress bars on a terminal: one for the nodes overall, one per node in flight.
+struct Bars {
+    multi: indicatif::MultiProgress,
+    overall: indicatif::ProgressBar,
+    nodes: Mutex<std::collections::BTreeMap<String, indicatif::ProgressBar>>,
+}
+
+impl Bars {
+    fn new(total: usize) -> Self {
+        let multi = indicatif::MultiProgress::new();
+        let overall = multi.add(indicatif::ProgressBar::new(total as u64));
+        overall.set_style(
+            indicatif::ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} nodes {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        overall.set_prefix("migrated");
+        Self {
+            multi,
+            overall,
+            nodes: Mutex::new(std::collections::BTreeMap::new()),
+        }
+    }
+}
+
+impl Observer for Bars {
+    fn event(&self, e: &Event) {
+        let mut nodes = self
+            .nodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let node_bar = |nodes: &mut std::collections::BTreeMap<String, indicatif::ProgressBar>,
+                        name: &str| {
+            nodes
+                .entry(name.to_owned())
+                .or_insert_with(|| {
+                    let b = self.multi.add(indicatif::ProgressBar::new_spinner());
+                    b.set_style(
+                        indicatif::ProgressStyle::with_template("{prefix:>12} {spinner} {msg}")
+                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                    );
+                    b.set_prefix(name.to_owned());
+                    b.enable_steady_tick(Duration::from_millis(120));
+                    b
+                })
+                .clone()
+        };
+        match (&e.event, &e.node) {
+            (EventKind::NodeDone, Some(n)) => {
+                if let Some(b) = nodes.remove(n) {
+                    b.finish_and_clear();
+                }
+                self.overall.inc(1);
+                let _ = self.multi.println(plain_line(e));
+            }
+            (EventKind::StepStarted | EventKind::StepDone | EventKind::Retrying, Some(n)) => {
+                let b = node_bar(&mut nodes, n);
+                b.set_message(format!(
+                    "{} {}",
+                    e.kind.map(|k| k.as_str()).unwrap_or_default(),
+                    e.message
+                ));
+            }
+            (EventKind::NodeAdmitted, Some(n)) => {
+                node_bar(&mut nodes, n).set_message(e.message.clone());
+            }
+            (EventKind::RunStarted, _) => {
+                let _ = self.multi.println(plain_line(e));
+            }
+            _ => {
+                self.overall.set_message(e.message.clone());
+                let _ = self.multi.println(plain_line(e));
+            }
+        }
+    }
+}
+
+impl Drop for Bars {
+    fn drop(&mut self) {
+        for b in self
+            .nodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+        {
+            b.finish_and_clear();
+        }
+        self.overall.finish();
+    }
+}
+
+/// `cni-migrate status`.
+pub fn status(args: StatusArgs) -> Result<u8, Failure> {
+    let state: StateLocation = args
+        .state
+        .state
+        .parse()
+        .map_err(|e: String| Failure::bad_input(anyhow::anyhow!(e)))?;
+    let json = match args.output.as_str() {
+        "text" => false,
+        "json" => true,
+        other => {
+            return Err(Failure::bad_input(anyhow::anyhow!(
+                "-o {other}: expected text or json"
+            )));
+        }
+    };
+    crate::runtime()?.block_on(async {
+        let (cluster, client) = match (&state, connect(&args.kube).await) {
+            (_, Ok(client)) => (
+                Some(Arc::new(KubeCluster::new(client.clone())) as Arc<dyn Cluster>),
+                Some(client),
+            ),
+            (StateLocation::File(_), Err(_)) => (None, None),
+            (StateLocation::ConfigMap, Err(e)) => return Err(e),
+        };
+        let store: Box<dyn StateStore> = match (&state, &cluster) {
+            (StateLocation::File(p), _) => Box::new(FileStore::new(p.clone())),
+            (StateLocation::ConfigMap, Some(c)) => Box::new(ConfigMapStore::new(c.clone())),
+            (StateLocation::ConfigMap, None) => unreachable_store()?,
+        };
+        let Some(ck) = store.load().await.map_err(Failure::other)? else {
+            println!("no migration is recorded in {}", store.describe());
+            return Ok(exit::OK);
+        };
+        let lock = match &client {
+            Some(c) => lock_holder(c).await,
+            None => None,
+        };
+        let report = StatusReport::new(&ck, lock);
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "summary": report,
+                    "checkpoint": ck,
+                }))
+                .map_err(Failure::other)?
+            );
+        } else {
+            print!("{}", report.text(&ck, &store.describe()));
+        }
+        Ok(exit::OK)
+    })
+}
+
+fn unreachable_store() -> Result<Box<dyn StateStore>, Failure> {
+    Err(Failure::other(anyhow::anyhow!(
+        "no cluster connection for the ConfigMap store"
+    )))
+}
+
+async fn lock_holder(client: &kube::Client) -> Option<String> {
+    use kube::Api;
+    let api: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(
+        client.clone(),
+        cluster::lease::LEASE_NAMESPACE,
+    );
+    let lease = api.get_opt(cluster::lease::LEASE_NAME).await.ok()??;
+    let spec = lease.spec?;
+    let holder = spec.holder_identity.filter(|h| !h.is_empty())?;
+    let renewed = spec
+        .renew_time
+        .map(|t| format!(", renewed {}", t.0))
+        .unwrap_or_default();
+    Some(format!("{holder}{renewed}"))
+}
+
+/// What `status` reports.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusReport {
+    plan: String,
+    run_id: String,
+    state: String,
+    lock: Option<String>,
+    nodes: usize,
+    done: Vec<String>,
+    in_flight: Vec<(String, String)>,
+    failed: Vec<(String, String)>,
+    pending: usize,
+}
+
+impl StatusReport {
+    fn new(ck: &Checkpoint, lock: Option<String>) -> Self {
+        let mut done = Vec::new();
+        let mut in_flight = Vec::new();
+        let mut failed = Vec::new();
+        let mut pending = 0;
+        for (name, rec) in &ck.nodes {
+            let states: Vec<StepState> = rec
+                .states
+                .chars()
+                .map(|c| StepState::from_letter(c).unwrap_or(StepState::Pending))
+                .collect();
+            let step_name = |i: usize| ck.chain.get(i).cloned().unwrap_or_else(|| format!("step {}", i + 1));
+            if let Some(i) = states.iter().position(|s| *s == StepState::Failed) {
+                failed.push((
+                    name.clone(),
+                    format!(
+                        "{} failed: {}",
+                        step_name(i),
+                        rec.message.clone().unwrap_or_default()
+                    ),
+                ));
+            } else if !states.is_empty() && states.iter().all(|s| s.is_complete()) {
+                done.push(name.clone());
+            } else if let Some(i) = states.iter().position(|s| !s.is_complete())
+                && states.iter().any(|s| *s != StepState::Pending)
+            {
+                let what = if states[i] == StepState::Running {
+                    "running"
+                } else {
+                    "next"
+                };
+                in_flight.push((name.clone(), format!("{what}: {}", step_name(i))));
+            } else {
+                pending += 1;
+            }
+        }
+        let all_global_done = ck.global.values().all(|g| g.state == "D" || g.state == "S");
+        let state = if let Some(f) = &ck.failure {
+            format!("stopped by a failure: {} failed: {}", f.step, f.reason)
+        } else if let Some(g) = &ck.gate {
+            format!("stopped at a gate: {g}")
+        } else if ck.paused {
+            "paused (no new node starts; `cni-migrate resume` goes on)".to_owned()
+        } else if done.len() == ck.nodes.len() && all_global_done {
+            "finished".to_owned()
+        } else if lock.is_some() {
+            "running".to_owned()
+        } else {
+            "stopped (no run holds the lock): `cni-migrate resume` goes on".to_owned()
+        };
+        Self {
+            plan: ck.plan.clone(),
+            run_id: ck.run_id.clone(),
+            state,
+            lock,
+            nodes: ck.nodes.len(),
+            done,
+            in_flight,
+            failed,
+            pending,
+        }
+    }
+
+    fn text(&self, ck: &Checkpoint, store: &str) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let age = unix_now().saturating_sub(ck.updated);
+        let _ = writeln!(
+            s,
+            "migration {} (fingerprint {}), last run {}, checkpoint in {store}, updated {age}s ago",
+            self.plan,
+            ck.fingerprint.chars().take(12).collect::<String>(),
+            self.run_id
+        );
+        let _ = writeln!(s, "state: {}", self.state);
+        let _ = writeln!(
+            s,
+            "lock: {}",
+            self.lock.as_deref().unwrap_or("free")
+        );
+        let globals: Vec<String> = ck
+            .global
+            .iter()
+            .map(|(id, g)| {
+                let st = g
+                    .state
+                    .chars()
+                    .next()
+                    .and_then(StepState::from_letter)
+                    .map(|s| format!("{s:?}").to_lowercase())
+                    .unwrap_or_default();
+                format!("{id} {st}")
+            })
+            .collect();
+        let _ = writeln!(s, "cluster steps: {}", globals.join(", "));
+        let _ = writeln!(
+            s,
+            "nodes: {} in all: {} done, {} in flight, {} failed, {} not started",
+            self.nodes,
+            self.done.len(),
+            self.in_flight.len(),
+            self.failed.len(),
+            self.pending
+        );
+        for (n, why) in &self.failed {
+            let _ = writeln!(s, "  FAILED     {n}: {why}");
+        }
+        for (n, what) in &self.in_flight {
+            let _ = writeln!(s, "  in flight  {n}: {what}");
+        }
+        if self.done.len() <= 20 {
+            for n in &self.done {
+                let _ = writeln!(s, "  done       {n}");
+            }
+        }
+        s
+    }
+}
+
+/// `cni-migrate pause`: no new node is admitted; nodes in flight finish.
+pub fn pause(args: StatusArgs) -> Result<u8, Failure> {
+    let state: StateLocation = args
+        .state
+        .state
+        .parse()
+        .map_err(|e: String| Failure::bad_input(anyhow::anyhow!(e)))?;
+    crate::runtime()?.block_on(async {
+        let cluster: Option<Arc<dyn Cluster>> = match connect(&args.kube).await {
+            Ok(c) => Some(Arc::new(KubeCluster::new(c))),
+            Err(e) if state == StateLocation::ConfigMap => return Err(e),
+            Err(_) => None,
+        };
+        let store: Box<dyn StateStore> = match (&state, cluster) {
+            (StateLocation::File(p), _) => Box::new(FileStore::new(p.clone())),
+            (StateLocation::ConfigMap, Some(c)) => Box::new(ConfigMapStore::new(c)),
+            (StateLocation::ConfigMap, None) => unreachable_store()?,
+        };
+        for _ in 0..10 {
+            let Some(mut ck) = store.load().await.map_err(Failure::other)? else {
+                return Err(Failure::bad_input(anyhow::anyhow!(
+                    "nothing to pause: no migration is recorded in {}",
+                    store.describe()
+                )));
+            };
+            if ck.paused {
+                println!("already paused");
+                return Ok(exit::OK);
+            }
+            ck.paused = true;
+            match store.save(&mut ck).await {
+                Ok(()) => {
+                    println!(
+                        "paused: no new node starts; nodes in flight finish their steps. `cni-migrate resume` goes on"
+                    );
+                    return Ok(exit::OK);
+                }
+                Err(executor::checkpoint::StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(Failure::other(e)),
+            }
+        }
+        Err(Failure::other(anyhow::anyhow!(
+            "the checkpoint kept changing under the pause; try again"
+        )))
+    })
+}
