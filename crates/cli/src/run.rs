@@ -169,9 +169,10 @@ fn validate(args: &ApplyArgs) -> Result<RunSettings, Failure> {
             )));
         }
     };
-    if args.lease_seconds < 3 {
+    let min_lease = if args.sim_timing { 1 } else { 15 };
+    if args.lease_seconds < min_lease {
         return Err(Failure::bad_input(anyhow::anyhow!(
-            "--lease-seconds {}: at least 3",
+            "--lease-seconds {}: at least {min_lease}",
             args.lease_seconds
         )));
     }
@@ -239,7 +240,9 @@ async fn apply_async(args: ApplyArgs, s: RunSettings, resume: bool) -> Result<u8
     let store = store_for(&s.state, cluster.clone());
 
     // What is recorded decides what `apply` and `resume` may do, before anything else.
-    let recorded = store.load().await.map_err(Failure::other)?;
+    let recorded = retrying("reading the checkpoint", || store.load(), store_retriable)
+        .await
+        .map_err(Failure::other)?;
     match (resume, &recorded) {
         (false, Some(ck)) if finished(ck) => {
             println!(
@@ -300,9 +303,19 @@ async fn apply_async(args: ApplyArgs, s: RunSettings, resume: bool) -> Result<u8
         run_id.clone(),
         Duration::from_secs(args.lease_seconds),
     );
-    lock.acquire(args.force_unlock)
-        .await
-        .map_err(Failure::other)?;
+    let force = args.force_unlock;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match lock.acquire(force).await {
+            Ok(()) => break,
+            Err(cluster::lease::LockError::Cluster(e)) if e.is_retriable() && attempt < 8 => {
+                tracing::warn!(error = %e, "cannot take the lock yet; retrying");
+                tokio::time::sleep(Duration::from_millis(250 * attempt)).await;
+            }
+            Err(e) => return Err(Failure::other(e)),
+        }
+    }
     locked(&args, &s, resume, &plan, cluster, &*store, lock, run_id).await
 }
 
@@ -319,12 +332,21 @@ async fn locked(
 ) -> Result<u8, Failure> {
     let lock = Arc::new(tokio::sync::Mutex::new(lock));
     let release = |lock: Arc<tokio::sync::Mutex<LeaseLock>>| async move {
-        if let Err(e) = lock.lock().await.release().await {
-            eprintln!("warning: cannot release the lock: {e}");
+        for attempt in 1..=5u64 {
+            match lock.lock().await.release().await {
+                Ok(()) => return,
+                Err(cluster::lease::LockError::Cluster(e)) if e.is_retriable() && attempt < 5 => {
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => {
+                    eprintln!("warning: cannot release the lock: {e}");
+                    return;
+                }
+            }
         }
     };
     // Read again under the lock: another run may have started between our first look and now.
-    let existing = match store.load().await {
+    let existing = match retrying("reading the checkpoint", || store.load(), store_retriable).await {
         Ok(c) => c,
         Err(e) => {
             release(lock).await;
@@ -419,12 +441,20 @@ async fn locked(
         })
     };
 
-    let work_dir = args.work_dir.clone().unwrap_or_else(|| match &s.state {
+    let work_dir = args
+        .work_dir
+        .clone()
+        .map(|d| std::path::absolute(&d).unwrap_or(d))
+        .unwrap_or_else(|| match &s.state {
         StateLocation::File(p) => p
             .parent()
             .map(|d| d.join("cni-migrate-values"))
             .unwrap_or_else(|| PathBuf::from("cni-migrate-values")),
-        StateLocation::ConfigMap => std::env::temp_dir().join(format!("cni-migrate-{}", plan.name)),
+        StateLocation::ConfigMap => std::env::temp_dir().join(format!(
+            "cni-migrate-{}-{}",
+            plan.name,
+            run_id.split('@').next().unwrap_or("run")
+        )),
     });
     let mut helm_extra = Vec::new();
     if let Some(k) = &args.kube.kubeconfig {
@@ -522,6 +552,34 @@ async fn locked(
             error: anyhow::Error::new(e)
                 .context(format!("the run stopped; see `cni-migrate status`, then: {resume_cmd}")),
         }),
+    }
+}
+
+fn store_retriable(e: &executor::checkpoint::StoreError) -> bool {
+    matches!(e, executor::checkpoint::StoreError::Cluster { source, .. } if source.is_retriable())
+}
+
+/// Retries a call while its error is retriable (at most 8 tries, backing off).
+async fn retrying<T, E: std::fmt::Display, F, Fut>(
+    what: &str,
+    mut f: F,
+    retriable: fn(&E) -> bool,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut attempt = 0u64;
+    loop {
+        attempt += 1;
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if retriable(&e) && attempt < 8 => {
+                tracing::warn!(error = %e, "{what}: retrying");
+                tokio::time::sleep(Duration::from_millis(250 * attempt)).await;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

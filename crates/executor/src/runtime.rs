@@ -40,7 +40,7 @@ use crate::{
     checkpoint::{Checkpoint, CheckpointError, FailureRecord, StepIndex, StepState, StoreError},
     drain::{self, DrainOptions},
     scheduler::{self, Observations},
-    steps::{self, NodePrior, StepError},
+    steps::{self, StepError},
     store::StateStore,
 };
 
@@ -386,7 +386,9 @@ impl<'a> Runner<'a> {
         let deadline = Instant::now() + self.cfg.timing.retry_budget;
         let mut delay = self.cfg.timing.retry_base;
         loop {
-            match self.store.save(ck).await {
+            let r = self.store.save(ck).await;
+            tracing::debug!(result = ?r.as_ref().map_err(ToString::to_string), "runner save");
+            match r {
                 Ok(()) => return Ok(()),
                 Err(StoreError::Conflict { .. }) => {
                     let stored = self.load_retrying().await?;
@@ -678,8 +680,13 @@ impl<'a> Runner<'a> {
     }
 
     /// The node phase. `Some` when the run must stop.
+    ///
+    /// The node chains run as futures of this one task, so every wait of the scheduler itself
+    /// goes through [`drive`], which keeps polling them meanwhile: a chain holding the
+    /// checkpoint's lock across a slow write must never wait on a scheduler that waits on it.
     async fn run_nodes(&self) -> Result<Option<Outcome>, RunError> {
         let mut in_flight = FuturesUnordered::new();
+        let mut finished: Vec<(String, Result<(), RunError>)> = Vec::new();
         let mut running: BTreeSet<String> = BTreeSet::new();
         // Nodes a crashed or stopped run left half-way go first: they hold their slots.
         {
@@ -700,6 +707,10 @@ impl<'a> Runner<'a> {
         let mut last_wait = String::new();
         let mut last_pause_check = Instant::now();
         loop {
+            for (node, result) in finished.drain(..) {
+                running.remove(&node);
+                result?;
+            }
             if self.lock_lost.load(Ordering::SeqCst) {
                 return Err(RunError::LockLost(
                     "no node was admitted after the lock was lost".into(),
@@ -707,15 +718,21 @@ impl<'a> Runner<'a> {
             }
             if last_pause_check.elapsed() >= self.cfg.timing.pause_check {
                 last_pause_check = Instant::now();
-                self.check_pause().await?;
+                drive(&mut in_flight, &mut finished, self.check_pause()).await?;
             }
-            let ck = self.ck.lock().await.clone();
+            let ck = drive(&mut in_flight, &mut finished, async {
+                self.ck.lock().await.clone()
+            })
+            .await;
+            for (node, _) in &finished {
+                running.remove(node);
+            }
             let all_done = self
                 .plan
                 .nodes
                 .iter()
                 .all(|n| scheduler::node_done(&ck, &n.name));
-            if in_flight.is_empty() {
+            if in_flight.is_empty() && finished.is_empty() {
                 if let Some(f) = &ck.failure {
                     let node = self.index.node_step(&f.step).map(|(n, _)| n);
                     self.emit(
@@ -746,24 +763,22 @@ impl<'a> Runner<'a> {
                     return Ok(None);
                 }
             }
-            let free = self
-                .plan
-                .summary
-                .max_in_flight
-                .max(1)
-                .saturating_sub(running.len());
+            let limit = self.plan.summary.max_in_flight.max(1);
+            let free = limit.saturating_sub(running.len());
             if free > 0 && ck.failure.is_none() && !ck.paused && !all_done {
-                let obs = self.observe(&ck, &running, free).await;
+                let obs = drive(&mut in_flight, &mut finished, self.observe(&ck, &running, free)).await;
                 let decision = scheduler::decide(self.plan, &ck, &obs, self.now());
                 let mut admitted = false;
                 for node in decision.admit {
                     if running.contains(&node) {
                         continue;
                     }
-                    if running.len() >= self.plan.summary.max_in_flight.max(1) {
+                    if running.len() >= limit {
                         break;
                     }
-                    self.admit(&node).await?;
+                    if !drive(&mut in_flight, &mut finished, self.admit(&node)).await? {
+                        continue;
+                    }
                     running.insert(node.clone());
                     in_flight.push(self.run_node_owned(node));
                     admitted = true;
@@ -794,18 +809,20 @@ impl<'a> Runner<'a> {
                     }
                 }
             }
+            // Wait for a node to finish, or a tick; the chains go on either way.
+            let tick = tokio::time::sleep(self.cfg.timing.tick);
+            tokio::pin!(tick);
             if in_flight.is_empty() {
-                tokio::time::sleep(self.cfg.timing.tick).await;
-                continue;
-            }
-            tokio::select! {
-                finished = in_flight.next() => {
-                    if let Some((node, result)) = finished {
-                        running.remove(&node);
-                        result?;
+                tick.await;
+            } else {
+                tokio::select! {
+                    r = in_flight.next() => {
+                        if let Some(r) = r {
+                            finished.push(r);
+                        }
                     }
+                    () = &mut tick => {}
                 }
-                () = tokio::time::sleep(self.cfg.timing.tick) => {}
             }
         }
     }
@@ -888,16 +905,30 @@ impl<'a> Runner<'a> {
     }
 
     /// Records the node's prior state before anything changes on it (only the first time).
-    async fn admit(&self, node: &str) -> Result<(), RunError> {
+    /// `false` when it cannot be observed now: the node is not admitted (a guess could make the
+    /// tool uncordon a node someone else cordoned).
+    async fn admit(&self, node: &str) -> Result<bool, RunError> {
         let recorded = self.ck.lock().await.prior(node).is_some();
         let mut message = format!("admitted {node}");
         if !recorded {
-            let prior = match steps::observe_prior(&*self.cluster, node).await {
-                Ok(p) => p,
-                Err(e) => {
-                    // The cordon step will fail with the same cause, recorded and explained.
-                    tracing::warn!(node, error = %e, "cannot observe the node's prior state");
-                    NodePrior::default()
+            let deadline = Instant::now() + self.cfg.timing.retry_budget;
+            let mut delay = self.cfg.timing.retry_base;
+            let prior = loop {
+                match steps::observe_prior(&*self.cluster, node).await {
+                    Ok(p) => break p,
+                    Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(self.cfg.timing.retry_max);
+                    }
+                    Err(e) => {
+                        self.emit(
+                            EventKind::Waiting,
+                            None,
+                            Some(node),
+                            format!("not admitting {node}: cannot observe its state ({})", chain(&e)),
+                        );
+                        return Ok(false);
+                    }
                 }
             };
             if prior.cordoned {
@@ -908,7 +939,7 @@ impl<'a> Runner<'a> {
             self.save(&mut ck).await?;
         }
         self.emit(EventKind::NodeAdmitted, None, Some(node), message);
-        Ok(())
+        Ok(true)
     }
 
     async fn run_node_owned(&self, node: String) -> (String, Result<(), RunError>) {
@@ -917,8 +948,8 @@ impl<'a> Runner<'a> {
     }
 
     async fn run_node_inner(&self, node: &str) -> Result<(), RunError> {
-        if self.ck.lock().await.prior(node).is_none() {
-            self.admit(node).await?;
+        if self.ck.lock().await.prior(node).is_none() && !self.admit(node).await? {
+            return Ok(());
         }
         let chain: Vec<&Step> = self.plan.node_steps(node).collect();
         for step in &chain {
@@ -1175,8 +1206,10 @@ impl<'a> Runner<'a> {
             return Ok(Done::Done(format!("{what}: cilium-config matches")));
         }
         let path = self.cfg.work_dir.join(file);
+        let tmp = path.with_extension("tmp~");
         std::fs::create_dir_all(&self.cfg.work_dir)
-            .and_then(|()| std::fs::write(&path, values))
+            .and_then(|()| std::fs::write(&tmp, values))
+            .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|e| StepError::Verify {
                 node: "cluster".into(),
                 reason: format!("cannot write {}: {e}", path.display()),
@@ -1222,15 +1255,15 @@ impl<'a> Runner<'a> {
             .kill_on_drop(true)
             .output()
             .await
-            .map_err(|e| StepError::Verify {
-                node: "cluster".into(),
-                reason: format!("cannot run `{shown}`: {e}"),
+            .map_err(|e| StepError::Helm {
+                command: shown.clone(),
+                reason: format!("cannot start it: {e}"),
             })?;
         if !output.status.success() {
-            return Err(StepError::Verify {
-                node: "cluster".into(),
+            return Err(StepError::Helm {
+                command: shown,
                 reason: format!(
-                    "`{shown}` failed ({}): {}",
+                    "{}: {}",
                     output.status,
                     String::from_utf8_lossy(&output.stderr).trim()
                 ),
@@ -1327,6 +1360,12 @@ impl<'a> Runner<'a> {
             } else {
                 gone.push(what);
             }
+            if o.kind == "Installation" {
+                // The operator removes calico-system itself; deleting the operator before it
+                // has would leave calico-node running on every node.
+                self.wait_gone("apps/v1", "daemonsets", Some("calico-system"), "calico-node", "the Tigera operator to remove calico-system after the Installation was deleted")
+                    .await?;
+            }
         }
         Ok(if removed.is_empty() && gone.is_empty() {
             "no old CNI objects are known".into()
@@ -1335,6 +1374,38 @@ impl<'a> Runner<'a> {
         } else {
             format!("removed {}", removed.join(", "))
         })
+    }
+
+    async fn wait_gone(
+        &self,
+        api_version: &str,
+        plural: &str,
+        namespace: Option<&str>,
+        name: &str,
+        what: &str,
+    ) -> Result<(), StepError> {
+        let deadline = Instant::now() + self.plan.spec.rollout.verify.timeout.0;
+        loop {
+            let o = self
+                .cluster
+                .custom(api_version, plural, namespace, name)
+                .await
+                .map_err(cl(format!("reading {plural} {name}")))?;
+            if o.is_none() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(StepError::Verify {
+                    node: "cluster".into(),
+                    reason: format!(
+                        "waited {}s for {what}, but {plural} {}{name} is still there; check the operator's logs",
+                        self.plan.spec.rollout.verify.timeout.0.as_secs(),
+                        namespace.map(|n| format!("{n}/")).unwrap_or_default()
+                    ),
+                });
+            }
+            tokio::time::sleep(self.cfg.timing.poll).await;
+        }
     }
 
     async fn final_verify(&self) -> Result<String, StepError> {
@@ -1390,6 +1461,32 @@ impl<'a> Runner<'a> {
                 });
             }
             tokio::time::sleep(self.cfg.timing.poll).await;
+        }
+    }
+}
+
+/// Awaits `fut` while polling the node chains in flight, collecting those that finish.
+async fn drive<T, N>(
+    in_flight: &mut FuturesUnordered<N>,
+    finished: &mut Vec<(String, Result<(), RunError>)>,
+    fut: impl std::future::Future<Output = T>,
+) -> T
+where
+    N: std::future::Future<Output = (String, Result<(), RunError>)>,
+{
+    tokio::pin!(fut);
+    loop {
+        if in_flight.is_empty() {
+            return fut.await;
+        }
+        tokio::select! {
+            biased;
+            out = &mut fut => return out,
+            r = in_flight.next() => {
+                if let Some(r) = r {
+                    finished.push(r);
+                }
+            }
         }
     }
 }

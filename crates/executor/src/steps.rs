@@ -54,6 +54,15 @@ pub enum StepError {
         /// Exit status or spawn error.
         reason: String,
     },
+    /// The Helm command failed (retried: `helm upgrade --install` with the same values is
+    /// idempotent).
+    #[error("`{command}` failed: {reason}")]
+    Helm {
+        /// The command as run.
+        command: String,
+        /// Exit status and stderr, or why it could not start.
+        reason: String,
+    },
     /// An agent step failed.
     #[error(transparent)]
     Agent(#[from] AgentError),
@@ -85,6 +94,7 @@ impl StepError {
         match self {
             StepError::Cluster { source, .. } => source.is_retriable(),
             StepError::Drain(d) => d.is_retriable(),
+            StepError::Helm { .. } => true,
             _ => false,
         }
     }

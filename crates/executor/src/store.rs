@@ -163,6 +163,7 @@ impl StateStore for ConfigMapStore {
                 .cluster
                 .write_configmap(&self.namespace, &self.name, &labels, &data, rv.as_deref())
                 .await;
+            tracing::debug!(generation = checkpoint.generation, ok = ?written.as_ref().map(|w| w.is_some()), "checkpoint write");
             match written {
                 Ok(Some(new_rv)) => {
                     *rv = Some(new_rv);

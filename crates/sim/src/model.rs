@@ -9,8 +9,9 @@
 //!                                            DaemonSet: a new pod on the same node
 //! ```
 //!
-//! Not modelled yet: the Cilium agent and operator, the two overlays and their reachability,
-//! the Helm stand-in, nodes going NotReady on their own.
+//! Also: the garbage collector (a deleted DaemonSet, Deployment, ReplicaSet or StatefulSet takes
+//! what it owned along), and the Tigera operator's uninstall (deleting the `Installation`
+//! removes calico-system's DaemonSets and Deployments).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -129,6 +130,25 @@ impl Model {
 
     fn on_event(&mut self, e: &Event) -> Vec<(Duration, Action)> {
         let mut out = Vec::new();
+        if e.type_ == "DELETED" {
+            // The garbage collector: what a deleted controller owned goes with it.
+            if matches!(
+                e.key.as_str(),
+                "apps/daemonsets" | "apps/deployments" | "apps/replicasets" | "apps/statefulsets"
+            ) {
+                out.push((
+                    Duration::ZERO,
+                    Action::Collect {
+                        namespace: e.namespace.clone(),
+                        uid: e.object.value()["metadata"]["uid"].clone(),
+                    },
+                ));
+            }
+            // The Tigera operator removes what it installed when its Installation goes.
+            if e.key == "operator.tigera.io/installations" {
+                out.push((Duration::ZERO, Action::TigeraUninstall));
+            }
+        }
         if e.key == "apps/daemonsets" && e.type_ != "DELETED" {
             out.push((
                 Duration::ZERO,
@@ -199,6 +219,30 @@ impl Model {
 
     fn run(&mut self, action: Action) {
         match action {
+            Action::Collect { namespace, uid } => {
+                for key in ["apps/replicasets", "/pods"] {
+                    let (_, owned, _) = self.store.list(key, Some(&namespace), None, None, &|_, s| {
+                        s.value()["metadata"]["ownerReferences"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|o| o["uid"] == uid)
+                    });
+                    for ((ns, name), _) in owned {
+                        let _ = self.store.delete(key, &ns, &name, false);
+                    }
+                }
+            }
+            Action::TigeraUninstall => {
+                for key in ["apps/daemonsets", "apps/deployments"] {
+                    let (_, objects, _) =
+                        self.store
+                            .list(key, Some("calico-system"), None, None, &|_, _| true);
+                    for ((ns, name), _) in objects {
+                        let _ = self.store.delete(key, &ns, &name, false);
+                    }
+                }
+            }
             Action::Bind { namespace, name } => {
                 let Some(s) = self.store.get("/pods", &namespace, &name) else {
                     return;
@@ -783,6 +827,13 @@ impl Model {
 }
 
 enum Action {
+    /// Garbage collection of what a deleted controller owned.
+    Collect {
+        namespace: String,
+        uid: Value,
+    },
+    /// The Tigera operator's uninstall of calico-system.
+    TigeraUninstall,
     Budgets {
         namespace: String,
         labels: BTreeMap<String, String>,

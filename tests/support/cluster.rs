@@ -1,0 +1,292 @@
+//! A simulated cluster in the test process, and the real `cni-migrate` binary run against it:
+//! the test reads the model's ground truth through the same API the tool uses.
+
+#![allow(dead_code)] // each test binary uses a different part of it
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    process::Output,
+    time::Duration,
+};
+
+use cluster::{Cluster, ClusterArgs, KubeCluster};
+use sim::{Sim, model::ModelOptions};
+
+/// A running simulated cluster with a kubeconfig and a spec tuned for it.
+pub struct Env {
+    /// The server and model.
+    pub sim: Sim,
+    /// A client for ground truth.
+    pub cluster: KubeCluster,
+    /// Temporary files.
+    pub dir: tempfile::TempDir,
+    /// The kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// The spec (the example's, with a short soak and a reboot hook that works here).
+    pub spec: PathBuf,
+}
+
+/// The example's spec, adapted to the simulated cluster: a 1 s soak, a reboot hook that only
+/// echoes, and `tweak` applied last.
+pub fn adapted_spec(text: &str, tweak: &(dyn Fn(String) -> String + Sync)) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("soak:") {
+            let indent = &line[..line.len() - trimmed.len()];
+            out.push_str(&format!("{indent}soak: 1s\n"));
+        } else {
+            out.push_str(&line.replace(
+                r#"["docker", "restart", "{node}"]"#,
+                r#"["echo", "rebooting", "{node}"]"#,
+            ));
+            out.push('\n');
+        }
+    }
+    tweak(out)
+}
+
+/// Starts a simulated cluster loaded from an example's dump, with fast pods.
+pub async fn env(example: &str, tweak: &(dyn Fn(String) -> String + Sync)) -> Env {
+    let plans = super::plans_dir();
+    let dump = ["dump.yaml", "dump.json"]
+        .iter()
+        .map(|ext| plans.join(format!("{example}.{ext}")))
+        .find(|p| p.exists())
+        .expect("the example has a dump");
+    let mut sim = Sim::start(0).await.expect("sim starts");
+    sim.load_dump(&dump).expect("dump loads");
+    sim.start_model(
+        ModelOptions {
+            pod_start: Duration::from_millis(50),
+        },
+        Duration::from_millis(100),
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let kubeconfig = dir.path().join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    let spec_text =
+        std::fs::read_to_string(plans.join(format!("{example}.yaml"))).expect("spec");
+    let spec = dir.path().join("spec.yaml");
+    std::fs::write(&spec, adapted_spec(&spec_text, tweak)).expect("write spec");
+    let client = cluster::connect(&ClusterArgs {
+        kubeconfig: Some(kubeconfig.clone()),
+        context: None,
+    })
+    .await
+    .expect("client");
+    Env {
+        sim,
+        cluster: KubeCluster::new(client),
+        dir,
+        kubeconfig,
+        spec,
+    }
+}
+
+impl Env {
+    /// `cni-migrate SUB --spec ... --kubeconfig ... --helm "cni-migrate sim helm" --yes
+    /// --sim-timing --lease-seconds 1 -o json` plus `extra`.
+    pub fn command(&self, sub: &str, extra: &[&str]) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(super::binary());
+        c.arg(sub)
+            .arg("--spec")
+            .arg(&self.spec)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--helm")
+            .arg(format!("{} sim helm", super::binary().display()))
+            .args(["--yes", "--sim-timing", "--lease-seconds", "1", "-o", "json"])
+            .args(extra)
+            .current_dir(self.dir.path())
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        c
+    }
+
+    /// Runs a command to its end (at most `limit`).
+    pub async fn run(&self, sub: &str, extra: &[&str], limit: Duration) -> Output {
+        let fut = self.command(sub, extra).output();
+        tokio::time::timeout(limit, fut)
+            .await
+            .unwrap_or_else(|_| panic!("cni-migrate {sub} did not finish in {limit:?}"))
+            .expect("cni-migrate runs")
+    }
+
+    /// The nodes: name → (cordoned, labelled).
+    pub async fn nodes(&self) -> BTreeMap<String, (bool, bool)> {
+        let snap = cluster::discover(self.cluster.client())
+            .await
+            .expect("discover");
+        snap.nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.name.clone(),
+                    (
+                        n.unschedulable,
+                        n.labels
+                            .get(planner::plan::MIGRATION_LABEL)
+                            .is_some_and(|v| v == "true"),
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    /// Controller-owned pods outside DaemonSets and the old CNI, counted by owner (`ns/Kind/name`,
+    /// StatefulSet pods by name too): what must survive the migration.
+    pub async fn workload_pods(&self) -> BTreeMap<String, Vec<planner::snapshot::PodInfo>> {
+        let pods = self.cluster.pods(None, "").await.expect("pods");
+        let mut out: BTreeMap<String, Vec<planner::snapshot::PodInfo>> = BTreeMap::new();
+        for p in pods {
+            let Some(owner) = &p.owner else { continue };
+            // The old CNI's own workloads are removed with it.
+            let old_cni = ["calico-system", "calico-apiserver", "tigera-operator", "kube-flannel"]
+                .contains(&p.namespace.as_str())
+                || owner.name.starts_with("calico-");
+            if owner.kind == "DaemonSet" || old_cni || p.terminating || p.phase.is_finished() {
+                continue;
+            }
+            out.entry(format!("{}/{}/{}", p.namespace, owner.kind, owner.name))
+                .or_default()
+                .push(p);
+        }
+        out
+    }
+
+    /// The names of pods the tool deleted directly (not through eviction).
+    pub fn deleted_pods(&self) -> Vec<String> {
+        self.sim
+            .requests()
+            .into_iter()
+            .filter(|(verb, path)| verb == "DELETE" && path.contains("/pods/"))
+            .map(|(_, path)| {
+                path.split('?')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start_matches("/api/v1/namespaces/")
+                    .replace("/pods/", "/")
+            })
+            .collect()
+    }
+
+    /// The checkpoint the run left in the ConfigMap.
+    pub async fn checkpoint(&self) -> Option<executor::checkpoint::Checkpoint> {
+        let cm = self
+            .cluster
+            .configmap("kube-system", "cni-migrate-state")
+            .await
+            .expect("read state")?;
+        let text = cm.data?.get("checkpoint.json")?.clone();
+        Some(executor::checkpoint::Checkpoint::from_json(&text).expect("checkpoint parses"))
+    }
+}
+
+/// Asserts the end state of a complete migration against the state before it.
+pub async fn assert_migrated(
+    env: &Env,
+    before_nodes: &BTreeMap<String, (bool, bool)>,
+    before_pods: &BTreeMap<String, Vec<planner::snapshot::PodInfo>>,
+    pool: &str,
+) {
+    let pool: ipnet::IpNet = pool.parse().expect("pool");
+    let nodes = env.nodes().await;
+    for (name, (cordoned, labelled)) in &nodes {
+        assert!(labelled, "node {name} is not labelled");
+        let was = before_nodes.get(name).map(|b| b.0).unwrap_or(false);
+        assert_eq!(
+            *cordoned, was,
+            "node {name}: cordoned {cordoned} after the migration, {was} before"
+        );
+    }
+    // Every workload still has its pods (as themselves or replacements), Running, in the pool.
+    let mut after = BTreeMap::new();
+    for _ in 0..100 {
+        after = env.workload_pods().await;
+        let settled = before_pods.iter().all(|(owner, pods)| {
+            after.get(owner).is_some_and(|a| {
+                a.len() == pods.len()
+                    && a.iter().all(|p| {
+                        p.ready
+                            && (p.host_network
+                                || p.pod_ips.iter().any(|ip| pool.contains(ip)))
+                    })
+            })
+        });
+        if settled {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (owner, pods) in before_pods {
+        let now = after.get(owner).map(Vec::as_slice).unwrap_or_default();
+        assert_eq!(
+            now.len(),
+            pods.len(),
+            "{owner}: {} pod(s) before, {} after",
+            pods.len(),
+            now.len()
+        );
+        for p in now {
+            assert!(
+                p.host_network || p.pod_ips.iter().any(|ip| pool.contains(ip)),
+                "{} has {:?}, outside {pool}",
+                p.key(),
+                p.pod_ips
+            );
+        }
+    }
+    // Nothing but Cilium agent pods was deleted directly, and each agent pod at most once.
+    let deleted = env.deleted_pods();
+    for d in &deleted {
+        assert!(
+            d.starts_with("kube-system/cilium-"),
+            "{d} was deleted directly, not evicted"
+        );
+    }
+    let distinct: BTreeSet<&String> = deleted.iter().collect();
+    assert!(
+        distinct.len() <= nodes.len(),
+        "{} agent pods deleted for {} nodes: {deleted:?}",
+        distinct.len(),
+        nodes.len()
+    );
+}
+
+/// The JSON-lines events a run printed.
+pub fn events(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Output for assertion messages.
+pub fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The step ids of a plan, as `cni-migrate plan -o json` prints them.
+pub fn step_ids(spec: &Path, kubeconfig: &Path) -> Vec<String> {
+    let out = std::process::Command::new(super::binary())
+        .args(["plan", "-o", "json", "--spec"])
+        .arg(spec)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .output()
+        .expect("plan runs");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan json");
+    v["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["id"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
