@@ -97,10 +97,7 @@ async fn a_plan_with_errors_changes_nothing_and_exits_3() {
     assert_eq!(env.nodes().await, before);
     assert!(env.checkpoint().await.is_none());
     assert!(
-        !env.sim
-            .requests()
-            .iter()
-            .any(|(verb, _)| verb != "GET"),
+        !env.sim.requests().iter().any(|(verb, _)| verb != "GET"),
         "only reads"
     );
 }
@@ -180,7 +177,12 @@ async fn sigkill_at_random_moments_then_resume_ends_as_an_uninterrupted_run() {
             }
             tokio::time::sleep(Duration::from_millis(1200)).await;
             let resumed = env.run("resume", &["--force-unlock"], LIMIT).await;
-            assert_eq!(resumed.status.code(), Some(0), "after {d}ms: {}", show(&resumed));
+            assert_eq!(
+                resumed.status.code(),
+                Some(0),
+                "after {d}ms: {}",
+                show(&resumed)
+            );
             assert_migrated(&env, &before_nodes, &before_pods, "10.245.0.0/16").await;
         }));
     }
@@ -229,7 +231,9 @@ async fn of_two_concurrent_runs_exactly_one_proceeds() {
     let loser = if a.status.code() == Some(0) { &b } else { &a };
     let err = String::from_utf8_lossy(&loser.stderr);
     assert!(
-        err.contains("holds the lock") || err.contains("already recorded") || err.contains("meanwhile"),
+        err.contains("holds the lock")
+            || err.contains("already recorded")
+            || err.contains("meanwhile"),
         "the refusal names the holder or the recorded run: {err}"
     );
     if err.contains("holds the lock") {
@@ -239,7 +243,10 @@ async fn of_two_concurrent_runs_exactly_one_proceeds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocking_pdb_times_out_the_drain_naming_it_and_leaves_the_node_cordoned() {
-    let env = env("kind-flannel", &|s: String| s.replace("timeout: 10m", "timeout: 2s")).await;
+    let env = env("kind-flannel", &|s: String| {
+        s.replace("timeout: 10m", "timeout: 2s")
+    })
+    .await;
     let mut child = env
         .command("apply", &[])
         .stdout(std::process::Stdio::piped())
@@ -274,7 +281,8 @@ async fn a_blocking_pdb_times_out_the_drain_naming_it_and_leaves_the_node_cordon
     let failed: Vec<&String> = seen.iter().filter(|l| l.contains("step-failed")).collect();
     assert_eq!(failed.len(), 1, "{}", seen.join("\n"));
     assert!(
-        failed[0].contains("PodDisruptionBudget(s) shop/frontend") && failed[0].contains("shop/frontend-"),
+        failed[0].contains("PodDisruptionBudget(s) shop/frontend")
+            && failed[0].contains("shop/frontend-"),
         "names the PDB and the pods: {}",
         failed[0]
     );
@@ -283,7 +291,11 @@ async fn a_blocking_pdb_times_out_the_drain_naming_it_and_leaves_the_node_cordon
     assert!(f.step.ends_with("/drain"), "{}", f.step);
     let node = f.step.trim_end_matches("/drain").to_owned();
     let nodes = env.nodes().await;
-    assert_eq!(nodes[&node], (true, false), "{node} stays cordoned and unlabelled");
+    assert_eq!(
+        nodes[&node],
+        (true, false),
+        "{node} stays cordoned and unlabelled"
+    );
     // No other node was started after the failure.
     let started_after: Vec<&String> = seen
         .iter()
@@ -344,7 +356,11 @@ async fn a_node_going_not_ready_mid_drain_stops_the_run_cleanly() {
         failed.contains(&victim) && failed.contains("NotReady"),
         "{failed}"
     );
-    assert_eq!(env.nodes().await[&victim], (true, false), "left cordoned, recorded");
+    assert_eq!(
+        env.nodes().await[&victim],
+        (true, false),
+        "left cordoned, recorded"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -378,8 +394,16 @@ async fn pause_stops_admissions_and_resume_finishes() {
     }
     let status = child.wait().await.expect("wait");
     assert_eq!(status.code(), Some(4), "{}", seen.join("\n"));
-    let admitted = seen.iter().filter(|l| l.contains("\"node-admitted\"")).count();
-    assert_eq!(admitted, 1, "only the node in flight went on: {}", seen.join("\n"));
+    let admitted = seen
+        .iter()
+        .filter(|l| l.contains("\"node-admitted\""))
+        .count();
+    assert_eq!(
+        admitted,
+        1,
+        "only the node in flight went on: {}",
+        seen.join("\n")
+    );
     let ck = env.checkpoint().await.expect("checkpoint");
     assert!(ck.paused);
     let resumed = env.run("resume", &[], LIMIT).await;
@@ -391,23 +415,42 @@ async fn pause_stops_admissions_and_resume_finishes() {
 async fn without_helm_the_run_stops_at_a_gate_and_resume_checks_cilium_config() {
     let env = env("kind-flannel", &same).await;
     let mut cmd = tokio::process::Command::new(support::binary());
-    cmd.args(["apply", "--yes", "--sim-timing", "--lease-seconds", "1", "--work-dir", "values", "--spec"])
-        .arg(&env.spec)
-        .arg("--kubeconfig")
-        .arg(&env.kubeconfig)
-        .current_dir(env.dir.path())
-        .stdin(std::process::Stdio::null());
+    cmd.args([
+        "apply",
+        "--yes",
+        "--sim-timing",
+        "--lease-seconds",
+        "1",
+        "--work-dir",
+        "values",
+        "--spec",
+    ])
+    .arg(&env.spec)
+    .arg("--kubeconfig")
+    .arg(&env.kubeconfig)
+    .current_dir(env.dir.path())
+    .stdin(std::process::Stdio::null());
     let out = cmd.output().await.expect("runs");
     assert_eq!(out.status.code(), Some(4), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("helm upgrade --install cilium cilium/cilium") && err.contains("cni-migrate resume"),
+        err.contains("helm upgrade --install cilium cilium/cilium")
+            && err.contains("cni-migrate resume"),
         "{err}"
     );
     // Resuming without installing anything stops at the same gate.
     let mut again = tokio::process::Command::new(support::binary());
     again
-        .args(["resume", "--yes", "--sim-timing", "--lease-seconds", "1", "--work-dir", "values", "--spec"])
+        .args([
+            "resume",
+            "--yes",
+            "--sim-timing",
+            "--lease-seconds",
+            "1",
+            "--work-dir",
+            "values",
+            "--spec",
+        ])
         .arg(&env.spec)
         .arg("--kubeconfig")
         .arg(&env.kubeconfig)
@@ -417,9 +460,22 @@ async fn without_helm_the_run_stops_at_a_gate_and_resume_checks_cilium_config() 
     assert_eq!(out2.status.code(), Some(4), "{}", show(&out2));
     // A human installs Cilium; resume sees it in cilium-config and goes on.
     let values = env.dir.path().join("values/values-migration.yaml");
-    assert!(err.contains(&values.display().to_string()), "the gate names the values file: {err}");
+    assert!(
+        err.contains(&values.display().to_string()),
+        "the gate names the values file: {err}"
+    );
     let helm = std::process::Command::new(support::binary())
-        .args(["sim", "helm", "upgrade", "--install", "cilium", "cilium/cilium", "--namespace", "kube-system", "-f"])
+        .args([
+            "sim",
+            "helm",
+            "upgrade",
+            "--install",
+            "cilium",
+            "cilium/cilium",
+            "--namespace",
+            "kube-system",
+            "-f",
+        ])
         .arg(&values)
         .arg("--kubeconfig")
         .arg(&env.kubeconfig)
@@ -444,4 +500,3 @@ async fn without_yes_and_without_a_terminal_apply_refuses() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
     assert!(env.checkpoint().await.is_none());
 }
-

@@ -66,8 +66,7 @@ pub async fn env(example: &str, tweak: &(dyn Fn(String) -> String + Sync)) -> En
     let dir = tempfile::tempdir().expect("tmp");
     let kubeconfig = dir.path().join("kubeconfig");
     sim.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-    let spec_text =
-        std::fs::read_to_string(plans.join(format!("{example}.yaml"))).expect("spec");
+    let spec_text = std::fs::read_to_string(plans.join(format!("{example}.yaml"))).expect("spec");
     let spec = dir.path().join("spec.yaml");
     std::fs::write(&spec, adapted_spec(&spec_text, tweak)).expect("write spec");
     let client = cluster::connect(&ClusterArgs {
@@ -97,7 +96,14 @@ impl Env {
             .arg(&self.kubeconfig)
             .arg("--helm")
             .arg(format!("{} sim helm", super::binary().display()))
-            .args(["--yes", "--sim-timing", "--lease-seconds", "1", "-o", "json"])
+            .args([
+                "--yes",
+                "--sim-timing",
+                "--lease-seconds",
+                "1",
+                "-o",
+                "json",
+            ])
             .args(extra)
             .current_dir(self.dir.path())
             .stdin(std::process::Stdio::null())
@@ -105,13 +111,31 @@ impl Env {
         c
     }
 
-    /// Runs a command to its end (at most `limit`).
+    /// Runs a command to its end (at most `limit`; past it, the panic shows what it printed).
     pub async fn run(&self, sub: &str, extra: &[&str], limit: Duration) -> Output {
-        let fut = self.command(sub, extra).output();
-        tokio::time::timeout(limit, fut)
-            .await
-            .unwrap_or_else(|_| panic!("cni-migrate {sub} did not finish in {limit:?}"))
-            .expect("cni-migrate runs")
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let out_path = self.dir.path().join(format!("{sub}-{n}.out"));
+        let err_path = self.dir.path().join(format!("{sub}-{n}.err"));
+        let mut cmd = self.command(sub, extra);
+        cmd.stdout(std::fs::File::create(&out_path).expect("out file"))
+            .stderr(std::fs::File::create(&err_path).expect("err file"));
+        let mut child = cmd.spawn().expect("cni-migrate starts");
+        let status = match tokio::time::timeout(limit, child.wait()).await {
+            Ok(s) => s.expect("wait"),
+            Err(_) => {
+                let _ = child.kill().await;
+                panic!(
+                    "cni-migrate {sub} did not finish in {limit:?}\n--- stdout (tail)\n{}\n--- stderr (tail)\n{}",
+                    tail(&out_path),
+                    tail(&err_path)
+                );
+            }
+        };
+        Output {
+            status,
+            stdout: std::fs::read(&out_path).unwrap_or_default(),
+            stderr: std::fs::read(&err_path).unwrap_or_default(),
+        }
     }
 
     /// The nodes: name → (cordoned, labelled).
@@ -143,8 +167,13 @@ impl Env {
         for p in pods {
             let Some(owner) = &p.owner else { continue };
             // The old CNI's own workloads are removed with it.
-            let old_cni = ["calico-system", "calico-apiserver", "tigera-operator", "kube-flannel"]
-                .contains(&p.namespace.as_str())
+            let old_cni = [
+                "calico-system",
+                "calico-apiserver",
+                "tigera-operator",
+                "kube-flannel",
+            ]
+            .contains(&p.namespace.as_str())
                 || owner.name.starts_with("calico-");
             if owner.kind == "DaemonSet" || old_cni || p.terminating || p.phase.is_finished() {
                 continue;
@@ -184,6 +213,14 @@ impl Env {
     }
 }
 
+static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
 /// Asserts the end state of a complete migration against the state before it.
 pub async fn assert_migrated(
     env: &Env,
@@ -209,9 +246,7 @@ pub async fn assert_migrated(
             after.get(owner).is_some_and(|a| {
                 a.len() == pods.len()
                     && a.iter().all(|p| {
-                        p.ready
-                            && (p.host_network
-                                || p.pod_ips.iter().any(|ip| pool.contains(ip)))
+                        p.ready && (p.host_network || p.pod_ips.iter().any(|ip| pool.contains(ip)))
                     })
             })
         });

@@ -29,29 +29,167 @@ pub struct Rule {
 
 /// Everything the tool is allowed to do.
 pub const RULES: &[Rule] = &[
-    Rule { group: "", resource: "nodes", verbs: &["get", "list", "patch"], namespace: None, why: "discovery, readiness, cordon/uncordon, the migration label" },
-    Rule { group: "", resource: "pods", verbs: &["delete", "get", "list"], namespace: None, why: "discovery, drain progress, restarting the Cilium agent pod" },
-    Rule { group: "", resource: "pods/eviction", verbs: &["create"], namespace: None, why: "draining through the eviction API (PDBs honoured)" },
-    Rule { group: "", resource: "services", verbs: &["list"], namespace: None, why: "discovery (the service CIDR)" },
-    Rule { group: "", resource: "namespaces", verbs: &["delete", "list"], namespace: None, why: "discovery; removing the kube-flannel namespace at the end" },
-    Rule { group: "", resource: "configmaps", verbs: &["delete", "get", "list"], namespace: None, why: "the old CNI's and Cilium's configuration; removing the old CNI's" },
-    Rule { group: "", resource: "configmaps", verbs: &["create", "update"], namespace: Some("kube-system"), why: "the checkpoint, kube-system/cni-migrate-state" },
-    Rule { group: "", resource: "events", verbs: &["create"], namespace: Some("default"), why: "an Event on the Node for each step" },
-    Rule { group: "apps", resource: "daemonsets", verbs: &["delete", "get", "list"], namespace: None, why: "the Cilium agent's rollout; removing the old CNI's DaemonSet" },
-    Rule { group: "apps", resource: "deployments", verbs: &["list"], namespace: None, why: "discovery (controllers of the pods to drain)" },
-    Rule { group: "apps", resource: "replicasets", verbs: &["list"], namespace: None, why: "discovery" },
-    Rule { group: "apps", resource: "statefulsets", verbs: &["list"], namespace: None, why: "discovery" },
-    Rule { group: "policy", resource: "poddisruptionbudgets", verbs: &["list"], namespace: None, why: "PDB-aware scheduling and drain reports" },
-    Rule { group: "networking.k8s.io", resource: "networkpolicies", verbs: &["list"], namespace: None, why: "discovery (policies not enforced during the migration)" },
-    Rule { group: "networking.k8s.io", resource: "servicecidrs", verbs: &["list"], namespace: None, why: "discovery (the service CIDR)" },
-    Rule { group: "coordination.k8s.io", resource: "leases", verbs: &["create", "get", "update"], namespace: Some("kube-system"), why: "the run lock, kube-system/cni-migrate" },
-    Rule { group: "cilium.io", resource: "ciliumnodes", verbs: &["get", "list"], namespace: None, why: "the pod CIDRs Cilium gave each node" },
-    Rule { group: "cilium.io", resource: "ciliumnodeconfigs", verbs: &["delete", "get", "list", "patch"], namespace: None, why: "the migration CiliumNodeConfig (server-side apply), deleted at the end" },
-    Rule { group: "crd.projectcalico.org", resource: "ippools", verbs: &["delete", "list"], namespace: None, why: "Calico's pools; removed with Calico" },
-    Rule { group: "crd.projectcalico.org", resource: "felixconfigurations", verbs: &["delete", "list"], namespace: None, why: "Calico's VXLAN port; removed with Calico" },
-    Rule { group: "projectcalico.org", resource: "ippools", verbs: &["list"], namespace: None, why: "Calico's pools (API server install)" },
-    Rule { group: "projectcalico.org", resource: "felixconfigurations", verbs: &["list"], namespace: None, why: "Calico's VXLAN port (API server install)" },
-    Rule { group: "operator.tigera.io", resource: "installations", verbs: &["delete", "list"], namespace: None, why: "the Tigera operator's Installation; removed with Calico" },
+    Rule {
+        group: "",
+        resource: "nodes",
+        verbs: &["get", "list", "patch"],
+        namespace: None,
+        why: "discovery, readiness, cordon/uncordon, the migration label",
+    },
+    Rule {
+        group: "",
+        resource: "pods",
+        verbs: &["delete", "get", "list"],
+        namespace: None,
+        why: "discovery, drain progress, restarting the Cilium agent pod",
+    },
+    Rule {
+        group: "",
+        resource: "pods/eviction",
+        verbs: &["create"],
+        namespace: None,
+        why: "draining through the eviction API (PDBs honoured)",
+    },
+    Rule {
+        group: "",
+        resource: "services",
+        verbs: &["list"],
+        namespace: None,
+        why: "discovery (the service CIDR)",
+    },
+    Rule {
+        group: "",
+        resource: "namespaces",
+        verbs: &["delete", "list"],
+        namespace: None,
+        why: "discovery; removing the kube-flannel namespace at the end",
+    },
+    Rule {
+        group: "",
+        resource: "configmaps",
+        verbs: &["delete", "get", "list"],
+        namespace: None,
+        why: "the old CNI's and Cilium's configuration; removing the old CNI's",
+    },
+    Rule {
+        group: "",
+        resource: "configmaps",
+        verbs: &["create", "update"],
+        namespace: Some("kube-system"),
+        why: "the checkpoint, kube-system/cni-migrate-state",
+    },
+    Rule {
+        group: "",
+        resource: "events",
+        verbs: &["create"],
+        namespace: Some("default"),
+        why: "an Event on the Node for each step",
+    },
+    Rule {
+        group: "apps",
+        resource: "daemonsets",
+        verbs: &["delete", "get", "list"],
+        namespace: None,
+        why: "the Cilium agent's rollout; removing the old CNI's DaemonSet",
+    },
+    Rule {
+        group: "apps",
+        resource: "deployments",
+        verbs: &["list"],
+        namespace: None,
+        why: "discovery (controllers of the pods to drain)",
+    },
+    Rule {
+        group: "apps",
+        resource: "replicasets",
+        verbs: &["list"],
+        namespace: None,
+        why: "discovery",
+    },
+    Rule {
+        group: "apps",
+        resource: "statefulsets",
+        verbs: &["list"],
+        namespace: None,
+        why: "discovery",
+    },
+    Rule {
+        group: "policy",
+        resource: "poddisruptionbudgets",
+        verbs: &["list"],
+        namespace: None,
+        why: "PDB-aware scheduling and drain reports",
+    },
+    Rule {
+        group: "networking.k8s.io",
+        resource: "networkpolicies",
+        verbs: &["list"],
+        namespace: None,
+        why: "discovery (policies not enforced during the migration)",
+    },
+    Rule {
+        group: "networking.k8s.io",
+        resource: "servicecidrs",
+        verbs: &["list"],
+        namespace: None,
+        why: "discovery (the service CIDR)",
+    },
+    Rule {
+        group: "coordination.k8s.io",
+        resource: "leases",
+        verbs: &["create", "get", "update"],
+        namespace: Some("kube-system"),
+        why: "the run lock, kube-system/cni-migrate",
+    },
+    Rule {
+        group: "cilium.io",
+        resource: "ciliumnodes",
+        verbs: &["get", "list"],
+        namespace: None,
+        why: "the pod CIDRs Cilium gave each node",
+    },
+    Rule {
+        group: "cilium.io",
+        resource: "ciliumnodeconfigs",
+        verbs: &["delete", "get", "list", "patch"],
+        namespace: None,
+        why: "the migration CiliumNodeConfig (server-side apply), deleted at the end",
+    },
+    Rule {
+        group: "crd.projectcalico.org",
+        resource: "ippools",
+        verbs: &["delete", "list"],
+        namespace: None,
+        why: "Calico's pools; removed with Calico",
+    },
+    Rule {
+        group: "crd.projectcalico.org",
+        resource: "felixconfigurations",
+        verbs: &["delete", "list"],
+        namespace: None,
+        why: "Calico's VXLAN port; removed with Calico",
+    },
+    Rule {
+        group: "projectcalico.org",
+        resource: "ippools",
+        verbs: &["list"],
+        namespace: None,
+        why: "Calico's pools (API server install)",
+    },
+    Rule {
+        group: "projectcalico.org",
+        resource: "felixconfigurations",
+        verbs: &["list"],
+        namespace: None,
+        why: "Calico's VXLAN port (API server install)",
+    },
+    Rule {
+        group: "operator.tigera.io",
+        resource: "installations",
+        verbs: &["delete", "list"],
+        namespace: None,
+        why: "the Tigera operator's Installation; removed with Calico",
+    },
 ];
 
 /// The permission a request needs: `(group, resource, verb, namespace)`, where the namespace is
@@ -101,7 +239,9 @@ pub fn permission(method: &str, uri: &str) -> Option<(String, String, String, Op
 }
 
 fn verb(method: &str, named: bool, query: &str) -> &'static str {
-    let watch = query.split('&').any(|kv| kv == "watch=true" || kv == "watch=1");
+    let watch = query
+        .split('&')
+        .any(|kv| kv == "watch=true" || kv == "watch=1");
     match (method, named) {
         ("GET", _) if watch => "watch",
         ("GET", true) => "get",
@@ -195,7 +335,11 @@ pub fn render(subject: &serde_json::Value) -> String {
     for r in RULES {
         why.entry(format!(
             "{}{}",
-            if r.group.is_empty() { String::new() } else { format!("{}/", r.group) },
+            if r.group.is_empty() {
+                String::new()
+            } else {
+                format!("{}/", r.group)
+            },
             r.resource
         ))
         .or_default()
@@ -244,19 +388,40 @@ mod tests {
     fn requests_map_to_permissions() {
         assert_eq!(
             permission("POST", "/api/v1/namespaces/shop/pods/web-1/eviction"),
-            Some(("".into(), "pods/eviction".into(), "create".into(), Some("shop".into())))
+            Some((
+                "".into(),
+                "pods/eviction".into(),
+                "create".into(),
+                Some("shop".into())
+            ))
         );
         assert_eq!(
-            permission("GET", "/api/v1/pods?fieldSelector=spec.nodeName%3Dn1&limit=500"),
+            permission(
+                "GET",
+                "/api/v1/pods?fieldSelector=spec.nodeName%3Dn1&limit=500"
+            ),
             Some(("".into(), "pods".into(), "list".into(), None))
         );
         assert_eq!(
-            permission("PATCH", "/apis/cilium.io/v2/namespaces/kube-system/ciliumnodeconfigs/cilium-default?fieldManager=cni-migrate"),
-            Some(("cilium.io".into(), "ciliumnodeconfigs".into(), "patch".into(), Some("kube-system".into())))
+            permission(
+                "PATCH",
+                "/apis/cilium.io/v2/namespaces/kube-system/ciliumnodeconfigs/cilium-default?fieldManager=cni-migrate"
+            ),
+            Some((
+                "cilium.io".into(),
+                "ciliumnodeconfigs".into(),
+                "patch".into(),
+                Some("kube-system".into())
+            ))
         );
         assert_eq!(
             permission("DELETE", "/api/v1/namespaces/kube-flannel"),
-            Some(("".into(), "namespaces".into(), "delete".into(), Some("kube-flannel".into())))
+            Some((
+                "".into(),
+                "namespaces".into(),
+                "delete".into(),
+                Some("kube-flannel".into())
+            ))
         );
         assert_eq!(permission("GET", "/version"), None);
         assert_eq!(permission("GET", "/apis"), None);

@@ -84,7 +84,12 @@ pub struct ApplyArgs {
     #[arg(long, short = 'y')]
     pub yes: bool,
     /// Output: `text` (progress bars on a terminal, plain lines otherwise) or `json` (JSON lines).
-    #[arg(short = 'o', long = "output", default_value = "text", value_name = "FORMAT")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
     pub output: String,
     /// Stop at a gate before this phase: `finalize` keeps the old CNI until `resume`.
     #[arg(long, value_name = "PHASE")]
@@ -116,7 +121,12 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub state: StateArgs,
     /// Output: `text` or `json`.
-    #[arg(short = 'o', long = "output", default_value = "text", value_name = "FORMAT")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
     pub output: String,
 }
 
@@ -138,11 +148,13 @@ fn validate(args: &ApplyArgs) -> Result<RunSettings, Failure> {
     let helm = match &args.helm {
         None => None,
         Some(line) => {
-            let words = shlex::split(line).filter(|w| !w.is_empty()).ok_or_else(|| {
-                Failure::bad_input(anyhow::anyhow!(
-                    "--helm {line:?}: not a command line (unbalanced quotes?)"
-                ))
-            })?;
+            let words = shlex::split(line)
+                .filter(|w| !w.is_empty())
+                .ok_or_else(|| {
+                    Failure::bad_input(anyhow::anyhow!(
+                        "--helm {line:?}: not a command line (unbalanced quotes?)"
+                    ))
+                })?;
             if words.is_empty() {
                 return Err(Failure::bad_input(anyhow::anyhow!(
                     "--helm is empty: give the helm command, e.g. --helm helm"
@@ -346,7 +358,8 @@ async fn locked(
         }
     };
     // Read again under the lock: another run may have started between our first look and now.
-    let existing = match retrying("reading the checkpoint", || store.load(), store_retriable).await {
+    let existing = match retrying("reading the checkpoint", || store.load(), store_retriable).await
+    {
         Ok(c) => c,
         Err(e) => {
             release(lock).await;
@@ -446,16 +459,21 @@ async fn locked(
         .clone()
         .map(|d| std::path::absolute(&d).unwrap_or(d))
         .unwrap_or_else(|| match &s.state {
-        StateLocation::File(p) => p
-            .parent()
-            .map(|d| d.join("cni-migrate-values"))
-            .unwrap_or_else(|| PathBuf::from("cni-migrate-values")),
-        StateLocation::ConfigMap => std::env::temp_dir().join(format!(
-            "cni-migrate-{}-{}",
-            plan.name,
-            run_id.split('@').next().unwrap_or("run")
-        )),
-    });
+            StateLocation::File(p) => p
+                .parent()
+                .map(|d| d.join("cni-migrate-values"))
+                .unwrap_or_else(|| PathBuf::from("cni-migrate-values")),
+            // One directory per plan: runs of the same plan write the same files (atomically).
+            StateLocation::ConfigMap => std::env::temp_dir().join(format!(
+                "cni-migrate-{}-{}",
+                plan.name,
+                plan.fingerprint
+                    .trim_start_matches("sha256:")
+                    .chars()
+                    .take(12)
+                    .collect::<String>()
+            )),
+        });
     let mut helm_extra = Vec::new();
     if let Some(k) = &args.kube.kubeconfig {
         helm_extra.push("--kubeconfig".to_owned());
@@ -549,8 +567,9 @@ async fn locked(
         }
         Err(e) => Err(Failure {
             code: exit::FAILED,
-            error: anyhow::Error::new(e)
-                .context(format!("the run stopped; see `cni-migrate status`, then: {resume_cmd}")),
+            error: anyhow::Error::new(e).context(format!(
+                "the run stopped; see `cni-migrate status`, then: {resume_cmd}"
+            )),
         }),
     }
 }
@@ -591,7 +610,10 @@ fn unix_now() -> u64 {
 }
 
 fn print_summary(s: &runtime::Summary) {
-    println!("\nmigration finished: {} node(s) in {}s", s.nodes, s.seconds);
+    println!(
+        "\nmigration finished: {} node(s) in {}s",
+        s.nodes, s.seconds
+    );
     if !s.node_seconds.is_empty() {
         let total: u64 = s.node_seconds.values().sum();
         let max = s.node_seconds.values().max().copied().unwrap_or(0);
@@ -638,9 +660,7 @@ fn plain_line(e: &Event) -> String {
         EventKind::Stopped => "stopped",
         EventKind::Finished => "finished",
     };
-    let at = humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + Duration::from_secs(e.time),
-    );
+    let at = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(e.time));
     match &e.step {
         Some(step) => format!("{at} {what:<9} {step}: {}", e.message),
         None => format!("{at} {what:<9} {}", e.message),
@@ -670,9 +690,11 @@ impl Bars {
         let multi = indicatif::MultiProgress::new();
         let overall = multi.add(indicatif::ProgressBar::new(total as u64));
         overall.set_style(
-            indicatif::ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} nodes {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template(
+                "{prefix:>12} [{bar:30}] {pos}/{len} nodes {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         overall.set_prefix("migrated");
         Self {
@@ -812,10 +834,8 @@ fn unreachable_store() -> Result<Box<dyn StateStore>, Failure> {
 
 async fn lock_holder(client: &kube::Client) -> Option<String> {
     use kube::Api;
-    let api: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(
-        client.clone(),
-        cluster::lease::LEASE_NAMESPACE,
-    );
+    let api: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), cluster::lease::LEASE_NAMESPACE);
     let lease = api.get_opt(cluster::lease::LEASE_NAME).await.ok()??;
     let spec = lease.spec?;
     let holder = spec.holder_identity.filter(|h| !h.is_empty())?;
@@ -853,7 +873,12 @@ impl StatusReport {
                 .chars()
                 .map(|c| StepState::from_letter(c).unwrap_or(StepState::Pending))
                 .collect();
-            let step_name = |i: usize| ck.chain.get(i).cloned().unwrap_or_else(|| format!("step {}", i + 1));
+            let step_name = |i: usize| {
+                ck.chain
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| format!("step {}", i + 1))
+            };
             if let Some(i) = states.iter().position(|s| *s == StepState::Failed) {
                 failed.push((
                     name.clone(),
@@ -917,11 +942,7 @@ impl StatusReport {
             self.run_id
         );
         let _ = writeln!(s, "state: {}", self.state);
-        let _ = writeln!(
-            s,
-            "lock: {}",
-            self.lock.as_deref().unwrap_or("free")
-        );
+        let _ = writeln!(s, "lock: {}", self.lock.as_deref().unwrap_or("free"));
         let globals: Vec<String> = ck
             .global
             .iter()

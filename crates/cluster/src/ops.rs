@@ -398,7 +398,10 @@ impl Cluster for KubeCluster {
             ..PostParams::default()
         };
         let result = match resource_version {
-            None => api.create(&params, &cm).await.map_err(api_err("create", what)),
+            None => api
+                .create(&params, &cm)
+                .await
+                .map_err(api_err("create", what)),
             Some(_) => {
                 cm.metadata.resource_version = resource_version.map(str::to_owned);
                 api.replace(name, &params, &cm)

@@ -123,7 +123,11 @@ impl std::str::FromStr for CrashPoint {
         let state = match when {
             "started" => StepState::Running,
             "done" => StepState::Done,
-            other => return Err(format!("crash point `{s}`: `{other}` is not started or done")),
+            other => {
+                return Err(format!(
+                    "crash point `{s}`: `{other}` is not started or done"
+                ));
+            }
         };
         Ok(Self {
             step: step.to_owned(),
@@ -270,9 +274,7 @@ pub enum RunError {
     #[error("cannot write the checkpoint")]
     Store(#[from] StoreError),
     /// Another run took over the checkpoint.
-    #[error(
-        "another run ({0}) wrote the checkpoint: this run stops; check `cni-migrate status`"
-    )]
+    #[error("another run ({0}) wrote the checkpoint: this run stops; check `cni-migrate status`")]
     Superseded(String),
     /// The Lease was lost.
     #[error("the lock was lost; stopping without admitting more nodes: {0}")]
@@ -557,7 +559,13 @@ impl<'a> Runner<'a> {
         let mut node_seconds = BTreeMap::new();
         let mut last = 0u32;
         for (name, rec) in &ck.nodes {
-            let first = rec.times.iter().step_by(2).copied().filter(|t| *t > 0).min();
+            let first = rec
+                .times
+                .iter()
+                .step_by(2)
+                .copied()
+                .filter(|t| *t > 0)
+                .min();
             let end = rec.times.iter().copied().max().unwrap_or(0);
             last = last.max(end);
             if let Some(first) = first {
@@ -766,7 +774,12 @@ impl<'a> Runner<'a> {
             let limit = self.plan.summary.max_in_flight.max(1);
             let free = limit.saturating_sub(running.len());
             if free > 0 && ck.failure.is_none() && !ck.paused && !all_done {
-                let obs = drive(&mut in_flight, &mut finished, self.observe(&ck, &running, free)).await;
+                let obs = drive(
+                    &mut in_flight,
+                    &mut finished,
+                    self.observe(&ck, &running, free),
+                )
+                .await;
                 let decision = scheduler::decide(self.plan, &ck, &obs, self.now());
                 let mut admitted = false;
                 for node in decision.admit {
@@ -860,7 +873,12 @@ impl<'a> Runner<'a> {
 
     /// What the scheduler needs: budgets and node readiness for the next candidates only (one
     /// GET per candidate, not a LIST of every node per tick).
-    async fn observe(&self, ck: &Checkpoint, running: &BTreeSet<String>, free: usize) -> Observations {
+    async fn observe(
+        &self,
+        ck: &Checkpoint,
+        running: &BTreeSet<String>,
+        free: usize,
+    ) -> Observations {
         let mut obs = Observations::default();
         for n in &self.plan.nodes {
             obs.node_pdbs.insert(n.name.clone(), n.pdbs.clone());
@@ -876,7 +894,9 @@ impl<'a> Runner<'a> {
                         );
                     }
                 }
-                Err(e) => tracing::debug!(error = %e, "cannot list PDBs; admitting without budgets"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot list PDBs; admitting without budgets")
+                }
             }
         }
         let mut ready_found = 0;
@@ -925,7 +945,10 @@ impl<'a> Runner<'a> {
                             EventKind::Waiting,
                             None,
                             Some(node),
-                            format!("not admitting {node}: cannot observe its state ({})", chain(&e)),
+                            format!(
+                                "not admitting {node}: cannot observe its state ({})",
+                                chain(&e)
+                            ),
                         );
                         return Ok(false);
                     }
@@ -964,8 +987,20 @@ impl<'a> Runner<'a> {
             .nodes
             .get(node)
             .map(|r| {
-                let first = r.times.iter().step_by(2).copied().filter(|t| *t > 0).min().unwrap_or(0);
-                r.times.iter().copied().max().unwrap_or(0).saturating_sub(first)
+                let first = r
+                    .times
+                    .iter()
+                    .step_by(2)
+                    .copied()
+                    .filter(|t| *t > 0)
+                    .min()
+                    .unwrap_or(0);
+                r.times
+                    .iter()
+                    .copied()
+                    .max()
+                    .unwrap_or(0)
+                    .saturating_sub(first)
             })
             .unwrap_or(0);
         self.emit(
@@ -1018,7 +1053,12 @@ impl<'a> Runner<'a> {
                 let object = planner::values::node_config_object(spec);
                 let api_version = object["apiVersion"].as_str().unwrap_or("cilium.io/v2");
                 let existing = c
-                    .custom(api_version, "ciliumnodeconfigs", Some("kube-system"), NODE_CONFIG_NAME)
+                    .custom(
+                        api_version,
+                        "ciliumnodeconfigs",
+                        Some("kube-system"),
+                        NODE_CONFIG_NAME,
+                    )
                     .await
                     .map_err(cl("reading the CiliumNodeConfig"))?;
                 if let Some(e) = existing
@@ -1105,9 +1145,15 @@ impl<'a> Runner<'a> {
                 let Some(reboot) = &spec.rollout.reboot else {
                     return Ok(Done::Done("no reboot hook in the spec".into()));
                 };
-                steps::reboot(c, node, &reboot.command, reboot.timeout.0, self.cfg.timing.poll)
-                    .await
-                    .map(Done::Done)
+                steps::reboot(
+                    c,
+                    node,
+                    &reboot.command,
+                    reboot.timeout.0,
+                    self.cfg.timing.poll,
+                )
+                .await
+                .map(Done::Done)
             }
             StepKind::Verify => {
                 let uids = self.agent_uids(node).await;
@@ -1143,7 +1189,12 @@ impl<'a> Runner<'a> {
                 }
                 let api_version = spec.target.cilium_version.node_config_api_version();
                 let existed = c
-                    .delete(&api_version, "ciliumnodeconfigs", Some("kube-system"), NODE_CONFIG_NAME)
+                    .delete(
+                        &api_version,
+                        "ciliumnodeconfigs",
+                        Some("kube-system"),
+                        NODE_CONFIG_NAME,
+                    )
                     .await
                     .map_err(cl("deleting the CiliumNodeConfig"))?;
                 Ok(Done::Done(if existed {
@@ -1304,7 +1355,9 @@ impl<'a> Runner<'a> {
                 if required {
                     return Err(StepError::Verify {
                         node: "cluster".into(),
-                        reason: "expected the Cilium agent DaemonSet kube-system/cilium, found none".into(),
+                        reason:
+                            "expected the Cilium agent DaemonSet kube-system/cilium, found none"
+                                .into(),
                     });
                 }
                 return Ok(());
@@ -1348,7 +1401,10 @@ impl<'a> Runner<'a> {
             let what = format!(
                 "{} {}{}",
                 o.kind,
-                o.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default(),
+                o.namespace
+                    .as_deref()
+                    .map(|n| format!("{n}/"))
+                    .unwrap_or_default(),
                 o.name
             );
             let existed = c
@@ -1420,7 +1476,11 @@ impl<'a> Runner<'a> {
                 !p.host_network && !p.terminating && !p.phase.is_finished() && !p.pod_ips.is_empty()
             }) {
                 checked += 1;
-                if !p.pod_ips.iter().any(|ip| pool.iter().any(|n| n.contains(ip))) {
+                if !p
+                    .pod_ips
+                    .iter()
+                    .any(|ip| pool.iter().any(|n| n.contains(ip)))
+                {
                     outside.push(format!(
                         "{} ({})",
                         p.key(),
@@ -1434,7 +1494,9 @@ impl<'a> Runner<'a> {
             }
             let policy = steps::cilium_config_differences(
                 c,
-                &[("enable-policy", "default".to_owned())].into_iter().collect(),
+                &[("enable-policy", "default".to_owned())]
+                    .into_iter()
+                    .collect(),
             )
             .await?;
             if outside.is_empty() && policy.is_empty() {
@@ -1448,9 +1510,16 @@ impl<'a> Runner<'a> {
                     let shown: Vec<&String> = outside.iter().take(10).collect();
                     reason.push(format!(
                         "expected every pod off the host network in {}, saw {} outside: {}{}",
-                        pool.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+                        pool.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(","),
                         outside.len(),
-                        shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                        shown
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
                         if outside.len() > 10 { ", ..." } else { "" }
                     ));
                 }

@@ -144,7 +144,10 @@ impl StateStore for ConfigMapStore {
                 "app.kubernetes.io/managed-by".to_owned(),
                 "cni-migrate".to_owned(),
             ),
-            ("cni-migrate.io/plan".to_owned(), label_value(&checkpoint.plan)),
+            (
+                "cni-migrate.io/plan".to_owned(),
+                label_value(&checkpoint.plan),
+            ),
         ]
         .into_iter()
         .collect();

@@ -221,13 +221,14 @@ impl Model {
         match action {
             Action::Collect { namespace, uid } => {
                 for key in ["apps/replicasets", "/pods"] {
-                    let (_, owned, _) = self.store.list(key, Some(&namespace), None, None, &|_, s| {
-                        s.value()["metadata"]["ownerReferences"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .any(|o| o["uid"] == uid)
-                    });
+                    let (_, owned, _) =
+                        self.store.list(key, Some(&namespace), None, None, &|_, s| {
+                            s.value()["metadata"]["ownerReferences"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .any(|o| o["uid"] == uid)
+                        });
                     for ((ns, name), _) in owned {
                         let _ = self.store.delete(key, &ns, &name, false);
                     }
@@ -815,11 +816,25 @@ impl Model {
             _ => {
                 let node = pod["spec"]["nodeName"].clone();
                 let exists = node.as_str().and_then(|n| self.node_value(n)).is_some();
-                if !exists {
+                // One pod per node: a rolling update may already have made the new one.
+                let has_one = siblings
+                    .iter()
+                    .any(|(_, s)| s.value()["spec"]["nodeName"] == node);
+                if !exists || has_one {
                     return;
                 }
                 fresh["spec"]["nodeName"] = node;
                 fresh["metadata"]["generateName"] = json!(format!("{owner_name}-"));
+                // The current template's annotations carry its revision: the replacement is
+                // current, not a pod for the rollout to replace again.
+                let annotations = &controller["spec"]["template"]["metadata"]["annotations"];
+                if !annotations.is_null() {
+                    fresh["metadata"]["annotations"] = annotations.clone();
+                }
+                let labels = &controller["spec"]["template"]["metadata"]["labels"];
+                if !labels.is_null() {
+                    fresh["metadata"]["labels"] = labels.clone();
+                }
             }
         }
         let _ = self.store.create("/pods", fresh, false);
