@@ -39,7 +39,7 @@ pub const RULES: &[Rule] = &[
     Rule {
         group: "",
         resource: "pods",
-        verbs: &["delete", "get", "list"],
+        verbs: &["delete", "list"],
         namespace: None,
         why: "discovery, drain progress, restarting the Cilium agent pod",
     },
@@ -95,9 +95,9 @@ pub const RULES: &[Rule] = &[
     Rule {
         group: "apps",
         resource: "deployments",
-        verbs: &["list"],
+        verbs: &["delete", "list"],
         namespace: None,
-        why: "discovery (controllers of the pods to drain)",
+        why: "discovery; removing the old CNI's Deployments (tigera-operator, calico-kube-controllers)",
     },
     Rule {
         group: "apps",
@@ -158,16 +158,16 @@ pub const RULES: &[Rule] = &[
     Rule {
         group: "crd.projectcalico.org",
         resource: "ippools",
-        verbs: &["delete", "list"],
+        verbs: &["list"],
         namespace: None,
-        why: "Calico's pools; removed with Calico",
+        why: "discovery (Calico's pools)",
     },
     Rule {
         group: "crd.projectcalico.org",
         resource: "felixconfigurations",
-        verbs: &["delete", "list"],
+        verbs: &["list"],
         namespace: None,
-        why: "Calico's VXLAN port; removed with Calico",
+        why: "discovery (Calico's VXLAN port)",
     },
     Rule {
         group: "projectcalico.org",

@@ -1190,7 +1190,7 @@ impl<'a> Runner<'a> {
                 let api_version = spec.target.cilium_version.node_config_api_version();
                 let existed = c
                     .delete(
-                        &api_version,
+                        api_version,
                         "ciliumnodeconfigs",
                         Some("kube-system"),
                         NODE_CONFIG_NAME,
