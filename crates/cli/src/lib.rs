@@ -42,6 +42,7 @@ pub mod exit {
 }
 
 pub mod rbac;
+pub mod rehearse;
 pub mod run;
 
 /// Move a live Kubernetes cluster from Flannel, Calico or the AWS VPC CNI to Cilium, node by node.
@@ -66,6 +67,9 @@ pub enum Command {
     Status(run::StatusArgs),
     /// Stop admitting nodes; nodes in flight finish. `resume` goes on.
     Pause(run::StatusArgs),
+    /// Rehearse the whole migration on a simulated cluster (embedded, a dump, or synthetic) and
+    /// write a report: timeline, evictions, PDB waits, connectivity, what would stop the run.
+    Rehearse(rehearse::RehearseArgs),
     /// Print the RBAC objects (ClusterRole, Role, bindings) with exactly what the tool uses.
     Rbac(rbac::RbacArgs),
     /// Serve a simulated Kubernetes API server (for tests, rehearsals and trying things out).
@@ -211,6 +215,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Status(args) => run::status(args),
         Command::Pause(args) => run::pause(args),
         Command::Rbac(args) => rbac::print(&args),
+        Command::Rehearse(args) => rehearse::rehearse(args),
         Command::Sim(args) => sim(args),
     }
 }

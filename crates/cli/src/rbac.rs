@@ -208,24 +208,11 @@ pub fn permission(method: &str, uri: &str) -> Option<(String, String, String, Op
         r => (None, r.to_vec()),
     };
     let (resource, name, sub) = match rest.as_slice() {
-        [] => {
-            // `/api/v1/namespaces/NAME` itself.
-            return namespace.map(|ns| {
-                (
-                    String::new(),
-                    "namespaces".to_owned(),
-                    verb(method, true, query).to_owned(),
-                    Some(ns),
-                )
-            });
-        }
+        [] => return None,
         [r] => (*r, None, None),
         [r, n] => (*r, Some(*n), None),
         [r, n, s, ..] => (*r, Some(*n), Some(*s)),
     };
-    if rest.is_empty() {
-        return None;
-    }
     let resource = match sub {
         Some(s) => format!("{resource}/{s}"),
         None => resource.to_owned(),
@@ -257,7 +244,6 @@ fn verb(method: &str, named: bool, query: &str) -> &'static str {
 
 /// Whether the rules grant a permission.
 pub fn granted(group: &str, resource: &str, verb: &str, namespace: Option<&str>) -> bool {
-    // A request for a namespace object itself (`/api/v1/namespaces/NAME`).
     RULES.iter().any(|r| {
         r.group == group
             && r.resource == resource
@@ -416,12 +402,7 @@ mod tests {
         );
         assert_eq!(
             permission("DELETE", "/api/v1/namespaces/kube-flannel"),
-            Some((
-                "".into(),
-                "namespaces".into(),
-                "delete".into(),
-                Some("kube-flannel".into())
-            ))
+            Some(("".into(), "namespaces".into(), "delete".into(), None))
         );
         assert_eq!(permission("GET", "/version"), None);
         assert_eq!(permission("GET", "/apis"), None);

@@ -260,6 +260,10 @@ pub struct Summary {
     pub evicted: BTreeMap<String, usize>,
     /// Seconds spent waiting on each PDB by this process.
     pub pdb_waits: BTreeMap<String, u64>,
+    /// Milliseconds spent waiting on each PDB by this process.
+    pub pdb_wait_ms: BTreeMap<String, u64>,
+    /// The pods this process evicted, per node (`namespace/name`).
+    pub evicted_pods: BTreeMap<String, Vec<String>>,
     /// The plan's warnings, by code.
     pub warnings: Vec<String>,
 }
@@ -293,6 +297,7 @@ enum Done {
 #[derive(Default)]
 struct Stats {
     evicted: BTreeMap<String, usize>,
+    evicted_pods: BTreeMap<String, Vec<String>>,
     pdb_waits: BTreeMap<String, Duration>,
 }
 
@@ -309,6 +314,7 @@ pub struct Runner<'a> {
     start: Instant,
     base: u64,
     stats: std::sync::Mutex<Stats>,
+    ignore_preflight: bool,
 }
 
 fn unix_now() -> u64 {
@@ -342,7 +348,15 @@ impl<'a> Runner<'a> {
             start: Instant::now(),
             base: unix_now(),
             stats: std::sync::Mutex::new(Stats::default()),
+            ignore_preflight: false,
         }
+    }
+
+    /// For rehearsals only: go on past preflight errors, to show what they lead to.
+    #[must_use]
+    pub fn ignoring_preflight(mut self) -> Self {
+        self.ignore_preflight = true;
+        self
     }
 
     /// Unix seconds on the run's clock (tokio's, so a paused test clock drives it too).
@@ -584,6 +598,12 @@ impl<'a> Runner<'a> {
             seconds: u64::from(last),
             node_seconds,
             evicted: stats.evicted.clone(),
+            evicted_pods: stats.evicted_pods.clone(),
+            pdb_wait_ms: stats
+                .pdb_waits
+                .iter()
+                .map(|(k, v)| (k.clone(), u64::try_from(v.as_millis()).unwrap_or(u64::MAX)))
+                .collect(),
             pdb_waits: stats
                 .pdb_waits
                 .iter()
@@ -1026,6 +1046,12 @@ impl<'a> Runner<'a> {
                     .filter(|f| f.severity == Severity::Error)
                     .map(|f| f.code.to_string())
                     .collect();
+                if !errors.is_empty() && self.ignore_preflight {
+                    return Ok(Done::Done(format!(
+                        "preflight errors {} ignored for this rehearsal: a real run stops here",
+                        errors.join(", ")
+                    )));
+                }
                 if errors.is_empty() {
                     Ok(Done::Done(format!(
                         "no error findings ({} warnings)",
@@ -1082,6 +1108,11 @@ impl<'a> Runner<'a> {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 *stats.evicted.entry(node.to_owned()).or_default() += report.evicted.len();
+                stats
+                    .evicted_pods
+                    .entry(node.to_owned())
+                    .or_default()
+                    .extend(report.evicted.iter().cloned());
                 for (pdb, d) in &report.pdb_waits {
                     *stats.pdb_waits.entry(pdb.clone()).or_default() += *d;
                 }

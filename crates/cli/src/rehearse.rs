@@ -1,0 +1,797 @@
+//! `cni-migrate rehearse`: the whole migration on a simulated cluster in this process, with the
+//! real executor, a continuous connectivity prober, and a report.
+//!
+//! ```text
+//! spec + dump (or the embedded kind cluster, or a synthetic one)
+//!   ─► Sim (HTTP on 127.0.0.1, model with durations ÷ speed)
+//!   ─► discover ─► plan ─► Runner (real executor, Helm stand-in, findings noted, not fatal)
+//!        │                      │ events (ms)            prober: every simulated second, the
+//!        │                      ▼                        model's reachability between workload pods
+//!        └──────────────► report.md, report.html, timeline.svg, report.json
+//! ```
+//!
+//! Durations are the model's, `speed` times faster than real time; the report multiplies
+//! them back into real-time estimates. The rehearsal goes on past preflight errors (a real
+//! `apply` would stop there) to show what they lead to, and says so.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+    sync::{Arc, Mutex, atomic::AtomicBool},
+    time::Duration,
+};
+
+use clap::Args;
+use cluster::{Cluster, ClusterArgs, KubeCluster};
+use executor::{
+    checkpoint::{Checkpoint, FileStore},
+    runtime::{Event, EventKind, Observer, Outcome, RunConfig, Runner, Timing},
+};
+use planner::{MigrationSpec, Severity, StepKind, spec::HumanDuration};
+use serde::Serialize;
+use sim::{Sim, model::ModelOptions};
+
+use crate::{Failure, exit};
+
+/// The Cilium guide's kind cluster, embedded so `rehearse` needs no files but the spec.
+const KIND_FLANNEL_DUMP: &str = include_str!("../../../plans/kind-flannel.dump.yaml");
+
+/// Real-world durations the model runs at (÷ speed). Medians from
+/// `../shared/reference/perf-anchors.md` §2: a pod starts in seconds once its image is cached,
+/// terminates within its grace period (most well under the 30 s default), and a Cilium agent
+/// is Ready some ten to thirty seconds after its pod starts.
+const POD_START: Duration = Duration::from_secs(8);
+const POD_TERMINATION: Duration = Duration::from_secs(12);
+
+/// `cni-migrate rehearse`.
+#[derive(Debug, Args, Clone)]
+pub struct RehearseArgs {
+    /// The MigrationSpec file.
+    #[arg(long, value_name = "FILE")]
+    pub spec: PathBuf,
+    /// Rehearse on this `kubectl get ... -o yaml|json` dump of the real cluster (default: the
+    /// Cilium guide's kind cluster, embedded).
+    #[arg(long, value_name = "FILE", conflicts_with = "synthetic")]
+    pub from_dump: Option<PathBuf>,
+    /// Rehearse on a synthetic cluster, e.g. `nodes=50,pods-per-node=20,cni=flannel`.
+    #[arg(long, value_name = "PARAMS")]
+    pub synthetic: Option<String>,
+    /// How many times faster than real time the model runs.
+    #[arg(long, default_value_t = 60.0, value_name = "N")]
+    pub speed: f64,
+    /// Where to write report.md, report.html, timeline.svg and report.json.
+    #[arg(long, default_value = "rehearsal", value_name = "DIR")]
+    pub report: PathBuf,
+}
+
+/// One step as it happened (milliseconds of wall time from the start of the run).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StepSpan {
+    id: String,
+    kind: StepKind,
+    node: Option<String>,
+    start_ms: u64,
+    end_ms: Option<u64>,
+    failed: bool,
+    message: String,
+}
+
+/// What the rehearsal observed.
+#[derive(Default)]
+struct Record {
+    spans: BTreeMap<String, StepSpan>,
+    lines: Vec<String>,
+    phase: String,
+}
+
+struct Recorder {
+    start: std::time::Instant,
+    record: Arc<Mutex<Record>>,
+    quiet: bool,
+}
+
+impl Observer for Recorder {
+    fn event(&self, e: &Event) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut r = self
+            .record
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let line = format!(
+            "{:>8.1}s {:?} {}{}",
+            ms as f64 / 1000.0,
+            e.event,
+            e.step.as_deref().map(|s| format!("{s}: ")).unwrap_or_default(),
+            e.message
+        );
+        if !self.quiet {
+            println!("{line}");
+        }
+        r.lines.push(line);
+        let (Some(step), Some(kind)) = (&e.step, e.kind) else {
+            return;
+        };
+        match e.event {
+            EventKind::StepStarted => {
+                r.phase = match &e.node {
+                    Some(n) => format!("{n}: {kind}"),
+                    None => kind.to_string(),
+                };
+                r.spans.insert(
+                    step.clone(),
+                    StepSpan {
+                        id: step.clone(),
+                        kind,
+                        node: e.node.clone(),
+                        start_ms: ms,
+                        end_ms: None,
+                        failed: false,
+                        message: String::new(),
+                    },
+                );
+            }
+            EventKind::StepDone | EventKind::StepFailed => {
+                if let Some(s) = r.spans.get_mut(step) {
+                    s.end_ms = Some(ms);
+                    s.failed = e.event == EventKind::StepFailed;
+                    s.message.clone_from(&e.message);
+                }
+                if e.event == EventKind::StepDone && e.node.is_some() {
+                    r.phase = "between nodes".into();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Connectivity between workloads, sampled every simulated second.
+#[derive(Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Connectivity {
+    samples: u64,
+    /// `from → to` workload pair: (probes, failures).
+    pairs: BTreeMap<String, (u64, u64)>,
+    /// Phase: (probes, failures).
+    phases: BTreeMap<String, (u64, u64)>,
+    /// Why probes failed, by reason.
+    reasons: BTreeMap<String, u64>,
+}
+
+/// The machine-readable report (the tests check it against the model's ground truth).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Report {
+    plan: String,
+    speed: f64,
+    outcome: String,
+    findings: Vec<(String, String, String)>,
+    would_stop: Vec<String>,
+    wall_ms: u64,
+    estimated_seconds: f64,
+    critical_path: Vec<String>,
+    steps: Vec<StepSpan>,
+    evicted: BTreeMap<String, Vec<String>>,
+    pdb_wait_seconds: BTreeMap<String, f64>,
+    connectivity: Connectivity,
+    /// From the model: workload pods deleted during the run (not the old CNI's own).
+    ground_truth_evicted: usize,
+    /// From the model: agent pods left crash-looping, with their last log line.
+    crash_looping_agents: Vec<(String, String)>,
+}
+
+fn scaled(d: Duration, speed: f64, floor: Duration) -> Duration {
+    d.div_f64(speed).max(floor)
+}
+
+/// Runs `cni-migrate rehearse`.
+pub fn rehearse(args: RehearseArgs) -> Result<u8, Failure> {
+    if !(args.speed.is_finite() && args.speed >= 1.0 && args.speed <= 10_000.0) {
+        return Err(Failure::bad_input(anyhow::anyhow!(
+            "--speed {}: expected a factor between 1 and 10000",
+            args.speed
+        )));
+    }
+    let spec = MigrationSpec::from_file(&args.spec).map_err(Failure::bad_input)?;
+    let synthetic = match &args.synthetic {
+        Some(s) => Some(s.parse::<synthetic::Params>().map_err(Failure::bad_input)?),
+        None => None,
+    };
+    if let Some(d) = &args.from_dump
+        && !d.exists()
+    {
+        return Err(Failure::bad_input(anyhow::anyhow!(
+            "dump {} does not exist",
+            d.display()
+        )));
+    }
+    crate::runtime()?.block_on(run(args, spec, synthetic))
+}
+
+async fn run(
+    args: RehearseArgs,
+    spec: MigrationSpec,
+    synthetic: Option<synthetic::Params>,
+) -> Result<u8, Failure> {
+    let speed = args.speed;
+    let tmp = tempfile::tempdir().map_err(Failure::other)?;
+    let mut sim = Sim::start(0).await.map_err(Failure::other)?;
+    let source = match (&args.from_dump, &synthetic) {
+        (Some(d), _) => {
+            sim.load_dump(d).map_err(Failure::bad_input)?;
+            d.display().to_string()
+        }
+        (None, Some(p)) => {
+            sim.load_synthetic(p);
+            format!("synthetic cluster {}", args.synthetic.clone().unwrap_or_default())
+        }
+        (None, None) => {
+            let path = tmp.path().join("kind-flannel.dump.yaml");
+            std::fs::write(&path, KIND_FLANNEL_DUMP).map_err(Failure::other)?;
+            sim.load_dump(&path).map_err(Failure::other)?;
+            "the Cilium guide's kind cluster (embedded plans/kind-flannel.dump.yaml)".to_owned()
+        }
+    };
+    sim.start_model(
+        ModelOptions {
+            pod_start: POD_START.div_f64(speed),
+        },
+        POD_TERMINATION.div_f64(speed),
+    );
+    let kubeconfig = tmp.path().join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).map_err(Failure::other)?;
+    let client = cluster::connect(&ClusterArgs {
+        kubeconfig: Some(kubeconfig.clone()),
+        context: None,
+    })
+    .await
+    .map_err(Failure::other)?;
+    let kc: Arc<dyn Cluster> = Arc::new(KubeCluster::new(client.clone()));
+    let snapshot = cluster::discover(&client).await.map_err(Failure::other)?;
+    let real_plan = planner::plan(&spec, &snapshot);
+
+    // The spec the model runs: its waits shortened by the speed, its reboot hook a no-op
+    // (nodes are not rebooted in the model; the report says so).
+    let mut run_spec = spec.clone();
+    let r = &mut run_spec.rollout;
+    r.soak = HumanDuration(scaled(r.soak.0, speed, Duration::ZERO));
+    r.drain.timeout = HumanDuration(scaled(r.drain.timeout.0, speed, Duration::from_secs(2)));
+    r.verify.timeout = HumanDuration(scaled(r.verify.timeout.0, speed, Duration::from_secs(2)));
+    let rebooting = r.reboot.is_some();
+    if let Some(reboot) = &mut r.reboot {
+        reboot.command = vec!["true".into(), "{node}".into()];
+        reboot.timeout = HumanDuration(scaled(reboot.timeout.0, speed, Duration::from_secs(2)));
+    }
+    let plan = planner::plan(&run_spec, &snapshot);
+
+    println!(
+        "rehearsing `{}` on {source}: {} node(s), {}x faster than real time",
+        plan.name,
+        plan.nodes.len(),
+        speed
+    );
+    // Ground truth from the model: every workload pod deleted while the run goes on.
+    let deleted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = {
+        let mut rx = sim.store().subscribe();
+        let deleted = deleted.clone();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(e) => {
+                        let v = e.object.value();
+                        if e.key == "/pods"
+                            && e.type_ == "DELETED"
+                            && owner_of(&v).is_some_and(|(k, name)| {
+                                k != "DaemonSet" && !old_cni_workload(&e.namespace, &name)
+                            })
+                        {
+                            deleted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        })
+    };
+    let record = Arc::new(Mutex::new(Record {
+        phase: "prelude".into(),
+        ..Record::default()
+    }));
+    let start = std::time::Instant::now();
+    let recorder = Recorder {
+        start,
+        record: record.clone(),
+        quiet: false,
+    };
+    let exe = std::env::current_exe().map_err(Failure::other)?;
+    let mut timing = Timing::fast();
+    timing.install_timeout = scaled(Duration::from_secs(600), speed, Duration::from_secs(5));
+    timing.agent_timeout = scaled(Duration::from_secs(300), speed, Duration::from_secs(5));
+    timing.retry_budget = scaled(Duration::from_secs(300), speed, Duration::from_secs(5));
+    let cfg = RunConfig {
+        run_id: "rehearsal@sim".into(),
+        helm: Some(vec![exe.display().to_string(), "sim".into(), "helm".into()]),
+        helm_extra: vec!["--kubeconfig".into(), kubeconfig.display().to_string()],
+        work_dir: tmp.path().join("values"),
+        timing,
+        stop_before_finalize: false,
+        node_events: true,
+        crash_at: None,
+    };
+    let store = FileStore::new(tmp.path().join("state.json"));
+    let checkpoint = Checkpoint::new(&plan, "rehearsal@sim", unix_now());
+    let runner = Runner::new(
+        &plan,
+        kc,
+        &store,
+        checkpoint,
+        cfg,
+        &recorder,
+        Arc::new(AtomicBool::new(false)),
+    )
+    .ignoring_preflight();
+
+    // The prober: every simulated second, every ordered pair of sampled workload pods.
+    let connectivity = Arc::new(Mutex::new(Connectivity::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let prober = {
+        let store = sim.store().clone();
+        let connectivity = connectivity.clone();
+        let record = record.clone();
+        let stop = stop.clone();
+        let every = Duration::from_secs(1).div_f64(speed);
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                probe(&store, &connectivity, &record);
+                tokio::time::sleep(every).await;
+            }
+        })
+    };
+    let outcome = runner.run().await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = prober.await;
+    let wall_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    counter.abort();
+    let ground_truth_evicted = deleted.load(std::sync::atomic::Ordering::SeqCst);
+    let crash_looping_agents = crash_looping(&sim);
+    sim.stop();
+
+    let (outcome_text, summary, code) = match outcome {
+        Ok(Outcome::Finished(s)) => ("finished".to_owned(), Some(s), exit::OK),
+        Ok(Outcome::Failed { step, reason, .. }) => {
+            (format!("stopped: {step} failed: {reason}"), None, exit::FAILED)
+        }
+        Ok(Outcome::Gate { step, message }) => {
+            (format!("stopped at a gate ({step}): {message}"), None, exit::GATE)
+        }
+        Ok(Outcome::Paused) => ("paused".to_owned(), None, exit::GATE),
+        Err(e) => (format!("the run could not go on: {e}"), None, exit::FAILED),
+    };
+    let rec = record
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut would_stop: Vec<String> = real_plan
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .map(|f| format!("preflight error {}: {} (a real `apply` stops here: exit 3)", f.code, f.message))
+        .collect();
+    if code != exit::OK {
+        would_stop.push(outcome_text.clone());
+    }
+    for (pod, log) in &crash_looping_agents {
+        would_stop.push(format!("Cilium agent {pod} is crash-looping: {log}"));
+    }
+    let summary = summary.unwrap_or_default();
+    let mut steps: Vec<StepSpan> = rec.spans.values().cloned().collect();
+    steps.sort_by_key(|s| (s.start_ms, s.id.clone()));
+    let report = Report {
+        plan: plan.name.clone(),
+        speed,
+        outcome: outcome_text,
+        findings: real_plan
+            .findings
+            .iter()
+            .map(|f| (f.severity.to_string(), f.code.to_string(), f.message.clone()))
+            .collect(),
+        would_stop,
+        wall_ms,
+        #[allow(clippy::cast_precision_loss)] // display only
+        estimated_seconds: wall_ms as f64 / 1000.0 * speed,
+        critical_path: critical_path(&plan, &steps),
+        steps,
+        evicted: summary.evicted_pods.clone(),
+        pdb_wait_seconds: summary
+            .pdb_wait_ms
+            .iter()
+            .map(|(k, ms)| {
+                #[allow(clippy::cast_precision_loss)] // display only
+                let s = *ms as f64 / 1000.0 * speed;
+                (k.clone(), s)
+            })
+            .collect(),
+        connectivity: std::mem::take(
+            &mut *connectivity
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        ),
+        ground_truth_evicted,
+        crash_looping_agents,
+    };
+    drop(rec);
+    write_report(&args.report, &report, &plan, rebooting).map_err(Failure::other)?;
+    println!(
+        "\nrehearsal {}: about {} in real time; report in {}",
+        report.outcome,
+        human(report.estimated_seconds),
+        args.report.join("report.md").display()
+    );
+    for w in &report.would_stop {
+        println!("  would stop the run: {w}");
+    }
+    if code == exit::OK && real_plan.has_errors() {
+        return Ok(exit::PREFLIGHT);
+    }
+    Ok(code)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn human(secs: f64) -> String {
+    if secs >= 3600.0 {
+        format!("{:.1} h", secs / 3600.0)
+    } else if secs >= 60.0 {
+        format!("{:.1} min", secs / 60.0)
+    } else {
+        format!("{secs:.0} s")
+    }
+}
+
+fn owner_of(v: &serde_json::Value) -> Option<(String, String)> {
+    let o = v["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|o| o["controller"] == true)?;
+    Some((
+        o["kind"].as_str().unwrap_or_default().to_owned(),
+        o["name"].as_str().unwrap_or_default().to_owned(),
+    ))
+}
+
+/// The old CNI's own controllers, removed with it (not evicted).
+fn old_cni_workload(namespace: &str, owner: &str) -> bool {
+    ["calico-system", "calico-apiserver", "tigera-operator", "kube-flannel"].contains(&namespace)
+        || owner.starts_with("calico-")
+}
+
+fn crash_looping(sim: &Sim) -> Vec<(String, String)> {
+    let (_, pods, _) = sim
+        .store()
+        .list("/pods", Some("kube-system"), None, None, &|_, s| {
+            s.labels.get("k8s-app").is_some_and(|a| a == "cilium")
+        });
+    pods.iter()
+        .filter_map(|((ns, name), s)| {
+            let v = s.value();
+            let waiting = v["status"]["containerStatuses"]
+                .as_array()?
+                .iter()
+                .any(|c| c["state"]["waiting"]["reason"] == "CrashLoopBackOff");
+            waiting.then(|| {
+                let log = sim.store().log(ns, name).unwrap_or_default();
+                (
+                    format!("{ns}/{name}"),
+                    log.lines().last().unwrap_or_default().to_owned(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// One round of the prober over a bounded sample of workload pods.
+fn probe(store: &sim::Store, conn: &Mutex<Connectivity>, record: &Mutex<Record>) {
+    let (_, pods, _) = store.list("/pods", None, None, None, &|_, _| true);
+    let mut sample: Vec<serde_json::Value> = pods
+        .iter()
+        .map(|(_, s)| s.value())
+        .filter(|v| {
+            v["spec"]["hostNetwork"] != true
+                && v["status"]["phase"] == "Running"
+                && v["metadata"]["deletionTimestamp"].is_null()
+                && owner_of(v).is_some_and(|(k, _)| k != "DaemonSet")
+        })
+        .collect();
+    // At most one pod per workload, and at most 24 workloads: the pairs stay few.
+    let mut seen = BTreeSet::new();
+    sample.retain(|v| {
+        let w = format!(
+            "{}/{}",
+            v["metadata"]["namespace"].as_str().unwrap_or_default(),
+            owner_of(v).map(|(_, n)| n).unwrap_or_default()
+        );
+        seen.insert(w)
+    });
+    sample.truncate(24);
+    let workload = |key: &str| -> String {
+        let (ns, name) = key.split_once('/').unwrap_or(("", key));
+        let v = sample
+            .iter()
+            .find(|v| v["metadata"]["name"] == name && v["metadata"]["namespace"] == ns);
+        let owner = v.and_then(owner_of).map(|(_, n)| n).unwrap_or_default();
+        format!("{ns}/{owner}")
+    };
+    let results = sim::datapath::matrix(store, &sample);
+    let phase = record
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .phase
+        .clone();
+    let mut c = conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    c.samples += 1;
+    for (a, b, r) in results {
+        let pair = format!("{} → {}", workload(&a), workload(&b));
+        let failed = u64::from(r.is_err());
+        let e = c.pairs.entry(pair).or_default();
+        e.0 += 1;
+        e.1 += failed;
+        let p = c.phases.entry(phase.clone()).or_default();
+        p.0 += 1;
+        p.1 += failed;
+        if let Err(why) = r {
+            *c.reasons.entry(why).or_default() += 1;
+        }
+    }
+}
+
+/// The steps that decided the end: from the last step back through whichever dependency (or
+/// freed slot) it waited on last.
+fn critical_path(plan: &planner::Plan, steps: &[StepSpan]) -> Vec<String> {
+    let by_id: BTreeMap<&str, &StepSpan> = steps.iter().map(|s| (s.id.as_str(), s)).collect();
+    let Some(mut cur) = steps.iter().max_by_key(|s| s.end_ms.unwrap_or(s.start_ms)) else {
+        return Vec::new();
+    };
+    let mut path = vec![cur.id.clone()];
+    for _ in 0..steps.len() {
+        let deps: Vec<&StepSpan> = plan
+            .step(&cur.id)
+            .map(|s| {
+                s.depends_on
+                    .iter()
+                    .filter_map(|d| by_id.get(d.as_str()).copied())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let latest = deps.iter().max_by_key(|d| d.end_ms.unwrap_or(0)).copied();
+        // A node step that started well after its dependencies waited for a slot: the node
+        // that finished just before it freed it.
+        let slot = if cur.kind == StepKind::Cordon
+            && latest.is_none_or(|d| cur.start_ms > d.end_ms.unwrap_or(0) + 500)
+        {
+            steps
+                .iter()
+                .filter(|s| s.kind == StepKind::Uncordon && s.end_ms.is_some_and(|e| e <= cur.start_ms))
+                .max_by_key(|s| s.end_ms)
+        } else {
+            None
+        };
+        let Some(next) = slot.or(latest) else { break };
+        path.push(next.id.clone());
+        cur = next;
+    }
+    path.reverse();
+    path
+}
+
+fn colour(kind: StepKind) -> &'static str {
+    match kind {
+        StepKind::Preflight | StepKind::Verify | StepKind::FinalVerify => "#4c9f70",
+        StepKind::CiliumInstalled | StepKind::FinalValues => "#8e6cc0",
+        StepKind::NodeConfig | StepKind::DeleteNodeConfig | StepKind::RemoveOldCni => "#6c8ec0",
+        StepKind::Cordon | StepKind::Uncordon => "#b0b0b0",
+        StepKind::Drain => "#e0a040",
+        StepKind::Label => "#70b0d0",
+        StepKind::RestartAgent => "#d06060",
+        StepKind::Reboot => "#806040",
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The Gantt chart: a row for the cluster's steps, one per node, bars per step.
+fn timeline_svg(report: &Report, plan: &planner::Plan) -> String {
+    let mut rows: Vec<String> = vec!["cluster".into()];
+    rows.extend(plan.nodes.iter().map(|n| n.name.clone()));
+    let total = report
+        .steps
+        .iter()
+        .map(|s| s.end_ms.unwrap_or(s.start_ms))
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let (label_w, chart_w, row_h) = (220.0, 900.0, 22.0);
+    #[allow(clippy::cast_precision_loss)] // drawing only
+    let x = |ms: u64| label_w + chart_w * (ms as f64) / (total as f64);
+    #[allow(clippy::cast_precision_loss)]
+    let height = row_h * (rows.len() as f64 + 2.0);
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{height}" font-family="sans-serif" font-size="11">"#,
+        label_w + chart_w + 20.0
+    );
+    for (i, row) in rows.iter().enumerate() {
+        #[allow(clippy::cast_precision_loss)]
+        let y = row_h * (i as f64 + 1.0);
+        svg.push_str(&format!(
+            r#"<text x="4" y="{}">{}</text>"#,
+            y + 14.0,
+            escape(row)
+        ));
+        for s in report.steps.iter().filter(|s| match &s.node {
+            Some(n) => n == row,
+            None => i == 0,
+        }) {
+            let x0 = x(s.start_ms);
+            let x1 = x(s.end_ms.unwrap_or(total)).max(x0 + 1.5);
+            #[allow(clippy::cast_precision_loss)]
+            let secs = (s.end_ms.unwrap_or(total) - s.start_ms) as f64 / 1000.0 * report.speed;
+            svg.push_str(&format!(
+                r#"<rect x="{x0:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}"{}><title>{} ~{}</title></rect>"#,
+                y + 2.0,
+                x1 - x0,
+                row_h - 6.0,
+                colour(s.kind),
+                if s.failed { r#" stroke="red" stroke-width="2""# } else { "" },
+                escape(&s.id),
+                human(secs)
+            ));
+        }
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let axis_y = row_h * (rows.len() as f64 + 1.5);
+    #[allow(clippy::cast_precision_loss)]
+    let total_real = total as f64 / 1000.0 * report.speed;
+    svg.push_str(&format!(
+        r#"<text x="{label_w}" y="{axis_y}">0</text><text x="{}" y="{axis_y}" text-anchor="end">{} (real-time estimate)</text></svg>"#,
+        label_w + chart_w,
+        human(total_real)
+    ));
+    svg
+}
+
+fn markdown(report: &Report, plan: &planner::Plan, rebooting: bool) -> String {
+    use std::fmt::Write as _;
+    let mut md = String::new();
+    let _ = writeln!(md, "# Rehearsal of `{}`\n", report.plan);
+    let _ = writeln!(
+        md,
+        "Outcome: **{}**. Estimated real duration: **{}** (the model ran {}x faster; {} of wall time).\n",
+        report.outcome,
+        human(report.estimated_seconds),
+        report.speed,
+        human(report.wall_ms as f64 / 1000.0)
+    );
+    if rebooting {
+        md.push_str("The spec's reboot hook was not run: the model does not reboot nodes, so add each node's reboot time to the estimate.\n\n");
+    }
+    md.push_str("## What would have stopped the run\n\n");
+    if report.would_stop.is_empty() {
+        md.push_str("Nothing.\n\n");
+    } else {
+        for w in &report.would_stop {
+            let _ = writeln!(md, "- {w}");
+        }
+        md.push('\n');
+    }
+    md.push_str("## Findings\n\n| severity | code | message |\n|---|---|---|\n");
+    for (sev, code, msg) in &report.findings {
+        let _ = writeln!(md, "| {sev} | {code} | {} |", msg.replace('|', "\\|"));
+    }
+    md.push_str("\n## Timeline\n\n![timeline](timeline.svg)\n\n| step | start | duration (real-time estimate) |\n|---|---|---|\n");
+    for s in &report.steps {
+        let dur = s.end_ms.map_or("unfinished".to_owned(), |e| {
+            human((e - s.start_ms) as f64 / 1000.0 * report.speed)
+        });
+        let _ = writeln!(
+            md,
+            "| {}{} | {} | {dur} |",
+            s.id,
+            if s.failed { " (failed)" } else { "" },
+            human(s.start_ms as f64 / 1000.0 * report.speed)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nCritical path: {}\n",
+        report.critical_path.join(" → ")
+    );
+    md.push_str("## Pods evicted per node\n\n| node | pods |\n|---|---|\n");
+    for n in &plan.nodes {
+        let pods = report.evicted.get(&n.name).map_or(0, Vec::len);
+        let _ = writeln!(md, "| {} | {pods} |", n.name);
+    }
+    let _ = writeln!(
+        md,
+        "\nIn all {} evictions (the model saw {} workload pods deleted).\n",
+        report.evicted.values().map(Vec::len).sum::<usize>(),
+        report.ground_truth_evicted
+    );
+    md.push_str("## Time waiting on PodDisruptionBudgets\n\n");
+    if report.pdb_wait_seconds.is_empty() {
+        md.push_str("None.\n");
+    } else {
+        md.push_str("| PDB | waited (real-time estimate) |\n|---|---|\n");
+        for (p, s) in &report.pdb_wait_seconds {
+            let _ = writeln!(md, "| {p} | {} |", human(*s));
+        }
+    }
+    let c = &report.connectivity;
+    let _ = writeln!(
+        md,
+        "\n## Connectivity\n\nA prober sampled every ordered pair of workloads (one pod each, on whichever overlay it was) every simulated second: {} rounds.\n\n| phase | probes | lost | loss |\n|---|---|---|---|",
+        c.samples
+    );
+    for (phase, (n, lost)) in &c.phases {
+        #[allow(clippy::cast_precision_loss)]
+        let pct = if *n == 0 { 0.0 } else { *lost as f64 * 100.0 / *n as f64 };
+        let _ = writeln!(md, "| {phase} | {n} | {lost} | {pct:.1}% |");
+    }
+    md.push_str("\n| pair | probes | lost |\n|---|---|---|\n");
+    for (pair, (n, lost)) in c.pairs.iter().filter(|(_, (_, l))| *l > 0) {
+        let _ = writeln!(md, "| {pair} | {n} | {lost} |");
+    }
+    if c.pairs.values().all(|(_, l)| *l == 0) {
+        md.push_str("| (every pair) | | 0 |\n");
+    }
+    if !c.reasons.is_empty() {
+        md.push_str("\nWhy probes failed:\n\n");
+        for (why, n) in &c.reasons {
+            let _ = writeln!(md, "- {why}: {n}");
+        }
+    }
+    md
+}
+
+fn write_report(
+    dir: &std::path::Path,
+    report: &Report,
+    plan: &planner::Plan,
+    rebooting: bool,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create report directory {}", dir.display()))?;
+    let svg = timeline_svg(report, plan);
+    let md = markdown(report, plan, rebooting);
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Rehearsal of {}</title>\
+         <style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto}}table{{border-collapse:collapse}}\
+         td,th{{border:1px solid #ccc;padding:2px 6px}}pre{{white-space:pre-wrap}}</style></head><body>\
+         <h1>Rehearsal of {}</h1>{svg}<pre>{}</pre></body></html>\n",
+        escape(&report.plan),
+        escape(&report.plan),
+        escape(&md)
+    );
+    for (name, body) in [
+        ("report.md", md),
+        ("report.html", html),
+        ("timeline.svg", svg),
+        ("report.json", serde_json::to_string_pretty(report)?),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, body).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
