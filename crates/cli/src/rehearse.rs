@@ -102,7 +102,10 @@ impl Observer for Recorder {
             "{:>8.1}s {:?} {}{}",
             ms as f64 / 1000.0,
             e.event,
-            e.step.as_deref().map(|s| format!("{s}: ")).unwrap_or_default(),
+            e.step
+                .as_deref()
+                .map(|s| format!("{s}: "))
+                .unwrap_or_default(),
             e.message
         );
         if !self.quiet {
@@ -175,7 +178,7 @@ struct Report {
     evicted: BTreeMap<String, Vec<String>>,
     pdb_wait_seconds: BTreeMap<String, f64>,
     connectivity: Connectivity,
-    /// From the model: workload pods deleted during the run (not the old CNI's own).
+    /// From the model: the evictions its disruption controller granted.
     ground_truth_evicted: usize,
     /// From the model: agent pods left crash-looping, with their last log line.
     crash_looping_agents: Vec<(String, String)>,
@@ -224,7 +227,10 @@ async fn run(
         }
         (None, Some(p)) => {
             sim.load_synthetic(p);
-            format!("synthetic cluster {}", args.synthetic.clone().unwrap_or_default())
+            format!(
+                "synthetic cluster {}",
+                args.synthetic.clone().unwrap_or_default()
+            )
         }
         (None, None) => {
             let path = tmp.path().join("kind-flannel.dump.yaml");
@@ -271,31 +277,6 @@ async fn run(
         plan.nodes.len(),
         speed
     );
-    // Ground truth from the model: every workload pod deleted while the run goes on.
-    let deleted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = {
-        let mut rx = sim.store().subscribe();
-        let deleted = deleted.clone();
-        tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(e) => {
-                        let v = e.object.value();
-                        if e.key == "/pods"
-                            && e.type_ == "DELETED"
-                            && owner_of(&v).is_some_and(|(k, name)| {
-                                k != "DaemonSet" && !old_cni_workload(&e.namespace, &name)
-                            })
-                        {
-                            deleted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        })
-    };
     let record = Arc::new(Mutex::new(Record {
         phase: "prelude".into(),
         ..Record::default()
@@ -351,25 +332,24 @@ async fn run(
         })
     };
     let outcome = runner.run().await;
+    let summary = runner.summary().await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = prober.await;
     let wall_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    counter.abort();
-    let ground_truth_evicted = deleted.load(std::sync::atomic::Ordering::SeqCst);
+    let ground_truth_evicted = sim.evictions().len();
     let crash_looping_agents = crash_looping(&sim);
     sim.stop();
 
-    let (outcome_text, summary, code) = match outcome {
-        Ok(Outcome::Finished(s)) => ("finished".to_owned(), Some(s), exit::OK),
+    let (outcome_text, code) = match outcome {
+        Ok(Outcome::Finished(_)) => ("finished".to_owned(), exit::OK),
         Ok(Outcome::Failed { step, reason, .. }) => {
-            (format!("stopped: {step} failed: {reason}"), None, exit::FAILED)
+            (format!("stopped: {step} failed: {reason}"), exit::FAILED)
         }
         Ok(Outcome::Gate { step, message }) => {
-            (format!("stopped at a gate ({step}): {message}"), None, exit::GATE)
+            (format!("stopped at a gate ({step}): {message}"), exit::GATE)
         }
-        Ok(Outcome::Paused) => ("paused".to_owned(), None, exit::GATE),
-        Err(e) => (format!("the run could not go on: {e}"), None, exit::FAILED),
+        Ok(Outcome::Paused) => ("paused".to_owned(), exit::GATE),
+        Err(e) => (format!("the run could not go on: {e}"), exit::FAILED),
     };
     let rec = record
         .lock()
@@ -378,7 +358,12 @@ async fn run(
         .findings
         .iter()
         .filter(|f| f.severity == Severity::Error)
-        .map(|f| format!("preflight error {}: {} (a real `apply` stops here: exit 3)", f.code, f.message))
+        .map(|f| {
+            format!(
+                "preflight error {}: {} (a real `apply` stops here: exit 3)",
+                f.code, f.message
+            )
+        })
         .collect();
     if code != exit::OK {
         would_stop.push(outcome_text.clone());
@@ -386,7 +371,6 @@ async fn run(
     for (pod, log) in &crash_looping_agents {
         would_stop.push(format!("Cilium agent {pod} is crash-looping: {log}"));
     }
-    let summary = summary.unwrap_or_default();
     let mut steps: Vec<StepSpan> = rec.spans.values().cloned().collect();
     steps.sort_by_key(|s| (s.start_ms, s.id.clone()));
     let report = Report {
@@ -467,12 +451,6 @@ fn owner_of(v: &serde_json::Value) -> Option<(String, String)> {
     ))
 }
 
-/// The old CNI's own controllers, removed with it (not evicted).
-fn old_cni_workload(namespace: &str, owner: &str) -> bool {
-    ["calico-system", "calico-apiserver", "tigera-operator", "kube-flannel"].contains(&namespace)
-        || owner.starts_with("calico-")
-}
-
 fn crash_looping(sim: &Sim) -> Vec<(String, String)> {
     let (_, pods, _) = sim
         .store()
@@ -535,7 +513,9 @@ fn probe(store: &sim::Store, conn: &Mutex<Connectivity>, record: &Mutex<Record>)
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .phase
         .clone();
-    let mut c = conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut c = conn
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     c.samples += 1;
     for (a, b, r) in results {
         let pair = format!("{} → {}", workload(&a), workload(&b));
@@ -578,7 +558,9 @@ fn critical_path(plan: &planner::Plan, steps: &[StepSpan]) -> Vec<String> {
         {
             steps
                 .iter()
-                .filter(|s| s.kind == StepKind::Uncordon && s.end_ms.is_some_and(|e| e <= cur.start_ms))
+                .filter(|s| {
+                    s.kind == StepKind::Uncordon && s.end_ms.is_some_and(|e| e <= cur.start_ms)
+                })
                 .max_by_key(|s| s.end_ms)
         } else {
             None
@@ -724,7 +706,7 @@ fn markdown(report: &Report, plan: &planner::Plan, rebooting: bool) -> String {
     }
     let _ = writeln!(
         md,
-        "\nIn all {} evictions (the model saw {} workload pods deleted).\n",
+        "\nIn all {} evictions (the model's disruption controller granted {}).\n",
         report.evicted.values().map(Vec::len).sum::<usize>(),
         report.ground_truth_evicted
     );
@@ -745,7 +727,11 @@ fn markdown(report: &Report, plan: &planner::Plan, rebooting: bool) -> String {
     );
     for (phase, (n, lost)) in &c.phases {
         #[allow(clippy::cast_precision_loss)]
-        let pct = if *n == 0 { 0.0 } else { *lost as f64 * 100.0 / *n as f64 };
+        let pct = if *n == 0 {
+            0.0
+        } else {
+            *lost as f64 * 100.0 / *n as f64
+        };
         let _ = writeln!(md, "| {phase} | {n} | {lost} | {pct:.1}% |");
     }
     md.push_str("\n| pair | probes | lost |\n|---|---|---|\n");

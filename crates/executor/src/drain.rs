@@ -149,6 +149,8 @@ pub enum DrainError {
         remaining: Vec<String>,
         /// PDBs that refused their evictions.
         pdbs: Vec<String>,
+        /// Pods evicted before the deadline.
+        evicted: Vec<String>,
     },
     /// The eviction API refused for a reason waiting cannot fix (overlapping PDBs).
     #[error("cannot evict pod {pod} from node {node}: {message}")]
@@ -362,6 +364,7 @@ pub async fn drain<C: Cluster + ?Sized>(
                 timeout: opts.timeout,
                 remaining,
                 pdbs,
+                evicted: report.evicted.clone(),
             });
         }
         if now.saturating_duration_since(last_node_check) >= opts.node_check {

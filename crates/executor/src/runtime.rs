@@ -564,7 +564,8 @@ impl<'a> Runner<'a> {
         })
     }
 
-    async fn summary(&self) -> Summary {
+    /// What this process did so far (also after a failure or a gate).
+    pub async fn summary(&self) -> Summary {
         let ck = self.ck.lock().await.clone();
         let stats = self
             .stats
@@ -1102,7 +1103,25 @@ impl<'a> Runner<'a> {
                 opts.retry_delay = self.cfg.timing.drain_retry;
                 opts.poll = self.cfg.timing.drain_poll;
                 opts.node_check = self.cfg.timing.poll.max(self.cfg.timing.drain_poll);
-                let report = drain::drain(c, node, &opts).await?;
+                let report = match drain::drain(c, node, &opts).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // What a failed drain did evict still counts in the summary.
+                        if let drain::DrainError::Timeout { evicted, .. } = &e {
+                            let mut stats = self
+                                .stats
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            *stats.evicted.entry(node.to_owned()).or_default() += evicted.len();
+                            stats
+                                .evicted_pods
+                                .entry(node.to_owned())
+                                .or_default()
+                                .extend(evicted.iter().cloned());
+                        }
+                        return Err(e.into());
+                    }
+                };
                 let mut stats = self
                     .stats
                     .lock()

@@ -161,6 +161,15 @@ impl Sim {
             .clone()
     }
 
+    /// Every eviction the disruption controller granted, as `namespace/name`, in order.
+    pub fn evictions(&self) -> Vec<String> {
+        self.state
+            .evicted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// A kubeconfig for kubectl and kube-rs pointing at this server.
     pub fn kubeconfig(&self) -> String {
         format!(

@@ -64,6 +64,8 @@ pub struct State {
     /// Evictions are decided one at a time, as the API server makes them atomic through the
     /// budget's status (two concurrent evictions must not both spend the last disruption).
     evictions: Mutex<()>,
+    /// Every eviction granted, as `namespace/name` (ground truth for reports).
+    pub evicted: Mutex<Vec<String>>,
 }
 
 impl State {
@@ -76,6 +78,7 @@ impl State {
             pod_termination: Mutex::new(None),
             requests: Mutex::new(Vec::new()),
             evictions: Mutex::new(()),
+            evicted: Mutex::new(Vec::new()),
         }
     }
 
@@ -1320,6 +1323,11 @@ fn evict(state: &State, ns: &str, name: &str, body: &[u8], dry_run: bool) -> Res
     }
     let resp = delete_pod(state, pods, ns, name, pod_v, grace, false);
     if resp.status().is_success() {
+        state
+            .evicted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(format!("{ns}/{name}"));
         ok_json(
             StatusCode::CREATED,
             &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),

@@ -1,0 +1,148 @@
+//! `cni-migrate rehearse` on every example in `plans/`: the report's numbers agree with the
+//! model's ground truth, and a spec whose tunnel port collides with Flannel's shows the
+//! crash-looping agent and the stop, not a success.
+
+mod support;
+
+use std::path::Path;
+
+use support::cluster::show;
+
+fn rehearse(
+    spec: &Path,
+    dump: Option<&Path>,
+    dir: &Path,
+) -> (std::process::Output, serde_json::Value) {
+    let mut args = vec![
+        "rehearse".to_owned(),
+        "--spec".to_owned(),
+        spec.display().to_string(),
+        "--speed".to_owned(),
+        "120".to_owned(),
+        "--report".to_owned(),
+        dir.display().to_string(),
+    ];
+    if let Some(d) = dump {
+        args.push("--from-dump".into());
+        args.push(d.display().to_string());
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = support::run(&refs);
+    let json = std::fs::read_to_string(dir.join("report.json"))
+        .unwrap_or_else(|e| panic!("no report.json ({e}): {}", show(&out)));
+    (
+        out,
+        serde_json::from_str(&json).expect("report.json parses"),
+    )
+}
+
+fn total_evicted(report: &serde_json::Value) -> usize {
+    report["evicted"]
+        .as_object()
+        .expect("evicted")
+        .values()
+        .map(|v| v.as_array().map_or(0, Vec::len))
+        .sum()
+}
+
+#[test]
+fn every_example_rehearses_and_the_report_matches_the_model() {
+    for (name, spec, dump) in support::examples() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (out, report) = rehearse(&spec, Some(&dump), dir.path());
+        for f in ["report.md", "report.html", "timeline.svg", "report.json"] {
+            assert!(dir.path().join(f).exists(), "{name}: no {f}");
+        }
+        let html = std::fs::read_to_string(dir.path().join("report.html")).expect("html");
+        assert!(
+            html.contains("<svg") && !html.contains("<script src") && !html.contains("<link "),
+            "{name}: self-contained"
+        );
+        // The same evictions: the tool's drain reports and the model's deletions agree.
+        assert_eq!(
+            total_evicted(&report),
+            report["groundTruthEvicted"].as_u64().expect("n") as usize,
+            "{name}: evictions reported vs pods the model deleted"
+        );
+        // Loss only where the model says traffic cannot pass: every lost probe has a reason,
+        // and the reasons add up to the losses.
+        let c = &report["connectivity"];
+        let lost: u64 = c["phases"]
+            .as_object()
+            .expect("phases")
+            .values()
+            .map(|v| v[1].as_u64().unwrap_or(0))
+            .sum();
+        let reasons: u64 = c["reasons"]
+            .as_object()
+            .expect("reasons")
+            .values()
+            .map(|v| v.as_u64().unwrap_or(0))
+            .sum();
+        assert_eq!(lost, reasons, "{name}");
+        assert!(
+            c["samples"].as_u64().unwrap_or(0) > 0,
+            "{name}: the prober ran"
+        );
+        assert!(report["estimatedSeconds"].as_f64().unwrap_or(0.0) > 0.0);
+        assert!(!report["criticalPath"].as_array().expect("path").is_empty());
+        if name == "pdb-blocks-drain" {
+            // Its budget can never allow a disruption: the rehearsal shows the drain stuck.
+            assert_eq!(out.status.code(), Some(5), "{name}: {}", show(&out));
+            let stops = report["wouldStop"].to_string();
+            assert!(
+                stops.contains("PDB_BLOCKS_DRAIN") && stops.contains("timed out"),
+                "{stops}"
+            );
+        } else {
+            assert_eq!(out.status.code(), Some(0), "{name}: {}", show(&out));
+            assert_eq!(report["outcome"], "finished", "{name}");
+            // With bpf.hostLegacyRouting on, the overlays reach each other: any loss is an
+            // agent restarting, never the routing.
+            assert!(
+                !c["reasons"].to_string().contains("hostLegacyRouting"),
+                "{name}: {}",
+                c["reasons"]
+            );
+        }
+    }
+}
+
+#[test]
+fn a_tunnel_port_colliding_with_flannels_shows_the_crash_looping_agent_and_stops() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let spec_text = std::fs::read_to_string(support::plans_dir().join("kind-flannel.yaml"))
+        .expect("spec")
+        .replace("port: 8473", "port: 8472");
+    let spec = dir.path().join("collide.yaml");
+    std::fs::write(&spec, spec_text).expect("write");
+    let report_dir = dir.path().join("report");
+    let (out, report) = rehearse(&spec, None, &report_dir);
+    assert_eq!(out.status.code(), Some(5), "{}", show(&out));
+    assert_ne!(report["outcome"], "finished");
+    let stops = report["wouldStop"].to_string();
+    assert!(stops.contains("TUNNEL_PORT_COLLISION"), "{stops}");
+    let agents = report["crashLoopingAgents"].as_array().expect("agents");
+    assert!(!agents.is_empty(), "{}", show(&out));
+    assert!(
+        agents[0][1]
+            .as_str()
+            .unwrap_or_default()
+            .contains("address already in use")
+    );
+    let md = std::fs::read_to_string(report_dir.join("report.md")).expect("md");
+    assert!(md.contains("crash-looping"), "{md}");
+}
+
+#[test]
+fn with_only_a_spec_rehearse_uses_the_embedded_kind_cluster() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (out, report) = rehearse(
+        &support::plans_dir().join("kind-flannel.yaml"),
+        None,
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(report["plan"], "kind-flannel");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("embedded"));
+}
