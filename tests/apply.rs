@@ -500,3 +500,96 @@ async fn without_yes_and_without_a_terminal_apply_refuses() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
     assert!(env.checkpoint().await.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_before_finalize_keeps_the_old_cni_until_resume_with_a_file_checkpoint() {
+    use cluster::Cluster as _;
+    let env = env("kind-flannel", &same).await;
+    let state = env.dir.path().join("state.json");
+    let state_flag = format!("file:{}", state.display());
+    let out = env
+        .run(
+            "apply",
+            &["--state", &state_flag, "--stop-before", "finalize"],
+            LIMIT,
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stop-before finalize"));
+    assert!(state.exists(), "the checkpoint is in the file");
+    assert!(env.checkpoint().await.is_none(), "and not in the ConfigMap");
+    let nodes = env.nodes().await;
+    assert!(
+        nodes
+            .values()
+            .all(|(cordoned, labelled)| !cordoned && *labelled),
+        "{nodes:?}"
+    );
+    let flannel = env
+        .cluster
+        .custom(
+            "apps/v1",
+            "daemonsets",
+            Some("kube-flannel"),
+            "kube-flannel-ds",
+        )
+        .await
+        .expect("get");
+    assert!(flannel.is_some(), "the old CNI stays until the finale");
+    // Each transition left an Event on its Node.
+    let (_, events, _) = env
+        .sim
+        .store()
+        .list("/events", None, None, None, &|_, _| true);
+    let on_nodes = events
+        .iter()
+        .filter(|(_, e)| e.value()["involvedObject"]["kind"] == "Node")
+        .count();
+    assert!(on_nodes >= 3 * 7 * 2, "{on_nodes} node events");
+    let st = std::process::Command::new(support::binary())
+        .args(["status", "--state", &state_flag, "-o", "json"])
+        .output()
+        .expect("status");
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).expect("status json");
+    assert!(
+        v["summary"]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("gate"),
+        "{v}"
+    );
+    assert_eq!(v["summary"]["done"].as_array().map(Vec::len), Some(3));
+    let resumed = env.run("resume", &["--state", &state_flag], LIMIT).await;
+    assert_eq!(resumed.status.code(), Some(0), "{}", show(&resumed));
+    let flannel = env
+        .cluster
+        .custom(
+            "apps/v1",
+            "daemonsets",
+            Some("kube-flannel"),
+            "kube-flannel-ds",
+        )
+        .await
+        .expect("get");
+    assert!(flannel.is_none(), "the finale removed the old CNI");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_refuses_a_checkpoint_of_another_plan_and_says_why() {
+    let env = env("kind-flannel", &same).await;
+    let out = env
+        .run("apply", &["--stop-before", "finalize"], LIMIT)
+        .await;
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    let changed = std::fs::read_to_string(&env.spec)
+        .expect("spec")
+        .replace("10.245.0.0/16", "10.246.0.0/16");
+    std::fs::write(&env.spec, changed).expect("write");
+    let out = env.run("resume", &[], LIMIT).await;
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another plan") && err.contains("--ignore-fingerprint"),
+        "{err}"
+    );
+}
