@@ -414,22 +414,7 @@ async fn pause_stops_admissions_and_resume_finishes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_helm_the_run_stops_at_a_gate_and_resume_checks_cilium_config() {
     let env = env("kind-flannel", &same).await;
-    let mut cmd = tokio::process::Command::new(support::binary());
-    cmd.args([
-        "apply",
-        "--yes",
-        "--sim-timing",
-        "--lease-seconds",
-        "1",
-        "--work-dir",
-        "values",
-        "--spec",
-    ])
-    .arg(&env.spec)
-    .arg("--kubeconfig")
-    .arg(&env.kubeconfig)
-    .current_dir(env.dir.path())
-    .stdin(std::process::Stdio::null());
+    let mut cmd = env.gated("apply");
     let out = cmd.output().await.expect("runs");
     assert_eq!(out.status.code(), Some(4), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -439,23 +424,7 @@ async fn without_helm_the_run_stops_at_a_gate_and_resume_checks_cilium_config() 
         "{err}"
     );
     // Resuming without installing anything stops at the same gate.
-    let mut again = tokio::process::Command::new(support::binary());
-    again
-        .args([
-            "resume",
-            "--yes",
-            "--sim-timing",
-            "--lease-seconds",
-            "1",
-            "--work-dir",
-            "values",
-            "--spec",
-        ])
-        .arg(&env.spec)
-        .arg("--kubeconfig")
-        .arg(&env.kubeconfig)
-        .current_dir(env.dir.path())
-        .stdin(std::process::Stdio::null());
+    let mut again = env.gated("resume");
     let out2 = again.output().await.expect("runs");
     assert_eq!(out2.status.code(), Some(4), "{}", show(&out2));
     // A human installs Cilium; resume sees it in cilium-config and goes on.

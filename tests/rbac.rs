@@ -50,23 +50,7 @@ fn helm(env: &Env, values: &std::path::Path) {
 }
 
 async fn gated(env: &Env, sub: &str) -> std::process::Output {
-    let mut c = tokio::process::Command::new(support::binary());
-    c.args([
-        sub,
-        "--yes",
-        "--sim-timing",
-        "--lease-seconds",
-        "1",
-        "--work-dir",
-        "values",
-        "--spec",
-    ])
-    .arg(&env.spec)
-    .arg("--kubeconfig")
-    .arg(&env.kubeconfig)
-    .current_dir(env.dir.path())
-    .stdin(std::process::Stdio::null());
-    tokio::time::timeout(LIMIT, c.output())
+    tokio::time::timeout(LIMIT, env.gated(sub).output())
         .await
         .expect("in time")
         .expect("runs")

@@ -111,6 +111,29 @@ impl Env {
         c
     }
 
+    /// `cni-migrate SUB` without `--helm` (so it stops at the Helm gates), values files in
+    /// `values/` of the test's directory.
+    pub fn gated(&self, sub: &str) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(super::binary());
+        c.args([
+            sub,
+            "--yes",
+            "--sim-timing",
+            "--lease-seconds",
+            "1",
+            "--work-dir",
+            "values",
+            "--spec",
+        ])
+        .arg(&self.spec)
+        .arg("--kubeconfig")
+        .arg(&self.kubeconfig)
+        .current_dir(self.dir.path())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+        c
+    }
+
     /// Runs a command to its end (at most `limit`; past it, the panic shows what it printed).
     pub async fn run(&self, sub: &str, extra: &[&str], limit: Duration) -> Output {
         let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

@@ -1108,33 +1108,12 @@ impl<'a> Runner<'a> {
                     Err(e) => {
                         // What a failed drain did evict still counts in the summary.
                         if let drain::DrainError::Timeout { evicted, .. } = &e {
-                            let mut stats = self
-                                .stats
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner);
-                            *stats.evicted.entry(node.to_owned()).or_default() += evicted.len();
-                            stats
-                                .evicted_pods
-                                .entry(node.to_owned())
-                                .or_default()
-                                .extend(evicted.iter().cloned());
+                            self.count_evictions(node, evicted, &BTreeMap::new());
                         }
                         return Err(e.into());
                     }
                 };
-                let mut stats = self
-                    .stats
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                *stats.evicted.entry(node.to_owned()).or_default() += report.evicted.len();
-                stats
-                    .evicted_pods
-                    .entry(node.to_owned())
-                    .or_default()
-                    .extend(report.evicted.iter().cloned());
-                for (pdb, d) in &report.pdb_waits {
-                    *stats.pdb_waits.entry(pdb.clone()).or_default() += *d;
-                }
+                self.count_evictions(node, &report.evicted, &report.pdb_waits);
                 let waits = if report.pdb_waits.is_empty() {
                     String::new()
                 } else {
@@ -1255,6 +1234,23 @@ impl<'a> Runner<'a> {
             }
             StepKind::RemoveOldCni => self.remove_old_cni().await.map(Done::Done),
             StepKind::FinalVerify => self.final_verify().await.map(Done::Done),
+        }
+    }
+
+    /// Adds a drain's evictions and PDB waits to the summary's counters.
+    fn count_evictions(&self, node: &str, evicted: &[String], waits: &BTreeMap<String, Duration>) {
+        let mut stats = self
+            .stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *stats.evicted.entry(node.to_owned()).or_default() += evicted.len();
+        stats
+            .evicted_pods
+            .entry(node.to_owned())
+            .or_default()
+            .extend(evicted.iter().cloned());
+        for (pdb, d) in waits {
+            *stats.pdb_waits.entry(pdb.clone()).or_default() += *d;
         }
     }
 
