@@ -832,18 +832,27 @@ fn unreachable_store() -> Result<Box<dyn StateStore>, Failure> {
     )))
 }
 
-async fn lock_holder(client: &kube::Client) -> Option<String> {
+/// The Lease's holder, when held: (`holder, renewed ...`, whether it is fresh).
+async fn lock_holder(client: &kube::Client) -> Option<(String, bool)> {
     use kube::Api;
     let api: Api<k8s_openapi::api::coordination::v1::Lease> =
         Api::namespaced(client.clone(), cluster::lease::LEASE_NAMESPACE);
     let lease = api.get_opt(cluster::lease::LEASE_NAME).await.ok()??;
     let spec = lease.spec?;
     let holder = spec.holder_identity.filter(|h| !h.is_empty())?;
-    let renewed = spec
-        .renew_time
-        .map(|t| format!(", renewed {}", t.0))
-        .unwrap_or_default();
-    Some(format!("{holder}{renewed}"))
+    let duration = spec.lease_duration_seconds.unwrap_or(0);
+    let (renewed, fresh) = match spec.renew_time {
+        Some(t) => {
+            let age = k8s_openapi::jiff::Timestamp::now().duration_since(t.0);
+            let age_s = age.as_secs();
+            (
+                format!(", renewed {age_s}s ago"),
+                age_s < i64::from(duration),
+            )
+        }
+        None => (String::new(), false),
+    };
+    Some((format!("{holder}{renewed}"), fresh))
 }
 
 /// What `status` reports.
@@ -862,7 +871,7 @@ struct StatusReport {
 }
 
 impl StatusReport {
-    fn new(ck: &Checkpoint, lock: Option<String>) -> Self {
+    fn new(ck: &Checkpoint, lock: Option<(String, bool)>) -> Self {
         let mut done = Vec::new();
         let mut in_flight = Vec::new();
         let mut failed = Vec::new();
@@ -912,8 +921,12 @@ impl StatusReport {
             "paused (no new node starts; `cni-migrate resume` goes on)".to_owned()
         } else if done.len() == ck.nodes.len() && all_global_done {
             "finished".to_owned()
-        } else if lock.is_some() {
+        } else if lock.as_ref().is_some_and(|(_, fresh)| *fresh) {
             "running".to_owned()
+        } else if lock.is_some() {
+            "stopped: the run holding the lock stopped renewing it (crashed?); check it is gone, then \
+             `cni-migrate resume --force-unlock`"
+                .to_owned()
         } else {
             "stopped (no run holds the lock): `cni-migrate resume` goes on".to_owned()
         };
@@ -921,7 +934,7 @@ impl StatusReport {
             plan: ck.plan.clone(),
             run_id: ck.run_id.clone(),
             state,
-            lock,
+            lock: lock.map(|(h, fresh)| if fresh { h } else { format!("{h} (stale)") }),
             nodes: ck.nodes.len(),
             done,
             in_flight,
