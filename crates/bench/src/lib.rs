@@ -1,4 +1,7 @@
-//! Shared helpers for the benchmark binaries: peak memory, medians, formatting.
+//! Shared helpers for the benchmark binaries: peak memory, medians, formatting, and a fake
+//! cluster for running the executor in virtual time ([`fake`]).
+
+pub mod fake;
 
 use std::time::Duration;
 
