@@ -60,6 +60,7 @@ pub async fn env(example: &str, tweak: &(dyn Fn(String) -> String + Sync)) -> En
     sim.start_model(
         ModelOptions {
             pod_start: Duration::from_millis(50),
+            ..ModelOptions::default()
         },
         Duration::from_millis(100),
     );

@@ -234,7 +234,9 @@ fn plan(args: PlanArgs) -> Result<u8, Failure> {
     let spec = MigrationSpec::from_file(&spec).map_err(Failure::bad_input)?;
     let snapshot = match from_dump {
         Some(dump) => planner::dump::load_path(&dump).map_err(Failure::bad_input)?,
-        None => runtime()?.block_on(async {
+        // One thread: discovery is one LIST after another, and a single malloc arena keeps the
+        // freed page buffers for the next page instead of stranding them per thread.
+        None => single_threaded_runtime()?.block_on(async {
             let args = cluster::ClusterArgs {
                 kubeconfig: kube.kubeconfig,
                 context: kube.context,
@@ -257,6 +259,14 @@ fn plan(args: PlanArgs) -> Result<u8, Failure> {
         return Ok(exit::PREFLIGHT);
     }
     Ok(exit::OK)
+}
+
+fn single_threaded_runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(Failure::other)
 }
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {

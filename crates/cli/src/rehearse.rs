@@ -36,7 +36,8 @@ use crate::{Failure, exit};
 /// The Cilium guide's kind cluster, embedded so `rehearse` needs no files but the spec.
 const KIND_FLANNEL_DUMP: &str = include_str!("../../../plans/kind-flannel.dump.yaml");
 
-/// Real-world durations the model runs at (÷ speed). Medians from
+/// Real-world durations the model runs at (÷ speed), as medians of log-normal draws with
+/// sigma 0.5 (about 2.7x between the 16th and 84th percentiles). From
 /// `../shared/reference/perf-anchors.md` §2: a pod starts in seconds once its image is cached,
 /// terminates within its grace period (most well under the 30 s default), and a Cilium agent
 /// is Ready some ten to thirty seconds after its pod starts.
@@ -242,9 +243,11 @@ async fn run(
     sim.start_model(
         ModelOptions {
             pod_start: POD_START.div_f64(speed),
+            spread: 0.5,
         },
         POD_TERMINATION.div_f64(speed),
     );
+    sim.set_termination_spread(0.5);
     let kubeconfig = tmp.path().join("kubeconfig");
     sim.write_kubeconfig(&kubeconfig).map_err(Failure::other)?;
     let client = cluster::connect(&ClusterArgs {

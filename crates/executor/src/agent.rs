@@ -58,10 +58,15 @@ pub async fn agent_pods<C: Cluster + ?Sized>(
     cluster: &C,
     node: &str,
 ) -> Result<Vec<PodInfo>, ClusterError> {
-    let pods = cluster.pods(Some(AGENT_NAMESPACE), AGENT_SELECTOR).await?;
+    // The node's pods (a field-selected LIST, served from the API server's node index), not
+    // every agent in the cluster filtered here: 30 objects rather than 5,000 at scale.
+    let pods = cluster.pods_on_node(node).await?;
+    let (key, value) = AGENT_SELECTOR
+        .split_once('=')
+        .unwrap_or((AGENT_SELECTOR, ""));
     Ok(pods
         .into_iter()
-        .filter(|p| p.node_name.as_deref() == Some(node))
+        .filter(|p| p.namespace == AGENT_NAMESPACE && p.labels.get(key).is_some_and(|v| v == value))
         .collect())
 }
 

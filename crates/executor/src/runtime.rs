@@ -795,13 +795,21 @@ impl<'a> Runner<'a> {
             let limit = self.plan.summary.max_in_flight.max(1);
             let free = limit.saturating_sub(running.len());
             if free > 0 && ck.failure.is_none() && !ck.paused && !all_done {
-                let obs = drive(
-                    &mut in_flight,
-                    &mut finished,
-                    self.observe(&ck, &running, free),
-                )
-                .await;
-                let decision = scheduler::decide(self.plan, &ck, &obs, self.now());
+                // Observations only ever remove candidates: when the plan and checkpoint alone
+                // admit nothing (soaking, a canary in flight), spare the API the reads.
+                let unobserved =
+                    scheduler::decide(self.plan, &ck, &Observations::default(), self.now());
+                let decision = if unobserved.admit.is_empty() {
+                    unobserved
+                } else {
+                    let obs = drive(
+                        &mut in_flight,
+                        &mut finished,
+                        self.observe(&ck, &running, free),
+                    )
+                    .await;
+                    scheduler::decide(self.plan, &ck, &obs, self.now())
+                };
                 let mut admitted = false;
                 for node in decision.admit {
                     if running.contains(&node) {
@@ -1303,7 +1311,14 @@ impl<'a> Runner<'a> {
             return Ok(Done::Done(format!("{what}: cilium-config matches")));
         }
         let path = self.cfg.work_dir.join(file);
-        let tmp = path.with_extension("tmp~");
+        // Runs of the same plan share the directory: each writes its own temporary file and
+        // renames it into place (the content is the same).
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let tmp = path.with_extension(format!(
+            "{}.{}.tmp~",
+            std::process::id(),
+            WRITES.fetch_add(1, Ordering::SeqCst)
+        ));
         std::fs::create_dir_all(&self.cfg.work_dir)
             .and_then(|()| std::fs::write(&tmp, values))
             .and_then(|()| std::fs::rename(&tmp, &path))

@@ -311,7 +311,8 @@ pub struct PodInfo {
     pub grace_period_seconds: Option<i64>,
     /// `spec.priorityClassName`.
     pub priority_class: Option<String>,
-    /// `spec.containers` (name, image, command+args).
+    /// `spec.containers` (name, image, command+args), for pods in `kube-system` only (the static
+    /// control-plane pods whose flags detection reads); empty for every other pod.
     pub containers: Vec<ContainerInfo>,
     /// `status.phase`.
     pub phase: PodPhase,

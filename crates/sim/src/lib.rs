@@ -152,6 +152,15 @@ impl Sim {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = delay;
     }
 
+    /// Spreads termination times log-normally (sigma) around the termination delay.
+    pub fn set_termination_spread(&self, sigma: f64) {
+        *self
+            .state
+            .termination_spread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = sigma;
+    }
+
     /// Every request served so far, as `(VERB, path?query)`.
     pub fn requests(&self) -> Vec<(String, String)> {
         self.state

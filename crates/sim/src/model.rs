@@ -29,12 +29,17 @@ use crate::store::{Event, Store, now_rfc3339};
 pub struct ModelOptions {
     /// From binding to Running and Ready.
     pub pod_start: Duration,
+    /// Spread of pod start times: each start takes `pod_start` times a log-normal factor of
+    /// this sigma (0: every pod takes exactly `pod_start`), so starts vary as they do on real
+    /// nodes (image pulls, probes).
+    pub spread: f64,
 }
 
 impl Default for ModelOptions {
     fn default() -> Self {
         Self {
             pod_start: Duration::from_millis(200),
+            spread: 0.0,
         }
     }
 }
@@ -71,6 +76,25 @@ struct Model {
     store: Arc<Store>,
     opts: ModelOptions,
     next_ip: HashMap<String, u32>,
+    rng: u64,
+}
+
+/// A median-preserving log-normal factor of `sigma`, clamped to [0.2, 5], from a xorshift state.
+pub fn lognormal_factor(state: &mut u64, sigma: f64) -> f64 {
+    if sigma <= 0.0 {
+        return 1.0;
+    }
+    let mut next = || {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        #[allow(clippy::cast_precision_loss)] // a uniform draw in (0, 1)
+        let u = ((*state >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        u
+    };
+    let (u1, u2) = (next(), next());
+    let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+    (sigma * z).exp().clamp(0.2, 5.0)
 }
 
 impl Model {
@@ -201,8 +225,9 @@ impl Model {
                         },
                     ));
                 } else if !running {
+                    let factor = lognormal_factor(&mut self.rng, self.opts.spread);
                     out.push((
-                        self.opts.pod_start,
+                        self.opts.pod_start.mul_f64(factor),
                         Action::Start {
                             namespace: e.namespace.clone(),
                             name: e.name.clone(),
@@ -883,6 +908,7 @@ pub fn start(store: Arc<Store>, opts: ModelOptions) -> JoinHandle<()> {
         store,
         opts,
         next_ip: HashMap::new(),
+        rng: 0x9e37_79b9_7f4a_7c15,
     };
     tokio::spawn(async move {
         loop {

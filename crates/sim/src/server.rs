@@ -59,6 +59,8 @@ pub struct State {
     /// How long a gracefully deleted pod stays terminating when no model is attached;
     /// `None` deletes at once.
     pub pod_termination: Mutex<Option<Duration>>,
+    /// Log-normal sigma of termination times around `pod_termination` (0: exact).
+    pub termination_spread: Mutex<f64>,
     /// Every request, as `VERB path` (for the RBAC sync test).
     pub requests: Mutex<Vec<(String, String)>>,
     /// Evictions are decided one at a time, as the API server makes them atomic through the
@@ -76,6 +78,7 @@ impl State {
             faults: Mutex::new(Faults::default()),
             rng: Mutex::new(seed | 1),
             pod_termination: Mutex::new(None),
+            termination_spread: Mutex::new(0.0),
             requests: Mutex::new(Vec::new()),
             evictions: Mutex::new(()),
             evicted: Mutex::new(Vec::new()),
@@ -1137,6 +1140,19 @@ fn delete_pod(
     if dry_run {
         return ok_json(StatusCode::OK, &cur);
     }
+    let spread = *state
+        .termination_spread
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let delay = delay.map(|d| {
+        if spread > 0.0 {
+            // Two uniform draws for one normal one, as in the model.
+            let mut seed = (state.roll() * 1e15) as u64 | 1;
+            d.mul_f64(crate::model::lognormal_factor(&mut seed, spread))
+        } else {
+            d
+        }
+    });
     match delay {
         Some(d) if grace > 0 && !cur["spec"]["nodeName"].is_null() => {
             if cur["metadata"]["deletionTimestamp"].is_null() {

@@ -254,6 +254,7 @@ async fn kubectl_drain_completes_once_replacements_are_ready() {
     f.sim.start_model(
         sim::model::ModelOptions {
             pod_start: Duration::from_millis(200),
+            ..sim::model::ModelOptions::default()
         },
         Duration::from_millis(200),
     );

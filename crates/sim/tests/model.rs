@@ -17,6 +17,7 @@ async fn start() -> (Sim, KubeCluster, tempfile::TempDir) {
     sim.start_model(
         ModelOptions {
             pod_start: Duration::from_millis(100),
+            ..ModelOptions::default()
         },
         Duration::from_millis(100),
     );
