@@ -246,6 +246,8 @@ fn plan(args: PlanArgs) -> Result<u8, Failure> {
         })?,
     };
     let plan = planner::plan(&spec, &snapshot);
+    // The plan holds what it needs: let the 150,000 pods go before rendering it.
+    drop(snapshot);
     if let Some(dir) = out_dir {
         write_out_dir(&plan, &dir).map_err(Failure::other)?;
     }

@@ -50,6 +50,14 @@ pub enum AgentError {
     },
 }
 
+impl AgentError {
+    /// Whether trying again later may succeed without anyone changing anything (the API
+    /// failed for a passing reason: 5xx, 429, a conflict, a dropped connection).
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, AgentError::Cluster { source, .. } if source.is_retriable())
+    }
+}
+
 /// The agent pods bound to a node.
 ///
 /// # Errors

@@ -95,6 +95,7 @@ impl StepError {
             StepError::Cluster { source, .. } => source.is_retriable(),
             StepError::Drain(d) => d.is_retriable(),
             StepError::Helm { .. } => true,
+            StepError::Agent(a) => a.is_retriable(),
             _ => false,
         }
     }

@@ -365,20 +365,24 @@ impl From<RawPod> for PodInfo {
             empty_dir: spec.volumes.iter().any(|v| v.empty_dir.is_some()),
             grace_period_seconds: spec.termination_grace_period_seconds,
             priority_class: spec.priority_class_name,
-            containers: spec
-                .containers
-                .into_iter()
-                .filter(|_| keep_containers)
-                .map(|c| {
-                    let mut args = c.command;
-                    args.extend(c.args);
-                    ContainerInfo {
-                        name: c.name,
-                        image: c.image,
-                        args,
-                    }
-                })
-                .collect(),
+            // Not a filter over the source: an in-place collect would keep the decoded
+            // containers' whole allocation alive behind an empty Vec.
+            containers: if !keep_containers {
+                Vec::new()
+            } else {
+                spec.containers
+                    .into_iter()
+                    .map(|c| {
+                        let mut args = c.command;
+                        args.extend(c.args);
+                        ContainerInfo {
+                            name: c.name,
+                            image: c.image,
+                            args,
+                        }
+                    })
+                    .collect()
+            },
             phase: status.phase.unwrap_or_default(),
             pod_ips,
             ready: is_true(&status.conditions, "Ready"),
