@@ -97,7 +97,8 @@ pub struct ApplyArgs {
     /// Resume even though the checkpoint's plan fingerprint differs from the current plan.
     #[arg(long)]
     pub ignore_fingerprint: bool,
-    /// Where the values files for Helm are written (default: a directory beside the state).
+    /// Where the values files for Helm are written (default: beside a `file:` state, else a
+    /// directory named after the plan under the system's temporary directory).
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
     /// Do not record Kubernetes Events on the Nodes.
