@@ -196,14 +196,12 @@ async fn the_migration_completes_under_injected_api_faults() {
     let env = env("kind-flannel", &same).await;
     let before_nodes = env.nodes().await;
     let before_pods = env.workload_pods().await;
-    env.sim.set_faults(sim::Faults {
-        latency: [("*".to_owned(), (Duration::ZERO, Duration::from_millis(200)))].into(),
-        error_500: 0.05,
-        error_503: 0.0,
-        error_429: 0.05,
-        conflict: 0.05,
-        drop_watch_after: Some(Duration::from_secs(1)),
-    });
+    // The same spec `cni-migrate sim --faults` takes.
+    env.sim.set_faults(
+        "error-500=0.05,error-429=0.05,conflict=0.05,latency=0ms-200ms,drop-watch=1s"
+            .parse()
+            .expect("a faults spec"),
+    );
     let out = env.run("apply", &[], Duration::from_secs(300)).await;
     env.sim.set_faults(sim::Faults::default());
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));

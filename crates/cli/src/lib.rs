@@ -106,6 +106,10 @@ pub struct SimArgs {
     /// Write a kubeconfig for kubectl and kube-rs here.
     #[arg(long, value_name = "FILE")]
     pub kubeconfig_out: Option<PathBuf>,
+    /// Faults for the whole run, e.g.
+    /// `error-500=0.05,error-429=0.05,conflict=0.05,latency=0ms-200ms,drop-watch=5s,not-ready=kind-worker@30s`.
+    #[arg(long, value_name = "SPEC")]
+    pub faults: Option<String>,
 }
 
 /// Tools for a simulated cluster.
@@ -286,7 +290,14 @@ fn sim(args: SimArgs) -> Result<u8, Failure> {
         synthetic,
         port,
         kubeconfig_out,
+        faults,
     } = args;
+    let faults = match faults {
+        Some(f) => f
+            .parse::<sim::Faults>()
+            .map_err(|e| Failure::bad_input(anyhow::anyhow!(e)))?,
+        None => sim::Faults::default(),
+    };
     if let Some(SimAction::Helm { args }) = action {
         return sim_helm(&args);
     }
@@ -308,6 +319,7 @@ fn sim(args: SimArgs) -> Result<u8, Failure> {
         port,
         kubeconfig_out,
         pod_termination: None,
+        faults,
     };
     runtime()?
         .block_on(sim::serve(opts))

@@ -345,6 +345,8 @@ pub struct ServeOptions {
     pub kubeconfig_out: Option<PathBuf>,
     /// How long gracefully deleted pods stay terminating.
     pub pod_termination: Option<Duration>,
+    /// Faults for the whole run.
+    pub faults: Faults,
 }
 
 /// Serves until interrupted (Ctrl-C), printing the URL.
@@ -367,6 +369,19 @@ pub async fn serve(opts: ServeOptions) -> Result<(), SimError> {
     if let Some(path) = &opts.kubeconfig_out {
         sim.write_kubeconfig(path)?;
     }
+    let sim = Arc::new(sim);
+    for (node, after) in opts.faults.not_ready.clone() {
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            if let Err(e) = sim.set_node_ready(&node, false) {
+                eprintln!("fault not-ready={node}: {e}");
+            } else {
+                eprintln!("fault: node {node} is NotReady");
+            }
+        });
+    }
+    sim.set_faults(opts.faults.clone());
     println!(
         "serving a simulated cluster of {loaded} objects at {}",
         sim.url()
@@ -379,6 +394,5 @@ pub async fn serve(opts: ServeOptions) -> Result<(), SimError> {
         );
     }
     let _ = tokio::signal::ctrl_c().await;
-    sim.stop();
     Ok(())
 }

@@ -47,6 +47,63 @@ pub struct Faults {
     pub conflict: f64,
     /// Watches are closed after this long (a dropped connection).
     pub drop_watch_after: Option<Duration>,
+    /// Nodes that go NotReady this long after the faults are set (`cni-migrate sim` only).
+    pub not_ready: Vec<(String, Duration)>,
+}
+
+impl std::str::FromStr for Faults {
+    type Err = String;
+
+    /// `error-500=0.05,error-503=0.01,error-429=0.05,conflict=0.05,latency=0ms-200ms,
+    /// latency.EVICT=50ms-1s,drop-watch=5s,not-ready=kind-worker@30s`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut f = Faults::default();
+        let dur = |v: &str, what: &str| {
+            humantime::parse_duration(v)
+                .map_err(|e| format!("faults `{what}={v}`: not a duration like 200ms ({e})"))
+        };
+        let share = |v: &str, what: &str| match v.parse::<f64>() {
+            Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+            _ => Err(format!(
+                "faults `{what}={v}`: expected a share between 0 and 1, e.g. 0.05"
+            )),
+        };
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("faults `{part}`: expected KEY=VALUE"))?;
+            match k {
+                "error-500" => f.error_500 = share(v, k)?,
+                "error-503" => f.error_503 = share(v, k)?,
+                "error-429" => f.error_429 = share(v, k)?,
+                "conflict" => f.conflict = share(v, k)?,
+                "drop-watch" => f.drop_watch_after = Some(dur(v, k)?),
+                "not-ready" => {
+                    let (node, at) = v.split_once('@').ok_or_else(|| {
+                        format!(
+                            "faults `{part}`: expected not-ready=NODE@DELAY, e.g. kind-worker@30s"
+                        )
+                    })?;
+                    f.not_ready.push((node.to_owned(), dur(at, k)?));
+                }
+                _ if k == "latency" || k.starts_with("latency.") => {
+                    let verb = k.strip_prefix("latency.").unwrap_or("*").to_uppercase();
+                    let (lo, hi) = v.split_once('-').unwrap_or((v, v));
+                    let (lo, hi) = (dur(lo, k)?, dur(hi, k)?);
+                    if hi < lo {
+                        return Err(format!("faults `{part}`: the range goes down"));
+                    }
+                    f.latency.insert(verb, (lo, hi));
+                }
+                other => {
+                    return Err(format!(
+                        "faults: unknown key `{other}` (known: error-500, error-503, error-429, conflict, latency, latency.VERB, drop-watch, not-ready)"
+                    ));
+                }
+            }
+        }
+        Ok(f)
+    }
 }
 
 /// What the server shares between requests.
@@ -1356,6 +1413,34 @@ fn evict(state: &State, ns: &str, name: &str, body: &[u8], dry_run: bool) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fault_specs_parse_and_bad_ones_say_why() {
+        let f: Faults = "error-500=0.05,error-429=0.1,conflict=0.05,latency=0ms-200ms,latency.evict=1s,drop-watch=5s,not-ready=kind-worker@30s"
+            .parse()
+            .expect("parses");
+        assert_eq!((f.error_500, f.error_429, f.conflict), (0.05, 0.1, 0.05));
+        assert_eq!(f.latency["*"], (Duration::ZERO, Duration::from_millis(200)));
+        assert_eq!(
+            f.latency["EVICT"],
+            (Duration::from_secs(1), Duration::from_secs(1))
+        );
+        assert_eq!(f.drop_watch_after, Some(Duration::from_secs(5)));
+        assert_eq!(
+            f.not_ready,
+            [("kind-worker".to_owned(), Duration::from_secs(30))]
+        );
+        for (bad, says) in [
+            ("error-500=2", "between 0 and 1"),
+            ("latency=1s-1ms", "goes down"),
+            ("nope=1", "unknown key"),
+            ("not-ready=kind-worker", "NODE@DELAY"),
+            ("error-429", "KEY=VALUE"),
+        ] {
+            let err = bad.parse::<Faults>().expect_err(bad);
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn urls_resolve_like_the_api_server() {
