@@ -248,36 +248,21 @@ async fn a_blocking_pdb_times_out_the_drain_naming_it_and_leaves_the_node_cordon
         s.replace("timeout: 10m", "timeout: 2s")
     })
     .await;
-    let mut child = env
-        .command("apply", &[])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut run = env.watch("apply", &[]);
     // Once the canary is done, the shop's frontend budget is frozen (maxUnavailable 0), which
     // the plan could not see.
-    use tokio::io::AsyncBufReadExt as _;
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let mut seen = Vec::new();
-    while let Ok(Some(line)) = lines.next_line().await {
-        seen.push(line.clone());
-        if line.contains("\"node-done\"") {
-            let api: kube::Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> =
-                kube::Api::namespaced(env.cluster.client().clone(), "shop");
-            api.patch(
-                "frontend",
-                &kube::api::PatchParams::default(),
-                &kube::api::Patch::Merge(serde_json::json!({"spec": {"maxUnavailable": 0}})),
-            )
-            .await
-            .expect("freeze the frontend budget");
-            break;
-        }
+    if run.until(|l| l.contains("\"node-done\"")).await.is_some() {
+        let api: kube::Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> =
+            kube::Api::namespaced(env.cluster.client().clone(), "shop");
+        api.patch(
+            "frontend",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"spec": {"maxUnavailable": 0}})),
+        )
+        .await
+        .expect("freeze the frontend budget");
     }
-    while let Ok(Some(line)) = lines.next_line().await {
-        seen.push(line);
-    }
-    let status = child.wait().await.expect("wait");
+    let (status, seen) = run.finish().await;
     assert_eq!(status.code(), Some(5), "{}", seen.join("\n"));
     let failed: Vec<&String> = seen.iter().filter(|l| l.contains("step-failed")).collect();
     assert_eq!(failed.len(), 1, "{}", seen.join("\n"));
@@ -305,11 +290,7 @@ async fn a_blocking_pdb_times_out_the_drain_naming_it_and_leaves_the_node_cordon
         .collect();
     assert!(started_after.is_empty(), "{started_after:?}");
     // `status` explains it from the checkpoint alone.
-    let st = std::process::Command::new(support::binary())
-        .args(["status", "--kubeconfig"])
-        .arg(&env.kubeconfig)
-        .output()
-        .expect("status");
+    let st = env.cli(&["status"]);
     let text = String::from_utf8_lossy(&st.stdout);
     assert!(
         text.contains("FAILED") && text.contains(&node) && text.contains("shop/frontend"),
@@ -322,31 +303,19 @@ async fn a_node_going_not_ready_mid_drain_stops_the_run_cleanly() {
     // Slow terminations keep the drain waiting long enough to pull the node out from under it.
     let env = env("kind-flannel", &same).await;
     env.sim.set_pod_termination(Some(Duration::from_secs(3)));
-    let mut child = env
-        .command("apply", &[])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    use tokio::io::AsyncBufReadExt as _;
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let mut seen = Vec::new();
+    let mut run = env.watch("apply", &[]);
     let mut victim = None;
-    while let Ok(Some(line)) = lines.next_line().await {
-        seen.push(line.clone());
-        if line.contains("\"step-started\"") && line.contains("\"kind\":\"drain\"") {
-            let v: serde_json::Value = serde_json::from_str(&line).expect("json");
-            let node = v["node"].as_str().expect("node").to_owned();
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            env.sim.set_node_ready(&node, false).expect("not ready");
-            victim = Some(node);
-            break;
-        }
+    if let Some(line) = run
+        .until(|l| l.contains("\"step-started\"") && l.contains("\"kind\":\"drain\""))
+        .await
+    {
+        let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+        let node = v["node"].as_str().expect("node").to_owned();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        env.sim.set_node_ready(&node, false).expect("not ready");
+        victim = Some(node);
     }
-    while let Ok(Some(line)) = lines.next_line().await {
-        seen.push(line);
-    }
-    let status = child.wait().await.expect("wait");
+    let (status, seen) = run.finish().await;
     let victim = victim.expect("a drain started");
     assert_eq!(status.code(), Some(5), "{}", seen.join("\n"));
     let failed = seen
@@ -369,31 +338,16 @@ async fn pause_stops_admissions_and_resume_finishes() {
     let env = env("kind-flannel", &same).await;
     let before_nodes = env.nodes().await;
     let before_pods = env.workload_pods().await;
-    let mut child = env
-        .command("apply", &[])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    use tokio::io::AsyncBufReadExt as _;
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let mut seen = Vec::new();
-    while let Ok(Some(line)) = lines.next_line().await {
-        seen.push(line.clone());
-        if line.contains("\"node-admitted\"") {
-            let p = std::process::Command::new(support::binary())
-                .args(["pause", "--kubeconfig"])
-                .arg(&env.kubeconfig)
-                .output()
-                .expect("pause");
-            assert!(p.status.success(), "{}", show(&p));
-            break;
-        }
+    let mut run = env.watch("apply", &[]);
+    if run
+        .until(|l| l.contains("\"node-admitted\""))
+        .await
+        .is_some()
+    {
+        let p = env.cli(&["pause"]);
+        assert!(p.status.success(), "{}", show(&p));
     }
-    while let Ok(Some(line)) = lines.next_line().await {
-        seen.push(line);
-    }
-    let status = child.wait().await.expect("wait");
+    let (status, seen) = run.finish().await;
     assert_eq!(status.code(), Some(4), "{}", seen.join("\n"));
     let admitted = seen
         .iter()

@@ -57,12 +57,7 @@ async fn gated(env: &Env, sub: &str) -> std::process::Output {
 }
 
 fn cli(env: &Env, args: &[&str]) {
-    let out = std::process::Command::new(support::binary())
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(&env.kubeconfig)
-        .output()
-        .expect("runs");
+    let out = env.cli(args);
     assert!(out.status.success(), "{args:?}: {}", show(&out));
 }
 

@@ -112,6 +112,32 @@ impl Env {
         c
     }
 
+    /// Starts `cni-migrate SUB` (as [`Env::command`]) with its JSON lines read as they come.
+    pub fn watch(&self, sub: &str, extra: &[&str]) -> Watched {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut child = self
+            .command(sub, extra)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let stdout = child.stdout.take().expect("stdout");
+        Watched {
+            child,
+            lines: tokio::io::BufReader::new(stdout).lines(),
+            seen: Vec::new(),
+        }
+    }
+
+    /// Runs `cni-migrate ARGS --kubeconfig K` to its end (`status`, `pause`, ...).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        std::process::Command::new(super::binary())
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .output()
+            .expect("cni-migrate runs")
+    }
+
     /// `cni-migrate SUB` without `--helm` (so it stops at the Helm gates), values files in
     /// `values/` of the test's directory.
     pub fn gated(&self, sub: &str) -> tokio::process::Command {
@@ -234,6 +260,36 @@ impl Env {
             .expect("read state")?;
         let text = cm.data?.get("checkpoint.json")?.clone();
         Some(executor::checkpoint::Checkpoint::from_json(&text).expect("checkpoint parses"))
+    }
+}
+
+/// A run started by [`Env::watch`].
+pub struct Watched {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    /// Every line read so far.
+    pub seen: Vec<String>,
+}
+
+impl Watched {
+    /// Reads lines until one satisfies `pred` and returns it; `None` when the run ended first.
+    pub async fn until(&mut self, pred: impl Fn(&str) -> bool) -> Option<String> {
+        while let Ok(Some(line)) = self.lines.next_line().await {
+            self.seen.push(line.clone());
+            if pred(&line) {
+                return Some(line);
+            }
+        }
+        None
+    }
+
+    /// Reads the rest, waits for the exit, and returns it with every line.
+    pub async fn finish(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        while let Ok(Some(line)) = self.lines.next_line().await {
+            self.seen.push(line);
+        }
+        let status = self.child.wait().await.expect("wait");
+        (status, self.seen)
     }
 }
 

@@ -341,7 +341,11 @@ fn sim_helm(args: &[String]) -> Result<u8, Failure> {
         let args = cluster::ClusterArgs { kubeconfig: h.kubeconfig.clone(), context: h.context.clone() };
         let client = cluster::connect(&args).await.map_err(Failure::bad_input)?;
         let c = cluster::KubeCluster::new(client);
-        let existing = retry_api(|| c.custom("apps/v1", "daemonsets", Some(&h.namespace), "cilium"))
+        let existing = run::retrying(
+            "reading the agent DaemonSet",
+            || c.custom("apps/v1", "daemonsets", Some(&h.namespace), "cilium"),
+            cluster::ClusterError::is_retriable,
+        )
             .await
             .map_err(Failure::other)?;
         let revision = existing
@@ -355,7 +359,11 @@ fn sim_helm(args: &[String]) -> Result<u8, Failure> {
                 Some("DaemonSet") => "daemonsets",
                 _ => "deployments",
             };
-            retry_api(|| c.apply(plural, &object)).await.map_err(Failure::other)?;
+            run::retrying(
+                "applying the chart's objects",
+                || c.apply(plural, &object),
+                cluster::ClusterError::is_retriable,
+            ).await.map_err(Failure::other)?;
         }
         println!(
             "Release \"cilium\" has been {}. Happy Helming!\nNAME: cilium\nNAMESPACE: {}\nREVISION: {revision}",
@@ -364,24 +372,6 @@ fn sim_helm(args: &[String]) -> Result<u8, Failure> {
         );
         Ok(exit::OK)
     })
-}
-
-/// Retries retriable API failures, as helm's own client does for a few attempts.
-async fn retry_api<T, F, Fut>(mut f: F) -> Result<T, cluster::ClusterError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, cluster::ClusterError>>,
-{
-    let mut attempt = 0u64;
-    loop {
-        attempt += 1;
-        match f().await {
-            Err(e) if e.is_retriable() && attempt < 8 => {
-                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
-            }
-            other => return other,
-        }
-    }
 }
 
 fn write_out_dir(plan: &planner::Plan, dir: &Path) -> anyhow::Result<()> {

@@ -306,7 +306,7 @@ async fn run(
         crash_at: None,
     };
     let store = FileStore::new(tmp.path().join("state.json"));
-    let checkpoint = Checkpoint::new(&plan, "rehearsal@sim", unix_now());
+    let checkpoint = Checkpoint::new(&plan, "rehearsal@sim", executor::runtime::unix_now());
     let runner = Runner::new(
         &plan,
         kc,
@@ -424,13 +424,6 @@ async fn run(
         return Ok(exit::PREFLIGHT);
     }
     Ok(code)
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn human(secs: f64) -> String {

@@ -61,6 +61,51 @@ pub struct StateArgs {
     pub state: String,
 }
 
+impl StateArgs {
+    /// The parsed `--state`.
+    fn location(&self) -> Result<StateLocation, Failure> {
+        self.state
+            .parse()
+            .map_err(|e: String| Failure::bad_input(anyhow::anyhow!(e)))
+    }
+}
+
+/// `-o text|json`: whether JSON was asked for.
+fn json_output(output: &str) -> Result<bool, Failure> {
+    match output {
+        "text" => Ok(false),
+        "json" => Ok(true),
+        other => Err(Failure::bad_input(anyhow::anyhow!(
+            "-o {other}: expected text or json"
+        ))),
+    }
+}
+
+/// The checkpoint store `--state` names, and a client when the cluster is reachable (a file
+/// store works without one).
+async fn open_store(
+    kube: &KubeArgs,
+    state: &StateLocation,
+) -> Result<(Box<dyn StateStore>, Option<kube::Client>), Failure> {
+    let client = match (state, connect(kube).await) {
+        (_, Ok(c)) => Some(c),
+        (StateLocation::File(_), Err(_)) => None,
+        (StateLocation::ConfigMap, Err(e)) => return Err(e),
+    };
+    let store: Box<dyn StateStore> = match (state, &client) {
+        (StateLocation::File(p), _) => Box::new(FileStore::new(p.clone())),
+        (StateLocation::ConfigMap, Some(c)) => {
+            Box::new(ConfigMapStore::new(Arc::new(KubeCluster::new(c.clone()))))
+        }
+        (StateLocation::ConfigMap, None) => {
+            return Err(Failure::other(anyhow::anyhow!(
+                "no cluster connection for the ConfigMap store"
+            )));
+        }
+    };
+    Ok((store, client))
+}
+
 /// `cni-migrate apply` and `cni-migrate resume`.
 #[derive(Debug, Args, Clone)]
 pub struct ApplyArgs {
@@ -141,11 +186,7 @@ struct RunSettings {
 }
 
 fn validate(args: &ApplyArgs) -> Result<RunSettings, Failure> {
-    let state: StateLocation = args
-        .state
-        .state
-        .parse()
-        .map_err(|e: String| Failure::bad_input(anyhow::anyhow!(e)))?;
+    let state = args.state.location()?;
     let helm = match &args.helm {
         None => None,
         Some(line) => {
@@ -164,15 +205,7 @@ fn validate(args: &ApplyArgs) -> Result<RunSettings, Failure> {
             Some(words)
         }
     };
-    let json = match args.output.as_str() {
-        "text" => false,
-        "json" => true,
-        other => {
-            return Err(Failure::bad_input(anyhow::anyhow!(
-                "-o {other}: expected text or json"
-            )));
-        }
-    };
+    let json = json_output(&args.output)?;
     let stop_before_finalize = match args.stop_before.as_deref() {
         None => false,
         Some("finalize") => true,
@@ -253,9 +286,13 @@ async fn apply_async(args: ApplyArgs, s: RunSettings, resume: bool) -> Result<u8
     let store = store_for(&s.state, cluster.clone());
 
     // What is recorded decides what `apply` and `resume` may do, before anything else.
-    let recorded = retrying("reading the checkpoint", || store.load(), store_retriable)
-        .await
-        .map_err(Failure::other)?;
+    let recorded = retrying(
+        "reading the checkpoint",
+        || store.load(),
+        executor::checkpoint::StoreError::is_retriable,
+    )
+    .await
+    .map_err(Failure::other)?;
     match (resume, &recorded) {
         (false, Some(ck)) if finished(ck) => {
             println!(
@@ -359,7 +396,12 @@ async fn locked(
         }
     };
     // Read again under the lock: another run may have started between our first look and now.
-    let existing = match retrying("reading the checkpoint", || store.load(), store_retriable).await
+    let existing = match retrying(
+        "reading the checkpoint",
+        || store.load(),
+        executor::checkpoint::StoreError::is_retriable,
+    )
+    .await
     {
         Ok(c) => c,
         Err(e) => {
@@ -377,7 +419,7 @@ async fn locked(
                 store.describe()
             )));
         }
-        (false, None) => Checkpoint::new(plan, &run_id, unix_now()),
+        (false, None) => Checkpoint::new(plan, &run_id, executor::runtime::unix_now()),
         (true, None) => {
             release(lock).await;
             return Err(Failure::bad_input(anyhow::anyhow!(
@@ -575,12 +617,8 @@ async fn locked(
     }
 }
 
-fn store_retriable(e: &executor::checkpoint::StoreError) -> bool {
-    matches!(e, executor::checkpoint::StoreError::Cluster { source, .. } if source.is_retriable())
-}
-
 /// Retries a call while its error is retriable (at most 8 tries, backing off).
-async fn retrying<T, E: std::fmt::Display, F, Fut>(
+pub(crate) async fn retrying<T, E: std::fmt::Display, F, Fut>(
     what: &str,
     mut f: F,
     retriable: fn(&E) -> bool,
@@ -601,13 +639,6 @@ where
             Err(e) => return Err(e),
         }
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn print_summary(s: &runtime::Summary) {
@@ -774,34 +805,10 @@ impl Drop for Bars {
 
 /// `cni-migrate status`.
 pub fn status(args: StatusArgs) -> Result<u8, Failure> {
-    let state: StateLocation = args
-        .state
-        .state
-        .parse()
-        .map_err(|e: String| Failure::bad_input(anyhow::anyhow!(e)))?;
-    let json = match args.output.as_str() {
-        "text" => false,
-        "json" => true,
-        other => {
-            return Err(Failure::bad_input(anyhow::anyhow!(
-                "-o {other}: expected text or json"
-            )));
-        }
-    };
+    let state = args.state.location()?;
+    let json = json_output(&args.output)?;
     crate::runtime()?.block_on(async {
-        let (cluster, client) = match (&state, connect(&args.kube).await) {
-            (_, Ok(client)) => (
-                Some(Arc::new(KubeCluster::new(client.clone())) as Arc<dyn Cluster>),
-                Some(client),
-            ),
-            (StateLocation::File(_), Err(_)) => (None, None),
-            (StateLocation::ConfigMap, Err(e)) => return Err(e),
-        };
-        let store: Box<dyn StateStore> = match (&state, &cluster) {
-            (StateLocation::File(p), _) => Box::new(FileStore::new(p.clone())),
-            (StateLocation::ConfigMap, Some(c)) => Box::new(ConfigMapStore::new(c.clone())),
-            (StateLocation::ConfigMap, None) => unreachable_store()?,
-        };
+        let (store, client) = open_store(&args.kube, &state).await?;
         let Some(ck) = store.load().await.map_err(Failure::other)? else {
             println!("no migration is recorded in {}", store.describe());
             return Ok(exit::OK);
@@ -825,12 +832,6 @@ pub fn status(args: StatusArgs) -> Result<u8, Failure> {
         }
         Ok(exit::OK)
     })
-}
-
-fn unreachable_store() -> Result<Box<dyn StateStore>, Failure> {
-    Err(Failure::other(anyhow::anyhow!(
-        "no cluster connection for the ConfigMap store"
-    )))
 }
 
 /// The Lease's holder, when held: (`holder, renewed ...`, whether it is fresh).
@@ -947,7 +948,7 @@ impl StatusReport {
     fn text(&self, ck: &Checkpoint, store: &str) -> String {
         use std::fmt::Write as _;
         let mut s = String::new();
-        let age = unix_now().saturating_sub(ck.updated);
+        let age = executor::runtime::unix_now().saturating_sub(ck.updated);
         let _ = writeln!(
             s,
             "migration {} (fingerprint {}), last run {}, checkpoint in {store}, updated {age}s ago",
@@ -998,22 +999,9 @@ impl StatusReport {
 
 /// `cni-migrate pause`: no new node is admitted; nodes in flight finish.
 pub fn pause(args: StatusArgs) -> Result<u8, Failure> {
-    let state: StateLocation = args
-        .state
-        .state
-        .parse()
-        .map_err(|e: String| Failure::bad_input(anyhow::anyhow!(e)))?;
+    let state = args.state.location()?;
     crate::runtime()?.block_on(async {
-        let cluster: Option<Arc<dyn Cluster>> = match connect(&args.kube).await {
-            Ok(c) => Some(Arc::new(KubeCluster::new(c))),
-            Err(e) if state == StateLocation::ConfigMap => return Err(e),
-            Err(_) => None,
-        };
-        let store: Box<dyn StateStore> = match (&state, cluster) {
-            (StateLocation::File(p), _) => Box::new(FileStore::new(p.clone())),
-            (StateLocation::ConfigMap, Some(c)) => Box::new(ConfigMapStore::new(c)),
-            (StateLocation::ConfigMap, None) => unreachable_store()?,
-        };
+        let (store, _) = open_store(&args.kube, &state).await?;
         for _ in 0..10 {
             let Some(mut ck) = store.load().await.map_err(Failure::other)? else {
                 return Err(Failure::bad_input(anyhow::anyhow!(

@@ -113,6 +113,22 @@ pub struct NodeRecord {
     pub message: Option<String>,
 }
 
+impl NodeRecord {
+    /// From the first step's start to the last step's finish, in seconds after `created`:
+    /// `None` before the node's first step started.
+    pub fn span(&self) -> Option<(u32, u32)> {
+        let first = self
+            .times
+            .iter()
+            .step_by(2)
+            .copied()
+            .filter(|t| *t > 0)
+            .min()?;
+        let last = self.times.iter().copied().max().unwrap_or(first);
+        Some((first, last))
+    }
+}
+
 /// The failure that stopped admissions.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailureRecord {
@@ -582,6 +598,13 @@ pub enum StoreError {
         /// The generation found.
         found: u64,
     },
+}
+
+impl StoreError {
+    /// Whether trying again may succeed: the cluster failed for a passing reason.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, StoreError::Cluster { source, .. } if source.is_retriable())
+    }
 }
 
 /// A checkpoint in a local file (`--state file:PATH`), replaced atomically on every write.

@@ -37,10 +37,12 @@ use tokio::{sync::Mutex, time::Instant};
 
 use crate::{
     agent,
-    checkpoint::{Checkpoint, CheckpointError, FailureRecord, StepIndex, StepState, StoreError},
+    checkpoint::{
+        Checkpoint, CheckpointError, FailureRecord, NodeRecord, StepIndex, StepState, StoreError,
+    },
     drain::{self, DrainOptions},
     scheduler::{self, Observations},
-    steps::{self, StepError},
+    steps::{self, StepError, cl},
     store::StateStore,
 };
 
@@ -317,7 +319,8 @@ pub struct Runner<'a> {
     ignore_preflight: bool,
 }
 
-fn unix_now() -> u64 {
+/// Seconds since the Unix epoch, by the system clock.
+pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -419,7 +422,7 @@ impl<'a> Runner<'a> {
                     ck.paused = stored.paused;
                     ck.generation = stored.generation;
                 }
-                Err(e) if store_retriable(&e) && Instant::now() < deadline => {
+                Err(e) if e.is_retriable() && Instant::now() < deadline => {
                     tracing::warn!(error = %e, "checkpoint write failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(self.cfg.timing.retry_max);
@@ -435,7 +438,7 @@ impl<'a> Runner<'a> {
         loop {
             match self.store.load().await {
                 Ok(c) => return Ok(c),
-                Err(e) if store_retriable(&e) && Instant::now() < deadline => {
+                Err(e) if e.is_retriable() && Instant::now() < deadline => {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(self.cfg.timing.retry_max);
                 }
@@ -574,17 +577,9 @@ impl<'a> Runner<'a> {
         let mut node_seconds = BTreeMap::new();
         let mut last = 0u32;
         for (name, rec) in &ck.nodes {
-            let first = rec
-                .times
-                .iter()
-                .step_by(2)
-                .copied()
-                .filter(|t| *t > 0)
-                .min();
-            let end = rec.times.iter().copied().max().unwrap_or(0);
-            last = last.max(end);
-            if let Some(first) = first {
-                node_seconds.insert(name.clone(), u64::from(end.saturating_sub(first)));
+            if let Some((first, end)) = rec.span() {
+                last = last.max(end);
+                node_seconds.insert(name.clone(), u64::from(end - first));
             }
         }
         for g in ck.global.values() {
@@ -1015,23 +1010,8 @@ impl<'a> Runner<'a> {
         let secs = ck
             .nodes
             .get(node)
-            .map(|r| {
-                let first = r
-                    .times
-                    .iter()
-                    .step_by(2)
-                    .copied()
-                    .filter(|t| *t > 0)
-                    .min()
-                    .unwrap_or(0);
-                r.times
-                    .iter()
-                    .copied()
-                    .max()
-                    .unwrap_or(0)
-                    .saturating_sub(first)
-            })
-            .unwrap_or(0);
+            .and_then(NodeRecord::span)
+            .map_or(0, |(first, last)| last - first);
         self.emit(
             EventKind::NodeDone,
             None,
@@ -1630,18 +1610,6 @@ enum StepEnd {
 
 /// Marks "no agent pod was on the node when the label went on" in the checkpoint.
 const NO_AGENT: &str = "-";
-
-fn cl(what: impl Into<String>) -> impl FnOnce(cluster::ClusterError) -> StepError {
-    let what = what.into();
-    move |source| StepError::Cluster { what, source }
-}
-
-fn store_retriable(e: &StoreError) -> bool {
-    match e {
-        StoreError::Cluster { source, .. } => source.is_retriable(),
-        _ => false,
-    }
-}
 
 /// An error and its sources, `: `-joined, as the CLI prints them.
 pub fn chain(e: &dyn std::error::Error) -> String {

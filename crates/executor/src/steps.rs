@@ -101,7 +101,8 @@ impl StepError {
     }
 }
 
-fn cl(what: impl Into<String>) -> impl FnOnce(ClusterError) -> StepError {
+/// Wraps a cluster error with what was being done.
+pub(crate) fn cl(what: impl Into<String>) -> impl FnOnce(ClusterError) -> StepError {
     let what = what.into();
     move |source| StepError::Cluster { what, source }
 }

@@ -587,21 +587,12 @@ fn schedule_one(a: &ScheduleArgs, syn: &Synthetic, k: &str) -> anyhow::Result<()
     let ck_secs: Vec<u32> = ck
         .nodes
         .values()
-        .filter_map(|r| {
-            let first = r
-                .times
-                .iter()
-                .step_by(2)
-                .copied()
-                .filter(|t| *t > 0)
-                .min()?;
-            Some(r.times.iter().copied().max()?.saturating_sub(first))
-        })
+        .filter_map(|r| r.span().map(|(first, last)| last - first))
         .collect();
     let ck_first = ck
         .nodes
         .values()
-        .filter_map(|r| r.times.iter().step_by(2).copied().filter(|t| *t > 0).min())
+        .filter_map(|r| r.span().map(|(first, _)| first))
         .min()
         .unwrap_or(0);
     let ck_last = ck
