@@ -353,14 +353,33 @@ pub async fn assert_migrated(
             );
         }
     }
-    // Nothing but Cilium agent pods was deleted directly, and each agent pod at most once.
-    let deleted = env.deleted_pods();
+    // Nothing but Cilium agent pods and the tool's own probes and beacons was deleted
+    // directly, each agent pod at most once, and none of the tool's pods is left.
+    let deleted: Vec<String> = env
+        .deleted_pods()
+        .into_iter()
+        .filter(|d| !d.starts_with("kube-system/cni-migrate-"))
+        .collect();
     for d in &deleted {
         assert!(
             d.starts_with("kube-system/cilium-"),
             "{d} was deleted directly, not evicted"
         );
     }
+    use cluster::Cluster as _;
+    let ours = env
+        .cluster
+        .pods(
+            Some("kube-system"),
+            "app.kubernetes.io/managed-by=cni-migrate",
+        )
+        .await
+        .expect("list");
+    assert!(
+        ours.is_empty(),
+        "the tool's pods are left: {:?}",
+        ours.iter().map(|p| p.key()).collect::<Vec<_>>()
+    );
     let distinct: BTreeSet<&String> = deleted.iter().collect();
     assert!(
         distinct.len() <= nodes.len(),

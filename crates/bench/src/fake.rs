@@ -138,6 +138,8 @@ struct FakePod {
     gone_at: Option<Instant>,
     /// The PDB-covered app it belongs to.
     app: Option<String>,
+    /// A pod that runs to completion (the verification probe), with its log.
+    exits: Option<String>,
 }
 
 impl FakePod {
@@ -161,11 +163,14 @@ impl FakePod {
         let mut p = self.info.clone();
         p.terminating = self.terminating(t);
         p.ready = self.ready_at <= t && !p.terminating;
-        p.phase = if self.ready_at <= t {
-            PodPhase::Running
-        } else {
-            PodPhase::Pending
+        p.phase = match (self.ready_at <= t, &self.exits) {
+            (true, Some(_)) => PodPhase::Succeeded,
+            (true, None) => PodPhase::Running,
+            _ => PodPhase::Pending,
         };
+        if self.exits.is_some() {
+            p.ready = false;
+        }
         p
     }
 }
@@ -531,6 +536,7 @@ impl Synthetic {
                 deleting_at: None,
                 gone_at: None,
                 app,
+                exits: None,
             });
         }
         for (app, (ns, name)) in &pdb_apps {
@@ -553,6 +559,7 @@ impl Synthetic {
                 deleting_at: None,
                 gone_at: None,
                 app: None,
+                exits: None,
             });
         }
         let data: BTreeMap<String, String> = planner::values::migration_config(spec)
@@ -844,6 +851,7 @@ impl Cluster for FakeCluster {
                 ready_at: t + start,
                 deleting_at: None,
                 gone_at: None,
+                exits: None,
                 app: pod.app.clone(),
             });
         }
@@ -899,23 +907,128 @@ impl Cluster for FakeCluster {
                 deleting_at: None,
                 gone_at: None,
                 app: None,
+                exits: None,
             });
         }
         Ok(true)
     }
 
+    /// The verification's own pods: a beacon runs, a probe runs, prints a passing report and
+    /// exits; both start after a drawn pod start time, with an IP from the node's CiliumNode
+    /// block (the fake's nodes are all on Cilium once their agent restarted: the executor's
+    /// view of a healthy migration).
     async fn create_pod(&self, pod: &Pod) -> Result<PodInfo, ClusterError> {
         self.request("CREATE pod", true, 0).await;
-        Ok(PodInfo {
-            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
-            name: pod.metadata.name.clone().unwrap_or_default(),
+        let t = Instant::now();
+        let mut st = self.lock();
+        st.seq += 1;
+        let seq = st.seq;
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_else(|| {
+            format!(
+                "{}{seq:07}",
+                pod.metadata.generate_name.clone().unwrap_or_default()
+            )
+        });
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        let cidr = st
+            .nodes
+            .get(&node)
+            .map(|n| n.cidr.clone())
+            .unwrap_or_default();
+        let ip = format!("{}.{}", cidr.trim_end_matches(".0/24"), 250 + seq % 4);
+        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        let exits = labels.contains_key("cni-migrate.io/probe").then(|| {
+            let targets = pod
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("cni-migrate.io/probe-targets"))
+                .cloned()
+                .unwrap_or_default();
+            let mut log = format!("ip={ip}\napiserver=ok\n");
+            for t in targets.split(',').filter(|t| !t.is_empty()) {
+                log.push_str(&format!("reach {t}=ok\n"));
+            }
+            log
+        });
+        let start = Physics::pod_start(&mut st.rng);
+        let uid = st.next_uid();
+        let info = PodInfo {
+            namespace,
+            name,
+            uid,
+            labels: labels.into_iter().collect(),
+            node_name: Some(node),
+            phase: PodPhase::Pending,
+            pod_ips: ip.parse().ok().into_iter().collect(),
             ..PodInfo::default()
-        })
+        };
+        st.insert_pod(FakePod {
+            info: info.clone(),
+            appears: t,
+            ready_at: t + start,
+            deleting_at: None,
+            gone_at: None,
+            exits,
+            app: None,
+        });
+        Ok(info)
     }
 
-    async fn pod_log(&self, _namespace: &str, _name: &str) -> Result<String, ClusterError> {
+    async fn pod_log(&self, namespace: &str, name: &str) -> Result<String, ClusterError> {
         self.request("GET pods/log", false, 0).await;
-        Ok(String::new())
+        Ok(self
+            .lock()
+            .pods
+            .get(&format!("{namespace}/{name}"))
+            .and_then(|p| p.exits.clone())
+            .unwrap_or_default())
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, ClusterError> {
+        self.request("LIST nodes", false, 0).await;
+        let mut st = self.lock();
+        let out: Vec<NodeInfo> = st.nodes.values().map(|n| n.info.clone()).collect();
+        st.list_items += out.len() as u64;
+        Ok(out)
+    }
+
+    async fn cilium_nodes(&self) -> Result<Vec<cluster::CiliumNodeInfo>, ClusterError> {
+        self.request("LIST ciliumnodes", false, 0).await;
+        let mut st = self.lock();
+        let out: Vec<cluster::CiliumNodeInfo> = st
+            .nodes
+            .iter()
+            .map(|(name, n)| cluster::CiliumNodeInfo {
+                name: name.clone(),
+                pod_cidrs: vec![n.cidr.clone()],
+            })
+            .collect();
+        st.list_items += out.len() as u64;
+        Ok(out)
+    }
+
+    async fn cilium_endpoints(&self) -> Result<Vec<cluster::EndpointInfo>, ClusterError> {
+        self.request("LIST ciliumendpoints", false, 0).await;
+        let t = Instant::now();
+        let mut st = self.lock();
+        let out: Vec<cluster::EndpointInfo> = st
+            .pods
+            .values()
+            .filter(|p| p.visible(t) && !p.info.host_network)
+            .map(|p| cluster::EndpointInfo {
+                namespace: p.info.namespace.clone(),
+                name: p.info.name.clone(),
+                ips: p.info.pod_ips.clone(),
+            })
+            .collect();
+        st.list_items += out.len() as u64;
+        Ok(out)
     }
 
     async fn pdbs(&self) -> Result<Vec<PdbInfo>, ClusterError> {

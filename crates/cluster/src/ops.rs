@@ -47,6 +47,109 @@ pub enum Eviction {
     },
 }
 
+/// A CiliumNode, as far as verification needs it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CiliumNodeInfo {
+    /// `metadata.name` (the node's name).
+    pub name: String,
+    /// `spec.ipam.podCIDRs`.
+    pub pod_cidrs: Vec<String>,
+}
+
+impl<'de> serde::Deserialize<'de> for CiliumNodeInfo {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            #[serde(default)]
+            metadata: Meta,
+            #[serde(default)]
+            spec: Spec,
+        }
+        #[derive(serde::Deserialize, Default)]
+        struct Meta {
+            #[serde(default)]
+            name: String,
+        }
+        #[derive(serde::Deserialize, Default)]
+        struct Spec {
+            #[serde(default)]
+            ipam: Ipam,
+        }
+        #[derive(serde::Deserialize, Default)]
+        #[serde(rename_all = "camelCase")]
+        struct Ipam {
+            #[serde(default, rename = "podCIDRs")]
+            pod_cidrs: Vec<String>,
+        }
+        let r = Raw::deserialize(d)?;
+        Ok(CiliumNodeInfo {
+            name: r.metadata.name,
+            pod_cidrs: r.spec.ipam.pod_cidrs,
+        })
+    }
+}
+
+/// A CiliumEndpoint, as far as verification needs it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndpointInfo {
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `metadata.name` (the pod's name).
+    pub name: String,
+    /// `status.networking.addressing[].ipv4` and `ipv6`.
+    pub ips: Vec<std::net::IpAddr>,
+}
+
+impl<'de> serde::Deserialize<'de> for EndpointInfo {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            #[serde(default)]
+            metadata: Meta,
+            #[serde(default)]
+            status: Status,
+        }
+        #[derive(serde::Deserialize, Default)]
+        struct Meta {
+            #[serde(default)]
+            name: String,
+            #[serde(default)]
+            namespace: String,
+        }
+        #[derive(serde::Deserialize, Default)]
+        struct Status {
+            #[serde(default)]
+            networking: Networking,
+        }
+        #[derive(serde::Deserialize, Default)]
+        struct Networking {
+            #[serde(default)]
+            addressing: Vec<Address>,
+        }
+        #[derive(serde::Deserialize, Default)]
+        struct Address {
+            #[serde(default)]
+            ipv4: Option<String>,
+            #[serde(default)]
+            ipv6: Option<String>,
+        }
+        let r = Raw::deserialize(d)?;
+        Ok(EndpointInfo {
+            namespace: r.metadata.namespace,
+            name: r.metadata.name,
+            ips: r
+                .status
+                .networking
+                .addressing
+                .iter()
+                .flat_map(|a| [a.ipv4.as_deref(), a.ipv6.as_deref()])
+                .flatten()
+                .filter_map(|ip| ip.parse().ok())
+                .collect(),
+        })
+    }
+}
+
 /// The domain verbs of the executor.
 #[async_trait]
 pub trait Cluster: Send + Sync {
@@ -127,6 +230,12 @@ pub trait Cluster: Send + Sync {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<bool, ClusterError>;
+    /// Every node.
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, ClusterError>;
+    /// Every CiliumNode: its name and `spec.ipam.podCIDRs`.
+    async fn cilium_nodes(&self) -> Result<Vec<CiliumNodeInfo>, ClusterError>;
+    /// Every CiliumEndpoint: its namespace, name (the pod's) and addresses.
+    async fn cilium_endpoints(&self) -> Result<Vec<EndpointInfo>, ClusterError>;
     /// Records a Kubernetes Event on a node (best effort for the caller).
     async fn node_event(
         &self,
@@ -482,6 +591,18 @@ impl Cluster for KubeCluster {
             Err(e) if status_code(&e) == Some(404) => Ok(false),
             Err(e) => Err(api_err("delete", what)(e)),
         }
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, ClusterError> {
+        list_all(&self.client, "/api/v1/nodes").await
+    }
+
+    async fn cilium_nodes(&self) -> Result<Vec<CiliumNodeInfo>, ClusterError> {
+        list_all(&self.client, "/apis/cilium.io/v2/ciliumnodes").await
+    }
+
+    async fn cilium_endpoints(&self) -> Result<Vec<EndpointInfo>, ClusterError> {
+        list_all(&self.client, "/apis/cilium.io/v2/ciliumendpoints").await
     }
 
     async fn node_event(

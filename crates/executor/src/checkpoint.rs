@@ -111,6 +111,10 @@ pub struct NodeRecord {
     /// The failure message.
     #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// When `cni-migrate rollback` returned the node to the old CNI (seconds after `created`):
+    /// its steps are Pending again, and it is not admitted until `resume --retry NODE`.
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back: Option<u32>,
 }
 
 impl NodeRecord {

@@ -65,6 +65,8 @@ pub enum Skip {
     DaemonSet,
     /// A static pod's mirror.
     Mirror,
+    /// One of the tool's own probe, beacon or restore pods (the runtime removes them itself).
+    Ours,
 }
 
 /// Why a drain refuses to start.
@@ -97,6 +99,9 @@ pub fn classify(pod: &PodInfo, opts: &DrainOptions) -> Result<Option<Skip>, Refu
     }
     if pod.mirror {
         return Ok(Some(Skip::Mirror));
+    }
+    if crate::probe::is_ours(pod) {
+        return Ok(Some(Skip::Ours));
     }
     if pod.phase.is_finished() {
         return Ok(None);

@@ -35,6 +35,8 @@ use planner::{
 use serde::Serialize;
 use tokio::{sync::Mutex, time::Instant};
 
+mod verify;
+
 use crate::{
     agent,
     checkpoint::{
@@ -70,6 +72,13 @@ pub struct Timing {
     pub agent_timeout: Duration,
     /// How long Cilium may take to be installed or upgraded after Helm returns.
     pub install_timeout: Duration,
+    /// How often the re-check before an admission also lists every pod (to see that pods
+    /// scheduled on migrated nodes since get new-pool IPs); the other signals are re-checked
+    /// before every admission.
+    pub recheck_pods: Duration,
+    /// How long a regression on a migrated node may last before the run stops (an agent pod
+    /// being replaced is not a regression); no node is admitted meanwhile.
+    pub regression_grace: Duration,
 }
 
 impl Timing {
@@ -86,6 +95,8 @@ impl Timing {
             retry_budget: Duration::from_secs(300),
             agent_timeout: Duration::from_secs(300),
             install_timeout: Duration::from_secs(600),
+            recheck_pods: Duration::from_secs(60),
+            regression_grace: Duration::from_secs(30),
         }
     }
 
@@ -102,6 +113,8 @@ impl Timing {
             retry_budget: Duration::from_secs(60),
             agent_timeout: Duration::from_secs(30),
             install_timeout: Duration::from_secs(60),
+            recheck_pods: Duration::ZERO,
+            regression_grace: Duration::from_millis(300),
         }
     }
 }
@@ -317,6 +330,18 @@ pub struct Runner<'a> {
     base: u64,
     stats: std::sync::Mutex<Stats>,
     ignore_preflight: bool,
+    /// Held while beacons are placed or moved (nodes verify concurrently).
+    beacons: Mutex<()>,
+    recheck: std::sync::Mutex<Recheck>,
+}
+
+/// The re-check's memory between admissions.
+#[derive(Default)]
+struct Recheck {
+    /// When every pod was last listed.
+    pods_listed: Option<Instant>,
+    /// Regressions seen, by `node: signal`, with when they were first seen.
+    suspects: BTreeMap<String, Instant>,
 }
 
 /// Seconds since the Unix epoch, by the system clock.
@@ -352,6 +377,8 @@ impl<'a> Runner<'a> {
             base: unix_now(),
             stats: std::sync::Mutex::new(Stats::default()),
             ignore_preflight: false,
+            beacons: Mutex::new(()),
+            recheck: std::sync::Mutex::new(Recheck::default()),
         }
     }
 
@@ -523,6 +550,7 @@ impl<'a> Runner<'a> {
         if let Some(stop) = self.run_nodes().await? {
             return Ok(stop);
         }
+        self.remove_beacons().await;
         for step in self.plan.steps.iter().filter(|s| s.phase == Phase::Finale) {
             if step.kind == StepKind::FinalValues && self.cfg.stop_before_finalize {
                 let state = self.state(&*self.ck.lock().await, step);
@@ -794,8 +822,21 @@ impl<'a> Runner<'a> {
                 // admit nothing (soaking, a canary in flight), spare the API the reads.
                 let unobserved =
                     scheduler::decide(self.plan, &ck, &Observations::default(), self.now());
+                // Before a new node starts, the migrated ones must still hold up.
+                let held = if unobserved.admit.is_empty() {
+                    None
+                } else {
+                    drive(&mut in_flight, &mut finished, self.recheck(&ck)).await?
+                };
                 let decision = if unobserved.admit.is_empty() {
                     unobserved
+                } else if let Some(why) = held {
+                    scheduler::Admission {
+                        admit: Vec::new(),
+                        waiting: Vec::new(),
+                        not_before: None,
+                        stopped: Some(why),
+                    }
                 } else {
                     let obs = drive(
                         &mut in_flight,
@@ -1091,6 +1132,8 @@ impl<'a> Runner<'a> {
                 opts.retry_delay = self.cfg.timing.drain_retry;
                 opts.poll = self.cfg.timing.drain_poll;
                 opts.node_check = self.cfg.timing.poll.max(self.cfg.timing.drain_poll);
+                // A beacon on the node moves elsewhere when it is next needed.
+                crate::probe::remove_on_node(c, node, None).await?;
                 let report = match drain::drain(c, node, &opts).await {
                     Ok(r) => r,
                     Err(e) => {
@@ -1174,7 +1217,8 @@ impl<'a> Runner<'a> {
             }
             StepKind::Verify => {
                 let uids = self.agent_uids(node).await;
-                self.wait_verified(node, &uids).await.map(Done::Done)
+                let basic = self.wait_verified(node, &uids).await?;
+                self.verify_node(node, basic).await.map(Done::Done)
             }
             StepKind::Uncordon => {
                 let prior = self.ck.lock().await.prior(node).unwrap_or_default();
@@ -1509,20 +1553,28 @@ impl<'a> Runner<'a> {
         let c = &*self.cluster;
         let pool = &self.plan.spec.target.pod_cidrs;
         let deadline = Instant::now() + self.plan.spec.rollout.verify.timeout.0;
+        let beacons = self.remove_beacons().await;
         loop {
             let pods = c.pods(None, "").await.map_err(cl("listing pods"))?;
-            let mut outside = Vec::new();
-            let mut checked = 0usize;
-            for p in pods.iter().filter(|p| {
-                !p.host_network && !p.terminating && !p.phase.is_finished() && !p.pod_ips.is_empty()
-            }) {
-                checked += 1;
-                if !p
-                    .pod_ips
-                    .iter()
-                    .any(|ip| pool.iter().any(|n| n.contains(ip)))
-                {
-                    outside.push(format!(
+            let checked: Vec<&planner::snapshot::PodInfo> = pods
+                .iter()
+                .filter(|p| {
+                    !p.host_network
+                        && !p.terminating
+                        && !p.phase.is_finished()
+                        && !p.pod_ips.is_empty()
+                        && !crate::probe::is_ours(p)
+                })
+                .collect();
+            let outside: Vec<String> = checked
+                .iter()
+                .filter(|p| {
+                    !p.pod_ips
+                        .iter()
+                        .any(|ip| pool.iter().any(|n| n.contains(ip)))
+                })
+                .map(|p| {
+                    format!(
                         "{} ({})",
                         p.key(),
                         p.pod_ips
@@ -1530,9 +1582,10 @@ impl<'a> Runner<'a> {
                             .map(ToString::to_string)
                             .collect::<Vec<_>>()
                             .join(",")
-                    ));
-                }
-            }
+                    )
+                })
+                .collect();
+            let unmanaged = self.pods_without_endpoints(&checked).await?;
             let policy = steps::cilium_config_differences(
                 c,
                 &[("enable-policy", "default".to_owned())]
@@ -1540,28 +1593,46 @@ impl<'a> Runner<'a> {
                     .collect(),
             )
             .await?;
-            if outside.is_empty() && policy.is_empty() {
+            let no_endpoint = unmanaged.clone().unwrap_or_default();
+            if outside.is_empty() && no_endpoint.is_empty() && policy.is_empty() {
                 return Ok(format!(
-                    "all {checked} pod(s) off the host network have an IP in the new pool; policy enforcement is on"
+                    "all {} pod(s) off the host network have an IP in the new pool and {}; policy enforcement is on{}",
+                    checked.len(),
+                    if unmanaged.is_some() {
+                        "a CiliumEndpoint"
+                    } else {
+                        "(CiliumEndpointSlices are on: per-pod endpoints not compared)"
+                    },
+                    if beacons > 0 {
+                        format!("; removed {beacons} beacon pod(s)")
+                    } else {
+                        String::new()
+                    }
                 ));
             }
             if Instant::now() >= deadline {
+                let few = |v: &[String]| {
+                    let shown: Vec<&str> = v.iter().take(10).map(String::as_str).collect();
+                    format!(
+                        "{}{}",
+                        shown.join(", "),
+                        if v.len() > 10 { ", ..." } else { "" }
+                    )
+                };
                 let mut reason = Vec::new();
                 if !outside.is_empty() {
-                    let shown: Vec<&String> = outside.iter().take(10).collect();
                     reason.push(format!(
-                        "expected every pod off the host network in {}, saw {} outside: {}{}",
-                        pool.iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(","),
+                        "expected every pod off the host network in {}, saw {} outside: {}",
+                        crate::probe::show_nets(pool),
                         outside.len(),
-                        shown
-                            .iter()
-                            .map(|s| s.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        if outside.len() > 10 { ", ..." } else { "" }
+                        few(&outside)
+                    ));
+                }
+                if !no_endpoint.is_empty() {
+                    reason.push(format!(
+                        "expected a CiliumEndpoint for every pod off the host network, saw {} without one (Cilium does not manage them; restart them): {}",
+                        no_endpoint.len(),
+                        few(&no_endpoint)
                     ));
                 }
                 reason.extend(policy);

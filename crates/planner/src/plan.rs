@@ -266,9 +266,14 @@ impl Plan {
     }
 }
 
-/// Pods a drain evicts: not DaemonSet-managed, not mirror pods, not finished, not terminating.
+/// Pods a drain evicts: not DaemonSet-managed, not mirror pods, not finished, not terminating,
+/// not the tool's own (it removes those itself).
 pub fn evictable(pod: &PodInfo) -> bool {
-    !pod.is_daemonset_pod() && !pod.mirror && !pod.phase.is_finished() && !pod.terminating
+    !pod.is_daemonset_pod()
+        && !pod.mirror
+        && !pod.phase.is_finished()
+        && !pod.terminating
+        && !pod.is_cni_migrate_pod()
 }
 
 /// Critical singletons that put a node last: the Cilium operator and CoreDNS.

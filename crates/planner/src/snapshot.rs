@@ -341,6 +341,16 @@ impl PodInfo {
     pub fn is_daemonset_pod(&self) -> bool {
         self.owner.as_ref().is_some_and(|o| o.kind == "DaemonSet")
     }
+
+    /// One of cni-migrate's own short-lived pods (probe, beacon, restore): in `kube-system`
+    /// with `app.kubernetes.io/managed-by=cni-migrate`. Never a workload to drain or count.
+    pub fn is_cni_migrate_pod(&self) -> bool {
+        self.namespace == "kube-system"
+            && self
+                .labels
+                .get("app.kubernetes.io/managed-by")
+                .is_some_and(|v| v == "cni-migrate")
+    }
 }
 
 /// Projection of a PodDisruptionBudget (`policy/v1`).

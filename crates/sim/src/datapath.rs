@@ -3,8 +3,10 @@
 //! ```text
 //! pod A ──► its overlay: Cilium if its IP is in Cilium's cluster pool, else the old CNI's
 //!   same overlay        reachable (on Cilium: both nodes' agents must be Ready)
-//!   across overlays     reachable only through the host routing stack: cilium-config
-//!                       enable-host-legacy-routing=true and the two pod networks disjoint
+//!   across overlays     reachable only through the host routing stack: the Cilium side's
+//!                       agent runs with enable-host-legacy-routing=true (cilium-config plus
+//!                       its node's CiliumNodeConfigs), and the old pod's IP is outside
+//!                       Cilium's pool (else routes to one network shadow the other)
 //!   hostNetwork pods    on the node's own address: reachable from both overlays
 //! ```
 //!
@@ -57,10 +59,15 @@ fn pod_ip(pod: &Value) -> Option<IpAddr> {
     pod["status"]["podIP"].as_str()?.parse().ok()
 }
 
-/// The overlay of a pod.
+/// The overlay of a pod: the one it started on (the model notes it), else by its IP.
 pub fn overlay(store: &Store, pod: &Value) -> Overlay {
     if pod["spec"]["hostNetwork"] == true {
         return Overlay::Host;
+    }
+    match pod["metadata"]["annotations"][crate::model::OVERLAY_ANNOTATION].as_str() {
+        Some("cilium") => return Overlay::Cilium,
+        Some("old") => return Overlay::Old,
+        _ => {}
     }
     let pool = cilium_pool(&cilium_config(store));
     match pod_ip(pod) {
@@ -69,13 +76,13 @@ pub fn overlay(store: &Store, pod: &Value) -> Overlay {
     }
 }
 
-fn agent_ready(store: &Store, node: &str) -> bool {
+/// The node's Ready agent pod, if any.
+fn ready_agent(store: &Store, node: &str) -> Option<Value> {
     let (_, agents, _) = store.list("/pods", Some("kube-system"), None, None, &|_, s| {
         s.labels.get("k8s-app").is_some_and(|a| a == "cilium")
             && s.node_name.as_deref() == Some(node)
     });
-    agents.iter().any(|(_, s)| {
-        let v = s.value();
+    agents.iter().map(|(_, s)| s.value()).find(|v| {
         v["metadata"]["deletionTimestamp"].is_null()
             && v["status"]["conditions"]
                 .as_array()
@@ -83,6 +90,24 @@ fn agent_ready(store: &Store, node: &str) -> bool {
                 .flatten()
                 .any(|c| c["type"] == "Ready" && c["status"] == "True")
     })
+}
+
+fn agent_ready(store: &Store, node: &str) -> bool {
+    ready_agent(store, node).is_some()
+}
+
+/// Whether the agent on the node routes through the host stack (its resolved configuration;
+/// `cilium-config` for agents the model did not start).
+fn host_legacy_routing(store: &Store, node: &str) -> bool {
+    let resolved = ready_agent(store, node).and_then(|a| {
+        a["metadata"]["annotations"][crate::model::LEGACY_ROUTING_ANNOTATION]
+            .as_str()
+            .map(str::to_owned)
+    });
+    match resolved {
+        Some(v) => v == "true",
+        None => cilium_config(store)["enable-host-legacy-routing"].as_str() == Some("true"),
+    }
 }
 
 /// Whether traffic from `a` reaches `b`; `Err` says why not.
@@ -106,8 +131,12 @@ pub fn reach(store: &Store, a: &Value, b: &Value) -> Result<(), String> {
         return Ok(());
     }
     let config = cilium_config(store);
-    if config["enable-host-legacy-routing"].as_str() != Some("true") {
-        return Err("cross-overlay traffic needs bpf.hostLegacyRouting".into());
+    let cilium_side = if oa == Overlay::Cilium { a } else { b };
+    let cilium_node = cilium_side["spec"]["nodeName"].as_str().unwrap_or_default();
+    if !host_legacy_routing(store, cilium_node) {
+        return Err(format!(
+            "cross-overlay traffic needs bpf.hostLegacyRouting, which is off on {cilium_node}"
+        ));
     }
     // The two pod networks must be disjoint, or routes to one shadow the other.
     let pool = cilium_pool(&config);

@@ -10,8 +10,23 @@
 //! ```
 //!
 //! Also: the garbage collector (a deleted DaemonSet, Deployment, ReplicaSet or StatefulSet takes
-//! what it owned along), and the Tigera operator's uninstall (deleting the `Installation`
-//! removes calico-system's DaemonSets and Deployments).
+//! what it owned along), the Tigera operator's uninstall (deleting the `Installation`
+//! removes calico-system's DaemonSets and Deployments), and Cilium's CiliumEndpoints (one per
+//! pod started on a node whose CNI is Cilium, gone with the pod).
+//!
+//! A node's CNI directory is its annotation `sim.cni-migrate.io/cni` (`cilium` once an agent
+//! wrote `05-cilium.conflist`). As on a real node, an agent that no longer writes it does not
+//! remove it (`cni.uninstall=false`): only the restore pod a rollback runs (label
+//! `cni-migrate.io/restore-cni=true`) puts the old configuration back.
+//!
+//! Ways a node can fail, set as the node's annotation `sim.cni-migrate.io/fault` (comma list):
+//! - `agent-stuck`: a Cilium agent starting on the node once it carries the migration label
+//!   crash-loops (an agent that never comes back);
+//! - `cnc-ignored`: the node's agent does not see CiliumNodeConfigs (it stays on the old CNI
+//!   though its CiliumNode looks right).
+//!
+//! Per-node agent configuration (a CiliumNodeConfig that turns `enable-host-legacy-routing`
+//! off, say) is resolved at agent start and kept on the agent pod, where the datapath reads it.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -43,6 +58,16 @@ impl Default for ModelOptions {
         }
     }
 }
+
+/// The node annotation that stands for its CNI directory.
+pub const CNI_ANNOTATION: &str = "sim.cni-migrate.io/cni";
+/// The node annotation listing its faults.
+pub const FAULT_ANNOTATION: &str = "sim.cni-migrate.io/fault";
+/// The pod annotation naming the overlay a pod started on (`cilium` or `old`).
+pub const OVERLAY_ANNOTATION: &str = "sim.cni-migrate.io/overlay";
+/// The agent pod annotation holding its resolved `enable-host-legacy-routing`.
+pub const LEGACY_ROUTING_ANNOTATION: &str = "sim.cni-migrate.io/enable-host-legacy-routing";
+const ENDPOINTS: &str = "cilium.io/ciliumendpoints";
 
 fn is_ready_node(n: &Value) -> bool {
     n["spec"]["unschedulable"] != true
@@ -110,7 +135,7 @@ impl Model {
         let host = *n % 250 + 2;
         let on_cilium = self
             .node_value(node)
-            .is_some_and(|v| v["metadata"]["annotations"]["sim.cni-migrate.io/cni"] == "cilium");
+            .is_some_and(|v| v["metadata"]["annotations"][CNI_ANNOTATION] == "cilium");
         let cidr = if on_cilium {
             self.store
                 .get("cilium.io/ciliumnodes", "", node)
@@ -236,7 +261,17 @@ impl Model {
                     ));
                 }
             }
-            "DELETED" => out.push((Duration::ZERO, Action::Replace { pod })),
+            "DELETED" => {
+                out.push((
+                    Duration::ZERO,
+                    Action::DropEndpoint {
+                        namespace: e.namespace.clone(),
+                        name: e.name.clone(),
+                        uid: pod["metadata"]["uid"].clone(),
+                    },
+                ));
+                out.push((Duration::ZERO, Action::Replace { pod }));
+            }
             _ => {}
         }
         out
@@ -317,6 +352,14 @@ impl Model {
                 } else {
                     self.allocate_ip(&node)
                 };
+                let on_cilium = pod["spec"]["hostNetwork"] != true
+                    && self
+                        .node_value(&node)
+                        .is_some_and(|v| v["metadata"]["annotations"][CNI_ANNOTATION] == "cilium");
+                if pod["spec"]["hostNetwork"] != true {
+                    pod["metadata"]["annotations"][OVERLAY_ANNOTATION] =
+                        json!(if on_cilium { "cilium" } else { "old" });
+                }
                 let now = now_rfc3339();
                 pod["status"]["phase"] = json!("Running");
                 pod["status"]["podIP"] = json!(ip);
@@ -338,12 +381,21 @@ impl Model {
                     self.cilium_agent_starts(&node, &mut pod);
                 }
                 let probe = pod["metadata"]["labels"]["cni-migrate.io/probe"] == "true";
+                let restore = pod["metadata"]["labels"]["cni-migrate.io/restore-cni"] == "true";
                 let Ok(mut pod) = self.store.update("/pods", pod, Some(s.rv), false) else {
                     return;
                 };
-                if probe {
-                    // The verification probe runs its checks and exits.
-                    let log = crate::datapath::probe_log(&self.store, &pod);
+                if on_cilium {
+                    self.endpoint(&pod, &ip, &node);
+                }
+                if probe || restore {
+                    // The verification probe runs its checks and exits; the restore pod puts
+                    // the old CNI configuration back and exits.
+                    let log = if probe {
+                        crate::datapath::probe_log(&self.store, &pod)
+                    } else {
+                        self.restore_cni(&node)
+                    };
                     self.store.set_log(&namespace, &name, log);
                     pod["status"]["phase"] = json!("Succeeded");
                     pod["status"]["conditions"] =
@@ -352,6 +404,19 @@ impl Model {
                 }
             }
             Action::Replace { pod } => self.replace(&pod),
+            Action::DropEndpoint {
+                namespace,
+                name,
+                uid,
+            } => {
+                let owned = self
+                    .store
+                    .get(ENDPOINTS, &namespace, &name)
+                    .is_some_and(|c| c.value()["metadata"]["ownerReferences"][0]["uid"] == uid);
+                if owned {
+                    let _ = self.store.delete(ENDPOINTS, &namespace, &name, false);
+                }
+            }
             Action::Budgets { namespace, labels } => self.budgets(&namespace, &labels),
             Action::Daemonset { namespace, name } => self.reconcile_daemonset(&namespace, &name),
             Action::DaemonsetStatus { namespace, name } => self.daemonset_status(&namespace, &name),
@@ -380,7 +445,14 @@ impl Model {
             &|_, _| true,
         );
         let labels = node_v["metadata"]["labels"].clone();
-        for (_, cnc) in cncs {
+        let faults: Vec<String> = node_v["metadata"]["annotations"][FAULT_ANNOTATION]
+            .as_str()
+            .unwrap_or_default()
+            .split(',')
+            .map(|f| f.trim().to_owned())
+            .collect();
+        let fault = |f: &str| faults.iter().any(|x| x == f);
+        for (_, cnc) in cncs.into_iter().filter(|_| !fault("cnc-ignored")) {
             let cnc = cnc.value();
             let Some(sel) = cnc["spec"]["nodeSelector"].as_object() else {
                 continue;
@@ -418,6 +490,22 @@ impl Model {
             .as_str()
             .unwrap_or_default()
             .to_owned();
+        pod["metadata"]["annotations"][LEGACY_ROUTING_ANNOTATION] = json!(
+            config
+                .get("enable-host-legacy-routing")
+                .cloned()
+                .unwrap_or_else(|| "false".into())
+        );
+        let labelled = labels["io.cilium.migration/cilium-default"] == "true";
+        if fault("agent-stuck") && labelled {
+            pod["status"]["conditions"] =
+                json!([{"type": "Ready", "status": "False", "reason": "ContainersNotReady"}]);
+            pod["status"]["containerStatuses"] = json!([{"name": "cilium-agent", "ready": false, "started": false, "restartCount": 7,
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off restarting failed container"}}}]);
+            self.store.set_log("kube-system", &pod_name,
+                "level=fatal msg=\"failed to start: unable to initialize datapath (simulated fault agent-stuck)\"\n");
+            return;
+        }
         if self.old_overlay_ports().contains(&port) {
             pod["status"]["conditions"] =
                 json!([{"type": "Ready", "status": "False", "reason": "ContainersNotReady"}]);
@@ -435,16 +523,39 @@ impl Model {
             format!("level=info msg=\"agent ready\" cni-conf-written={writes_cni}\n"),
         );
         let mut node_v = node_v;
-        let was =
-            node_v["metadata"]["annotations"]["sim.cni-migrate.io/cni"].as_str() == Some("cilium");
-        if writes_cni != was {
-            node_v["metadata"]["annotations"]["sim.cni-migrate.io/cni"] = if writes_cni {
-                json!("cilium")
-            } else {
-                Value::Null
-            };
+        let was = node_v["metadata"]["annotations"][CNI_ANNOTATION].as_str() == Some("cilium");
+        // An agent that stops writing its CNI configuration leaves it in place.
+        if writes_cni && !was {
+            node_v["metadata"]["annotations"][CNI_ANNOTATION] = json!("cilium");
             let _ = self.store.update("/nodes", node_v, None, false);
         }
+    }
+
+    /// The CiliumEndpoint of a pod started on a Cilium node.
+    fn endpoint(&mut self, pod: &Value, ip: &str, node: &str) {
+        let cep = json!({"apiVersion": "cilium.io/v2", "kind": "CiliumEndpoint",
+            "metadata": {"namespace": pod["metadata"]["namespace"], "name": pod["metadata"]["name"],
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": pod["metadata"]["name"], "uid": pod["metadata"]["uid"]}]},
+            "status": {"state": "ready", "networking": {"node": node, "addressing": [{"ipv4": ip}]},
+                "policy": {"ingress": {"enforcing": false}, "egress": {"enforcing": false}}}});
+        let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default();
+        let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+        let _ = self.store.delete(ENDPOINTS, ns, name, false);
+        let _ = self.store.create(ENDPOINTS, cep, false);
+    }
+
+    /// What the rollback's restore pod does on a node: `*.cilium_bak` renamed back and
+    /// `05-cilium.conflist` removed; its log says which.
+    fn restore_cni(&mut self, node: &str) -> String {
+        let Some(mut node_v) = self.node_value(node) else {
+            return String::new();
+        };
+        if node_v["metadata"]["annotations"][CNI_ANNOTATION] != "cilium" {
+            return "nothing to restore: no 05-cilium.conflist\n".into();
+        }
+        node_v["metadata"]["annotations"][CNI_ANNOTATION] = Value::Null;
+        let _ = self.store.update("/nodes", node_v, None, false);
+        "restored 10-old.conflist\nremoved 05-cilium.conflist\n".into()
     }
 
     /// The old overlay's UDP ports, as the model knows them (Flannel's net-conf, Calico VXLAN).
@@ -897,6 +1008,12 @@ enum Action {
     },
     Replace {
         pod: Value,
+    },
+    /// Cilium removes a deleted pod's CiliumEndpoint.
+    DropEndpoint {
+        namespace: String,
+        name: String,
+        uid: Value,
     },
 }
 
