@@ -85,11 +85,20 @@ fn describe(pods: &[PodInfo]) -> String {
     pods.iter()
         .map(|p| {
             format!(
-                "pod {} {:?}{}{}",
+                "pod {} {:?}{}{}{}{}",
                 p.key(),
                 p.phase,
                 if p.ready { " Ready" } else { " not Ready" },
-                if p.terminating { " terminating" } else { "" }
+                if p.terminating { " terminating" } else { "" },
+                p.waiting_reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default(),
+                if p.restarts > 0 {
+                    format!(", {} restart(s)", p.restarts)
+                } else {
+                    String::new()
+                }
             )
         })
         .collect::<Vec<_>>()
@@ -150,10 +159,18 @@ pub async fn restart_agent<C: Cluster + ?Sized>(
             ));
         }
         if start.elapsed() >= timeout {
+            // As `cilium status` does for a crash-looping agent: its last log line.
+            let mut observed = describe(&pods);
+            if let Some(p) = pods.iter().find(|p| !p.ready && !old_uids.contains(&p.uid))
+                && let Ok(log) = cluster.pod_log(&p.namespace, &p.name).await
+                && let Some(last) = log.lines().rev().find(|l| !l.trim().is_empty())
+            {
+                observed.push_str(&format!("; its last log line: {}", last.trim()));
+            }
             return Err(AgentError::NotReady {
                 node: node.to_owned(),
                 waited: timeout,
-                observed: describe(&pods),
+                observed,
             });
         }
         tokio::time::sleep(poll).await;

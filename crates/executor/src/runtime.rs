@@ -111,7 +111,7 @@ impl Timing {
             retry_base: Duration::from_millis(50),
             retry_max: Duration::from_millis(500),
             retry_budget: Duration::from_secs(60),
-            agent_timeout: Duration::from_secs(30),
+            agent_timeout: Duration::from_secs(10),
             install_timeout: Duration::from_secs(60),
             recheck_pods: Duration::ZERO,
             regression_grace: Duration::from_millis(300),

@@ -465,7 +465,9 @@ async fn without_host_legacy_routing_the_overlays_cannot_talk() {
     )
     .await;
     assert!(
-        log.contains("fail (cross-overlay traffic needs bpf.hostLegacyRouting, which is off on kind-worker)"),
+        log.contains(
+            "fail (cross-overlay traffic needs bpf.hostLegacyRouting, which is off on kind-worker)"
+        ),
         "{log}"
     );
     let pods: Vec<serde_json::Value> = sim

@@ -1,0 +1,154 @@
+//! End-to-end: each way a node can fail to move is caught at that node, before the next node
+//! starts, with what was expected and what was seen; and a rollback returns a migrated node to
+//! the old overlay. The failures are the simulated cluster's: an agent that never comes back,
+//! a CiliumNodeConfig the node's agent does not see, host routing turned off on one node, and a
+//! node joining with a pod CIDR inside Cilium's pool.
+
+mod support;
+
+use cluster::Cluster as _;
+use support::cluster::{Env, env};
+
+/// The plan's order for kind-flannel: the canary, then the second worker, the control plane last.
+const CANARY: &str = "kind-worker";
+const SECOND: &str = "kind-worker2";
+const LAST: &str = "kind-control-plane";
+
+fn same(s: String) -> String {
+    s
+}
+
+/// Runs `apply` to its end; asserts exit 5 with one failed step, `step`, whose reason contains
+/// every one of `needles`; asserts no node was admitted after it. Returns the reason.
+async fn fails_at(env: &Env, step: &str, needles: &[&str]) -> String {
+    let (status, seen) = env.watch("apply", &[]).finish().await;
+    let all = seen.join("\n");
+    assert_eq!(status.code(), Some(5), "{all}");
+    let ck = env.checkpoint().await.expect("checkpoint");
+    let f = ck.failure.expect("a failure is recorded");
+    assert_eq!(f.step, step, "{all}");
+    for n in needles {
+        assert!(f.reason.contains(n), "reason lacks {n:?}: {}", f.reason);
+    }
+    let after: Vec<&String> = seen
+        .iter()
+        .skip_while(|l| !l.contains("step-failed"))
+        .filter(|l| l.contains("node-admitted"))
+        .collect();
+    assert!(after.is_empty(), "admitted after the failure: {after:?}");
+    // The control plane, last in the plan, was never touched.
+    assert!(
+        ck.nodes[LAST].states.chars().all(|c| c == 'P'),
+        "{LAST} was started: {}",
+        ck.nodes[LAST].states
+    );
+    f.reason
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_never_comes_back_stops_the_run_at_its_node() {
+    let env = env("kind-flannel", &same).await;
+    env.set_fault(SECOND, "agent-stuck");
+    fails_at(
+        &env,
+        &format!("{SECOND}/restart-agent"),
+        &[SECOND, "CrashLoopBackOff"],
+    )
+    .await;
+    // The node stays cordoned (we cordoned it) for someone to look at.
+    assert_eq!(env.nodes().await[SECOND], (true, true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_config_the_agent_does_not_apply_is_caught_by_the_probe() {
+    let env = env("kind-flannel", &same).await;
+    env.set_fault(SECOND, "cnc-ignored");
+    // The API signals all look right (a fresh Ready agent, CiliumNode CIDRs in the pool): only
+    // the probe's address shows the node still hands out old-overlay IPs.
+    fails_at(
+        &env,
+        &format!("{SECOND}/verify"),
+        &["expected the probe's IP in 10.245.0.0/16, saw 10.244."],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_routing_off_on_one_node_fails_its_probe_across_overlays() {
+    let env = env("kind-flannel", &same).await;
+    // A CiliumNodeConfig of someone else's that turns host routing off on the second worker.
+    assert!(env.sim.insert(serde_json::json!({
+        "apiVersion": "cilium.io/v2", "kind": "CiliumNodeConfig",
+        "metadata": {"namespace": "kube-system", "name": "zz-fast-path"},
+        "spec": {"nodeSelector": {"matchLabels": {"kubernetes.io/hostname": SECOND}},
+                 "defaults": {"enable-host-legacy-routing": "false"}}})));
+    let reason = fails_at(
+        &env,
+        &format!("{SECOND}/verify"),
+        &[
+            "(old overlay)",
+            "bpf.hostLegacyRouting, which is off on kind-worker2",
+        ],
+    )
+    .await;
+    // The beacon on the migrated canary was reached: only the cross-overlay path is broken.
+    assert!(!reason.contains("(cilium overlay)"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_cidr_clash_on_a_migrated_node_stops_the_next_admission() {
+    let env = env("kind-flannel", &same).await;
+    let mut run = env.watch("apply", &[]);
+    let done = run
+        .until(|l| l.contains("\"node-done\"") && l.contains(CANARY))
+        .await;
+    assert!(done.is_some(), "{}", run.seen.join("\n"));
+    // During the canary's soak a node joins whose own pod CIDR (from a kube-controller-manager
+    // --cluster-cidr wider than the plan knew) is the canary's Cilium block.
+    let cn = env
+        .cluster
+        .custom("cilium.io/v2", "ciliumnodes", None, CANARY)
+        .await
+        .expect("get")
+        .expect("the canary's CiliumNode");
+    let block = cn.object["spec"]["ipam"]["podCIDRs"][0]
+        .as_str()
+        .expect("a block")
+        .to_owned();
+    assert!(env.sim.insert(serde_json::json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "kind-worker9", "labels": {"kubernetes.io/hostname": "kind-worker9"}},
+        "spec": {"podCIDR": block, "podCIDRs": [block]},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]}})));
+    let (status, seen) = run.finish().await;
+    let all = seen.join("\n");
+    assert_eq!(status.code(), Some(5), "{all}");
+    let f = env
+        .checkpoint()
+        .await
+        .expect("ck")
+        .failure
+        .expect("failure");
+    assert_eq!(f.step, format!("{CANARY}/verify"), "{all}");
+    assert!(
+        f.reason.contains("regression on migrated node kind-worker")
+            && f.reason
+                .contains(&format!("overlaps kind-worker9's pod CIDR {block}")),
+        "{}",
+        f.reason
+    );
+    let ck = env.checkpoint().await.expect("ck");
+    for n in [SECOND, LAST] {
+        assert!(
+            ck.nodes[n].states.chars().all(|c| c == 'P'),
+            "{n} was started: {all}"
+        );
+    }
+    // `status` says why it stopped.
+    let st = env.cli(&["status"]);
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        text.contains("regression") && text.contains(CANARY),
+        "{text}"
+    );
+}
