@@ -45,6 +45,20 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         group: "",
+        resource: "pods",
+        verbs: &["create", "get"],
+        namespace: Some("kube-system"),
+        why: "the verification probe and its beacons; the rollback's restore pod (privileged, the host's CNI directory mounted)",
+    },
+    Rule {
+        group: "",
+        resource: "pods/log",
+        verbs: &["get"],
+        namespace: Some("kube-system"),
+        why: "the probe's report; a crash-looping agent's last log line",
+    },
+    Rule {
+        group: "",
         resource: "pods/eviction",
         verbs: &["create"],
         namespace: None,
@@ -147,6 +161,13 @@ pub const RULES: &[Rule] = &[
         verbs: &["get", "list"],
         namespace: None,
         why: "the pod CIDRs Cilium gave each node",
+    },
+    Rule {
+        group: "cilium.io",
+        resource: "ciliumendpoints",
+        verbs: &["list"],
+        namespace: None,
+        why: "the final check: every pod off the host network is managed by Cilium",
     },
     Rule {
         group: "cilium.io",
