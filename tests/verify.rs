@@ -152,3 +152,146 @@ async fn a_pod_cidr_clash_on_a_migrated_node_stops_the_next_admission() {
         "{text}"
     );
 }
+
+/// The pods a node runs off the host network, with their IPs.
+async fn pods_on(env: &Env, node: &str) -> Vec<planner::snapshot::PodInfo> {
+    env.cluster
+        .pods_on_node(node)
+        .await
+        .expect("list")
+        .into_iter()
+        .filter(|p| !p.host_network && !p.terminating && !p.pod_ips.is_empty())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_node_returns_to_the_old_overlay_with_its_pods_reachable() {
+    let limit = std::time::Duration::from_secs(120);
+    let env = env("kind-flannel", &same).await;
+    let out = env
+        .run("apply", &["--stop-before", "finalize"], limit)
+        .await;
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        support::cluster::show(&out)
+    );
+
+    let out = env.run("rollback", &[SECOND], limit).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        support::cluster::show(&out)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("restored") && text.contains("removed 05-cilium.conflist"),
+        "{text}"
+    );
+    // Unlabelled and schedulable again (the tool had cordoned it), its CNI directory restored.
+    assert_eq!(env.nodes().await[SECOND], (false, false));
+    let node = env
+        .sim
+        .store()
+        .get("/nodes", "", SECOND)
+        .expect("node")
+        .value();
+    assert!(node["metadata"]["annotations"][sim::model::CNI_ANNOTATION].is_null());
+    // The checkpoint holds it: steps Pending again, rolled back, no failure.
+    let ck = env.checkpoint().await.expect("ck");
+    assert!(ck.nodes[SECOND].rolled_back.is_some());
+    assert!(ck.nodes[SECOND].states.chars().all(|c| c == 'P'));
+
+    // A pod started on it now gets an old-overlay IP and reaches, and is reached by, pods on
+    // both overlays (ground truth from the model's datapath).
+    assert!(env.sim.insert(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"namespace": "default", "name": "after-rollback", "uid": "u-after-rollback"},
+        "spec": {"nodeName": SECOND, "containers": [{"name": "c", "image": "busybox"}]},
+        "status": {"phase": "Pending"}})));
+    let mut ip = None;
+    for _ in 0..100 {
+        if let Some(p) = env
+            .cluster
+            .pod("default", "after-rollback")
+            .await
+            .expect("get")
+            && let Some(a) = p.pod_ips.first()
+        {
+            ip = Some(*a);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let ip = ip.expect("the pod starts");
+    let pool: ipnet::IpNet = "10.245.0.0/16".parse().unwrap();
+    assert!(!pool.contains(&ip), "{ip} is in Cilium's pool");
+    let running: Vec<serde_json::Value> = env
+        .sim
+        .store()
+        .list("/pods", None, None, None, &|_, _| true)
+        .1
+        .into_iter()
+        .map(|(_, s)| s.value())
+        .filter(|p| p["status"]["phase"] == "Running" && p["spec"]["hostNetwork"] != true)
+        .collect();
+    let broken: Vec<String> = sim::datapath::matrix(env.sim.store(), &running)
+        .into_iter()
+        .filter(|(a, b, r)| {
+            r.is_err() && (a == "default/after-rollback" || b == "default/after-rollback")
+        })
+        .map(|(a, b, r)| format!("{a} -> {b}: {r:?}"))
+        .collect();
+    assert!(broken.is_empty(), "{broken:?}");
+    assert!(
+        pods_on(&env, CANARY)
+            .await
+            .iter()
+            .any(|p| pool.contains(&p.pod_ips[0])),
+        "the canary still runs pods on Cilium"
+    );
+
+    // (The test's own pod has no controller: the drain would rightly refuse it.)
+    env.sim
+        .store()
+        .delete("/pods", "default", "after-rollback", false)
+        .expect("delete");
+
+    // `resume` stops at a gate naming the held node; `--retry` migrates it again and finishes.
+    let out = env.run("resume", &[], limit).await;
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        support::cluster::show(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("--retry {SECOND}")),
+        "{}",
+        support::cluster::show(&out)
+    );
+    let out = env.run("resume", &["--retry", SECOND], limit).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        support::cluster::show(&out)
+    );
+    assert_eq!(env.nodes().await[SECOND], (false, true));
+
+    // After the finale there is nothing to roll back to, and the tool says so.
+    let out = env.run("rollback", &[SECOND], limit).await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        support::cluster::show(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nothing to roll back to"),
+        "{}",
+        support::cluster::show(&out)
+    );
+}

@@ -63,6 +63,10 @@ pub enum Command {
     Apply(run::ApplyArgs),
     /// Go on with a migration that stopped (crash, gate, pause or failure) where it stopped.
     Resume(run::ApplyArgs),
+    /// Return a node (or `--all`, newest first) to the old CNI: cordon, drain, unlabel, restart
+    /// the agent, restore the old CNI configuration, verify, uncordon. Refused once the finale
+    /// has begun.
+    Rollback(run::RollbackArgs),
     /// Print the checkpoint: which nodes are done, in flight or failed, and why.
     Status(run::StatusArgs),
     /// Stop admitting nodes; nodes in flight finish. `resume` goes on.
@@ -216,6 +220,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Plan(args) => plan(args),
         Command::Apply(args) => run::apply(args, false),
         Command::Resume(args) => run::apply(args, true),
+        Command::Rollback(args) => run::rollback(args),
         Command::Status(args) => run::status(args),
         Command::Pause(args) => run::pause(args),
         Command::Rbac(args) => rbac::print(&args),

@@ -20,7 +20,10 @@ use clap::Args;
 use cluster::{Cluster, KubeCluster, lease::LeaseLock};
 use executor::{
     checkpoint::{Checkpoint, FileStore, StepState},
-    runtime::{self, CrashPoint, Event, EventKind, Observer, Outcome, RunConfig, Runner, Timing},
+    runtime::{
+        self, CrashPoint, Event, EventKind, Observer, Outcome, RollbackEnd, RunConfig, Runner,
+        Timing,
+    },
     scheduler,
     store::{ConfigMapStore, StateStore},
 };
@@ -155,6 +158,35 @@ pub struct ApplyArgs {
     /// Pacing for the simulated cluster (tests and rehearsals): polls in milliseconds.
     #[arg(long, hide = true)]
     pub sim_timing: bool,
+    /// With `resume`: migrate this node again after `cni-migrate rollback` (repeatable).
+    #[arg(long, value_name = "NODE")]
+    pub retry: Vec<String>,
+}
+
+/// `cni-migrate rollback`.
+#[derive(Debug, Args, Clone)]
+pub struct RollbackArgs {
+    /// The node to return to the old CNI.
+    #[arg(
+        value_name = "NODE",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub node: Option<String>,
+    /// Every node the migration touched, the most recent first.
+    #[arg(long)]
+    pub all: bool,
+    /// The same flags as `apply`.
+    #[command(flatten)]
+    pub run: ApplyArgs,
+}
+
+/// What a locked run does.
+#[derive(Clone, Debug)]
+enum Mode {
+    Apply,
+    Resume,
+    Rollback(Option<String>),
 }
 
 /// `cni-migrate status` and `cni-migrate pause`.
@@ -271,7 +303,25 @@ async fn connect(kube: &KubeArgs) -> Result<kube::Client, Failure> {
 /// `apply` (`resume: false`) or `resume`.
 pub fn apply(args: ApplyArgs, resume: bool) -> Result<u8, Failure> {
     let settings = validate(&args)?;
-    crate::runtime()?.block_on(apply_async(args, settings, resume))
+    if !resume && !args.retry.is_empty() {
+        return Err(Failure::bad_input(anyhow::anyhow!(
+            "--retry belongs to `cni-migrate resume`: a rolled-back node is in a recorded migration"
+        )));
+    }
+    let mode = if resume { Mode::Resume } else { Mode::Apply };
+    crate::runtime()?.block_on(apply_async(args, settings, mode))
+}
+
+/// `cni-migrate rollback NODE` / `--all`.
+pub fn rollback(args: RollbackArgs) -> Result<u8, Failure> {
+    let settings = validate(&args.run)?;
+    if args.run.stop_before.is_some() || !args.run.retry.is_empty() {
+        return Err(Failure::bad_input(anyhow::anyhow!(
+            "--stop-before and --retry do not apply to rollback"
+        )));
+    }
+    let mode = Mode::Rollback(if args.all { None } else { args.node.clone() });
+    crate::runtime()?.block_on(apply_async(args.run, settings, mode))
 }
 
 fn finished(ck: &Checkpoint) -> bool {
@@ -280,7 +330,9 @@ fn finished(ck: &Checkpoint) -> bool {
         && ck.global.values().all(|g| g.state == "D" || g.state == "S")
 }
 
-async fn apply_async(args: ApplyArgs, s: RunSettings, resume: bool) -> Result<u8, Failure> {
+async fn apply_async(args: ApplyArgs, s: RunSettings, mode: Mode) -> Result<u8, Failure> {
+    let resume = !matches!(mode, Mode::Apply);
+    let rolling_back = matches!(mode, Mode::Rollback(_));
     let client = connect(&args.kube).await?;
     let cluster: Arc<dyn Cluster> = Arc::new(KubeCluster::new(client.clone()));
     let store = store_for(&s.state, cluster.clone());
@@ -294,6 +346,18 @@ async fn apply_async(args: ApplyArgs, s: RunSettings, resume: bool) -> Result<u8
     .await
     .map_err(Failure::other)?;
     match (resume, &recorded) {
+        (true, None) if rolling_back => {
+            return Err(Failure::bad_input(anyhow::anyhow!(
+                "nothing to roll back: no migration is recorded in {}",
+                store.describe()
+            )));
+        }
+        (true, Some(ck)) if rolling_back && finished(ck) => {
+            return Err(Failure::bad_input(anyhow::anyhow!(
+                "the migration `{}` is complete: the old CNI was removed, so there is nothing to roll back to",
+                ck.plan
+            )));
+        }
         (false, Some(ck)) if finished(ck) => {
             println!(
                 "the migration `{}` is already complete ({}); nothing to do",
@@ -333,7 +397,12 @@ async fn apply_async(args: ApplyArgs, s: RunSettings, resume: bool) -> Result<u8
         Some(source) => planner::plan_in_progress(&s.spec, &snapshot, source),
         None => planner::plan(&s.spec, &snapshot),
     };
-    if plan.has_errors() {
+    if plan.has_errors() && rolling_back {
+        eprintln!(
+            "warning: preflight finds {} error(s) now; rolling back anyway (see `cni-migrate plan`)",
+            plan.summary.errors
+        );
+    } else if plan.has_errors() {
         print!(
             "{}",
             planner::render::render(&plan, planner::render::Format::Table)
@@ -366,14 +435,14 @@ async fn apply_async(args: ApplyArgs, s: RunSettings, resume: bool) -> Result<u8
             Err(e) => return Err(Failure::other(e)),
         }
     }
-    locked(&args, &s, resume, &plan, cluster, &*store, lock, run_id).await
+    locked(&args, &s, &mode, &plan, cluster, &*store, lock, run_id).await
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn locked(
     args: &ApplyArgs,
     s: &RunSettings,
-    resume: bool,
+    mode: &Mode,
     plan: &planner::Plan,
     cluster: Arc<dyn Cluster>,
     store: &dyn StateStore,
@@ -395,6 +464,7 @@ async fn locked(
             }
         }
     };
+    let resume = !matches!(mode, Mode::Apply);
     // Read again under the lock: another run may have started between our first look and now.
     let existing = match retrying(
         "reading the checkpoint",
@@ -451,11 +521,18 @@ async fn locked(
             planner::render::render(plan, planner::render::Format::Table)
                 .map_err(Failure::other)?
         );
-        print!(
-            "{} the migration of {} node(s) on this cluster? [y/N] ",
-            if resume { "Resume" } else { "Start" },
-            plan.nodes.len()
-        );
+        match mode {
+            Mode::Rollback(node) => print!(
+                "Roll back {} to {} on this cluster? [y/N] ",
+                node.as_deref().unwrap_or("every migrated node"),
+                plan.facts.source.cni
+            ),
+            _ => print!(
+                "{} the migration of {} node(s) on this cluster? [y/N] ",
+                if resume { "Resume" } else { "Start" },
+                plan.nodes.len()
+            ),
+        }
         let _ = std::io::stdout().flush();
         let mut answer = String::new();
         let _ = std::io::stdin().read_line(&mut answer);
@@ -559,6 +636,21 @@ async fn locked(
         &*observer,
         lost.clone(),
     );
+    if let Mode::Rollback(node) = mode {
+        let ended = rollback_nodes(&runner, node.as_deref(), s.json).await;
+        drop(observer);
+        renew.abort();
+        if !lost.load(Ordering::SeqCst) {
+            release(lock).await;
+        }
+        return ended;
+    }
+    if let Err(e) = runner.retry(&args.retry).await {
+        drop(observer);
+        renew.abort();
+        release(lock).await;
+        return Err(Failure::bad_input(anyhow::anyhow!(e)));
+    }
     let outcome = runner.run().await;
     drop(observer);
     renew.abort();
@@ -615,6 +707,68 @@ async fn locked(
             )),
         }),
     }
+}
+
+/// Rolls back one node, or every touched node newest first; stops at the first failure.
+async fn rollback_nodes(
+    runner: &Runner<'_>,
+    node: Option<&str>,
+    json: bool,
+) -> Result<u8, Failure> {
+    let nodes = match node {
+        Some(n) => vec![n.to_owned()],
+        None => runner.rollback_candidates().await,
+    };
+    if nodes.is_empty() {
+        println!("no node was touched by the migration: nothing to roll back");
+        return Ok(exit::OK);
+    }
+    let mut back = Vec::new();
+    for n in &nodes {
+        let end = runner.rollback(n).await.map_err(|e| Failure {
+            code: exit::FAILED,
+            error: anyhow::Error::new(e).context(format!("rolling back {n}")),
+        })?;
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"event": "rollback", "node": n, "result": match &end {
+                    RollbackEnd::Done(_) => "done",
+                    RollbackEnd::Nothing(_) => "nothing",
+                    RollbackEnd::Failed { .. } => "failed",
+                }, "message": match &end {
+                    RollbackEnd::Done(m) | RollbackEnd::Nothing(m) => m.clone(),
+                    RollbackEnd::Failed { step, reason } => format!("{step}: {reason}"),
+                }})
+            );
+        }
+        match end {
+            RollbackEnd::Done(m) => {
+                if !json {
+                    println!("{n}: back on the old CNI: {m}");
+                }
+                back.push(n.clone());
+            }
+            RollbackEnd::Nothing(m) => println!("{m}"),
+            RollbackEnd::Failed { step, reason } if step == "refused" => {
+                return Err(Failure::bad_input(anyhow::anyhow!(reason)));
+            }
+            RollbackEnd::Failed { step, reason } => {
+                eprintln!(
+                    "error: rollback of {n} failed at {step}: {reason}\n\
+                     the node is left as it is (cordoned); fix the cause and run the rollback again"
+                );
+                return Ok(exit::FAILED);
+            }
+        }
+    }
+    if !back.is_empty() {
+        eprintln!(
+            "rolled back {}; they are held: `cni-migrate resume --retry NODE` migrates one again",
+            back.join(", ")
+        );
+    }
+    Ok(exit::OK)
 }
 
 /// Retries a call while its error is retriable (at most 8 tries, backing off).

@@ -35,7 +35,10 @@ use planner::{
 use serde::Serialize;
 use tokio::{sync::Mutex, time::Instant};
 
+mod rollback;
 mod verify;
+
+pub use rollback::RollbackEnd;
 
 use crate::{
     agent,
@@ -813,6 +816,39 @@ impl<'a> Runner<'a> {
                 }
                 if all_done {
                     return Ok(None);
+                }
+                // Rolled-back nodes wait for `resume --retry`: stop once they are all that is
+                // left, or at once when a canary was rolled back.
+                let left: Vec<&str> = self
+                    .plan
+                    .nodes
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .filter(|n| !scheduler::node_done(&ck, n))
+                    .collect();
+                let held: Vec<&str> = left
+                    .iter()
+                    .copied()
+                    .filter(|n| scheduler::held(&ck, n))
+                    .collect();
+                let canary_held = self
+                    .plan
+                    .nodes
+                    .iter()
+                    .any(|n| n.canary && scheduler::held(&ck, &n.name));
+                if !held.is_empty() && (held.len() == left.len() || canary_held) {
+                    let step = self
+                        .plan
+                        .steps
+                        .iter()
+                        .find(|s| s.kind == StepKind::FinalValues)
+                        .unwrap_or(&self.plan.steps[0]);
+                    let message = format!(
+                        "node(s) {} were rolled back and wait: `cni-migrate resume --retry {}` migrates them again",
+                        held.join(", "),
+                        held.join(" --retry ")
+                    );
+                    return Ok(Some(self.gate_outcome(step, message).await?));
                 }
             }
             let limit = self.plan.summary.max_in_flight.max(1);

@@ -66,6 +66,11 @@ pub fn node_done(ck: &Checkpoint, node: &str) -> bool {
     !s.is_empty() && s.iter().all(|s| s.is_complete())
 }
 
+/// Rolled back by `cni-migrate rollback`: not admitted until `resume --retry NODE`.
+pub fn held(ck: &Checkpoint, node: &str) -> bool {
+    ck.nodes.get(node).is_some_and(|r| r.rolled_back.is_some())
+}
+
 /// Started (some step left Pending) and not done.
 pub fn node_in_flight(ck: &Checkpoint, node: &str) -> bool {
     let s = node_states(ck, node);
@@ -127,13 +132,20 @@ pub fn decide(plan: &Plan, ck: &Checkpoint, obs: &Observations, now: u64) -> Adm
         .filter(|n| node_in_flight(ck, n))
         .collect();
 
-    // Canaries, one at a time.
+    // Canaries, one at a time; a canary rolled back stops the rollout.
     if let Some(canary) = plan
         .nodes
         .iter()
         .filter(|n| n.canary)
         .find(|n| !node_done(ck, &n.name))
     {
+        if held(ck, &canary.name) {
+            out.stopped = Some(format!(
+                "canary {} was rolled back: no other node starts until `cni-migrate resume --retry {}`",
+                canary.name, canary.name
+            ));
+            return out;
+        }
         if in_flight.is_empty() {
             if obs.not_ready.contains(&canary.name) {
                 out.waiting.push((canary.name.clone(), "NotReady".into()));
@@ -173,6 +185,13 @@ pub fn decide(plan: &Plan, ck: &Checkpoint, obs: &Observations, now: u64) -> Adm
         }
         let name = node.name.as_str();
         if node_done(ck, name) || node_in_flight(ck, name) {
+            continue;
+        }
+        if held(ck, name) {
+            out.waiting.push((
+                name.to_owned(),
+                "rolled back (resume --retry to migrate it again)".into(),
+            ));
             continue;
         }
         if obs.not_ready.contains(name) {

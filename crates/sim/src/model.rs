@@ -553,7 +553,9 @@ impl Model {
         if node_v["metadata"]["annotations"][CNI_ANNOTATION] != "cilium" {
             return "nothing to restore: no 05-cilium.conflist\n".into();
         }
-        node_v["metadata"]["annotations"][CNI_ANNOTATION] = Value::Null;
+        if let Some(a) = node_v["metadata"]["annotations"].as_object_mut() {
+            a.remove(CNI_ANNOTATION);
+        }
         let _ = self.store.update("/nodes", node_v, None, false);
         "restored 10-old.conflist\nremoved 05-cilium.conflist\n".into()
     }

@@ -136,18 +136,23 @@ impl Runner<'_> {
                 ),
             });
         }
-        let probe = self.probe_with_retries(node).await?;
+        let probe = self.probe_with_retries(node, true).await?;
         Ok(format!("{basic}; {probe}"))
     }
 
     /// The probe, tried up to three times within the verify timeout (a fresh agent may need a
-    /// moment to program its routes).
-    async fn probe_with_retries(&self, node: &str) -> Result<String, StepError> {
+    /// moment to program its routes). `on_cilium`: the node should hand out new-pool IPs
+    /// (a migrated node), or old ones (a rolled-back node).
+    pub(super) async fn probe_with_retries(
+        &self,
+        node: &str,
+        on_cilium: bool,
+    ) -> Result<String, StepError> {
         let deadline = Instant::now() + self.plan.spec.rollout.verify.timeout.0;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.probe(node).await {
+            match self.probe(node, on_cilium).await {
                 Ok(s) => return Ok(s),
                 Err(e @ StepError::Verify { .. }) if attempt < 3 && Instant::now() < deadline => {
                     tracing::debug!(node, error = %e, "probe failed; trying again");
@@ -159,11 +164,11 @@ impl Runner<'_> {
     }
 
     /// One probe run on the node, with the beacons in place.
-    async fn probe(&self, node: &str) -> Result<String, StepError> {
+    async fn probe(&self, node: &str, on_cilium: bool) -> Result<String, StepError> {
         let c = &*self.cluster;
         let spec = &self.plan.spec;
         let pool = &spec.target.pod_cidrs;
-        let beacons = self.ensure_beacons(node).await?;
+        let beacons = self.ensure_beacons(node, on_cilium).await?;
         probe::remove_on_node(c, node, Some(probe::PROBE_LABEL)).await?;
         let targets: Vec<IpAddr> = beacons.iter().map(|b| b.ip).collect();
         let pod = probe::probe_pod(node, &spec.rollout.verify.image, &targets);
@@ -183,7 +188,11 @@ impl Runner<'_> {
         let mut wrong = Vec::new();
         let ip = done.pod_ips.first().copied();
         match ip {
-            Some(ip) if inside(&ip, pool) => {}
+            Some(ip) if inside(&ip, pool) == on_cilium => {}
+            Some(ip) if !on_cilium => wrong.push(format!(
+                "expected the probe's IP outside Cilium's pool {} (back on the old overlay), saw {ip}: the node still runs pods on Cilium (is 05-cilium.conflist still in /etc/cni/net.d?)",
+                show_nets(pool)
+            )),
             Some(ip) => wrong.push(format!(
                 "expected the probe's IP in {}, saw {ip} (the node still hands out old-overlay addresses: is the CiliumNodeConfig applied to it? see the agent's log)",
                 show_nets(pool)
@@ -237,7 +246,11 @@ impl Runner<'_> {
     /// The beacons a probe on `verifying` must reach: one on a node not yet started (old
     /// overlay) while there is one, and one on a migrated node (`verifying` itself at first).
     /// Beacons stay where they are while their node qualifies, and move when it no longer does.
-    async fn ensure_beacons(&self, verifying: &str) -> Result<Vec<Beacon>, StepError> {
+    async fn ensure_beacons(
+        &self,
+        verifying: &str,
+        on_cilium: bool,
+    ) -> Result<Vec<Beacon>, StepError> {
         let _held = self.beacons.lock().await;
         let c = &*self.cluster;
         let spec = &self.plan.spec;
@@ -248,7 +261,7 @@ impl Runner<'_> {
                 && !scheduler::node_in_flight(&ck, n)
                 && !ck.nodes.get(n).is_some_and(|r| r.rolled_back.is_some())
         };
-        let migrated = |n: &str| n == verifying || scheduler::node_done(&ck, n);
+        let migrated = |n: &str| (on_cilium && n == verifying) || scheduler::node_done(&ck, n);
         let existing = c
             .pods(Some(probe::NAMESPACE), probe::BEACON_LABEL)
             .await
@@ -304,7 +317,7 @@ impl Runner<'_> {
                     .iter()
                     .map(|n| n.name.as_str())
                     .find(|n| *n != verifying && scheduler::node_done(&ck, n))
-                    .or(Some(verifying))
+                    .or(on_cilium.then_some(verifying))
             };
             let Some(place) = place else {
                 continue;
