@@ -203,6 +203,12 @@ async fn a_rolled_back_node_returns_to_the_old_overlay_with_its_pods_reachable()
     let ck = env.checkpoint().await.expect("ck");
     assert!(ck.nodes[SECOND].rolled_back.is_some());
     assert!(ck.nodes[SECOND].states.chars().all(|c| c == 'P'));
+    let st = env.cli(&["status"]);
+    let status = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        status.contains("rolled back") && status.contains(&format!("--retry {SECOND}")),
+        "{status}"
+    );
 
     // A pod started on it now gets an old-overlay IP and reaches, and is reached by, pods on
     // both overlays (ground truth from the model's datapath).

@@ -1044,7 +1044,14 @@ impl StatusReport {
                     .cloned()
                     .unwrap_or_else(|| format!("step {}", i + 1))
             };
-            if let Some(i) = states.iter().position(|s| *s == StepState::Failed) {
+            if rec.rolled_back.is_some() && states.iter().all(|s| *s == StepState::Pending) {
+                in_flight.push((
+                    name.clone(),
+                    format!(
+                        "rolled back to the old CNI; held until `cni-migrate resume --retry {name}`"
+                    ),
+                ));
+            } else if let Some(i) = states.iter().position(|s| *s == StepState::Failed) {
                 failed.push((
                     name.clone(),
                     format!(
