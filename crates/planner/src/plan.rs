@@ -667,7 +667,7 @@ fn build_steps(spec: &MigrationSpec, facts: &NetworkFacts, nodes: &[PlannedNode]
             StepKind::Verify,
             secs(spec.rollout.verify.timeout.0),
             format!(
-                "check the agent on {name} is Ready, its CiliumNode pod CIDRs lie in {}, and a probe pod pinned to it gets a new-pool IP and reaches the API server",
+                "check the agent on {name} is Ready, its CiliumNode pod CIDRs lie in {} and clash with no node's own, and a probe pod pinned to it gets a new-pool IP and reaches the API server and a beacon pod on each overlay",
                 spec.target.pod_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
             ),
             vec![

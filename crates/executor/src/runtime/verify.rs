@@ -259,7 +259,7 @@ impl Runner<'_> {
         let untouched = |n: &str| {
             !scheduler::node_done(&ck, n)
                 && !scheduler::node_in_flight(&ck, n)
-                && !ck.nodes.get(n).is_some_and(|r| r.rolled_back.is_some())
+                && !scheduler::held(&ck, n)
         };
         let migrated = |n: &str| (on_cilium && n == verifying) || scheduler::node_done(&ck, n);
         let existing = c
