@@ -245,6 +245,25 @@ pub async fn run_pod<C: Cluster + ?Sized>(
     }
 }
 
+/// Runs a pod to completion on a node, then reads its log and deletes it (best effort).
+///
+/// # Errors
+/// As [`run_pod`], or the log cannot be read.
+pub async fn run_to_completion<C: Cluster + ?Sized>(
+    cluster: &C,
+    pod: &Pod,
+    what: &str,
+    node: &str,
+    timeout: Duration,
+    poll: Duration,
+) -> Result<(PodInfo, String), StepError> {
+    let done = run_pod(cluster, pod, what, node, true, timeout, poll).await?;
+    let log = cluster.pod_log(&done.namespace, &done.name).await;
+    let _ = cluster.delete_pod(&done.namespace, &done.name, None).await;
+    let log = log.map_err(cl(format!("reading the log of {}", done.key())))?;
+    Ok((done, log))
+}
+
 /// Whether an address lies in one of the networks.
 pub fn inside(ip: &IpAddr, nets: &[IpNet]) -> bool {
     nets.iter().any(|n| n.contains(ip))

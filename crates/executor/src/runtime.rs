@@ -75,6 +75,10 @@ pub struct Timing {
     pub agent_timeout: Duration,
     /// How long Cilium may take to be installed or upgraded after Helm returns.
     pub install_timeout: Duration,
+    /// How long a passing re-check of the migrated nodes stands for the admissions after it
+    /// (three LISTs of every node, CiliumNode and agent per admission would be quadratic at
+    /// 5,000 nodes); a regression is looked at again every tick.
+    pub recheck_every: Duration,
     /// How often the re-check before an admission also lists every pod (to see that pods
     /// scheduled on migrated nodes since get new-pool IPs); the other signals are re-checked
     /// before every admission.
@@ -98,6 +102,7 @@ impl Timing {
             retry_budget: Duration::from_secs(300),
             agent_timeout: Duration::from_secs(300),
             install_timeout: Duration::from_secs(600),
+            recheck_every: Duration::from_secs(20),
             recheck_pods: Duration::from_secs(60),
             regression_grace: Duration::from_secs(30),
         }
@@ -116,6 +121,7 @@ impl Timing {
             retry_budget: Duration::from_secs(60),
             agent_timeout: Duration::from_secs(10),
             install_timeout: Duration::from_secs(60),
+            recheck_every: Duration::ZERO,
             recheck_pods: Duration::ZERO,
             regression_grace: Duration::from_millis(300),
         }
@@ -343,6 +349,8 @@ pub struct Runner<'a> {
 struct Recheck {
     /// When every pod was last listed.
     pods_listed: Option<Instant>,
+    /// When the last re-check found nothing.
+    passed: Option<Instant>,
     /// Regressions seen, by `node: signal`, with when they were first seen.
     suspects: BTreeMap<String, Instant>,
 }

@@ -20,7 +20,7 @@ use crate::{
     agent,
     drain::{self, DrainOptions},
     probe,
-    steps::{self, StepError, cl},
+    steps::{self, StepError},
 };
 
 /// How a node's rollback ended.
@@ -244,21 +244,15 @@ impl Runner<'_> {
             "restore-cni" => {
                 probe::remove_on_node(c, node, Some(probe::RESTORE_LABEL)).await?;
                 let pod = probe::restore_pod(node, &spec.rollout.verify.image);
-                let done = probe::run_pod(
+                let (done, log) = probe::run_to_completion(
                     c,
                     &pod,
                     "CNI restore",
                     node,
-                    true,
                     spec.rollout.verify.timeout.0,
                     t.poll,
                 )
                 .await?;
-                let log = c
-                    .pod_log(&done.namespace, &done.name)
-                    .await
-                    .map_err(cl(format!("reading the log of {}", done.key())))?;
-                let _ = c.delete_pod(&done.namespace, &done.name, None).await;
                 let said = log.lines().map(str::trim).filter(|l| !l.is_empty());
                 let said: Vec<&str> = said.collect();
                 if done.phase != planner::snapshot::PodPhase::Succeeded {

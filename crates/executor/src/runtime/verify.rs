@@ -7,8 +7,9 @@
 //!               pods created on NODE since its agent restarted: IPs in the pool
 //!               probe on NODE: new-pool IP, API server, beacon "old" (unmigrated node),
 //!                              beacon "cilium" (migrated node, or NODE itself at first)
-//! before each admission, for every migrated node (3 LISTs: nodes, CiliumNodes, agents;
-//! every pod at most every `recheck_pods`): label, Ready agent, CiliumNode CIDRs, new pods
+//! before each admission, for every migrated node (3 LISTs: nodes, CiliumNodes, agents, at
+//! most every `recheck_every`; every pod at most every `recheck_pods`): label, Ready agent,
+//! CiliumNode CIDRs, new pods
 //!               a regression holds admissions; lasting `regression_grace`, it stops the run
 //! ```
 
@@ -172,19 +173,16 @@ impl Runner<'_> {
         probe::remove_on_node(c, node, Some(probe::PROBE_LABEL)).await?;
         let targets: Vec<IpAddr> = beacons.iter().map(|b| b.ip).collect();
         let pod = probe::probe_pod(node, &spec.rollout.verify.image, &targets);
-        let done = probe::run_pod(
+        let (done, log) = probe::run_to_completion(
             c,
             &pod,
             "probe",
             node,
-            true,
             spec.rollout.verify.timeout.0,
             self.cfg.timing.poll,
         )
         .await?;
-        let log = c.pod_log(&done.namespace, &done.name).await;
-        let _ = c.delete_pod(&done.namespace, &done.name, None).await;
-        let log = ProbeLog::parse(&log.map_err(cl(format!("reading the log of {}", done.key())))?);
+        let log = ProbeLog::parse(&log);
         let mut wrong = Vec::new();
         let ip = done.pod_ips.first().copied();
         match ip {
@@ -374,6 +372,18 @@ impl Runner<'_> {
             .collect();
         if migrated.is_empty() {
             return Ok(None);
+        }
+        {
+            let r = self
+                .recheck
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if r.suspects.is_empty()
+                && r.passed
+                    .is_some_and(|t| t.elapsed() < self.cfg.timing.recheck_every)
+            {
+                return Ok(None);
+            }
         }
         let found = match self.regressions(ck, &migrated).await {
             Ok(f) => f,
