@@ -403,6 +403,7 @@ impl Runner<'_> {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             r.suspects
                 .retain(|k, _| found.iter().any(|(n, s)| format!("{n}: {s}") == *k));
+            r.passed = found.is_empty().then_some(now);
             let mut lasting = None;
             for (node, signal) in &found {
                 let first = *r.suspects.entry(format!("{node}: {signal}")).or_insert(now);
