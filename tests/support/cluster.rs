@@ -88,10 +88,9 @@ pub async fn env(example: &str, tweak: &(dyn Fn(String) -> String + Sync)) -> En
 impl Env {
     /// Gives a node one of the model's faults (`agent-stuck`, `cnc-ignored`).
     pub fn set_fault(&self, node: &str, fault: &str) {
-        let store = self.sim.store();
-        let mut n = store.get("/nodes", "", node).expect("node").value();
-        n["metadata"]["annotations"][sim::model::FAULT_ANNOTATION] = serde_json::json!(fault);
-        store.update("/nodes", n, None, false).expect("annotate");
+        self.sim
+            .set_node_fault(node, fault)
+            .expect("the node exists");
     }
 
     /// `cni-migrate SUB --spec ... --kubeconfig ... --helm "cni-migrate sim helm" --yes

@@ -111,7 +111,9 @@ pub struct SimArgs {
     #[arg(long, value_name = "FILE")]
     pub kubeconfig_out: Option<PathBuf>,
     /// Faults for the whole run, e.g.
-    /// `error-500=0.05,error-429=0.05,conflict=0.05,latency=0ms-200ms,drop-watch=5s,not-ready=kind-worker@30s`.
+    /// `error-500=0.05,error-429=0.05,conflict=0.05,latency=0ms-200ms,drop-watch=5s,not-ready=kind-worker@30s`;
+    /// node faults of the model: `agent-stuck=NODE` (its agent crash-loops once the node is
+    /// labelled), `cnc-ignored=NODE` (its agent does not see CiliumNodeConfigs).
     #[arg(long, value_name = "SPEC")]
     pub faults: Option<String>,
 }

@@ -63,6 +63,9 @@ pub enum SimError {
         /// What is wrong.
         message: String,
     },
+    /// A fault names a node the cluster does not have.
+    #[error("faults: {0}")]
+    Fault(String),
     /// The kubeconfig could not be written.
     #[error("cannot write kubeconfig {path}")]
     Kubeconfig {
@@ -285,6 +288,33 @@ impl Sim {
         }
     }
 
+    /// Adds one of the model's node faults (`agent-stuck`, `cnc-ignored`; see [`model`]).
+    ///
+    /// # Errors
+    /// The node does not exist.
+    pub fn set_node_fault(&self, node: &str, fault: &str) -> Result<(), store::StoreError> {
+        let store = self.store();
+        let Some(n) = store.get("/nodes", "", node) else {
+            return Err(store::StoreError::NotFound {
+                kind: "nodes".into(),
+                name: node.into(),
+            });
+        };
+        let mut n = n.value();
+        let mut faults: Vec<String> = n["metadata"]["annotations"][model::FAULT_ANNOTATION]
+            .as_str()
+            .unwrap_or_default()
+            .split(',')
+            .filter(|f| !f.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if !faults.iter().any(|f| f == fault) {
+            faults.push(fault.to_owned());
+        }
+        n["metadata"]["annotations"][model::FAULT_ANNOTATION] = serde_json::json!(faults.join(","));
+        store.update("/nodes", n, None, false).map(|_| ())
+    }
+
     /// Sets a node's Ready condition (a fault: the node going NotReady, and back).
     ///
     /// # Errors
@@ -380,6 +410,14 @@ pub async fn serve(opts: ServeOptions) -> Result<(), SimError> {
                 eprintln!("fault: node {node} is NotReady");
             }
         });
+    }
+    for (node, fault) in &opts.faults.node_faults {
+        sim.set_node_fault(node, fault).map_err(|e| {
+            SimError::Fault(format!(
+                "{fault}={node}: {e}; name a node of the loaded cluster"
+            ))
+        })?;
+        eprintln!("fault: node {node} has {fault}");
     }
     sim.set_faults(opts.faults.clone());
     println!(

@@ -49,6 +49,8 @@ pub struct Faults {
     pub drop_watch_after: Option<Duration>,
     /// Nodes that go NotReady this long after the faults are set (`cni-migrate sim` only).
     pub not_ready: Vec<(String, Duration)>,
+    /// Node faults of the model (`agent-stuck`, `cnc-ignored`), by node (`cni-migrate sim` only).
+    pub node_faults: Vec<(String, String)>,
 }
 
 impl std::str::FromStr for Faults {
@@ -86,6 +88,12 @@ impl std::str::FromStr for Faults {
                     })?;
                     f.not_ready.push((node.to_owned(), dur(at, k)?));
                 }
+                "agent-stuck" | "cnc-ignored" => {
+                    if v.is_empty() {
+                        return Err(format!("faults `{part}`: expected {k}=NODE"));
+                    }
+                    f.node_faults.push((v.to_owned(), k.to_owned()));
+                }
                 _ if k == "latency" || k.starts_with("latency.") => {
                     let verb = k.strip_prefix("latency.").unwrap_or("*").to_uppercase();
                     let (lo, hi) = v.split_once('-').unwrap_or((v, v));
@@ -97,7 +105,7 @@ impl std::str::FromStr for Faults {
                 }
                 other => {
                     return Err(format!(
-                        "faults: unknown key `{other}` (known: error-500, error-503, error-429, conflict, latency, latency.VERB, drop-watch, not-ready)"
+                        "faults: unknown key `{other}` (known: error-500, error-503, error-429, conflict, latency, latency.VERB, drop-watch, not-ready, agent-stuck, cnc-ignored)"
                     ));
                 }
             }
@@ -1416,9 +1424,16 @@ mod tests {
 
     #[test]
     fn fault_specs_parse_and_bad_ones_say_why() {
-        let f: Faults = "error-500=0.05,error-429=0.1,conflict=0.05,latency=0ms-200ms,latency.evict=1s,drop-watch=5s,not-ready=kind-worker@30s"
+        let f: Faults = "error-500=0.05,error-429=0.1,conflict=0.05,latency=0ms-200ms,latency.evict=1s,drop-watch=5s,not-ready=kind-worker@30s,agent-stuck=kind-worker2,cnc-ignored=kind-worker2"
             .parse()
             .expect("parses");
+        assert_eq!(
+            f.node_faults,
+            [
+                ("kind-worker2".to_owned(), "agent-stuck".to_owned()),
+                ("kind-worker2".to_owned(), "cnc-ignored".to_owned())
+            ]
+        );
         assert_eq!((f.error_500, f.error_429, f.conflict), (0.05, 0.1, 0.05));
         assert_eq!(f.latency["*"], (Duration::ZERO, Duration::from_millis(200)));
         assert_eq!(
@@ -1436,6 +1451,7 @@ mod tests {
             ("nope=1", "unknown key"),
             ("not-ready=kind-worker", "NODE@DELAY"),
             ("error-429", "KEY=VALUE"),
+            ("agent-stuck=", "agent-stuck=NODE"),
         ] {
             let err = bad.parse::<Faults>().expect_err(bad);
             assert!(err.contains(says), "{bad}: {err}");
