@@ -49,6 +49,79 @@ const EXPECT: &[Expect] = &[
         codes: &["SERVICE_CIDR_UNKNOWN"],
     },
     Expect {
+        name: "eks-eni-al2-tainted",
+        exit: 0,
+        cni: "aws-vpc-cni",
+        pod_cidrs: &[],
+        encapsulation: "none",
+        port: None,
+        codes: &[
+            "SERVICE_CIDR_UNKNOWN",
+            "AWS_NODE_NOT_PATCHED",
+            "AGENT_NOT_READY_TAINT_MISSING",
+            "AGENT_NOT_READY_TAINT_PRESENT",
+            "EC2_PERMISSIONS",
+        ],
+    },
+    Expect {
+        name: "eks-eni-al2023",
+        exit: 0,
+        cni: "aws-vpc-cni",
+        pod_cidrs: &[],
+        encapsulation: "none",
+        port: None,
+        codes: &[
+            "SERVICE_CIDR_UNKNOWN",
+            "AWS_NODE_NOT_PATCHED",
+            "AGENT_NOT_READY_TAINT_MISSING",
+            "EC2_PERMISSIONS",
+        ],
+    },
+    Expect {
+        name: "eks-mixed-os",
+        exit: 3,
+        cni: "aws-vpc-cni",
+        pod_cidrs: &[],
+        encapsulation: "none",
+        port: None,
+        codes: &[
+            "SERVICE_CIDR_UNKNOWN",
+            "AWS_NODE_NOT_PATCHED",
+            "MIXED_INTERFACE_NAMING",
+            "AGENT_NOT_READY_TAINT_MISSING",
+            "EC2_PERMISSIONS",
+        ],
+    },
+    Expect {
+        name: "eks-overlay-al2",
+        exit: 0,
+        cni: "aws-vpc-cni",
+        pod_cidrs: &[],
+        encapsulation: "none",
+        port: None,
+        codes: &[
+            "SERVICE_CIDR_UNKNOWN",
+            "AWS_NODE_NOT_PATCHED",
+            "AGENT_NOT_READY_TAINT_MISSING",
+            "VPC_CNI_IPTABLES_LEFTOVERS",
+        ],
+    },
+    Expect {
+        name: "eks-overlay-webhook",
+        exit: 3,
+        cni: "aws-vpc-cni",
+        pod_cidrs: &[],
+        encapsulation: "none",
+        port: None,
+        codes: &[
+            "SERVICE_CIDR_UNKNOWN",
+            "AWS_NODE_NOT_PATCHED",
+            "AGENT_NOT_READY_TAINT_MISSING",
+            "VPC_CNI_IPTABLES_LEFTOVERS",
+            "OVERLAY_WEBHOOKS_UNREACHABLE",
+        ],
+    },
+    Expect {
         name: "kind-flannel",
         exit: 0,
         cni: "flannel",
@@ -129,10 +202,13 @@ fn every_example_plans_as_expected() {
         );
         let nodes = json["nodes"].as_array().expect("nodes").len();
         let per_node = steps.iter().filter(|s| s["phase"] == "node").count();
-        let chain = if json["spec"]["rollout"]["reboot"].is_null() {
-            6
-        } else {
-            7
+        let reboot = usize::from(!json["spec"]["rollout"]["reboot"].is_null());
+        let chain = match json["spec"]["target"]["mode"].as_str() {
+            // restart-unmanaged-pods, verify
+            Some("eks-eni") => 2,
+            // + stop-aws-node, restart-unmanaged-pods
+            Some("eks-overlay") => 8 + reboot,
+            _ => 6 + reboot,
         };
         assert_eq!(per_node, nodes * chain, "{name}: every node has its chain");
     }

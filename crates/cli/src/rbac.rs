@@ -102,9 +102,9 @@ pub const RULES: &[Rule] = &[
     Rule {
         group: "apps",
         resource: "daemonsets",
-        verbs: &["delete", "get", "list"],
+        verbs: &["delete", "get", "list", "patch"],
         namespace: None,
-        why: "the Cilium agent's rollout; removing the old CNI's DaemonSet",
+        why: "the Cilium agent's rollout; removing the old CNI's DaemonSet; EKS: aws-node's node selector (server-side apply)",
     },
     Rule {
         group: "apps",
@@ -147,6 +147,20 @@ pub const RULES: &[Rule] = &[
         verbs: &["list"],
         namespace: None,
         why: "discovery (the service CIDR)",
+    },
+    Rule {
+        group: "admissionregistration.k8s.io",
+        resource: "validatingwebhookconfigurations",
+        verbs: &["list"],
+        namespace: None,
+        why: "discovery (EKS overlay: webhooks the control plane must reach)",
+    },
+    Rule {
+        group: "admissionregistration.k8s.io",
+        resource: "mutatingwebhookconfigurations",
+        verbs: &["list"],
+        namespace: None,
+        why: "discovery (EKS overlay: webhooks the control plane must reach)",
     },
     Rule {
         group: "coordination.k8s.io",

@@ -575,8 +575,8 @@ fn colour(kind: StepKind) -> &'static str {
         StepKind::CiliumInstalled | StepKind::FinalValues => "#8e6cc0",
         StepKind::NodeConfig | StepKind::DeleteNodeConfig | StepKind::RemoveOldCni => "#6c8ec0",
         StepKind::Cordon | StepKind::Uncordon => "#b0b0b0",
-        StepKind::Drain => "#e0a040",
-        StepKind::Label => "#70b0d0",
+        StepKind::Drain | StepKind::RestartUnmanagedPods => "#e0a040",
+        StepKind::Label | StepKind::PatchAwsNode | StepKind::StopAwsNode => "#70b0d0",
         StepKind::RestartAgent => "#d06060",
         StepKind::Reboot => "#806040",
     }

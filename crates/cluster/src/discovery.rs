@@ -226,6 +226,16 @@ pub async fn discover(client: &kube::Client) -> Result<ClusterSnapshot, ClusterE
         ),
         ("networking.k8s.io/v1", "ServiceCIDR", "servicecidrs"),
         ("networking.k8s.io/v1beta1", "ServiceCIDR", "servicecidrs"),
+        (
+            "admissionregistration.k8s.io/v1",
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfigurations",
+        ),
+        (
+            "admissionregistration.k8s.io/v1",
+            "MutatingWebhookConfiguration",
+            "mutatingwebhookconfigurations",
+        ),
     ] {
         let values: Vec<serde_json::Value> =
             list_all(client, &format!("/apis/{api_version}/{plural}")).await?;

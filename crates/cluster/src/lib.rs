@@ -20,7 +20,7 @@ pub mod ops;
 
 pub use connect::{ClusterArgs, connect};
 pub use discovery::discover;
-pub use ops::{CiliumNodeInfo, Cluster, EndpointInfo, Eviction, KubeCluster};
+pub use ops::{CiliumNodeInfo, Cluster, EndpointInfo, Eviction, KubeCluster, cilium_node_ranges};
 
 /// Why talking to the cluster failed.
 #[derive(Debug, thiserror::Error)]

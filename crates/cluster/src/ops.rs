@@ -52,8 +52,35 @@ pub enum Eviction {
 pub struct CiliumNodeInfo {
     /// `metadata.name` (the node's name).
     pub name: String,
-    /// `spec.ipam.podCIDRs`.
+    /// `spec.ipam.podCIDRs`; in ENI mode (no pod CIDRs), the addresses of `spec.ipam.pool`
+    /// as host routes (`/32`, `/128`): Cilium's ranges on the node either way.
     pub pod_cidrs: Vec<String>,
+}
+
+/// A CiliumNode's ranges from its `spec.ipam`: the pod CIDRs, or in ENI mode the pool's
+/// addresses as host routes.
+pub fn cilium_node_ranges(ipam: &serde_json::Value) -> Vec<String> {
+    let cidrs: Vec<String> = ipam["podCIDRs"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !cidrs.is_empty() {
+        return cidrs;
+    }
+    host_routes(ipam["pool"].as_object().into_iter().flat_map(|m| m.keys()))
+}
+
+fn host_routes<'a>(ips: impl Iterator<Item = &'a String>) -> Vec<String> {
+    ips.filter_map(|ip| ip.parse::<std::net::IpAddr>().ok())
+        .map(|ip| match ip {
+            std::net::IpAddr::V4(_) => format!("{ip}/32"),
+            std::net::IpAddr::V6(_) => format!("{ip}/128"),
+        })
+        .collect()
 }
 
 impl<'de> serde::Deserialize<'de> for CiliumNodeInfo {
@@ -80,11 +107,18 @@ impl<'de> serde::Deserialize<'de> for CiliumNodeInfo {
         struct Ipam {
             #[serde(default, rename = "podCIDRs")]
             pod_cidrs: Vec<String>,
+            #[serde(default)]
+            pool: std::collections::BTreeMap<String, serde::de::IgnoredAny>,
         }
         let r = Raw::deserialize(d)?;
+        let pod_cidrs = if r.spec.ipam.pod_cidrs.is_empty() {
+            host_routes(r.spec.ipam.pool.keys())
+        } else {
+            r.spec.ipam.pod_cidrs
+        };
         Ok(CiliumNodeInfo {
             name: r.metadata.name,
-            pod_cidrs: r.spec.ipam.pod_cidrs,
+            pod_cidrs,
         })
     }
 }

@@ -177,7 +177,8 @@ pub async fn restart_agent<C: Cluster + ?Sized>(
     }
 }
 
-/// The pod CIDRs Cilium's operator gave the node (`CiliumNode.spec.ipam.podCIDRs`).
+/// The pod CIDRs Cilium's operator gave the node (`CiliumNode.spec.ipam.podCIDRs`; in ENI
+/// mode its pool's addresses as host routes).
 ///
 /// # Errors
 /// When the API fails.
@@ -188,16 +189,7 @@ pub async fn cilium_node_cidrs<C: Cluster + ?Sized>(
     let cn = cluster
         .custom("cilium.io/v2", "ciliumnodes", None, node)
         .await?;
-    Ok(cn.map(|cn| {
-        cn.object["spec"]["ipam"]["podCIDRs"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }))
+    Ok(cn.map(|cn| cluster::cilium_node_ranges(&cn.object["spec"]["ipam"])))
 }
 
 /// Whether every CIDR is inside one of the pool's CIDRs; returns the ones that are not (or do

@@ -41,6 +41,9 @@ pub struct DrainOptions {
     pub poll: Duration,
     /// How often to check that the node is still Ready.
     pub node_check: Duration,
+    /// Evict DaemonSet pods too (their controller recreates them on the same node): the
+    /// restart of pods Cilium does not manage, not a drain.
+    pub include_daemonset_pods: bool,
 }
 
 impl DrainOptions {
@@ -54,6 +57,7 @@ impl DrainOptions {
             retry_delay: Duration::from_secs(5),
             poll: Duration::from_secs(1),
             node_check: Duration::from_secs(5),
+            include_daemonset_pods: false,
         }
     }
 }
@@ -94,7 +98,7 @@ impl Refusal {
 /// kubectl's filters, in kubectl's order: DaemonSet pods and mirror pods are skipped; finished
 /// pods are always fine to remove; emptyDir and unreplicated pods are refused unless allowed.
 pub fn classify(pod: &PodInfo, opts: &DrainOptions) -> Result<Option<Skip>, Refusal> {
-    if pod.is_daemonset_pod() {
+    if pod.is_daemonset_pod() && !opts.include_daemonset_pods {
         return Ok(Some(Skip::DaemonSet));
     }
     if pod.mirror {
@@ -243,6 +247,20 @@ pub async fn drain<C: Cluster + ?Sized>(
     node: &str,
     opts: &DrainOptions,
 ) -> Result<DrainReport, DrainError> {
+    evict_where(cluster, node, opts, &|_| true).await
+}
+
+/// Evicts the pods on a node that `select` picks, with the drain's filters, refusals, PDB
+/// handling and deadline (the node need not be cordoned: the replacements may land anywhere).
+///
+/// # Errors
+/// As [`drain`].
+pub async fn evict_where<C: Cluster + ?Sized>(
+    cluster: &C,
+    node: &str,
+    opts: &DrainOptions,
+    select: &(dyn Fn(&PodInfo) -> bool + Send + Sync),
+) -> Result<DrainReport, DrainError> {
     let err = |source| DrainError::Cluster {
         node: node.to_owned(),
         source,
@@ -254,7 +272,7 @@ pub async fn drain<C: Cluster + ?Sized>(
     let mut report = DrainReport::default();
     let mut refused = Vec::new();
     let mut pending: BTreeMap<String, Pending> = BTreeMap::new();
-    for pod in &pods {
+    for pod in pods.iter().filter(|p| select(p)) {
         match classify(pod, opts) {
             Ok(Some(skip)) => report.skipped.push((pod.key(), skip)),
             Ok(None) => {

@@ -18,6 +18,7 @@
 pub mod agent;
 pub mod checkpoint;
 pub mod drain;
+pub mod eks;
 pub mod probe;
 pub mod runtime;
 pub mod scheduler;

@@ -124,6 +124,29 @@ pub fn restore_pod(node: &str, image: &str) -> Pod {
     typed(v)
 }
 
+/// The label of the pod that flushes the VPC CNI's nat chains on a node (EKS overlay).
+pub const FLUSH_LABEL: &str = "cni-migrate.io/flush-vpc-cni";
+
+/// The flush script: each VPC CNI nat chain flushed in whichever iptables backend holds it;
+/// one line per chain (`flushed BACKEND CHAIN`, `failed BACKEND CHAIN`), then `done`.
+fn flush_script() -> String {
+    format!(
+        r#"for t in iptables-legacy iptables-nft; do command -v $t >/dev/null 2>&1 || continue; for c in {}; do if $t -t nat -S $c >/dev/null 2>&1; then if $t -t nat -F $c; then echo "flushed $t $c"; else echo "failed $t $c"; fi; fi; done; done; echo done"#,
+        planner::preflight::VPC_CNI_NAT_CHAINS.join(" ")
+    )
+}
+
+/// The pod that flushes the VPC CNI's nat chains on a node: host network, privileged (it
+/// changes the node's iptables), image from `rollout.verify.image` (which has iptables).
+pub fn flush_pod(node: &str, image: &str) -> Pod {
+    let mut v = base("flush-vpc-cni", node, image, json!({FLUSH_LABEL: "true"}));
+    v["spec"]["hostNetwork"] = json!(true);
+    v["spec"]["activeDeadlineSeconds"] = json!(300);
+    v["spec"]["containers"][0]["command"] = json!(["/bin/sh", "-c", flush_script()]);
+    v["spec"]["containers"][0]["securityContext"] = json!({"privileged": true});
+    typed(v)
+}
+
 /// What the probe printed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProbeLog {
@@ -223,9 +246,7 @@ pub async fn run_pod<C: Cluster + ?Sized>(
             ),
         };
         if seen.is_none() || Instant::now() >= deadline {
-            let _ = cluster
-                .delete_pod(&created.namespace, &created.name, None)
-                .await;
+            delete_own(cluster, &created).await;
             return Err(StepError::Verify {
                 node: node.to_owned(),
                 reason: format!(
@@ -245,6 +266,21 @@ pub async fn run_pod<C: Cluster + ?Sized>(
     }
 }
 
+/// Deletes one of the tool's pods, retrying API failures a few times (a pod left behind is
+/// swept again when the node phase ends). Whether it is gone.
+pub async fn delete_own<C: Cluster + ?Sized>(cluster: &C, pod: &PodInfo) -> bool {
+    for attempt in 0..4u32 {
+        match cluster.delete_pod(&pod.namespace, &pod.name, None).await {
+            Ok(_) => return true,
+            Err(e) => {
+                tracing::debug!(pod = %pod.key(), error = %e, attempt, "cannot delete the tool's pod yet");
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt + 1))).await;
+            }
+        }
+    }
+    false
+}
+
 /// Runs a pod to completion on a node, then reads its log and deletes it (best effort).
 ///
 /// # Errors
@@ -259,7 +295,7 @@ pub async fn run_to_completion<C: Cluster + ?Sized>(
 ) -> Result<(PodInfo, String), StepError> {
     let done = run_pod(cluster, pod, what, node, true, timeout, poll).await?;
     let log = cluster.pod_log(&done.namespace, &done.name).await;
-    let _ = cluster.delete_pod(&done.namespace, &done.name, None).await;
+    delete_own(cluster, &done).await;
     let log = log.map_err(cl(format!("reading the log of {}", done.key())))?;
     Ok((done, log))
 }

@@ -1138,6 +1138,45 @@ impl<'a> Runner<'a> {
                     })
                 }
             }
+            StepKind::PatchAwsNode => crate::eks::patch_aws_node(
+                c,
+                spec.target.mode,
+                self.cfg.timing.agent_timeout,
+                self.cfg.timing.poll,
+            )
+            .await
+            .map(Done::Done),
+            StepKind::StopAwsNode => crate::eks::stop_aws_node(
+                c,
+                node,
+                &spec.rollout.verify.image,
+                self.cfg.timing.agent_timeout,
+                self.cfg.timing.poll,
+            )
+            .await
+            .map(Done::Done),
+            StepKind::RestartUnmanagedPods => {
+                let mut opts = DrainOptions::from_spec(&spec.rollout.drain);
+                opts.retry_delay = self.cfg.timing.drain_retry;
+                opts.poll = self.cfg.timing.drain_poll;
+                opts.node_check = self.cfg.timing.poll.max(self.cfg.timing.drain_poll);
+                // The agent must be Ready on the node first, or the replacements would start
+                // unmanaged again.
+                let uids = self.agent_uids(node).await;
+                self.wait_verified(node, &uids).await?;
+                let ranges = self.pool().await?;
+                let report = crate::eks::restart_unmanaged(c, node, &opts, &ranges).await?;
+                self.count_evictions(node, &report.evicted, &report.pdb_waits);
+                Ok(Done::Done(if report.evicted.is_empty() {
+                    format!("every pod on {node} off the host network is managed by Cilium")
+                } else {
+                    format!(
+                        "restarted {} pod(s) Cilium did not manage: {}",
+                        report.evicted.len(),
+                        report.evicted.join(", ")
+                    )
+                }))
+            }
             StepKind::CiliumInstalled => {
                 let expected = planner::values::migration_config(spec);
                 self.helm_step(
@@ -1351,7 +1390,8 @@ impl<'a> Runner<'a> {
     async fn wait_verified(&self, node: &str, uids: &[String]) -> Result<String, StepError> {
         let deadline = Instant::now() + self.plan.spec.rollout.verify.timeout.0;
         loop {
-            match steps::verify_basic(&*self.cluster, &self.plan.spec, node, uids).await {
+            let pool = self.pool().await?;
+            match steps::verify_basic(&*self.cluster, &pool, node, uids).await {
                 Ok(s) => return Ok(s),
                 Err(e @ StepError::Verify { .. }) if Instant::now() < deadline => {
                     tracing::debug!(node, error = %e, "not verified yet");
@@ -1595,10 +1635,10 @@ impl<'a> Runner<'a> {
 
     async fn final_verify(&self) -> Result<String, StepError> {
         let c = &*self.cluster;
-        let pool = &self.plan.spec.target.pod_cidrs;
         let deadline = Instant::now() + self.plan.spec.rollout.verify.timeout.0;
         let beacons = self.remove_beacons().await;
         loop {
+            let pool = &self.pool().await?;
             let pods = c.pods(None, "").await.map_err(cl("listing pods"))?;
             let checked: Vec<&planner::snapshot::PodInfo> = pods
                 .iter()
@@ -1640,7 +1680,7 @@ impl<'a> Runner<'a> {
             let no_endpoint = unmanaged.clone().unwrap_or_default();
             if outside.is_empty() && no_endpoint.is_empty() && policy.is_empty() {
                 return Ok(format!(
-                    "all {} pod(s) off the host network have an IP in the new pool and {}; policy enforcement is on{}",
+                    "all {} pod(s) off the host network have an IP in Cilium's ranges and {}; policy enforcement is on{}",
                     checked.len(),
                     if unmanaged.is_some() {
                         "a CiliumEndpoint"

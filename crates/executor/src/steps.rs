@@ -9,10 +9,8 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use cluster::{Cluster, ClusterError};
-use planner::{
-    plan::{MIGRATION_LABEL, NODE_CONFIG_NAME},
-    spec::MigrationSpec,
-};
+use ipnet::IpNet;
+use planner::plan::{MIGRATION_LABEL, NODE_CONFIG_NAME};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -289,7 +287,7 @@ pub async fn reboot<C: Cluster + ?Sized>(
 /// [`StepError::Verify`] explaining what was expected and what was seen.
 pub async fn verify_basic<C: Cluster + ?Sized>(
     cluster: &C,
-    spec: &MigrationSpec,
+    pool: &[IpNet],
     node: &str,
     old_agent_uids: &[String],
 ) -> Result<String, StepError> {
@@ -322,12 +320,7 @@ pub async fn verify_basic<C: Cluster + ?Sized>(
     let cidrs = agent::cilium_node_cidrs(cluster, node)
         .await
         .map_err(cl(format!("reading CiliumNode {node}")))?;
-    let pool = &spec.target.pod_cidrs;
-    let pool_s = pool
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
+    let pool_s = crate::probe::show_nets(pool);
     match cidrs {
         None => Err(StepError::Verify {
             node: node.to_owned(),

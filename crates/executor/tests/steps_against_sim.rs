@@ -39,6 +39,7 @@ fn fast(timeout: Duration) -> DrainOptions {
         retry_delay: Duration::from_millis(100),
         poll: Duration::from_millis(50),
         node_check: Duration::from_millis(200),
+        include_daemonset_pods: false,
     }
 }
 
@@ -304,7 +305,7 @@ async fn basic_verification_explains_what_it_expected_and_saw() {
         "/../../plans/kind-flannel.yaml"
     )))
     .expect("spec");
-    let err = steps::verify_basic(&c, &spec, "kind-worker", &[])
+    let err = steps::verify_basic(&c, &spec.target.pod_cidrs, "kind-worker", &[])
         .await
         .expect_err("no agent");
     assert!(
@@ -313,12 +314,12 @@ async fn basic_verification_explains_what_it_expected_and_saw() {
         "{err}"
     );
     assert!(sim.insert(agent_pod("cilium-x", "kind-worker", true)));
-    let err = steps::verify_basic(&c, &spec, "kind-worker", &[])
+    let err = steps::verify_basic(&c, &spec.target.pod_cidrs, "kind-worker", &[])
         .await
         .expect_err("no CiliumNode");
     assert!(err.to_string().contains("saw no CiliumNode"), "{err}");
     assert!(sim.insert(json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNode", "metadata": {"name": "kind-worker"}, "spec": {"ipam": {"podCIDRs": ["10.244.1.0/24"]}}})));
-    let err = steps::verify_basic(&c, &spec, "kind-worker", &[])
+    let err = steps::verify_basic(&c, &spec.target.pod_cidrs, "kind-worker", &[])
         .await
         .expect_err("old pool");
     assert!(
@@ -335,7 +336,7 @@ async fn basic_verification_explains_what_it_expected_and_saw() {
     sim.store()
         .update("cilium.io/ciliumnodes", cn, None, false)
         .expect("update");
-    let ok = steps::verify_basic(&c, &spec, "kind-worker", &[])
+    let ok = steps::verify_basic(&c, &spec.target.pod_cidrs, "kind-worker", &[])
         .await
         .expect("verified");
     assert!(ok.contains("10.245.3.0/24"), "{ok}");

@@ -353,6 +353,105 @@ pub struct PlatformFacts {
     pub evidence: String,
 }
 
+/// A node's OS family, as far as its interface naming goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OsFamily {
+    /// Amazon Linux 2: interfaces `eth0`, `eth1`, ...
+    AmazonLinux2,
+    /// Amazon Linux 2023: predictable names, `ens5`, `ens6`, ...
+    AmazonLinux2023,
+    /// Bottlerocket: `eth0`, ...
+    Bottlerocket,
+    /// Ubuntu EKS images: `ens5`, ...
+    Ubuntu,
+    /// Anything else (the pattern cannot be chosen for it).
+    Other,
+}
+
+impl OsFamily {
+    /// From `status.nodeInfo.osImage`.
+    pub fn from_os_image(image: &str) -> Self {
+        let i = image.trim();
+        if i.starts_with("Amazon Linux 2023") {
+            OsFamily::AmazonLinux2023
+        } else if i.starts_with("Amazon Linux 2") {
+            OsFamily::AmazonLinux2
+        } else if i.starts_with("Bottlerocket") {
+            OsFamily::Bottlerocket
+        } else if i.starts_with("Ubuntu") {
+            OsFamily::Ubuntu
+        } else {
+            OsFamily::Other
+        }
+    }
+
+    /// The `egressMasqueradeInterfaces` pattern that fits the family's interface names.
+    pub fn interface_pattern(self) -> Option<&'static str> {
+        match self {
+            OsFamily::AmazonLinux2 | OsFamily::Bottlerocket => Some("eth+"),
+            OsFamily::AmazonLinux2023 | OsFamily::Ubuntu => Some("ens+"),
+            OsFamily::Other => None,
+        }
+    }
+}
+
+impl fmt::Display for OsFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OsFamily::AmazonLinux2 => "Amazon Linux 2",
+            OsFamily::AmazonLinux2023 => "Amazon Linux 2023",
+            OsFamily::Bottlerocket => "Bottlerocket",
+            OsFamily::Ubuntu => "Ubuntu",
+            OsFamily::Other => "another OS",
+        })
+    }
+}
+
+/// One node group (EKS managed node group, eksctl node group, Karpenter node pool).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeGroup {
+    /// The group's name, and the label it was read from (`label=value`); `(no node group
+    /// label)` for nodes without one.
+    pub name: String,
+    /// Its nodes.
+    pub nodes: Vec<String>,
+    /// Those of its nodes that carry `node.cilium.io/agent-not-ready=true:NoExecute` now.
+    pub tainted: Vec<String>,
+}
+
+/// An admission webhook served by a Service in the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookService {
+    /// The `ValidatingWebhookConfiguration` or `MutatingWebhookConfiguration`.
+    pub configuration: ObjectRef,
+    /// The webhook's name inside it.
+    pub webhook: String,
+    /// The Service it calls (`namespace/name`).
+    pub service: String,
+    /// Whether every pod behind the Service runs on the host network (reachable from the EKS
+    /// control plane whatever the pod network is).
+    pub host_network: bool,
+    /// `failurePolicy` (`Fail` blocks API requests while the webhook is unreachable).
+    pub failure_policy: String,
+}
+
+/// What the EKS profiles need to know.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EksFacts {
+    /// Nodes per OS family.
+    pub os_families: BTreeMap<OsFamily, Vec<String>>,
+    /// The `egressMasqueradeInterfaces` pattern that fits every node, when one does.
+    pub interface_pattern: Option<String>,
+    /// Node groups, by name.
+    pub node_groups: Vec<NodeGroup>,
+    /// Admission webhooks backed by in-cluster Services.
+    pub webhooks: Vec<WebhookService>,
+}
+
 /// Everything detection learned.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -371,4 +470,7 @@ pub struct NetworkFacts {
     /// A managed platform or distribution, when recognised.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<PlatformFacts>,
+    /// EKS specifics, on EKS or with the AWS VPC CNI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eks: Option<EksFacts>,
 }

@@ -66,6 +66,27 @@ pub enum FindingCode {
     ManagedPlatform,
     /// The service CIDR could not be determined exactly.
     ServiceCidrUnknown,
+    /// EKS: `aws-node` lacks the node selector `io.cilium/aws-node-enabled=true`, so it would
+    /// keep managing ENIs beside Cilium.
+    AwsNodeNotPatched,
+    /// EKS: nodes on Amazon Linux 2 (`eth+`) and Amazon Linux 2023 (`ens+`) together, or an
+    /// `egressMasqueradeInterfaces` pattern that does not fit every node.
+    MixedInterfaceNaming,
+    /// EKS: IPv6 or dual-stack with `eks-eni`, which is IPv4-only here.
+    EniModeIpv4Only,
+    /// EKS: nodes without `node.cilium.io/agent-not-ready=true:NoExecute` (new pods could
+    /// start unmanaged).
+    AgentNotReadyTaintMissing,
+    /// EKS: nodes carrying `node.cilium.io/agent-not-ready=true:NoExecute` now.
+    AgentNotReadyTaintPresent,
+    /// EKS overlay: admission webhooks whose pods are on the pod network, which the EKS control
+    /// plane cannot reach once they move to Cilium's overlay.
+    OverlayWebhooksUnreachable,
+    /// EKS overlay: the VPC CNI's nat rules must be flushed on each node before Cilium takes
+    /// over.
+    VpcCniIptablesLeftovers,
+    /// EKS ENI: Cilium's operator needs EC2 permissions to manage ENIs.
+    Ec2Permissions,
 }
 
 impl FindingCode {

@@ -10,6 +10,17 @@
 //!                                               │
 //! finale:   final-values ─► delete-node-config ─► remove-old-cni ─► [reboot per node] ─► final-verify
 //! ```
+//!
+//! The EKS profiles (`target.mode`) change the chain:
+//!
+//! ```text
+//! eks-overlay: preflight ─► patch-aws-node ─► cilium-installed ─► node-config
+//!              per node: cordon ─► drain ─► label ─► stop-aws-node ─► restart-agent ─► [reboot]
+//!                        ─► restart-unmanaged-pods ─► verify ─► uncordon
+//! eks-eni:     preflight ─► patch-aws-node ─► cilium-installed (takes every node's CNI over)
+//!              per node: restart-unmanaged-pods ─► verify
+//!              finale without delete-node-config (there is no CiliumNodeConfig)
+//! ```
 
 use std::{collections::BTreeMap, fmt, time::Duration};
 
@@ -21,7 +32,7 @@ use crate::{
     facts::{CniKind, Encapsulation, NetworkFacts},
     findings::{Finding, Severity},
     snapshot::{ClusterSnapshot, NodeInfo, PdbIndex, PodInfo},
-    spec::MigrationSpec,
+    spec::{MigrationSpec, TargetMode},
     values::{self, Artifacts},
 };
 
@@ -31,6 +42,22 @@ pub const MIGRATION_LABEL: &str = "io.cilium.migration/cilium-default";
 pub const NODE_CONFIG_NAME: &str = "cilium-default";
 /// Namespace of Cilium's objects.
 pub const CILIUM_NAMESPACE: &str = "kube-system";
+/// The node label Cilium's EKS guide puts in aws-node's node selector: aws-node runs only
+/// where a node carries it.
+pub const AWS_NODE_LABEL: &str = "io.cilium/aws-node-enabled";
+
+/// The patch that confines aws-node to nodes labelled [`AWS_NODE_LABEL`]`=true`.
+pub fn aws_node_patch() -> serde_json::Value {
+    serde_json::json!({"spec": {"template": {"spec": {"nodeSelector": {AWS_NODE_LABEL: "true"}}}}})
+}
+
+/// The kubectl command of [`aws_node_patch`].
+pub fn aws_node_patch_command() -> String {
+    format!(
+        "kubectl -n kube-system patch daemonset aws-node --type=strategic -p {}",
+        shell_quote(&aws_node_patch().to_string())
+    )
+}
 
 /// What a step does. The names are part of the JSON interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -38,6 +65,8 @@ pub const CILIUM_NAMESPACE: &str = "kube-system";
 pub enum StepKind {
     /// Re-check the preflight findings against the live cluster.
     Preflight,
+    /// EKS: confine aws-node to nodes labelled `io.cilium/aws-node-enabled=true`.
+    PatchAwsNode,
     /// Cilium installed in secondary (migration) mode, checked through `cilium-config`.
     CiliumInstalled,
     /// The migration `CiliumNodeConfig` applied.
@@ -48,8 +77,14 @@ pub enum StepKind {
     Drain,
     /// Label the node for the `CiliumNodeConfig`.
     Label,
+    /// EKS overlay: remove the node's `io.cilium/aws-node-enabled` label, wait for aws-node to
+    /// leave it, flush the VPC CNI's nat chains.
+    StopAwsNode,
     /// Delete the node's Cilium agent pod; wait for a new, Ready one.
     RestartAgent,
+    /// Evict the node's pods Cilium does not manage (no CiliumEndpoint, or an address outside
+    /// Cilium's ranges), honouring PDBs.
+    RestartUnmanagedPods,
     /// Run the reboot hook; wait for the node to be Ready again.
     Reboot,
     /// Verify the node runs on Cilium.
@@ -71,6 +106,9 @@ impl StepKind {
     pub fn as_str(self) -> &'static str {
         match self {
             StepKind::Preflight => "preflight",
+            StepKind::PatchAwsNode => "patch-aws-node",
+            StepKind::StopAwsNode => "stop-aws-node",
+            StepKind::RestartUnmanagedPods => "restart-unmanaged-pods",
             StepKind::CiliumInstalled => "cilium-installed",
             StepKind::NodeConfig => "node-config",
             StepKind::Cordon => "cordon",
@@ -546,40 +584,98 @@ fn build_steps(spec: &MigrationSpec, facts: &NetworkFacts, nodes: &[PlannedNode]
             "cni-migrate plan --spec <spec> # expect no error findings"
         )],
     ));
+    let mode = spec.target.mode;
+    let mut installed_after = "preflight".to_owned();
+    if mode.is_eks() {
+        let overlay = mode == TargetMode::EksOverlay;
+        steps.push(global(
+            StepKind::PatchAwsNode,
+            Phase::Prelude,
+            vec!["preflight".to_owned()],
+            300,
+            if overlay {
+                format!(
+                    "label every node {AWS_NODE_LABEL}=true, then give DaemonSet kube-system/aws-node that node selector: aws-node keeps running on every node until the node migrates"
+                )
+            } else {
+                format!(
+                    "give DaemonSet kube-system/aws-node the node selector {AWS_NODE_LABEL}=true (no node has the label): aws-node stops managing ENIs everywhere; running pods keep their addresses"
+                )
+            },
+            if overlay {
+                vec![
+                    format!("kubectl label nodes --all --overwrite {AWS_NODE_LABEL}=true"),
+                    aws_node_patch_command(),
+                    "kubectl -n kube-system rollout status ds/aws-node".to_owned(),
+                ]
+            } else {
+                vec![
+                    aws_node_patch_command(),
+                    "kubectl -n kube-system rollout status ds/aws-node".to_owned(),
+                ]
+            },
+        ));
+        installed_after = "patch-aws-node".to_owned();
+    }
+    let egress = if mode.is_eks() {
+        format!(
+            ", egress masqueraded on {}",
+            values::egress_masquerade_interfaces(spec, facts)
+        )
+    } else {
+        String::new()
+    };
     steps.push(global(
         StepKind::CiliumInstalled,
         Phase::Prelude,
-        vec!["preflight".to_owned()],
+        vec![installed_after],
         900,
-        format!(
-            "install Cilium {} in migration mode (customConf, policy enforcement off, pool {}, {} port {}) and wait for the agents",
-            spec.target.cilium_version,
-            spec.target.pod_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
-            spec.target.tunnel.protocol,
-            spec.target.tunnel.effective_port()
-        ),
+        if mode == TargetMode::EksEni {
+            format!(
+                "install Cilium {} in ENI mode (ipam eni, native routing{egress}, policy enforcement off, no unmanaged-pod restarts): every agent writes its CNI configuration as it becomes Ready, so new pods on every node get ENI addresses from Cilium",
+                spec.target.cilium_version
+            )
+        } else {
+            format!(
+                "install Cilium {} in migration mode (customConf, policy enforcement off, pool {}, {} port {}{egress}) and wait for the agents",
+                spec.target.cilium_version,
+                spec.target.pod_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+                spec.target.tunnel.protocol,
+                spec.target.tunnel.effective_port()
+            )
+        },
         vec![
             "helm repo add cilium https://helm.cilium.io/".to_owned(),
             helm_command(spec, "values-migration.yaml"),
             format!("kubectl -n {CILIUM_NAMESPACE} rollout status ds/cilium --timeout=15m"),
         ],
     ));
-    steps.push(global(
-        StepKind::NodeConfig,
-        Phase::Prelude,
-        vec!["cilium-installed".to_owned()],
-        60,
-        format!(
-            "apply CiliumNodeConfig {CILIUM_NAMESPACE}/{NODE_CONFIG_NAME} ({}), selecting nodes labelled {MIGRATION_LABEL}=true (none yet)",
-            spec.target.cilium_version.node_config_api_version()
-        ),
-        vec!["kubectl apply --server-side -f ciliumnodeconfig.yaml".to_owned()],
-    ));
+    let prelude_end = if mode.is_overlay() {
+        steps.push(global(
+            StepKind::NodeConfig,
+            Phase::Prelude,
+            vec!["cilium-installed".to_owned()],
+            60,
+            format!(
+                "apply CiliumNodeConfig {CILIUM_NAMESPACE}/{NODE_CONFIG_NAME} ({}), selecting nodes labelled {MIGRATION_LABEL}=true (none yet)",
+                spec.target.cilium_version.node_config_api_version()
+            ),
+            vec!["kubectl apply --server-side -f ciliumnodeconfig.yaml".to_owned()],
+        ));
+        "node-config"
+    } else {
+        "cilium-installed"
+    };
+    let last_kind = if mode.is_overlay() {
+        StepKind::Uncordon
+    } else {
+        StepKind::Verify
+    };
 
     let canary_ends: Vec<String> = nodes
         .iter()
         .filter(|n| n.canary)
-        .map(|n| format!("{}/uncordon", n.name))
+        .map(|n| format!("{}/{last_kind}", n.name))
         .collect();
     let mut prev_canary_end: Option<String> = None;
     for node in nodes {
@@ -587,14 +683,14 @@ fn build_steps(spec: &MigrationSpec, facts: &NetworkFacts, nodes: &[PlannedNode]
         let first_dep = if node.canary {
             prev_canary_end
                 .clone()
-                .unwrap_or_else(|| "node-config".to_owned())
+                .unwrap_or_else(|| prelude_end.to_owned())
         } else {
             String::new()
         };
         let entry_deps: Vec<String> = if node.canary {
             vec![first_dep]
         } else if canary_ends.is_empty() {
-            vec!["node-config".to_owned()]
+            vec![prelude_end.to_owned()]
         } else {
             canary_ends.clone()
         };
@@ -649,7 +745,33 @@ fn build_steps(spec: &MigrationSpec, facts: &NetworkFacts, nodes: &[PlannedNode]
                 ],
             ),
         ];
-        if let Some(reboot) = &spec.rollout.reboot {
+        if mode == TargetMode::EksOverlay {
+            chain.insert(
+                3,
+                (
+                    StepKind::StopAwsNode,
+                    300,
+                    format!(
+                        "remove {name}'s label {AWS_NODE_LABEL} so aws-node leaves it, wait for its aws-node pod to be gone, then flush the VPC CNI's nat chains from a privileged host-network pod"
+                    ),
+                    vec![
+                        format!("kubectl label node {name} {AWS_NODE_LABEL}-"),
+                        format!(
+                            "kubectl -n kube-system wait --for=delete pod --field-selector spec.nodeName={name} -l k8s-app=aws-node --timeout=300s"
+                        ),
+                        format!(
+                            "# on {name} (SSM or SSH): {}",
+                            crate::preflight::flush_vpc_cni_command()
+                        ),
+                    ],
+                ),
+            );
+        }
+        if !mode.is_overlay() {
+            // ENI mode: no cordon, drain or label; Cilium took the node over at install.
+            chain.clear();
+        }
+        if let (true, Some(reboot)) = (mode.is_overlay(), &spec.rollout.reboot) {
             chain.push((
                 StepKind::Reboot,
                 secs(reboot.timeout.0),
@@ -663,32 +785,67 @@ fn build_steps(spec: &MigrationSpec, facts: &NetworkFacts, nodes: &[PlannedNode]
                 ],
             ));
         }
+        if mode.is_eks() {
+            chain.push((
+                StepKind::RestartUnmanagedPods,
+                secs(spec.rollout.drain.timeout.0),
+                format!(
+                    "evict the pods on {name} that Cilium does not manage (not hostNetwork, and no CiliumEndpoint or an address outside Cilium's ranges), DaemonSet pods included, through the eviction API{}; their replacements start on Cilium",
+                    if node.pdbs.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", honouring PDBs {}", node.pdbs.join(", "))
+                    }
+                ),
+                vec![format!(
+                    "kubectl get pods -A -o wide --field-selector spec.nodeName={name}  # compare with: kubectl get ciliumendpoints -A"
+                ), r#"kubectl create --raw /api/v1/namespaces/NS/pods/POD/eviction -f - <<< '{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"namespace":"NS","name":"POD"}}'  # per unmanaged pod"#.to_owned()],
+            ));
+        }
+        let verify_description = if mode.is_overlay() {
+            format!(
+                "check the agent on {name} is Ready, its CiliumNode pod CIDRs lie in {} and clash with no node's own, and a probe pod pinned to it gets a new-pool IP and reaches the API server and a beacon pod on each overlay",
+                spec.target
+                    .pod_cidrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        } else {
+            format!(
+                "check the agent on {name} is Ready, its CiliumNode has ENI addresses, every non-hostNetwork pod on it has a CiliumEndpoint with its address, and a probe pod pinned to it gets a Cilium address and reaches the API server and a beacon pod on another node"
+            )
+        };
         chain.push((
             StepKind::Verify,
             secs(spec.rollout.verify.timeout.0),
-            format!(
-                "check the agent on {name} is Ready, its CiliumNode pod CIDRs lie in {} and clash with no node's own, and a probe pod pinned to it gets a new-pool IP and reaches the API server and a beacon pod on each overlay",
-                spec.target.pod_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
-            ),
+            verify_description,
             vec![
-                format!("kubectl get ciliumnode {name} -o jsonpath='{{.spec.ipam.podCIDRs}}'"),
+                if mode.is_overlay() {
+                    format!("kubectl get ciliumnode {name} -o jsonpath='{{.spec.ipam.podCIDRs}}'")
+                } else {
+                    format!("kubectl get ciliumnode {name} -o jsonpath='{{.spec.ipam.pool}}'")
+                },
                 verify_command(spec, name),
             ],
         ));
-        chain.push((
-            StepKind::Uncordon,
-            60,
-            if node.cordoned {
-                format!("leave {name} cordoned: it was cordoned before the migration")
-            } else {
-                format!("uncordon {name}")
-            },
-            vec![if node.cordoned {
-                format!("# {name} was cordoned before the migration: leave it")
-            } else {
-                format!("kubectl uncordon {name}")
-            }],
-        ));
+        if mode.is_overlay() {
+            chain.push((
+                StepKind::Uncordon,
+                60,
+                if node.cordoned {
+                    format!("leave {name} cordoned: it was cordoned before the migration")
+                } else {
+                    format!("uncordon {name}")
+                },
+                vec![if node.cordoned {
+                    format!("# {name} was cordoned before the migration: leave it")
+                } else {
+                    format!("kubectl uncordon {name}")
+                }],
+            ));
+        }
         let mut deps = entry_deps;
         for (kind, timeout, description, commands) in chain {
             let id = format!("{name}/{}", kind.as_str());
@@ -705,16 +862,16 @@ fn build_steps(spec: &MigrationSpec, facts: &NetworkFacts, nodes: &[PlannedNode]
             deps = vec![id];
         }
         if node.canary {
-            prev_canary_end = Some(format!("{name}/uncordon"));
+            prev_canary_end = Some(format!("{name}/{last_kind}"));
         }
     }
 
     let all_nodes_done: Vec<String> = nodes
         .iter()
-        .map(|n| format!("{}/uncordon", n.name))
+        .map(|n| format!("{}/{last_kind}", n.name))
         .collect();
     let after_nodes = if all_nodes_done.is_empty() {
-        vec!["node-config".to_owned()]
+        vec![prelude_end.to_owned()]
     } else {
         all_nodes_done
     };
@@ -733,18 +890,23 @@ fn build_steps(spec: &MigrationSpec, facts: &NetworkFacts, nodes: &[PlannedNode]
             format!("kubectl -n {CILIUM_NAMESPACE} rollout status ds/cilium --timeout=20m"),
         ],
     ));
-    steps.push(global(
-        StepKind::DeleteNodeConfig,
-        Phase::Finale,
-        vec!["final-values".to_owned()],
-        60,
-        format!("delete CiliumNodeConfig {CILIUM_NAMESPACE}/{NODE_CONFIG_NAME} (only now that the final values are live)"),
-        vec![format!("kubectl delete -n {CILIUM_NAMESPACE} ciliumnodeconfig {NODE_CONFIG_NAME}")],
-    ));
+    let before_removal = if mode.is_overlay() {
+        steps.push(global(
+            StepKind::DeleteNodeConfig,
+            Phase::Finale,
+            vec!["final-values".to_owned()],
+            60,
+            format!("delete CiliumNodeConfig {CILIUM_NAMESPACE}/{NODE_CONFIG_NAME} (only now that the final values are live)"),
+            vec![format!("kubectl delete -n {CILIUM_NAMESPACE} ciliumnodeconfig {NODE_CONFIG_NAME}")],
+        ));
+        "delete-node-config"
+    } else {
+        "final-values"
+    };
     steps.push(global(
         StepKind::RemoveOldCni,
         Phase::Finale,
-        vec!["delete-node-config".to_owned()],
+        vec![before_removal.to_owned()],
         300,
         format!("remove the old CNI ({})", facts.source.cni),
         remove_old_cni_commands(facts),
@@ -781,7 +943,11 @@ fn build_steps(spec: &MigrationSpec, facts: &NetworkFacts, nodes: &[PlannedNode]
         Phase::Finale,
         vec![last],
         600,
-        "every non-hostNetwork pod has an IP in the new pool and a CiliumEndpoint; policy enforcement is on".to_owned(),
+        if mode.is_overlay() {
+            "every non-hostNetwork pod has an IP in the new pool and a CiliumEndpoint; policy enforcement is on".to_owned()
+        } else {
+            "every non-hostNetwork pod has a CiliumEndpoint with its address and an address of its node's CiliumNode; policy enforcement is on".to_owned()
+        },
         vec![
             format!("kubectl -n {CILIUM_NAMESPACE} get configmap cilium-config -o jsonpath='{{.data.enable-policy}}'"),
             "kubectl get pods -A -o wide --field-selector=status.phase=Running".to_owned(),

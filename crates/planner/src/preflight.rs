@@ -19,6 +19,10 @@ use crate::{
     spec::MigrationSpec,
 };
 
+mod eks;
+
+pub use eks::{EC2_ACTIONS, VPC_CNI_NAT_CHAINS, flush_command as flush_vpc_cni_command};
+
 /// How many objects a finding lists before it says "and N more" (a 150,000-pod cluster must
 /// not produce a 150,000-entry finding).
 pub const MAX_OBJECTS: usize = 50;
@@ -72,11 +76,17 @@ pub fn preflight(
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     source_cni(spec, facts, &mut out);
-    overlaps_existing(spec, snapshot, facts, &mut out);
-    overlaps_service(spec, facts, &mut out);
-    overlaps_nodes(spec, facts, &mut out);
-    too_small(spec, snapshot, &mut out);
-    tunnel_port(spec, facts, &mut out);
+    // Only an overlay has a pool and a tunnel to keep disjoint.
+    if spec.target.mode.is_overlay() {
+        overlaps_existing(spec, snapshot, facts, &mut out);
+        overlaps_service(spec, facts, &mut out);
+        overlaps_nodes(spec, facts, &mut out);
+        too_small(spec, snapshot, &mut out);
+        tunnel_port(spec, facts, &mut out);
+    }
+    if spec.target.mode.is_eks() {
+        eks::checks(spec, snapshot, facts, &mut out);
+    }
     network_policies(snapshot, &mut out);
     calico_checks(facts, &mut out);
     aws_snat(spec, facts, &mut out);
@@ -92,8 +102,21 @@ pub fn preflight(
     out
 }
 
-fn source_cni(_spec: &MigrationSpec, facts: &NetworkFacts, out: &mut Vec<Finding>) {
+fn source_cni(spec: &MigrationSpec, facts: &NetworkFacts, out: &mut Vec<Finding>) {
     let s = &facts.source;
+    if spec.target.mode.is_eks() && !matches!(s.cni, CniKind::AwsVpcCni | CniKind::Cilium) {
+        out.push(finding(
+            FindingCode::SourceCniUnsupported,
+            Severity::Error,
+            format!(
+                "target.mode {} migrates from the AWS VPC CNI (aws-node), but the cluster runs {}",
+                spec.target.mode, s.cni
+            ),
+            s.objects.clone(),
+            "use target.mode: dual-overlay (the default) for Flannel and Calico".to_owned(),
+        ));
+        return;
+    }
     let unsupported = |message: String, fix: &str| {
         finding(
             FindingCode::SourceCniUnsupported,
@@ -652,7 +675,13 @@ fn cilium_config(spec: &MigrationSpec, facts: &NetworkFacts, out: &mut Vec<Findi
             diffs.push(format!("{key}: expected {expected}, found {found}"));
         }
     }
+    let routing = if spec.target.mode.is_overlay() {
+        "tunnel"
+    } else {
+        "native"
+    };
     if let Some(port) = cfg.get("tunnel-port")
+        && spec.target.mode.is_overlay()
         && port.trim() != spec.target.tunnel.effective_port().to_string()
     {
         diffs.push(format!(
@@ -660,9 +689,9 @@ fn cilium_config(spec: &MigrationSpec, facts: &NetworkFacts, out: &mut Vec<Findi
             spec.target.tunnel.effective_port()
         ));
     }
-    if cfg.get("routing-mode").is_some_and(|m| m != "tunnel") {
+    if spec.target.mode.is_overlay() && cfg.get("routing-mode").is_some_and(|m| m != routing) {
         diffs.push(format!(
-            "routing-mode: expected tunnel, found {}",
+            "routing-mode: expected {routing}, found {}",
             cfg["routing-mode"]
         ));
     }
@@ -693,6 +722,10 @@ fn ipv6(spec: &MigrationSpec, facts: &NetworkFacts, out: &mut Vec<Finding>) {
         .filter(|c| matches!(c, IpNet::V6(_)))
         .collect();
     if !facts.ip_families.ipv6 && v6_target.is_empty() {
+        return;
+    }
+    // eks-eni says so in its own words (ENI_MODE_IPV4_ONLY).
+    if spec.target.mode == crate::spec::TargetMode::EksEni {
         return;
     }
     out.push(finding(

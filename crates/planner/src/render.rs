@@ -15,6 +15,7 @@ use std::{fmt::Write as _, str::FromStr};
 use crate::{
     findings::Severity,
     plan::{Phase, Plan, Step},
+    spec::TargetMode,
 };
 
 /// An output format.
@@ -99,6 +100,34 @@ pub fn render(plan: &Plan, format: Format) -> Result<String, RenderError> {
     })
 }
 
+/// The target in one line: the pool and tunnel, or ENI mode; the EKS mode when there is one.
+fn target_line(plan: &Plan) -> String {
+    let s = &plan.spec.target;
+    let egress = crate::values::egress_masquerade_interfaces(&plan.spec, &plan.facts);
+    match s.mode {
+        TargetMode::EksEni => format!(
+            "mode eks-eni: pods on VPC addresses from ENIs, native routing, egress masqueraded on {egress}"
+        ),
+        mode => format!(
+            "{}pods {} (/{} per node), {} port {}{}",
+            if mode == TargetMode::EksOverlay {
+                "mode eks-overlay: "
+            } else {
+                ""
+            },
+            cidrs(&s.pod_cidrs),
+            s.mask_size,
+            s.tunnel.protocol,
+            s.tunnel.effective_port(),
+            if mode == TargetMode::EksOverlay {
+                format!(", egress SNATed to the node's address on {egress}")
+            } else {
+                String::new()
+            }
+        ),
+    }
+}
+
 fn cidrs(list: &[ipnet::IpNet]) -> String {
     if list.is_empty() {
         return "-".to_owned();
@@ -156,12 +185,9 @@ fn table(plan: &Plan) -> String {
     );
     let _ = writeln!(
         out,
-        "to    cilium {}: pods {} (/{} per node), {} port {}",
+        "to    cilium {}: {}",
         s.cilium_version,
-        cidrs(&s.pod_cidrs),
-        s.mask_size,
-        s.tunnel.protocol,
-        s.tunnel.effective_port()
+        target_line(plan)
     );
     let _ = writeln!(
         out,
@@ -280,12 +306,9 @@ fn markdown(plan: &Plan) -> String {
     );
     let _ = writeln!(
         out,
-        "| New CNI | Cilium {}, cluster-pool {} (/{} per node), {} port {} |",
+        "| New CNI | Cilium {}, {} |",
         s.target.cilium_version,
-        cidrs(&s.target.pod_cidrs),
-        s.target.mask_size,
-        s.target.tunnel.protocol,
-        s.target.tunnel.effective_port()
+        target_line(plan)
     );
     let _ = writeln!(
         out,

@@ -487,6 +487,14 @@ pub const KEPT_CUSTOM_KINDS: &[(&str, &str)] = &[
     ("cilium.io", "CiliumNodeConfig"),
     ("cilium.io", "CiliumEndpoint"),
     ("networking.k8s.io", "ServiceCIDR"),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingWebhookConfiguration",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "MutatingWebhookConfiguration",
+    ),
 ];
 
 /// Everything the planner knows about a cluster.

@@ -65,10 +65,14 @@ pub struct SpecMetadata {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Target {
+    /// Which migration: the dual overlay (default) or one of the EKS profiles.
+    #[serde(default)]
+    pub mode: TargetMode,
     /// Cilium version, e.g. `1.17.3`.
     pub cilium_version: CiliumVersion,
-    /// Cilium's cluster-pool CIDRs: new, and disjoint from everything in use.
-    #[serde(rename = "podCIDRs")]
+    /// Cilium's cluster-pool CIDRs: new, and disjoint from everything in use. Not used in
+    /// `eks-eni`, where pods take VPC addresses from the nodes' ENIs.
+    #[serde(rename = "podCIDRs", default)]
     pub pod_cidrs: Vec<IpNet>,
     /// Per-node block size (`clusterPoolIPv4MaskSize`).
     #[serde(default = "default_mask_size")]
@@ -83,6 +87,65 @@ pub struct Target {
     /// The kubelet's CNI configuration directory on the hosts.
     #[serde(default = "default_cni_conf_dir")]
     pub cni_conf_dir: String,
+    /// EKS settings (`eks-eni` and `eks-overlay` only).
+    #[serde(default)]
+    pub eni: Option<Eni>,
+}
+
+/// `target.mode`: which of Cilium's procedures the plan follows.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetMode {
+    /// Cilium beside the old CNI on its own pool and tunnel; nodes move one at a time through
+    /// the CiliumNodeConfig.
+    #[default]
+    DualOverlay,
+    /// EKS with Cilium managing ENIs (`ipam.mode=eni`, native routing): pods keep VPC
+    /// addresses, so both CNIs' pods route natively; Cilium takes every node's CNI over at
+    /// install and the old pods are restarted node by node.
+    EksEni,
+    /// EKS with Cilium's cluster-pool overlay beside the VPC CNI, egress SNAT to the node's VPC
+    /// address; nodes move one at a time as in the dual overlay.
+    EksOverlay,
+}
+
+impl TargetMode {
+    /// The name as written in the spec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetMode::DualOverlay => "dual-overlay",
+            TargetMode::EksEni => "eks-eni",
+            TargetMode::EksOverlay => "eks-overlay",
+        }
+    }
+
+    /// Whether Cilium runs its own overlay (a cluster pool and a tunnel) during the migration.
+    pub fn is_overlay(self) -> bool {
+        !matches!(self, TargetMode::EksEni)
+    }
+
+    /// Whether this is one of the EKS profiles.
+    pub fn is_eks(self) -> bool {
+        matches!(self, TargetMode::EksEni | TargetMode::EksOverlay)
+    }
+}
+
+impl fmt::Display for TargetMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `target.eni`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Eni {
+    /// Cilium's `egressMasqueradeInterfaces`, e.g. `eth+` (Amazon Linux 2) or `ens+` (Amazon
+    /// Linux 2023); omitted means chosen from the nodes' `osImage`.
+    #[serde(default)]
+    pub egress_masquerade_interfaces: Option<String>,
 }
 
 fn default_mask_size() -> u8 {
@@ -510,10 +573,39 @@ impl MigrationSpec {
                 ),
             );
         }
-        if self.target.pod_cidrs.is_empty() {
+        let mode = self.target.mode;
+        if !mode.is_overlay() && !self.target.pod_cidrs.is_empty() {
+            return err(
+                "target.podCIDRs",
+                "not used in eks-eni: Cilium gives pods VPC addresses from the nodes' ENIs; \
+                 remove target.podCIDRs (or use mode: eks-overlay for a cluster pool)"
+                    .to_owned(),
+            );
+        }
+        if mode.is_overlay() && self.target.pod_cidrs.is_empty() {
             return err(
                 "target.podCIDRs",
                 "at least one CIDR is required, e.g. [10.245.0.0/16]".to_owned(),
+            );
+        }
+        if !mode.is_eks() && self.target.eni.is_some() {
+            return err(
+                "target.eni",
+                format!(
+                    "only used with mode eks-eni or eks-overlay (this spec's mode is {mode}): remove it or set target.mode"
+                ),
+            );
+        }
+        if let Some(pattern) = self
+            .target
+            .eni
+            .as_ref()
+            .and_then(|e| e.egress_masquerade_interfaces.as_deref())
+            && (pattern.trim().is_empty() || pattern.contains(char::is_whitespace))
+        {
+            return err(
+                "target.eni.egressMasqueradeInterfaces",
+                format!("`{pattern}` is not an interface pattern: write one such as eth+ or ens+"),
             );
         }
         for (i, cidr) in self.target.pod_cidrs.iter().enumerate() {

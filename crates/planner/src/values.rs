@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::{
     facts::NetworkFacts,
     plan::{CILIUM_NAMESPACE, MIGRATION_LABEL, NODE_CONFIG_NAME},
-    spec::MigrationSpec,
+    spec::{MigrationSpec, TargetMode},
 };
 
 /// The files `plan --out-dir` writes besides the plan.
@@ -34,9 +34,36 @@ pub struct Artifacts {
     pub node_config: String,
 }
 
+/// The `egressMasqueradeInterfaces` pattern of an EKS profile: the spec's, else the one that
+/// fits every node's OS, else `eth+` (preflight reports `MIXED_INTERFACE_NAMING` then).
+pub fn egress_masquerade_interfaces(spec: &MigrationSpec, facts: &NetworkFacts) -> String {
+    spec.target
+        .eni
+        .as_ref()
+        .and_then(|e| e.egress_masquerade_interfaces.clone())
+        .or_else(|| facts.eks.as_ref().and_then(|e| e.interface_pattern.clone()))
+        .unwrap_or_else(|| "eth+".to_owned())
+}
+
 /// The Helm values during the migration (Cilium in secondary mode).
-pub fn migration_values(spec: &MigrationSpec, _facts: &NetworkFacts) -> Value {
+pub fn migration_values(spec: &MigrationSpec, facts: &NetworkFacts) -> Value {
     let t = &spec.target;
+    if t.mode == TargetMode::EksEni {
+        // Cilium's EKS ENI install: pods take VPC addresses from ENIs Cilium's operator
+        // attaches and route natively, so old and new pods reach each other without a second
+        // overlay; Cilium writes its CNI configuration on every node at once (the old pods
+        // keep running until restarted), enforces no policy and restarts nothing itself.
+        return json!({
+            "eni": {"enabled": true},
+            "ipam": {"mode": "eni"},
+            "routingMode": "native",
+            "egressMasqueradeInterfaces": egress_masquerade_interfaces(spec, facts),
+            "cni": {"customConf": false, "exclusive": true, "uninstall": false},
+            "operator": {"unmanagedPodWatcher": {"restart": false}},
+            "policyEnforcementMode": "never",
+            "bpf": {"hostLegacyRouting": true},
+        });
+    }
     let mut v = json!({
         "operator": {"unmanagedPodWatcher": {"restart": false}},
         "routingMode": "tunnel",
@@ -57,6 +84,10 @@ pub fn migration_values(spec: &MigrationSpec, _facts: &NetworkFacts) -> Value {
     if t.cni_conf_dir != "/etc/cni/net.d" {
         v["cni"]["confPath"] = json!(t.cni_conf_dir);
     }
+    // EKS overlay: egress leaves SNATed to the node's VPC address on its ENIs.
+    if t.mode == TargetMode::EksOverlay {
+        v["egressMasqueradeInterfaces"] = json!(egress_masquerade_interfaces(spec, facts));
+    }
     v
 }
 
@@ -73,6 +104,18 @@ pub fn final_values(spec: &MigrationSpec, facts: &NetworkFacts) -> Value {
 /// The `cilium-config` entries the chart renders from the migration values: how the executor's
 /// gate and preflight tell that an installed Cilium is in migration mode.
 pub fn migration_config(spec: &MigrationSpec) -> std::collections::BTreeMap<&'static str, String> {
+    if spec.target.mode == TargetMode::EksEni {
+        return [
+            ("custom-cni-conf", "false".to_owned()),
+            ("enable-policy", "never".to_owned()),
+            ("ipam", "eni".to_owned()),
+            ("routing-mode", "native".to_owned()),
+            ("enable-host-legacy-routing", "true".to_owned()),
+            ("unmanaged-pod-watcher-interval", "0".to_owned()),
+        ]
+        .into_iter()
+        .collect();
+    }
     [
         ("custom-cni-conf", "true".to_owned()),
         ("enable-policy", "never".to_owned()),
@@ -153,12 +196,18 @@ pub fn generate(spec: &MigrationSpec, facts: &NetworkFacts) -> Artifacts {
             ),
             &final_values(spec, facts),
         ),
-        node_config: yaml_with_header(
-            &format!(
-                "{who}# Applies only to nodes labelled {MIGRATION_LABEL}=true, once their agent restarts.\n# Apply: kubectl apply --server-side -f ciliumnodeconfig.yaml\n"
-            ),
-            &node_config_object(spec),
-        ),
+        node_config: if !spec.target.mode.is_overlay() {
+            format!(
+                "{who}# Not used in eks-eni: Cilium takes every node's CNI over at install, so no CiliumNodeConfig\n# selects nodes one by one (the old pods are restarted per node instead).\n"
+            )
+        } else {
+            yaml_with_header(
+                &format!(
+                    "{who}# Applies only to nodes labelled {MIGRATION_LABEL}=true, once their agent restarts.\n# Apply: kubectl apply --server-side -f ciliumnodeconfig.yaml\n"
+                ),
+                &node_config_object(spec),
+            )
+        },
     }
 }
 

@@ -106,10 +106,13 @@ fn generated_values_validate_against_the_cilium_schema() {
 #[test]
 fn every_generated_key_exists_in_the_chart() {
     let Some(dir) = cilium_fixtures() else { return };
-    let chart: Value = serde_yaml::from_str(
-        &std::fs::read_to_string(dir.join("chart-1.17.3/values.yaml")).expect("values"),
-    )
-    .expect("yaml");
+    let text = std::fs::read_to_string(dir.join("chart-1.17.3/values.yaml")).expect("values");
+    let chart: Value = serde_yaml::from_str(&text).expect("yaml");
+    // Top-level keys the chart documents commented out (no default, read by its templates when
+    // set), such as `# egressMasqueradeInterfaces: ""`.
+    let documented = |path: &str| {
+        !path.contains('.') && text.lines().any(|l| l.starts_with(&format!("# {path}:")))
+    };
     for spec in specs() {
         for v in [
             values::migration_values(&spec, &NetworkFacts::default()),
@@ -120,7 +123,7 @@ fn every_generated_key_exists_in_the_chart() {
             for path in paths {
                 let found = path.split('.').try_fold(&chart, |node, key| node.get(key));
                 assert!(
-                    found.is_some(),
+                    found.is_some() || documented(&path),
                     "{}: key {path} is not in Cilium 1.17.3's values.yaml",
                     spec.metadata.name
                 );

@@ -131,6 +131,10 @@ pub fn reach(store: &Store, a: &Value, b: &Value) -> Result<(), String> {
         return Ok(());
     }
     let config = cilium_config(store);
+    // ENI mode: both sides hold VPC addresses and the VPC routes between them.
+    if config["ipam"] == "eni" {
+        return Ok(());
+    }
     let cilium_side = if oa == Overlay::Cilium { a } else { b };
     let cilium_node = cilium_side["spec"]["nodeName"].as_str().unwrap_or_default();
     if !host_legacy_routing(store, cilium_node) {

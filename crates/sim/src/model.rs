@@ -63,6 +63,9 @@ impl Default for ModelOptions {
 pub const CNI_ANNOTATION: &str = "sim.cni-migrate.io/cni";
 /// The node annotation listing its faults.
 pub const FAULT_ANNOTATION: &str = "sim.cni-migrate.io/fault";
+/// The node annotation for the VPC CNI's nat chains: `present` once aws-node started on the
+/// node, `flushed` once the tool's flush pod ran there.
+pub const VPC_NAT_ANNOTATION: &str = "sim.cni-migrate.io/vpc-cni-nat";
 /// The pod annotation naming the overlay a pod started on (`cilium` or `old`).
 pub const OVERLAY_ANNOTATION: &str = "sim.cni-migrate.io/overlay";
 /// The agent pod annotation holding its resolved `enable-host-legacy-routing`.
@@ -76,6 +79,21 @@ fn is_ready_node(n: &Value) -> bool {
             .into_iter()
             .flatten()
             .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// Whether a DaemonSet's `nodeSelector` selects a node.
+fn ds_selects(ds: &Value, node: &Value) -> bool {
+    ds["spec"]["template"]["spec"]["nodeSelector"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| node["metadata"]["labels"][k.as_str()] == *v)
+}
+
+fn has_node_selector(ds: &Value) -> bool {
+    ds["spec"]["template"]["spec"]["nodeSelector"]
+        .as_object()
+        .is_some_and(|m| !m.is_empty())
 }
 
 fn tolerates_all_taints(pod: &Value, node: &Value) -> bool {
@@ -130,12 +148,25 @@ impl Model {
     /// The next pod IP on a node: from its podCIDR when it has one, else a per-node /24 of
     /// 10.250.0.0/16.
     fn allocate_ip(&mut self, node: &str) -> String {
-        let n = self.next_ip.entry(node.to_owned()).or_insert(100);
-        *n += 1;
-        let host = *n % 250 + 2;
+        let n = {
+            let n = self.next_ip.entry(node.to_owned()).or_insert(100);
+            *n += 1;
+            *n
+        };
+        let host = n % 250 + 2;
         let on_cilium = self
             .node_value(node)
             .is_some_and(|v| v["metadata"]["annotations"][CNI_ANNOTATION] == "cilium");
+        if on_cilium
+            && let Some(cn) = self.store.get("cilium.io/ciliumnodes", "", node)
+            && let Some(pool) = cn.value()["spec"]["ipam"]["pool"].as_object()
+            && !pool.is_empty()
+        {
+            // ENI mode: the next address of the node's ENI pool.
+            let ips: Vec<&String> = pool.keys().collect();
+            let i = usize::try_from(n).unwrap_or(0) % ips.len();
+            return ips[i].clone();
+        }
         let cidr = if on_cilium {
             self.store
                 .get("cilium.io/ciliumnodes", "", node)
@@ -206,6 +237,18 @@ impl Model {
                     name: e.name.clone(),
                 },
             ));
+            return out;
+        }
+        // The DaemonSet controller follows node labels for DaemonSets with a node selector.
+        if e.key == "/nodes" && e.type_ == "MODIFIED" {
+            let (_, dss, _) = self
+                .store
+                .list("apps/daemonsets", None, None, None, &|_, s| {
+                    has_node_selector(&s.value())
+                });
+            for ((namespace, name), _) in dss {
+                out.push((Duration::ZERO, Action::Daemonset { namespace, name }));
+            }
             return out;
         }
         if e.key != "/pods" {
@@ -382,11 +425,35 @@ impl Model {
                 }
                 let probe = pod["metadata"]["labels"]["cni-migrate.io/probe"] == "true";
                 let restore = pod["metadata"]["labels"]["cni-migrate.io/restore-cni"] == "true";
+                let flush = pod["metadata"]["labels"]["cni-migrate.io/flush-vpc-cni"] == "true";
+                if pod["metadata"]["labels"]["k8s-app"] == "aws-node" {
+                    // aws-node (re)writes its nat chains on the node it starts on.
+                    self.set_vpc_nat(&node, "present");
+                }
                 let Ok(mut pod) = self.store.update("/pods", pod, Some(s.rv), false) else {
                     return;
                 };
                 if on_cilium {
                     self.endpoint(&pod, &ip, &node);
+                }
+                if flush {
+                    let was = self.node_value(&node).and_then(|n| {
+                        n["metadata"]["annotations"][VPC_NAT_ANNOTATION]
+                            .as_str()
+                            .map(str::to_owned)
+                    });
+                    let log = if was.as_deref() == Some("present") {
+                        "flushed iptables-legacy AWS-SNAT-CHAIN-0\nflushed iptables-legacy AWS-SNAT-CHAIN-1\nflushed iptables-legacy AWS-CONNMARK-CHAIN-0\nflushed iptables-legacy AWS-CONNMARK-CHAIN-1\ndone\n"
+                    } else {
+                        "done\n"
+                    };
+                    self.set_vpc_nat(&node, "flushed");
+                    self.store.set_log(&namespace, &name, log.to_owned());
+                    pod["status"]["phase"] = json!("Succeeded");
+                    pod["status"]["conditions"] =
+                        json!([{"type": "Ready", "status": "False", "reason": "PodCompleted"}]);
+                    let _ = self.store.update("/pods", pod, None, false);
+                    return;
                 }
                 if probe || restore {
                     // The verification probe runs its checks and exits; the restore pod puts
@@ -470,8 +537,32 @@ impl Model {
                 }
             }
         }
+        // ENI mode: the operator attaches an ENI and gives the CiliumNode its addresses, in
+        // the node's own VPC subnet (above .200 of its /24, which the old pods do not use).
+        if config.get("ipam").is_some_and(|m| m == "eni")
+            && self.store.get("cilium.io/ciliumnodes", "", node).is_none()
+        {
+            let internal = node_v["status"]["addresses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|a| a["type"] == "InternalIP")
+                .and_then(|a| a["address"].as_str())
+                .and_then(|a| a.parse::<std::net::Ipv4Addr>().ok());
+            if let Some(ip) = internal {
+                let [a, b, c, _] = ip.octets();
+                let eni = format!("eni-{:08x}", u32::from(ip));
+                let pool: serde_json::Map<String, Value> = (200..250u8)
+                    .map(|h| (format!("{a}.{b}.{c}.{h}"), json!({"resource": eni})))
+                    .collect();
+                let cn = json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNode", "metadata": {"name": node},
+                    "spec": {"eni": {"first-interface-index": 1}, "ipam": {"pool": pool}, "addresses": node_v["status"]["addresses"].clone()}});
+                let _ = self.store.create("cilium.io/ciliumnodes", cn, false);
+            }
+        }
         // The operator: a CiliumNode with the next free block of the pool.
         if self.store.get("cilium.io/ciliumnodes", "", node).is_none()
+            && config.get("ipam").is_none_or(|m| m != "eni")
             && let Some(block) = self.next_block(&config)
         {
             let cn = json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNode", "metadata": {"name": node},
@@ -528,6 +619,16 @@ impl Model {
         if writes_cni && !was {
             node_v["metadata"]["annotations"][CNI_ANNOTATION] = json!("cilium");
             let _ = self.store.update("/nodes", node_v, None, false);
+        }
+    }
+
+    /// Notes the state of the VPC CNI's nat chains on a node.
+    fn set_vpc_nat(&mut self, node: &str, state: &str) {
+        if let Some(mut n) = self.node_value(node)
+            && n["metadata"]["annotations"][VPC_NAT_ANNOTATION] != state
+        {
+            n["metadata"]["annotations"][VPC_NAT_ANNOTATION] = json!(state);
+            let _ = self.store.update("/nodes", n, None, false);
         }
     }
 
@@ -804,13 +905,27 @@ impl Model {
                         && p["metadata"]["deletionTimestamp"].is_null()
                 })
                 .collect();
-            // Dumps carry DaemonSets without our revision annotation: their pods are current.
-            if revision.is_null() {
+            // A node the node selector leaves out loses its pod.
+            if !ds_selects(&ds, &node) {
+                for old in &mine {
+                    let _ = self.store.delete(
+                        "/pods",
+                        namespace,
+                        old["metadata"]["name"].as_str().unwrap_or_default(),
+                        false,
+                    );
+                }
                 continue;
             }
-            let current = mine
-                .iter()
-                .any(|p| p["metadata"]["annotations"]["cni-migrate.io/helm-revision"] == revision);
+            // Dumps carry DaemonSets without our revision annotation: their pods are current
+            // (a node newly selected still gets one).
+            if revision.is_null() && (!mine.is_empty() || !has_node_selector(&ds)) {
+                continue;
+            }
+            let current = !mine.is_empty()
+                && mine.iter().any(|p| {
+                    p["metadata"]["annotations"]["cni-migrate.io/helm-revision"] == revision
+                });
             for old in mine.iter().filter(|p| {
                 p["metadata"]["annotations"]["cni-migrate.io/helm-revision"] != revision
             }) {
@@ -856,7 +971,9 @@ impl Model {
         let template_pod = json!({"spec": ds["spec"]["template"]["spec"].clone()});
         let desired = nodes
             .iter()
-            .filter(|(_, n)| tolerates_all_taints(&template_pod, &n.value()))
+            .filter(|(_, n)| {
+                tolerates_all_taints(&template_pod, &n.value()) && ds_selects(&ds, &n.value())
+            })
             .count();
         let ready = pods
             .iter()
@@ -953,7 +1070,9 @@ impl Model {
             }
             _ => {
                 let node = pod["spec"]["nodeName"].clone();
-                let exists = node.as_str().and_then(|n| self.node_value(n)).is_some();
+                let node_v = node.as_str().and_then(|n| self.node_value(n));
+                // A node the DaemonSet no longer selects gets no replacement.
+                let exists = node_v.as_ref().is_some_and(|n| ds_selects(&controller, n));
                 // One pod per node: a rolling update may already have made the new one.
                 let has_one = siblings
                     .iter()

@@ -266,6 +266,26 @@ pub const RESOURCES: &[Resource] = &[
         []
     ),
     r!(
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingwebhookconfigurations",
+        "validatingwebhookconfiguration",
+        "ValidatingWebhookConfiguration",
+        false,
+        [],
+        []
+    ),
+    r!(
+        "admissionregistration.k8s.io",
+        "v1",
+        "mutatingwebhookconfigurations",
+        "mutatingwebhookconfiguration",
+        "MutatingWebhookConfiguration",
+        false,
+        [],
+        []
+    ),
+    r!(
         "operator.tigera.io",
         "v1",
         "installations",

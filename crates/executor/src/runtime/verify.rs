@@ -84,6 +84,34 @@ fn ips(p: &PodInfo) -> String {
 }
 
 impl Runner<'_> {
+    /// Cilium's ranges: the spec's pool for an overlay; in ENI mode, every address of every
+    /// CiliumNode's ENI pool (there is no pool to name in advance).
+    pub(super) async fn pool(&self) -> Result<Vec<IpNet>, StepError> {
+        let spec = &self.plan.spec;
+        if spec.target.mode.is_overlay() {
+            return Ok(spec.target.pod_cidrs.clone());
+        }
+        let cns = self
+            .cluster
+            .cilium_nodes()
+            .await
+            .map_err(cl("listing CiliumNodes"))?;
+        Ok(cns
+            .iter()
+            .flat_map(|cn| cn.pod_cidrs.iter().filter_map(|c| c.parse().ok()))
+            .collect())
+    }
+
+    /// Since when (Unix seconds) a node's new pods must be on Cilium: its agent restart; in
+    /// ENI mode, where the restart-unmanaged-pods step moved every pod, all of them.
+    pub(super) fn on_cilium_since(&self, ck: &Checkpoint, node: &str) -> u64 {
+        if self.plan.spec.target.mode.is_overlay() {
+            self.restarted_at(ck, node).unwrap_or(u64::MAX)
+        } else {
+            0
+        }
+    }
+
     /// When the node's agent restart finished (Unix seconds), from the checkpoint.
     pub(super) fn restarted_at(&self, ck: &Checkpoint, node: &str) -> Option<u64> {
         let idx = self
@@ -97,7 +125,7 @@ impl Runner<'_> {
     /// The whole per-node verification, after the basic API signals passed.
     pub(super) async fn verify_node(&self, node: &str, basic: String) -> Result<String, StepError> {
         let c = &*self.cluster;
-        let pool = &self.plan.spec.target.pod_cidrs;
+        let pool = &self.pool().await?;
         let nodes = c.nodes().await.map_err(cl("listing nodes"))?;
         let cidrs = agent::cilium_node_cidrs(c, node)
             .await
@@ -115,7 +143,7 @@ impl Runner<'_> {
         }
         let since = {
             let ck = self.ck.lock().await;
-            self.restarted_at(&ck, node).unwrap_or(u64::MAX)
+            self.on_cilium_since(&ck, node)
         };
         let pods = c
             .pods_on_node(node)
@@ -168,7 +196,7 @@ impl Runner<'_> {
     async fn probe(&self, node: &str, on_cilium: bool) -> Result<String, StepError> {
         let c = &*self.cluster;
         let spec = &self.plan.spec;
-        let pool = &spec.target.pod_cidrs;
+        let pool = &self.pool().await?;
         let beacons = self.ensure_beacons(node, on_cilium).await?;
         probe::remove_on_node(c, node, Some(probe::PROBE_LABEL)).await?;
         let targets: Vec<IpAddr> = beacons.iter().map(|b| b.ip).collect();
@@ -252,7 +280,7 @@ impl Runner<'_> {
         let _held = self.beacons.lock().await;
         let c = &*self.cluster;
         let spec = &self.plan.spec;
-        let pool = &spec.target.pod_cidrs;
+        let pool = &self.pool().await?;
         let ck = self.ck.lock().await.clone();
         let untouched = |n: &str| {
             !scheduler::node_done(&ck, n)
@@ -265,7 +293,14 @@ impl Runner<'_> {
             .await
             .map_err(cl("listing the beacons"))?;
         let mut out = Vec::new();
-        for overlay in ["old", "cilium"] {
+        // In ENI mode every node's new pods are on Cilium from the install: there is no old
+        // overlay to place a beacon on (the old pods keep their VPC routes).
+        let overlays: &[&'static str] = if spec.target.mode.is_overlay() {
+            &["old", "cilium"]
+        } else {
+            &["cilium"]
+        };
+        for &overlay in overlays {
             let qualifies = |p: &PodInfo| {
                 let Some(n) = p.node_name.as_deref() else {
                     return false;
@@ -342,11 +377,13 @@ impl Runner<'_> {
         Ok(out)
     }
 
-    /// Removes every beacon (the node phase is over). Best effort: a beacon left behind is a
-    /// sleeping pod, reported and removed again by the final check.
+    /// Removes every pod of the tool (the beacons, and a probe or restore pod whose own
+    /// deletion failed): the node phase is over. Best effort: a pod left behind is reported and
+    /// removed again by the final check.
     pub(super) async fn remove_beacons(&self) -> usize {
         let c = &*self.cluster;
-        let Ok(pods) = c.pods(Some(probe::NAMESPACE), probe::BEACON_LABEL).await else {
+        let selector = format!("{}={}", probe::MANAGED_BY.0, probe::MANAGED_BY.1);
+        let Ok(pods) = c.pods(Some(probe::NAMESPACE), &selector).await else {
             return 0;
         };
         let mut n = 0;
@@ -452,7 +489,7 @@ impl Runner<'_> {
         migrated: &[&str],
     ) -> Result<Vec<(String, String)>, StepError> {
         let c = &*self.cluster;
-        let pool = &self.plan.spec.target.pod_cidrs;
+        let pool = &self.pool().await?;
         let pool_s = show_nets(pool);
         let nodes = c.nodes().await.map_err(cl("listing nodes"))?;
         let cns = c.cilium_nodes().await.map_err(cl("listing CiliumNodes"))?;
@@ -469,7 +506,9 @@ impl Runner<'_> {
                 // A node removed from the cluster is not a network regression.
                 continue;
             };
-            if n.labels.get(MIGRATION_LABEL).is_none_or(|v| v != "true") {
+            if self.plan.spec.target.mode.is_overlay()
+                && n.labels.get(MIGRATION_LABEL).is_none_or(|v| v != "true")
+            {
                 out.push((
                     m.to_owned(),
                     format!("expected the label {MIGRATION_LABEL}=true, saw it gone"),
@@ -553,7 +592,7 @@ impl Runner<'_> {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .pods_listed = Some(Instant::now());
             for &m in migrated {
-                let since = self.restarted_at(ck, m).unwrap_or(u64::MAX);
+                let since = self.on_cilium_since(ck, m);
                 let outside: Vec<String> = pods
                     .iter()
                     .filter(|p| p.node_name.as_deref() == Some(m) && must_be_on_cilium(p, since))

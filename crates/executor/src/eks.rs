@@ -1,0 +1,255 @@
+//! The EKS profiles' own steps: confining aws-node, moving a node off it, and restarting the
+//! pods Cilium does not manage.
+//!
+//! ```text
+//! patch-aws-node          eks-overlay: label every node io.cilium/aws-node-enabled=true first
+//!                         (aws-node stays everywhere); both: node selector on aws-node, then
+//!                         wait (eks-eni: every aws-node pod gone; eks-overlay: one per node)
+//! stop-aws-node NODE      remove the label, wait for the node's aws-node pod to be gone, flush
+//!                         the VPC CNI's nat chains from a privileged host-network pod
+//! restart-unmanaged-pods  evict (drain's rules: PDBs, refusals, deadline) the node's pods off
+//!                         the host network with no CiliumEndpoint or an IP outside Cilium's
+//!                         ranges, DaemonSet pods included
+//! ```
+
+use std::{collections::BTreeMap, time::Duration};
+
+use cluster::Cluster;
+use ipnet::IpNet;
+use planner::{
+    plan::{AWS_NODE_LABEL, aws_node_patch},
+    snapshot::PodInfo,
+    spec::TargetMode,
+};
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::{
+    drain::{self, DrainOptions, DrainReport},
+    probe,
+    steps::{StepError, cl},
+};
+
+/// aws-node's pod label.
+pub const AWS_NODE_SELECTOR: &str = "k8s-app=aws-node";
+
+fn is_aws_node(p: &PodInfo) -> bool {
+    p.namespace == "kube-system" && p.labels.get("k8s-app").map(String::as_str) == Some("aws-node")
+}
+
+/// Confines aws-node to labelled nodes (see the module's table). Re-running it is safe.
+///
+/// # Errors
+/// An API failure, or aws-node not settling within `timeout`.
+pub async fn patch_aws_node<C: Cluster + ?Sized>(
+    c: &C,
+    mode: TargetMode,
+    timeout: Duration,
+    poll: Duration,
+) -> Result<String, StepError> {
+    let Some(ds) = c
+        .custom("apps/v1", "daemonsets", Some("kube-system"), "aws-node")
+        .await
+        .map_err(cl("reading DaemonSet kube-system/aws-node"))?
+    else {
+        return Ok("no DaemonSet kube-system/aws-node: nothing to confine".to_owned());
+    };
+    let mut did = Vec::new();
+    if mode == TargetMode::EksOverlay {
+        let nodes = c.nodes().await.map_err(cl("listing nodes"))?;
+        let mut labelled = 0;
+        for n in nodes
+            .iter()
+            .filter(|n| n.labels.get(AWS_NODE_LABEL).is_none_or(|v| v != "true"))
+        {
+            c.set_node_label(&n.name, AWS_NODE_LABEL, Some("true"))
+                .await
+                .map_err(cl(format!("labelling node {}", n.name)))?;
+            labelled += 1;
+        }
+        did.push(format!(
+            "labelled {labelled} node(s) {AWS_NODE_LABEL}=true ({} already were)",
+            nodes.len() - labelled
+        ));
+    }
+    let selected = ds.object["spec"]["template"]["spec"]["nodeSelector"][AWS_NODE_LABEL] == "true";
+    if selected {
+        did.push(format!("aws-node already selects {AWS_NODE_LABEL}=true"));
+    } else {
+        let mut object = aws_node_patch();
+        object["apiVersion"] = json!("apps/v1");
+        object["kind"] = json!("DaemonSet");
+        object["metadata"] = json!({"namespace": "kube-system", "name": "aws-node"});
+        c.apply("daemonsets", &object)
+            .await
+            .map_err(cl("patching DaemonSet kube-system/aws-node"))?;
+        did.push(format!("aws-node now selects {AWS_NODE_LABEL}=true"));
+    }
+    // Settle: eks-eni, no aws-node pod left anywhere; eks-overlay, none on a node without the
+    // label (every node has it).
+    let deadline = Instant::now() + timeout;
+    loop {
+        let nodes = c.nodes().await.map_err(cl("listing nodes"))?;
+        let labelled: Vec<&str> = nodes
+            .iter()
+            .filter(|n| n.labels.get(AWS_NODE_LABEL).is_some_and(|v| v == "true"))
+            .map(|n| n.name.as_str())
+            .collect();
+        let pods = c
+            .pods(Some("kube-system"), AWS_NODE_SELECTOR)
+            .await
+            .map_err(cl("listing aws-node pods"))?;
+        let stray: Vec<String> = pods
+            .iter()
+            .filter(|p| {
+                is_aws_node(p)
+                    && p.node_name
+                        .as_deref()
+                        .is_none_or(|n| !labelled.contains(&n))
+            })
+            .map(PodInfo::key)
+            .collect();
+        if stray.is_empty() {
+            did.push(if mode == TargetMode::EksOverlay {
+                format!("{} aws-node pod(s) keep running", pods.len())
+            } else {
+                "no aws-node pod runs any more: Cilium manages ENIs from here".to_owned()
+            });
+            return Ok(did.join("; "));
+        }
+        if Instant::now() >= deadline {
+            return Err(StepError::Verify {
+                node: "cluster".into(),
+                reason: format!(
+                    "expected aws-node pods to leave every node without {AWS_NODE_LABEL}=true within {}s, saw {} still there: {}",
+                    timeout.as_secs(),
+                    stray.len(),
+                    stray.join(", ")
+                ),
+            });
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// Moves a node off aws-node: label removed, its aws-node pod gone, the VPC CNI's nat chains
+/// flushed. Re-running it is safe (the flush finds nothing to do).
+///
+/// # Errors
+/// An API failure, aws-node staying, or the flush pod failing.
+pub async fn stop_aws_node<C: Cluster + ?Sized>(
+    c: &C,
+    node: &str,
+    image: &str,
+    timeout: Duration,
+    poll: Duration,
+) -> Result<String, StepError> {
+    c.set_node_label(node, AWS_NODE_LABEL, None)
+        .await
+        .map_err(cl(format!("removing {AWS_NODE_LABEL} from {node}")))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let pods = c
+            .pods_on_node(node)
+            .await
+            .map_err(cl(format!("listing pods on {node}")))?;
+        let left: Vec<String> = pods
+            .iter()
+            .filter(|p| is_aws_node(p))
+            .map(PodInfo::key)
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(StepError::Verify {
+                node: node.to_owned(),
+                reason: format!(
+                    "expected aws-node to leave {node} once its label {AWS_NODE_LABEL} was removed, saw {} still there after {}s (does aws-node select {AWS_NODE_LABEL}=true? see the patch-aws-node step)",
+                    left.join(", "),
+                    timeout.as_secs()
+                ),
+            });
+        }
+        tokio::time::sleep(poll).await;
+    }
+    probe::remove_on_node(c, node, Some(probe::FLUSH_LABEL)).await?;
+    let pod = probe::flush_pod(node, image);
+    let (_, log) =
+        probe::run_to_completion(c, &pod, "VPC CNI nat flush", node, timeout, poll).await?;
+    let flushed: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("flushed "))
+        .collect();
+    let failed: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("failed "))
+        .collect();
+    if !failed.is_empty() || !log.lines().any(|l| l.trim() == "done") {
+        return Err(StepError::Verify {
+            node: node.to_owned(),
+            reason: format!(
+                "expected the VPC CNI's nat chains flushed on {node}, saw {}",
+                if failed.is_empty() {
+                    format!("the flush pod end without finishing: {:?}", log.trim())
+                } else {
+                    format!("failures: {}", failed.join(", "))
+                }
+            ),
+        });
+    }
+    Ok(format!(
+        "aws-node left {node}; {}",
+        if flushed.is_empty() {
+            "no VPC CNI nat chain was left to flush".to_owned()
+        } else {
+            format!("flushed {}", flushed.join(", "))
+        }
+    ))
+}
+
+/// Whether Cilium manages a pod: off the host network it has a CiliumEndpoint with its IP
+/// and an IP inside Cilium's ranges.
+pub fn unmanaged(
+    p: &PodInfo,
+    endpoints: &BTreeMap<(String, String), Vec<std::net::IpAddr>>,
+    ranges: &[IpNet],
+) -> bool {
+    !p.host_network
+        && !p.terminating
+        && !p.phase.is_finished()
+        && !probe::is_ours(p)
+        && !p.pod_ips.is_empty()
+        && (endpoints
+            .get(&(p.namespace.clone(), p.name.clone()))
+            .is_none_or(|ips| !p.pod_ips.iter().any(|ip| ips.contains(ip)))
+            || !p.pod_ips.iter().any(|ip| probe::inside(ip, ranges)))
+}
+
+/// Evicts the node's pods Cilium does not manage, as a drain evicts (PDBs, refusals of
+/// unreplicated and emptyDir pods unless the spec allows them, the deadline), DaemonSet pods
+/// included. Returns the drain report and how many pods were unmanaged.
+///
+/// # Errors
+/// As a drain.
+pub async fn restart_unmanaged<C: Cluster + ?Sized>(
+    c: &C,
+    node: &str,
+    opts: &DrainOptions,
+    ranges: &[IpNet],
+) -> Result<DrainReport, StepError> {
+    let eps = c
+        .cilium_endpoints()
+        .await
+        .map_err(cl("listing CiliumEndpoints"))?;
+    let mut endpoints: BTreeMap<(String, String), Vec<std::net::IpAddr>> = BTreeMap::new();
+    for e in eps {
+        endpoints.insert((e.namespace, e.name), e.ips);
+    }
+    let mut opts = opts.clone();
+    opts.include_daemonset_pods = true;
+    let select = move |p: &PodInfo| unmanaged(p, &endpoints, ranges);
+    drain::evict_where(c, node, &opts, &select)
+        .await
+        .map_err(StepError::from)
+}
