@@ -101,6 +101,8 @@ async fn the_printed_rbac_grants_exactly_what_full_migrations_use() {
         "kind-flannel",
         "calico-operator-vxlan",
         "calico-manifest-ipip",
+        "eks-overlay-al2",
+        "eks-eni-al2023",
     ] {
         all.extend(requests_of_a_full_migration(example).await);
     }

@@ -971,7 +971,10 @@ pub fn status(args: StatusArgs) -> Result<u8, Failure> {
             Some(c) => lock_holder(c).await,
             None => None,
         };
-        let report = StatusReport::new(&ck, lock);
+        let mut report = StatusReport::new(&ck, lock);
+        if let Some(c) = &client {
+            report.managed = managed_pods(c).await;
+        }
         if json {
             println!(
                 "{}",
@@ -986,6 +989,47 @@ pub fn status(args: StatusArgs) -> Result<u8, Failure> {
         }
         Ok(exit::OK)
     })
+}
+
+/// How many pods off the host network Cilium manages (a CiliumEndpoint with the pod's IP), as
+/// `cilium status` counts them. `None` when the cluster cannot be read.
+async fn managed_pods(client: &kube::Client) -> Option<ManagedPods> {
+    use cluster::Cluster as _;
+    let c = cluster::KubeCluster::new(client.clone());
+    let pods = c.pods(None, "").await.ok()?;
+    let eps = c.cilium_endpoints().await.unwrap_or_default();
+    let by_pod: std::collections::BTreeMap<(&str, &str), &cluster::EndpointInfo> = eps
+        .iter()
+        .map(|e| ((e.namespace.as_str(), e.name.as_str()), e))
+        .collect();
+    let mut out = ManagedPods::default();
+    for p in pods.iter().filter(|p| {
+        !p.host_network && !p.terminating && !p.phase.is_finished() && !p.pod_ips.is_empty()
+    }) {
+        out.total += 1;
+        let managed = by_pod
+            .get(&(p.namespace.as_str(), p.name.as_str()))
+            .is_some_and(|e| p.pod_ips.iter().any(|ip| e.ips.contains(ip)));
+        if managed {
+            out.managed += 1;
+        } else if out.unmanaged.len() < 10 {
+            out.unmanaged.push(p.key());
+        }
+    }
+    out.summary = format!("{}/{} pods managed by Cilium", out.managed, out.total);
+    Some(out)
+}
+
+/// Pods off the host network and how many Cilium manages.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ManagedPods {
+    /// `N/M pods managed by Cilium`.
+    summary: String,
+    managed: usize,
+    total: usize,
+    /// The first few it does not manage.
+    unmanaged: Vec<String>,
 }
 
 /// The Lease's holder, when held: (`holder, renewed ...`, whether it is fresh).
@@ -1024,6 +1068,8 @@ struct StatusReport {
     in_flight: Vec<(String, String)>,
     failed: Vec<(String, String)>,
     pending: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    managed: Option<ManagedPods>,
 }
 
 impl StatusReport {
@@ -1103,6 +1149,7 @@ impl StatusReport {
             in_flight,
             failed,
             pending,
+            managed: None,
         }
     }
 
@@ -1119,6 +1166,26 @@ impl StatusReport {
         );
         let _ = writeln!(s, "state: {}", self.state);
         let _ = writeln!(s, "lock: {}", self.lock.as_deref().unwrap_or("free"));
+        if let Some(m) = &self.managed {
+            let _ = writeln!(
+                s,
+                "pods: {}{}",
+                m.summary,
+                if m.unmanaged.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (not managed: {}{})",
+                        m.unmanaged.join(", "),
+                        if m.total - m.managed > m.unmanaged.len() {
+                            ", ..."
+                        } else {
+                            ""
+                        }
+                    )
+                }
+            );
+        }
         let globals: Vec<String> = ck
             .global
             .iter()
