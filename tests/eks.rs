@@ -156,3 +156,56 @@ async fn eks_overlay_moves_nodes_off_aws_node_one_at_a_time() {
         deleted_directly(&env)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eks_overlay_rollback_brings_aws_node_back_and_eks_eni_refuses_one() {
+    let limit = Duration::from_secs(120);
+    let env = env("eks-overlay-al2", &same).await;
+    let out = env
+        .run("apply", &["--stop-before", "finalize"], limit)
+        .await;
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    let node = "ip-192-168-12-34.eu-west-1.compute.internal";
+    let out = env.run("rollback", &[node], limit).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("aws-node") && text.contains("Ready on"),
+        "{text}"
+    );
+    let n = env.cluster.node(node).await.expect("get").expect("node");
+    assert_eq!(
+        n.labels.get(AWS_NODE_LABEL).map(String::as_str),
+        Some("true")
+    );
+    let pods = env.cluster.pods_on_node(node).await.expect("pods");
+    assert!(
+        pods.iter()
+            .any(|p| p.labels.get("k8s-app").map(String::as_str) == Some("aws-node") && p.ready),
+        "no Ready aws-node on {node}"
+    );
+    // aws-node rewrote its nat chains there: a retry must flush them again.
+    let v = env
+        .sim
+        .store()
+        .get("/nodes", "", node)
+        .expect("node")
+        .value();
+    assert_eq!(
+        v["metadata"]["annotations"][sim::model::VPC_NAT_ANNOTATION],
+        "present"
+    );
+
+    let env = support::cluster::env("eks-eni-al2023", &same).await;
+    let out = env
+        .run("apply", &["--stop-before", "finalize"], limit)
+        .await;
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    let out = env.run("rollback", &[node], limit).await;
+    assert_ne!(out.status.code(), Some(0), "{}", show(&out));
+    let all = show(&out);
+    assert!(
+        all.contains("cannot roll back") && all.contains("eks-eni"),
+        "{all}"
+    );
+}

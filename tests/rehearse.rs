@@ -95,7 +95,14 @@ fn every_example_rehearses_and_the_report_matches_the_model() {
                 "{stops}"
             );
         } else {
-            assert_eq!(out.status.code(), Some(0), "{name}: {}", show(&out));
+            // Plans with error findings rehearse to the end (the errors are ignored for the
+            // rehearsal) and exit 3, as `plan` does.
+            let want = if ["eks-mixed-os", "eks-overlay-webhook"].contains(&name.as_str()) {
+                3
+            } else {
+                0
+            };
+            assert_eq!(out.status.code(), Some(want), "{name}: {}", show(&out));
             assert_eq!(report["outcome"], "finished", "{name}");
             // With bpf.hostLegacyRouting on, the overlays reach each other: any loss is an
             // agent restarting, never the routing.

@@ -208,6 +208,55 @@ pub async fn stop_aws_node<C: Cluster + ?Sized>(
     ))
 }
 
+/// Brings aws-node back to a node being rolled back (EKS overlay): the label again, then a
+/// Ready aws-node pod on the node (it rewrites its CNI configuration and nat chains).
+///
+/// # Errors
+/// An API failure, or no Ready aws-node pod within `timeout`.
+pub async fn start_aws_node<C: Cluster + ?Sized>(
+    c: &C,
+    node: &str,
+    timeout: Duration,
+    poll: Duration,
+) -> Result<String, StepError> {
+    c.set_node_label(node, AWS_NODE_LABEL, Some("true"))
+        .await
+        .map_err(cl(format!("labelling {node} {AWS_NODE_LABEL}=true")))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let pods = c
+            .pods_on_node(node)
+            .await
+            .map_err(cl(format!("listing pods on {node}")))?;
+        if let Some(p) = pods
+            .iter()
+            .find(|p| is_aws_node(p) && p.ready && !p.terminating)
+        {
+            return Ok(format!("aws-node {} is Ready on {node} again", p.key()));
+        }
+        if Instant::now() >= deadline {
+            let seen: Vec<String> = pods
+                .iter()
+                .filter(|p| is_aws_node(p))
+                .map(|p| format!("{} ready={}", p.key(), p.ready))
+                .collect();
+            return Err(StepError::Verify {
+                node: node.to_owned(),
+                reason: format!(
+                    "expected a Ready aws-node pod on {node} within {}s of labelling it {AWS_NODE_LABEL}=true, saw {}",
+                    timeout.as_secs(),
+                    if seen.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        seen.join(", ")
+                    }
+                ),
+            });
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
 /// Whether Cilium manages a pod: off the host network it has a CiliumEndpoint with its IP
 /// and an IP inside Cilium's ranges.
 pub fn unmanaged(

@@ -307,6 +307,15 @@ pub fn inside(ip: &IpAddr, nets: &[IpNet]) -> bool {
 
 /// `a,b,c` of networks.
 pub fn show_nets(nets: &[IpNet]) -> String {
+    if nets.len() > 8 {
+        // ENI mode: Cilium's ranges are one host route per address.
+        return format!(
+            "Cilium's {} ENI addresses ({} .. {})",
+            nets.len(),
+            nets[0].addr(),
+            nets[nets.len() - 1].addr()
+        );
+    }
     nets.iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()

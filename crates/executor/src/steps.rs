@@ -335,11 +335,22 @@ pub async fn verify_basic<C: Cluster + ?Sized>(
         Some(c) => {
             let bad = agent::outside_pool(&c, pool);
             if bad.is_empty() {
-                Ok(format!(
-                    "agent {} Ready; CiliumNode pod CIDRs {} inside {pool_s}",
-                    agent.key(),
-                    c.join(",")
-                ))
+                Ok(if c.len() > 4 {
+                    // ENI mode: one host route per address.
+                    format!(
+                        "agent {} Ready; CiliumNode has {} addresses ({} .. {})",
+                        agent.key(),
+                        c.len(),
+                        c[0],
+                        c[c.len() - 1]
+                    )
+                } else {
+                    format!(
+                        "agent {} Ready; CiliumNode pod CIDRs {} inside {pool_s}",
+                        agent.key(),
+                        c.join(",")
+                    )
+                })
             } else {
                 Err(StepError::Verify {
                     node: node.to_owned(),

@@ -824,6 +824,49 @@ rollout:
 "#;
 
     #[test]
+    fn target_mode_rules() {
+        let parse = |target: &str| {
+            MigrationSpec::from_yaml(
+                &format!(
+                    "apiVersion: cni-migrate.io/v1alpha1\nkind: MigrationSpec\nmetadata: {{name: t}}\ntarget:\n{target}"
+                ),
+                "spec.yaml",
+            )
+        };
+        let s = parse("  mode: eks-eni\n  ciliumVersion: 1.17.3\n").unwrap();
+        assert_eq!(s.target.mode, TargetMode::EksEni);
+        assert!(s.target.pod_cidrs.is_empty());
+        assert_eq!(
+            parse("  ciliumVersion: 1.17.3\n  podCIDRs: [10.245.0.0/16]\n")
+                .unwrap()
+                .target
+                .mode,
+            TargetMode::DualOverlay
+        );
+        let err = |target: &str| parse(target).unwrap_err().to_string();
+        let e = err("  mode: eks-eni\n  ciliumVersion: 1.17.3\n  podCIDRs: [10.245.0.0/16]\n");
+        assert!(
+            e.starts_with("spec.yaml:7:") && e.contains("target.podCIDRs: not used in eks-eni"),
+            "{e}"
+        );
+        let e = err("  mode: eks-overlay\n  ciliumVersion: 1.17.3\n");
+        assert!(e.contains("target.podCIDRs: at least one CIDR"), "{e}");
+        let e = err(
+            "  ciliumVersion: 1.17.3\n  podCIDRs: [10.245.0.0/16]\n  eni: {egressMasqueradeInterfaces: eth+}\n",
+        );
+        assert!(
+            e.contains("target.eni: only used with mode eks-eni or eks-overlay"),
+            "{e}"
+        );
+        let e = err(
+            "  mode: eks-eni\n  ciliumVersion: 1.17.3\n  eni: {egressMasqueradeInterfaces: \"eth0 eth1\"}\n",
+        );
+        assert!(e.contains("target.eni.egressMasqueradeInterfaces"), "{e}");
+        let e = err("  mode: eks\n  ciliumVersion: 1.17.3\n");
+        assert!(e.contains("target.mode") && e.contains("eks-eni"), "{e}");
+    }
+
+    #[test]
     fn the_issue_example_parses() {
         let spec = MigrationSpec::from_yaml(GOOD, "spec.yaml").unwrap();
         assert_eq!(spec.target.cilium_version.to_string(), "1.17.3");

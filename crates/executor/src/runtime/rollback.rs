@@ -89,6 +89,14 @@ impl Runner<'_> {
                 reason: format!("cannot roll back {node}: {why}"),
             });
         }
+        if !self.plan.spec.target.mode.is_overlay() {
+            return Ok(RollbackEnd::Failed {
+                step: "refused".into(),
+                reason: format!(
+                    "cannot roll back {node} alone in eks-eni: Cilium took every node's CNI over at install and aws-node no longer runs anywhere; to go back, restore aws-node's node selector (kubectl -n kube-system patch daemonset aws-node --type=json -p '[{{\"op\":\"remove\",\"path\":\"/spec/template/spec/nodeSelector/io.cilium~1aws-node-enabled\"}}]'), uninstall Cilium (helm uninstall cilium -n kube-system) and restart the pods Cilium started"
+                ),
+            });
+        }
         let c = &*self.cluster;
         let rec = self.ck.lock().await.nodes.get(node).cloned();
         let Some(rec) = rec else {
@@ -169,6 +177,7 @@ impl Runner<'_> {
             "label",
             "restart-agent",
             "restore-cni",
+            "start-aws-node",
             "reboot",
             "verify",
             "uncordon",
@@ -240,6 +249,12 @@ impl Runner<'_> {
                 agent::restart_agent(c, node, &uids, t.agent_timeout, t.poll)
                     .await
                     .map_err(StepError::from)
+            }
+            "start-aws-node" => {
+                if spec.target.mode != planner::spec::TargetMode::EksOverlay {
+                    return Ok("not an EKS overlay migration: no aws-node to bring back".into());
+                }
+                crate::eks::start_aws_node(c, node, t.agent_timeout, t.poll).await
             }
             "restore-cni" => {
                 probe::remove_on_node(c, node, Some(probe::RESTORE_LABEL)).await?;

@@ -302,3 +302,194 @@ fn webhooks(facts: &NetworkFacts, out: &mut Vec<Finding>) {
         "run each webhook's pods with hostNetwork: true (on a port free on the nodes), or use target.mode: eks-eni, where pods keep VPC addresses".to_owned(),
     ));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{detect, dump, preflight::preflight};
+
+    fn node(name: &str, os: &str, group: &str, tainted: bool) -> String {
+        let taints = if tainted {
+            r#","taints":[{"key":"node.cilium.io/agent-not-ready","value":"true","effect":"NoExecute"}]"#
+        } else {
+            ""
+        };
+        format!(
+            r#"{{"apiVersion":"v1","kind":"Node","metadata":{{"name":"{name}","labels":{{"eks.amazonaws.com/nodegroup":"{group}"}}}},"spec":{{"providerID":"aws:///eu-west-1a/i-0{name}"{taints}}},"status":{{"nodeInfo":{{"osImage":"{os}"}},"addresses":[{{"type":"InternalIP","address":"192.168.1.{}"}}]}}}}"#,
+            name.len()
+        )
+    }
+
+    fn cluster(nodes: &[String], extra: &str, aws_selector: &str) -> String {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"List","items":[{},{{"apiVersion":"apps/v1","kind":"DaemonSet","metadata":{{"namespace":"kube-system","name":"aws-node"}},"spec":{{"selector":{{"matchLabels":{{"k8s-app":"aws-node"}}}},"template":{{"metadata":{{"labels":{{"k8s-app":"aws-node"}}}},"spec":{{"nodeSelector":{{{aws_selector}}},"containers":[{{"name":"aws-node","image":"x","env":[{{"name":"AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS","value":"10.245.0.0/16"}}]}}]}}}}}}}}{extra}]}}"#,
+            nodes.join(",")
+        )
+    }
+
+    fn spec(mode: &str, extra: &str) -> MigrationSpec {
+        let pods = if mode == "eks-eni" {
+            ""
+        } else {
+            ", podCIDRs: [10.245.0.0/16]"
+        };
+        MigrationSpec::from_yaml(
+            &format!(
+                "apiVersion: cni-migrate.io/v1alpha1\nkind: MigrationSpec\nmetadata: {{name: t}}\ntarget: {{mode: {mode}, ciliumVersion: 1.17.3{pods}{extra}}}\n"
+            ),
+            "t",
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn findings(spec: &MigrationSpec, text: &str) -> Vec<Finding> {
+        let snap = dump::load_str(text, "test").expect("dump");
+        let facts = detect::detect(&snap);
+        preflight(spec, &snap, &facts)
+    }
+
+    fn codes(f: &[Finding]) -> Vec<FindingCode> {
+        f.iter().map(|f| f.code).collect()
+    }
+
+    #[test]
+    fn one_os_family_picks_its_pattern_and_a_mix_is_an_error() {
+        let al2 = vec![node("a", "Amazon Linux 2", "g", false)];
+        let text = cluster(&al2, "", "");
+        let s = spec("eks-eni", "");
+        assert!(!codes(&findings(&s, &text)).contains(&FindingCode::MixedInterfaceNaming));
+        let snap = dump::load_str(&text, "t").unwrap();
+        let facts = detect::detect(&snap);
+        assert_eq!(
+            crate::values::egress_masquerade_interfaces(&s, &facts),
+            "eth+"
+        );
+
+        let mixed = vec![
+            node("a", "Amazon Linux 2", "old", false),
+            node("b", "Amazon Linux 2023.6.20250115", "new", false),
+        ];
+        let f = findings(&s, &cluster(&mixed, "", ""));
+        let m = f
+            .iter()
+            .find(|f| f.code == FindingCode::MixedInterfaceNaming)
+            .expect("mixed naming found");
+        assert!(m.is_error());
+        assert!(
+            m.message.contains("eth+") && m.message.contains("ens+"),
+            "{}",
+            m.message
+        );
+        // A pattern given that misses the AL2023 node is an error too, naming it.
+        let given = spec("eks-eni", ", eni: {egressMasqueradeInterfaces: eth+}");
+        let f = findings(&given, &cluster(&mixed, "", ""));
+        let m = f
+            .iter()
+            .find(|f| f.code == FindingCode::MixedInterfaceNaming)
+            .expect("pattern misses a node");
+        assert_eq!(m.objects, vec![ObjectRef::cluster("Node", "b")]);
+    }
+
+    #[test]
+    fn taints_are_reported_by_node_group_both_ways() {
+        let nodes = vec![
+            node("a", "Amazon Linux 2", "tainted", true),
+            node("b", "Amazon Linux 2", "tainted", true),
+            node("c", "Amazon Linux 2", "plain", false),
+        ];
+        let f = findings(&spec("eks-overlay", ""), &cluster(&nodes, "", ""));
+        let missing = f
+            .iter()
+            .find(|f| f.code == FindingCode::AgentNotReadyTaintMissing)
+            .expect("missing");
+        assert!(
+            missing
+                .message
+                .contains("eks.amazonaws.com/nodegroup=plain (1 of 1")
+        );
+        assert!(!missing.message.contains("nodegroup=tainted"));
+        let present = f
+            .iter()
+            .find(|f| f.code == FindingCode::AgentNotReadyTaintPresent)
+            .expect("present");
+        assert!(
+            present.message.contains("nodegroup=tainted (2: a, b)"),
+            "{}",
+            present.message
+        );
+    }
+
+    #[test]
+    fn a_patched_aws_node_needs_no_patch_and_eni_lists_ec2_permissions() {
+        let nodes = vec![node("a", "Amazon Linux 2", "g", false)];
+        let s = spec("eks-eni", "");
+        let unpatched = codes(&findings(&s, &cluster(&nodes, "", "")));
+        assert!(unpatched.contains(&FindingCode::AwsNodeNotPatched));
+        assert!(unpatched.contains(&FindingCode::Ec2Permissions));
+        assert!(!unpatched.contains(&FindingCode::VpcCniIptablesLeftovers));
+        let patched = codes(&findings(
+            &s,
+            &cluster(&nodes, "", r#""io.cilium/aws-node-enabled":"true""#),
+        ));
+        assert!(!patched.contains(&FindingCode::AwsNodeNotPatched));
+        // The pool checks do not apply to ENI mode (no pool).
+        assert!(!patched.contains(&FindingCode::PodCidrTooSmall));
+        let overlay = codes(&findings(
+            &spec("eks-overlay", ""),
+            &cluster(&nodes, "", ""),
+        ));
+        assert!(overlay.contains(&FindingCode::VpcCniIptablesLeftovers));
+        assert!(!overlay.contains(&FindingCode::Ec2Permissions));
+    }
+
+    #[test]
+    fn webhooks_on_the_pod_network_block_the_overlay_only_when_they_fail_closed() {
+        let nodes = vec![node("a", "Amazon Linux 2", "g", false)];
+        let hook = |policy: &str, host: bool| {
+            format!(
+                r#",{{"apiVersion":"v1","kind":"Service","metadata":{{"namespace":"w","name":"hook"}},"spec":{{"selector":{{"app":"hook"}}}}}},{{"apiVersion":"v1","kind":"Pod","metadata":{{"namespace":"w","name":"hook-1","labels":{{"app":"hook"}}}},"spec":{{"nodeName":"a","hostNetwork":{host},"containers":[{{"name":"c","image":"x"}}]}},"status":{{"phase":"Running","podIP":"192.168.1.50"}}}},{{"apiVersion":"admissionregistration.k8s.io/v1","kind":"ValidatingWebhookConfiguration","metadata":{{"name":"vh"}},"webhooks":[{{"name":"h.example.com","failurePolicy":"{policy}","clientConfig":{{"service":{{"namespace":"w","name":"hook"}}}}}}]}}"#
+            )
+        };
+        let s = spec("eks-overlay", "");
+        let sev = |text: String| {
+            findings(&s, &text)
+                .into_iter()
+                .find(|f| f.code == FindingCode::OverlayWebhooksUnreachable)
+                .map(|f| f.severity)
+        };
+        assert_eq!(
+            sev(cluster(&nodes, &hook("Fail", false), "")),
+            Some(Severity::Error)
+        );
+        assert_eq!(
+            sev(cluster(&nodes, &hook("Ignore", false), "")),
+            Some(Severity::Warning)
+        );
+        assert_eq!(sev(cluster(&nodes, &hook("Fail", true), "")), None);
+        // ENI mode keeps VPC addresses: nothing to report.
+        assert!(
+            !codes(&findings(
+                &spec("eks-eni", ""),
+                &cluster(&nodes, &hook("Fail", false), "")
+            ))
+            .contains(&FindingCode::OverlayWebhooksUnreachable)
+        );
+    }
+
+    #[test]
+    fn eni_mode_is_ipv4_only_and_migrates_only_from_the_vpc_cni() {
+        let v6 = r#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Node","metadata":{"name":"a"},"spec":{"providerID":"aws:///x/i-1"},"status":{"nodeInfo":{"osImage":"Amazon Linux 2"},"addresses":[{"type":"InternalIP","address":"2600:1f18::5"}]}},{"apiVersion":"apps/v1","kind":"DaemonSet","metadata":{"namespace":"kube-system","name":"aws-node"},"spec":{"selector":{},"template":{"spec":{"containers":[{"name":"aws-node","image":"x","env":[{"name":"ENABLE_IPv6","value":"true"}]}]}}}}]}"#;
+        let f = findings(&spec("eks-eni", ""), v6);
+        let c = codes(&f);
+        assert!(c.contains(&FindingCode::EniModeIpv4Only), "{c:?}");
+        assert!(!c.contains(&FindingCode::Ipv6NotSupported));
+        let flannel = r#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"namespace":"kube-flannel","name":"kube-flannel-cfg"},"data":{"net-conf.json":"{\"Network\":\"10.244.0.0/16\",\"Backend\":{\"Type\":\"vxlan\"}}"}}]}"#;
+        let f = findings(&spec("eks-eni", ""), flannel);
+        assert!(
+            f.iter()
+                .any(|f| f.code == FindingCode::SourceCniUnsupported
+                    && f.message.contains("eks-eni")),
+            "{f:?}"
+        );
+    }
+}
