@@ -209,3 +209,40 @@ async fn an_eks_overlay_rollback_brings_aws_node_back_and_eks_eni_refuses_one() 
         "{all}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_tainted_agent_not_ready_are_untainted_by_cilium_and_migrate() {
+    let env = env("eks-eni-al2-tainted", &same).await;
+    let tainted = |snap: &planner::ClusterSnapshot| {
+        snap.nodes
+            .iter()
+            .filter(|n| {
+                n.taints
+                    .iter()
+                    .any(|t| t.key == "node.cilium.io/agent-not-ready")
+            })
+            .count()
+    };
+    let before = cluster::discover(env.cluster.client())
+        .await
+        .expect("discover");
+    assert_eq!(
+        tainted(&before),
+        2,
+        "the example taints node group ng-cilium"
+    );
+    let out = env.run("apply", &[], Duration::from_secs(300)).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let after = cluster::discover(env.cluster.client())
+        .await
+        .expect("discover");
+    assert_eq!(
+        tainted(&after),
+        0,
+        "Cilium's operator removes the taint once agents are up"
+    );
+    let status = env.cli(&["status", "-o", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
+    let m = &json["summary"]["managed"];
+    assert_eq!(m["managed"], m["total"], "{json}");
+}

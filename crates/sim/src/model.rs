@@ -25,6 +25,13 @@
 //! - `cnc-ignored`: the node's agent does not see CiliumNodeConfigs (it stays on the old CNI
 //!   though its CiliumNode looks right).
 //!
+//! Cilium's operator is modelled as far as the migration meets it: a CiliumNode per agent (a
+//! block of the cluster pool, or in ENI mode fifty addresses of the node's own /24 above .200),
+//! and the `node.cilium.io/agent-not-ready` taint removed once the node's agent is up. aws-node
+//! marks the node annotation `sim.cni-migrate.io/vpc-cni-nat` `present` where it starts; the
+//! tool's flush pod (label `cni-migrate.io/flush-vpc-cni=true`) sets it to `flushed`. The
+//! DaemonSet controller honours `nodeSelector` and follows node label changes.
+//!
 //! Per-node agent configuration (a CiliumNodeConfig that turns `enable-host-legacy-routing`
 //! off, say) is resolved at agent start and kept on the agent pod, where the datapath reads it.
 
@@ -615,9 +622,19 @@ impl Model {
         );
         let mut node_v = node_v;
         let was = node_v["metadata"]["annotations"][CNI_ANNOTATION].as_str() == Some("cilium");
+        let mut changed = false;
         // An agent that stops writing its CNI configuration leaves it in place.
         if writes_cni && !was {
             node_v["metadata"]["annotations"][CNI_ANNOTATION] = json!("cilium");
+            changed = true;
+        }
+        // The operator removes Cilium's agent-not-ready taint once the node's agent is up.
+        if let Some(taints) = node_v["spec"]["taints"].as_array_mut() {
+            let before = taints.len();
+            taints.retain(|t| t["key"] != "node.cilium.io/agent-not-ready");
+            changed |= taints.len() != before;
+        }
+        if changed {
             let _ = self.store.update("/nodes", node_v, None, false);
         }
     }
