@@ -147,31 +147,15 @@ pub async fn stop_aws_node<C: Cluster + ?Sized>(
     c.set_node_label(node, AWS_NODE_LABEL, None)
         .await
         .map_err(cl(format!("removing {AWS_NODE_LABEL} from {node}")))?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        let pods = c
-            .pods_on_node(node)
-            .await
-            .map_err(cl(format!("listing pods on {node}")))?;
-        let left: Vec<String> = pods
-            .iter()
-            .filter(|p| is_aws_node(p))
-            .map(PodInfo::key)
-            .collect();
-        if left.is_empty() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            return Err(StepError::Verify {
-                node: node.to_owned(),
-                reason: format!(
-                    "expected aws-node to leave {node} once its label {AWS_NODE_LABEL} was removed, saw {} still there after {}s (does aws-node select {AWS_NODE_LABEL}=true? see the patch-aws-node step)",
-                    left.join(", "),
-                    timeout.as_secs()
-                ),
-            });
-        }
-        tokio::time::sleep(poll).await;
+    if let Err(left) = await_aws_node(c, node, false, timeout, poll).await? {
+        return Err(StepError::Verify {
+            node: node.to_owned(),
+            reason: format!(
+                "expected aws-node to leave {node} once its label {AWS_NODE_LABEL} was removed, saw {} still there after {}s (does aws-node select {AWS_NODE_LABEL}=true? see the patch-aws-node step)",
+                left.join(", "),
+                timeout.as_secs()
+            ),
+        });
     }
     probe::remove_on_node(c, node, Some(probe::FLUSH_LABEL)).await?;
     let pod = probe::flush_pod(node, image);
@@ -222,36 +206,52 @@ pub async fn start_aws_node<C: Cluster + ?Sized>(
     c.set_node_label(node, AWS_NODE_LABEL, Some("true"))
         .await
         .map_err(cl(format!("labelling {node} {AWS_NODE_LABEL}=true")))?;
+    match await_aws_node(c, node, true, timeout, poll).await? {
+        Ok(pod) => Ok(format!("aws-node {pod} is Ready on {node} again")),
+        Err(seen) => Err(StepError::Verify {
+            node: node.to_owned(),
+            reason: format!(
+                "expected a Ready aws-node pod on {node} within {}s of labelling it {AWS_NODE_LABEL}=true, saw {}",
+                timeout.as_secs(),
+                if seen.is_empty() {
+                    "none".to_owned()
+                } else {
+                    seen.join(", ")
+                }
+            ),
+        }),
+    }
+}
+
+/// Waits for the node's aws-node pod to be Ready (`ready`) or gone. `Ok(Ok(pod))` when it is
+/// (the Ready pod's name, or empty), `Ok(Err(seen))` at the deadline with the aws-node pods
+/// still seen there.
+async fn await_aws_node<C: Cluster + ?Sized>(
+    c: &C,
+    node: &str,
+    ready: bool,
+    timeout: Duration,
+    poll: Duration,
+) -> Result<Result<String, Vec<String>>, StepError> {
     let deadline = Instant::now() + timeout;
     loop {
         let pods = c
             .pods_on_node(node)
             .await
             .map_err(cl(format!("listing pods on {node}")))?;
-        if let Some(p) = pods
-            .iter()
-            .find(|p| is_aws_node(p) && p.ready && !p.terminating)
-        {
-            return Ok(format!("aws-node {} is Ready on {node} again", p.key()));
+        let mine: Vec<&PodInfo> = pods.iter().filter(|p| is_aws_node(p)).collect();
+        if ready {
+            if let Some(p) = mine.iter().find(|p| p.ready && !p.terminating) {
+                return Ok(Ok(p.key()));
+            }
+        } else if mine.is_empty() {
+            return Ok(Ok(String::new()));
         }
         if Instant::now() >= deadline {
-            let seen: Vec<String> = pods
+            return Ok(Err(mine
                 .iter()
-                .filter(|p| is_aws_node(p))
                 .map(|p| format!("{} ready={}", p.key(), p.ready))
-                .collect();
-            return Err(StepError::Verify {
-                node: node.to_owned(),
-                reason: format!(
-                    "expected a Ready aws-node pod on {node} within {}s of labelling it {AWS_NODE_LABEL}=true, saw {}",
-                    timeout.as_secs(),
-                    if seen.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        seen.join(", ")
-                    }
-                ),
-            });
+                .collect()));
         }
         tokio::time::sleep(poll).await;
     }
