@@ -194,11 +194,11 @@ pub async fn cilium_node_cidrs<C: Cluster + ?Sized>(
 
 /// Whether every CIDR is inside one of the pool's CIDRs; returns the ones that are not (or do
 /// not parse).
-pub fn outside_pool(cidrs: &[String], pool: &[IpNet]) -> Vec<String> {
+pub fn outside_pool(cidrs: &[String], pool: &crate::probe::Ranges) -> Vec<String> {
     cidrs
         .iter()
         .filter(|c| match c.parse::<IpNet>() {
-            Ok(net) => !pool.iter().any(|p| p.contains(&net)),
+            Ok(net) => !pool.contains_net(&net),
             Err(_) => true,
         })
         .cloned()
@@ -211,7 +211,7 @@ mod tests {
 
     #[test]
     fn pool_containment() {
-        let pool: Vec<IpNet> = vec!["10.245.0.0/16".parse().unwrap()];
+        let pool = crate::probe::Ranges::new(["10.245.0.0/16".parse::<IpNet>().unwrap()]);
         assert!(outside_pool(&["10.245.3.0/24".into()], &pool).is_empty());
         assert_eq!(
             outside_pool(&["10.244.3.0/24".into(), "x".into()], &pool),

@@ -15,7 +15,6 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use cluster::Cluster;
-use ipnet::IpNet;
 use planner::{
     plan::{AWS_NODE_LABEL, aws_node_patch},
     snapshot::PodInfo,
@@ -262,7 +261,7 @@ async fn await_aws_node<C: Cluster + ?Sized>(
 pub fn unmanaged(
     p: &PodInfo,
     endpoints: &BTreeMap<(String, String), Vec<std::net::IpAddr>>,
-    ranges: &[IpNet],
+    ranges: &probe::Ranges,
 ) -> bool {
     !p.host_network
         && !p.terminating
@@ -272,7 +271,7 @@ pub fn unmanaged(
         && (endpoints
             .get(&(p.namespace.clone(), p.name.clone()))
             .is_none_or(|ips| !p.pod_ips.iter().any(|ip| ips.contains(ip)))
-            || !p.pod_ips.iter().any(|ip| probe::inside(ip, ranges)))
+            || !p.pod_ips.iter().any(|ip| ranges.contains(ip)))
 }
 
 /// Evicts the node's pods Cilium does not manage, as a drain evicts (PDBs, refusals of
@@ -285,7 +284,7 @@ pub async fn restart_unmanaged<C: Cluster + ?Sized>(
     c: &C,
     node: &str,
     opts: &DrainOptions,
-    ranges: &[IpNet],
+    ranges: &probe::Ranges,
 ) -> Result<DrainReport, StepError> {
     let eps = c
         .cilium_endpoints()

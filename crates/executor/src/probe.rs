@@ -300,22 +300,54 @@ pub async fn run_to_completion<C: Cluster + ?Sized>(
     Ok((done, log))
 }
 
-/// Whether an address lies in one of the networks.
-pub fn inside(ip: &IpAddr, nets: &[IpNet]) -> bool {
-    nets.iter().any(|n| n.contains(ip))
+/// Cilium's ranges: prefixes (a cluster pool), and single addresses (ENI mode, one per
+/// address of every CiliumNode's pool) kept in a set, so a lookup stays cheap however many
+/// addresses 5,000 nodes hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ranges {
+    nets: Vec<IpNet>,
+    hosts: std::collections::HashSet<IpAddr>,
+}
+
+impl Ranges {
+    /// From networks; host routes (`/32`, `/128`) go to the address set.
+    pub fn new(nets: impl IntoIterator<Item = IpNet>) -> Self {
+        let mut out = Ranges::default();
+        for n in nets {
+            if n.prefix_len() == n.max_prefix_len() {
+                out.hosts.insert(n.addr());
+            } else {
+                out.nets.push(n);
+            }
+        }
+        out
+    }
+
+    /// Whether an address lies in the ranges.
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        self.hosts.contains(ip) || self.nets.iter().any(|n| n.contains(ip))
+    }
+
+    /// Whether a whole network lies in the ranges.
+    pub fn contains_net(&self, net: &IpNet) -> bool {
+        self.nets.iter().any(|n| n.contains(net))
+            || (net.prefix_len() == net.max_prefix_len() && self.hosts.contains(&net.addr()))
+    }
+}
+
+impl std::fmt::Display for Ranges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&show_nets(&self.nets))?;
+        if !self.hosts.is_empty() {
+            let sep = if self.nets.is_empty() { "" } else { " and " };
+            write!(f, "{sep}Cilium's {} ENI addresses", self.hosts.len())?;
+        }
+        Ok(())
+    }
 }
 
 /// `a,b,c` of networks.
 pub fn show_nets(nets: &[IpNet]) -> String {
-    if nets.len() > 8 {
-        // ENI mode: Cilium's ranges are one host route per address.
-        return format!(
-            "Cilium's {} ENI addresses ({} .. {})",
-            nets.len(),
-            nets[0].addr(),
-            nets[nets.len() - 1].addr()
-        );
-    }
     nets.iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()

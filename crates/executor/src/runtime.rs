@@ -1652,11 +1652,7 @@ impl<'a> Runner<'a> {
                 .collect();
             let outside: Vec<String> = checked
                 .iter()
-                .filter(|p| {
-                    !p.pod_ips
-                        .iter()
-                        .any(|ip| pool.iter().any(|n| n.contains(ip)))
-                })
+                .filter(|p| !p.pod_ips.iter().any(|ip| pool.contains(ip)))
                 .map(|p| {
                     format!(
                         "{} ({})",
@@ -1707,7 +1703,7 @@ impl<'a> Runner<'a> {
                 if !outside.is_empty() {
                     reason.push(format!(
                         "expected every pod off the host network in {}, saw {} outside: {}",
-                        crate::probe::show_nets(pool),
+                        pool,
                         outside.len(),
                         few(&outside)
                     ));

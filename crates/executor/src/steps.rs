@@ -9,7 +9,6 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use cluster::{Cluster, ClusterError};
-use ipnet::IpNet;
 use planner::plan::{MIGRATION_LABEL, NODE_CONFIG_NAME};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -287,7 +286,7 @@ pub async fn reboot<C: Cluster + ?Sized>(
 /// [`StepError::Verify`] explaining what was expected and what was seen.
 pub async fn verify_basic<C: Cluster + ?Sized>(
     cluster: &C,
-    pool: &[IpNet],
+    pool: &crate::probe::Ranges,
     node: &str,
     old_agent_uids: &[String],
 ) -> Result<String, StepError> {
@@ -320,7 +319,7 @@ pub async fn verify_basic<C: Cluster + ?Sized>(
     let cidrs = agent::cilium_node_cidrs(cluster, node)
         .await
         .map_err(cl(format!("reading CiliumNode {node}")))?;
-    let pool_s = crate::probe::show_nets(pool);
+    let pool_s = pool.to_string();
     match cidrs {
         None => Err(StepError::Verify {
             node: node.to_owned(),

@@ -305,23 +305,38 @@ async fn basic_verification_explains_what_it_expected_and_saw() {
         "/../../plans/kind-flannel.yaml"
     )))
     .expect("spec");
-    let err = steps::verify_basic(&c, &spec.target.pod_cidrs, "kind-worker", &[])
-        .await
-        .expect_err("no agent");
+    let err = steps::verify_basic(
+        &c,
+        &executor::probe::Ranges::new(spec.target.pod_cidrs.clone()),
+        "kind-worker",
+        &[],
+    )
+    .await
+    .expect_err("no agent");
     assert!(
         err.to_string()
             .contains("expected a Ready Cilium agent created after the label, saw: no agent pod"),
         "{err}"
     );
     assert!(sim.insert(agent_pod("cilium-x", "kind-worker", true)));
-    let err = steps::verify_basic(&c, &spec.target.pod_cidrs, "kind-worker", &[])
-        .await
-        .expect_err("no CiliumNode");
+    let err = steps::verify_basic(
+        &c,
+        &executor::probe::Ranges::new(spec.target.pod_cidrs.clone()),
+        "kind-worker",
+        &[],
+    )
+    .await
+    .expect_err("no CiliumNode");
     assert!(err.to_string().contains("saw no CiliumNode"), "{err}");
     assert!(sim.insert(json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNode", "metadata": {"name": "kind-worker"}, "spec": {"ipam": {"podCIDRs": ["10.244.1.0/24"]}}})));
-    let err = steps::verify_basic(&c, &spec.target.pod_cidrs, "kind-worker", &[])
-        .await
-        .expect_err("old pool");
+    let err = steps::verify_basic(
+        &c,
+        &executor::probe::Ranges::new(spec.target.pod_cidrs.clone()),
+        "kind-worker",
+        &[],
+    )
+    .await
+    .expect_err("old pool");
     assert!(
         err.to_string()
             .contains("inside 10.245.0.0/16, saw 10.244.1.0/24"),
@@ -336,8 +351,13 @@ async fn basic_verification_explains_what_it_expected_and_saw() {
     sim.store()
         .update("cilium.io/ciliumnodes", cn, None, false)
         .expect("update");
-    let ok = steps::verify_basic(&c, &spec.target.pod_cidrs, "kind-worker", &[])
-        .await
-        .expect("verified");
+    let ok = steps::verify_basic(
+        &c,
+        &executor::probe::Ranges::new(spec.target.pod_cidrs.clone()),
+        "kind-worker",
+        &[],
+    )
+    .await
+    .expect("verified");
     assert!(ok.contains("10.245.3.0/24"), "{ok}");
 }

@@ -694,57 +694,63 @@ fn build_steps(spec: &MigrationSpec, facts: &NetworkFacts, nodes: &[PlannedNode]
         } else {
             canary_ends.clone()
         };
-        let mut chain: Vec<(StepKind, u64, String, Vec<String>)> = vec![
-            (
-                StepKind::Cordon,
-                60,
-                if node.cordoned {
-                    format!(
-                        "{name} is already cordoned: record it, and leave it cordoned at the end"
-                    )
-                } else {
-                    format!("cordon {name}, recording that the tool cordoned it")
-                },
-                vec![format!("kubectl cordon {name}")],
-            ),
-            (
-                StepKind::Drain,
-                secs(spec.rollout.drain.timeout.0),
-                format!(
-                    "evict {} pod(s) from {name} through the eviction API{}, waiting for each to be gone (404 or new UID)",
-                    node.pods_to_evict,
-                    if node.pdbs.is_empty() {
-                        String::new()
+        let honouring = if node.pdbs.is_empty() {
+            String::new()
+        } else {
+            format!(", honouring PDBs {}", node.pdbs.join(", "))
+        };
+        // ENI mode: no cordon, drain, label or agent restart; Cilium took the node over at
+        // install.
+        let mut chain: Vec<(StepKind, u64, String, Vec<String>)> = if !mode.is_overlay() {
+            Vec::new()
+        } else {
+            vec![
+                (
+                    StepKind::Cordon,
+                    60,
+                    if node.cordoned {
+                        format!(
+                            "{name} is already cordoned: record it, and leave it cordoned at the end"
+                        )
                     } else {
-                        format!(", honouring PDBs {}", node.pdbs.join(", "))
-                    }
+                        format!("cordon {name}, recording that the tool cordoned it")
+                    },
+                    vec![format!("kubectl cordon {name}")],
                 ),
-                vec![drain_command(spec, name)],
-            ),
-            (
-                StepKind::Label,
-                60,
-                format!(
-                    "label {name} {MIGRATION_LABEL}=true so the CiliumNodeConfig applies to it"
-                ),
-                vec![format!(
-                    "kubectl label node {name} --overwrite {MIGRATION_LABEL}=true"
-                )],
-            ),
-            (
-                StepKind::RestartAgent,
-                300,
-                format!(
-                    "delete the Cilium agent pod on {name}; wait for a new one, created after the label, to be Ready (it writes 05-cilium.conflist)"
-                ),
-                vec![
+                (
+                    StepKind::Drain,
+                    secs(spec.rollout.drain.timeout.0),
                     format!(
-                        "kubectl -n {CILIUM_NAMESPACE} delete pod --field-selector spec.nodeName={name} -l k8s-app=cilium"
+                        "evict {} pod(s) from {name} through the eviction API{}, waiting for each to be gone (404 or new UID)",
+                        node.pods_to_evict, honouring
                     ),
-                    format!("kubectl -n {CILIUM_NAMESPACE} rollout status ds/cilium -w"),
-                ],
-            ),
-        ];
+                    vec![drain_command(spec, name)],
+                ),
+                (
+                    StepKind::Label,
+                    60,
+                    format!(
+                        "label {name} {MIGRATION_LABEL}=true so the CiliumNodeConfig applies to it"
+                    ),
+                    vec![format!(
+                        "kubectl label node {name} --overwrite {MIGRATION_LABEL}=true"
+                    )],
+                ),
+                (
+                    StepKind::RestartAgent,
+                    300,
+                    format!(
+                        "delete the Cilium agent pod on {name}; wait for a new one, created after the label, to be Ready (it writes 05-cilium.conflist)"
+                    ),
+                    vec![
+                        format!(
+                            "kubectl -n {CILIUM_NAMESPACE} delete pod --field-selector spec.nodeName={name} -l k8s-app=cilium"
+                        ),
+                        format!("kubectl -n {CILIUM_NAMESPACE} rollout status ds/cilium -w"),
+                    ],
+                ),
+            ]
+        };
         if mode == TargetMode::EksOverlay {
             chain.insert(
                 3,
@@ -767,10 +773,6 @@ fn build_steps(spec: &MigrationSpec, facts: &NetworkFacts, nodes: &[PlannedNode]
                 ),
             );
         }
-        if !mode.is_overlay() {
-            // ENI mode: no cordon, drain or label; Cilium took the node over at install.
-            chain.clear();
-        }
         if let (true, Some(reboot)) = (mode.is_overlay(), &spec.rollout.reboot) {
             chain.push((
                 StepKind::Reboot,
@@ -791,11 +793,7 @@ fn build_steps(spec: &MigrationSpec, facts: &NetworkFacts, nodes: &[PlannedNode]
                 secs(spec.rollout.drain.timeout.0),
                 format!(
                     "evict the pods on {name} that Cilium does not manage (not hostNetwork, and no CiliumEndpoint or an address outside Cilium's ranges), DaemonSet pods included, through the eviction API{}; their replacements start on Cilium",
-                    if node.pdbs.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", honouring PDBs {}", node.pdbs.join(", "))
-                    }
+                    honouring
                 ),
                 vec![format!(
                     "kubectl get pods -A -o wide --field-selector spec.nodeName={name}  # compare with: kubectl get ciliumendpoints -A"

@@ -85,7 +85,7 @@ pub fn preflight(
         tunnel_port(spec, facts, &mut out);
     }
     if spec.target.mode.is_eks() {
-        eks::checks(spec, snapshot, facts, &mut out);
+        eks::checks(spec, facts, &mut out);
     }
     network_policies(snapshot, &mut out);
     calico_checks(facts, &mut out);

@@ -939,10 +939,9 @@ impl Model {
             if revision.is_null() && (!mine.is_empty() || !has_node_selector(&ds)) {
                 continue;
             }
-            let current = !mine.is_empty()
-                && mine.iter().any(|p| {
-                    p["metadata"]["annotations"]["cni-migrate.io/helm-revision"] == revision
-                });
+            let current = mine
+                .iter()
+                .any(|p| p["metadata"]["annotations"]["cni-migrate.io/helm-revision"] == revision);
             for old in mine.iter().filter(|p| {
                 p["metadata"]["annotations"]["cni-migrate.io/helm-revision"] != revision
             }) {

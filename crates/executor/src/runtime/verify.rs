@@ -23,7 +23,7 @@ use super::{EventKind, RunError, Runner, chain};
 use crate::{
     agent::{self, AGENT_NAMESPACE, AGENT_SELECTOR},
     checkpoint::{Checkpoint, FailureRecord},
-    probe::{self, ProbeLog, inside, show_nets},
+    probe::{self, ProbeLog, Ranges},
     scheduler,
     steps::{StepError, cl},
 };
@@ -86,20 +86,19 @@ fn ips(p: &PodInfo) -> String {
 impl Runner<'_> {
     /// Cilium's ranges: the spec's pool for an overlay; in ENI mode, every address of every
     /// CiliumNode's ENI pool (there is no pool to name in advance).
-    pub(super) async fn pool(&self) -> Result<Vec<IpNet>, StepError> {
+    pub(super) async fn pool(&self) -> Result<Ranges, StepError> {
         let spec = &self.plan.spec;
         if spec.target.mode.is_overlay() {
-            return Ok(spec.target.pod_cidrs.clone());
+            return Ok(Ranges::new(spec.target.pod_cidrs.iter().copied()));
         }
         let cns = self
             .cluster
             .cilium_nodes()
             .await
             .map_err(cl("listing CiliumNodes"))?;
-        Ok(cns
-            .iter()
-            .flat_map(|cn| cn.pod_cidrs.iter().filter_map(|c| c.parse().ok()))
-            .collect())
+        Ok(Ranges::new(cns.iter().flat_map(|cn| {
+            cn.pod_cidrs.iter().filter_map(|c| c.parse().ok())
+        })))
     }
 
     /// Since when (Unix seconds) a node's new pods must be on Cilium: its agent restart; in
@@ -152,7 +151,7 @@ impl Runner<'_> {
         let outside: Vec<String> = pods
             .iter()
             .filter(|p| must_be_on_cilium(p, since))
-            .filter(|p| !p.pod_ips.iter().any(|ip| inside(ip, pool)))
+            .filter(|p| !p.pod_ips.iter().any(|ip| pool.contains(ip)))
             .map(|p| format!("{} ({})", p.key(), ips(p)))
             .collect();
         if !outside.is_empty() {
@@ -160,7 +159,7 @@ impl Runner<'_> {
                 node: node.to_owned(),
                 reason: format!(
                     "expected every pod started on {node} since its agent restarted to have an IP in {}, saw {}",
-                    show_nets(pool),
+                    pool,
                     outside.join(", ")
                 ),
             });
@@ -214,14 +213,14 @@ impl Runner<'_> {
         let mut wrong = Vec::new();
         let ip = done.pod_ips.first().copied();
         match ip {
-            Some(ip) if inside(&ip, pool) == on_cilium => {}
+            Some(ip) if pool.contains(&ip) == on_cilium => {}
             Some(ip) if !on_cilium => wrong.push(format!(
                 "expected the probe's IP outside Cilium's pool {} (back on the old overlay), saw {ip}: the node still runs pods on Cilium (is 05-cilium.conflist still in /etc/cni/net.d?)",
-                show_nets(pool)
+                pool
             )),
             Some(ip) => wrong.push(format!(
                 "expected the probe's IP in {}, saw {ip} (the node still hands out old-overlay addresses: is the CiliumNodeConfig applied to it? see the agent's log)",
-                show_nets(pool)
+                pool
             )),
             None => wrong.push("expected the probe pod to have an IP, saw none".to_owned()),
         }
@@ -305,7 +304,7 @@ impl Runner<'_> {
                 let Some(n) = p.node_name.as_deref() else {
                     return false;
                 };
-                let on_pool = p.pod_ips.iter().any(|ip| inside(ip, pool));
+                let on_pool = p.pod_ips.iter().any(|ip| pool.contains(ip));
                 if overlay == "old" {
                     untouched(n) && !on_pool
                 } else {
@@ -490,7 +489,6 @@ impl Runner<'_> {
     ) -> Result<Vec<(String, String)>, StepError> {
         let c = &*self.cluster;
         let pool = &self.pool().await?;
-        let pool_s = show_nets(pool);
         let nodes = c.nodes().await.map_err(cl("listing nodes"))?;
         let cns = c.cilium_nodes().await.map_err(cl("listing CiliumNodes"))?;
         let agents = c
@@ -547,7 +545,7 @@ impl Runner<'_> {
             match cns.iter().find(|cn| cn.name == m) {
                 None => out.push((
                     m.to_owned(),
-                    format!("expected CiliumNode {m} with pod CIDRs in {pool_s}, saw none"),
+                    format!("expected CiliumNode {m} with pod CIDRs in {pool}, saw none"),
                 )),
                 Some(cn) => {
                     let bad = agent::outside_pool(&cn.pod_cidrs, pool);
@@ -555,7 +553,7 @@ impl Runner<'_> {
                         out.push((
                             m.to_owned(),
                             format!(
-                                "expected CiliumNode pod CIDRs inside {pool_s}, saw {}",
+                                "expected CiliumNode pod CIDRs inside {pool}, saw {}",
                                 if cn.pod_cidrs.is_empty() {
                                     "none".to_owned()
                                 } else {
@@ -596,7 +594,7 @@ impl Runner<'_> {
                 let outside: Vec<String> = pods
                     .iter()
                     .filter(|p| p.node_name.as_deref() == Some(m) && must_be_on_cilium(p, since))
-                    .filter(|p| !p.pod_ips.iter().any(|ip| inside(ip, pool)))
+                    .filter(|p| !p.pod_ips.iter().any(|ip| pool.contains(ip)))
                     .take(5)
                     .map(|p| format!("{} ({})", p.key(), ips(p)))
                     .collect();
@@ -604,7 +602,7 @@ impl Runner<'_> {
                     out.push((
                         m.to_owned(),
                         format!(
-                            "expected pods started since the migration to have IPs in {pool_s}, saw {}",
+                            "expected pods started since the migration to have IPs in {pool}, saw {}",
                             outside.join(", ")
                         ),
                     ));

@@ -17,7 +17,7 @@ use crate::{
     facts::{NetworkFacts, OsFamily},
     findings::{Finding, FindingCode, Severity},
     plan::{AWS_NODE_LABEL, aws_node_patch_command},
-    snapshot::{ClusterSnapshot, ObjectRef},
+    snapshot::ObjectRef,
     spec::{MigrationSpec, TargetMode},
 };
 
@@ -46,12 +46,7 @@ pub const EC2_ACTIONS: &[&str] = &[
     "ec2:CreateTags",
 ];
 
-pub(super) fn checks(
-    spec: &MigrationSpec,
-    snap: &ClusterSnapshot,
-    facts: &NetworkFacts,
-    out: &mut Vec<Finding>,
-) {
+pub(super) fn checks(spec: &MigrationSpec, facts: &NetworkFacts, out: &mut Vec<Finding>) {
     let mode = spec.target.mode;
     aws_node(spec, facts, out);
     interfaces(spec, facts, out);
@@ -95,7 +90,6 @@ pub(super) fn checks(
             "grant them to the operator's IAM role (IRSA: annotate the cilium-operator ServiceAccount with eks.amazonaws.com/role-arn) or to the node role; `aws iam simulate-principal-policy --action-names ...` shows what is missing".to_owned(),
         ));
     }
-    let _ = snap;
 }
 
 /// The nat flush of Cilium's EKS overlay guide, tolerant of chains already gone.
