@@ -89,7 +89,7 @@ async fn eks_eni_restarts_every_old_pod_onto_cilium_enis() {
     let status = env.cli(&["status", "-o", "json"]);
     let json: serde_json::Value =
         serde_json::from_slice(&status.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&status)));
-    let m = &json["summary"]["managed"];
+    let m = &json["pods"];
     assert!(m["total"].as_u64().is_some_and(|t| t > 0), "{json}");
     assert_eq!(m["managed"], m["total"], "{json}");
     assert_eq!(
@@ -243,6 +243,6 @@ async fn nodes_tainted_agent_not_ready_are_untainted_by_cilium_and_migrate() {
     );
     let status = env.cli(&["status", "-o", "json"]);
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
-    let m = &json["summary"]["managed"];
+    let m = &json["pods"];
     assert_eq!(m["managed"], m["total"], "{json}");
 }

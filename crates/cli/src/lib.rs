@@ -25,25 +25,16 @@ use planner::{
     render::{self, Format},
 };
 
-/// Exit codes, documented in the README and relied on by scripts.
-pub mod exit {
-    /// Success.
-    pub const OK: u8 = 0;
-    /// Any other failure.
-    pub const OTHER: u8 = 1;
-    /// Bad input.
-    pub const BAD_INPUT: u8 = 2;
-    /// Preflight found errors.
-    pub const PREFLIGHT: u8 = 3;
-    /// Stopped at a gate, or paused.
-    pub const GATE: u8 = 4;
-    /// Stopped by a failure.
-    pub const FAILED: u8 = 5;
-}
-
+pub mod args;
+pub mod failure;
+pub mod progress;
 pub mod rbac;
 pub mod rehearse;
 pub mod run;
+pub mod status;
+
+pub use args::KubeArgs;
+pub use failure::{Failure, exit};
 
 /// Move a live Kubernetes cluster from Flannel, Calico or the AWS VPC CNI to Cilium, node by node.
 #[derive(Debug, Parser)]
@@ -68,9 +59,9 @@ pub enum Command {
     /// has begun.
     Rollback(run::RollbackArgs),
     /// Print the checkpoint: which nodes are done, in flight or failed, and why.
-    Status(run::StatusArgs),
+    Status(status::StatusArgs),
     /// Stop admitting nodes; nodes in flight finish. `resume` goes on.
-    Pause(run::StatusArgs),
+    Pause(status::StatusArgs),
     /// Rehearse the whole migration on a simulated cluster (embedded, a dump, or synthetic) and
     /// write a report: timeline, evictions, PDB waits, connectivity, what would stop the run.
     Rehearse(rehearse::RehearseArgs),
@@ -78,17 +69,6 @@ pub enum Command {
     Rbac(rbac::RbacArgs),
     /// Serve a simulated Kubernetes API server (for tests, rehearsals and trying things out).
     Sim(SimArgs),
-}
-
-/// The cluster flags, as kubectl has them.
-#[derive(Debug, Args, Clone, Default)]
-pub struct KubeArgs {
-    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster).
-    #[arg(long, value_name = "FILE", env = "KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
-    /// The kubeconfig context to use (default: the current context).
-    #[arg(long, value_name = "NAME")]
-    pub context: Option<String>,
 }
 
 /// `cni-migrate sim`.
@@ -156,31 +136,6 @@ pub struct PlanArgs {
     pub out_dir: Option<PathBuf>,
 }
 
-/// An error with the exit code it maps to.
-#[derive(Debug)]
-pub struct Failure {
-    /// Exit code.
-    pub code: u8,
-    /// The error chain.
-    pub error: anyhow::Error,
-}
-
-impl Failure {
-    pub(crate) fn bad_input(error: impl Into<anyhow::Error>) -> Self {
-        Self {
-            code: exit::BAD_INPUT,
-            error: error.into(),
-        }
-    }
-
-    pub(crate) fn other(error: impl Into<anyhow::Error>) -> Self {
-        Self {
-            code: exit::OTHER,
-            error: error.into(),
-        }
-    }
-}
-
 /// Runs the command line and returns its exit code.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -223,8 +178,8 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Apply(args) => run::apply(args, false),
         Command::Resume(args) => run::apply(args, true),
         Command::Rollback(args) => run::rollback(args),
-        Command::Status(args) => run::status(args),
-        Command::Pause(args) => run::pause(args),
+        Command::Status(args) => status::status(args),
+        Command::Pause(args) => status::pause(args),
         Command::Rbac(args) => rbac::print(&args),
         Command::Rehearse(args) => rehearse::rehearse(args),
         Command::Sim(args) => sim(args),
@@ -282,14 +237,6 @@ fn single_threaded_runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(Failure::other)
 }
 
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-        .map_err(Failure::other)
-}
-
 fn sim(args: SimArgs) -> Result<u8, Failure> {
     let SimArgs {
         action,
@@ -328,7 +275,7 @@ fn sim(args: SimArgs) -> Result<u8, Failure> {
         pod_termination: None,
         faults,
     };
-    runtime()?
+    args::runtime()?
         .block_on(sim::serve(opts))
         .map_err(Failure::other)?;
     Ok(exit::OK)
@@ -343,16 +290,16 @@ fn sim_helm(args: &[String]) -> Result<u8, Failure> {
         )));
     }
     let values = sim::helm::load_values(&h.values).map_err(Failure::bad_input)?;
-    runtime()?.block_on(async {
+    args::runtime()?.block_on(async {
         use cluster::Cluster as _;
         let args = cluster::ClusterArgs { kubeconfig: h.kubeconfig.clone(), context: h.context.clone() };
         let client = cluster::connect(&args).await.map_err(Failure::bad_input)?;
         let c = cluster::KubeCluster::new(client);
-        let existing = run::retrying(
-            "reading the agent DaemonSet",
-            || c.custom("apps/v1", "daemonsets", Some(&h.namespace), "cilium"),
-            cluster::ClusterError::is_retriable,
-        )
+        let existing = retrying()
+            .retry(
+                || c.custom("apps/v1", "daemonsets", Some(&h.namespace), "cilium"),
+                cluster::ClusterError::is_retriable,
+            )
             .await
             .map_err(Failure::other)?;
         let revision = existing
@@ -366,11 +313,10 @@ fn sim_helm(args: &[String]) -> Result<u8, Failure> {
                 Some("DaemonSet") => "daemonsets",
                 _ => "deployments",
             };
-            run::retrying(
-                "applying the chart's objects",
-                || c.apply(plural, &object),
-                cluster::ClusterError::is_retriable,
-            ).await.map_err(Failure::other)?;
+            retrying()
+                .retry(|| c.apply(plural, &object), cluster::ClusterError::is_retriable)
+                .await
+                .map_err(Failure::other)?;
         }
         println!(
             "Release \"cilium\" has been {}. Happy Helming!\nNAME: cilium\nNAMESPACE: {}\nREVISION: {revision}",
@@ -379,6 +325,15 @@ fn sim_helm(args: &[String]) -> Result<u8, Failure> {
         );
         Ok(exit::OK)
     })
+}
+
+/// The Helm stand-in's retries of the API's passing failures.
+fn retrying() -> executor::wait::Backoff {
+    executor::wait::Backoff::new(
+        std::time::Duration::from_millis(250),
+        std::time::Duration::from_secs(2),
+        std::time::Duration::from_secs(15),
+    )
 }
 
 fn write_out_dir(plan: &planner::Plan, dir: &Path) -> anyhow::Result<()> {

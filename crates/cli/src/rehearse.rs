@@ -24,14 +24,17 @@ use std::{
 use clap::Args;
 use cluster::{Cluster, ClusterArgs, KubeCluster};
 use executor::{
-    checkpoint::{Checkpoint, FileStore},
-    runtime::{Event, EventKind, Observer, Outcome, RunConfig, Runner, Timing},
+    config::{Helm, RunConfig, Timing},
+    events::{Event, EventKind, Observer},
+    outcome::Outcome,
+    session::{Intent, LockSpec, Session},
+    store::FileStore,
 };
 use planner::{MigrationSpec, Severity, StepKind, spec::HumanDuration};
 use serde::Serialize;
 use sim::{Sim, model::ModelOptions};
 
-use crate::{Failure, exit};
+use crate::failure::{Failure, exit};
 
 /// The Cilium guide's kind cluster, embedded so `rehearse` needs no files but the spec.
 const KIND_FLANNEL_DUMP: &str = include_str!("../../../plans/kind-flannel.dump.yaml");
@@ -210,7 +213,7 @@ pub fn rehearse(args: RehearseArgs) -> Result<u8, Failure> {
             d.display()
         )));
     }
-    crate::runtime()?.block_on(run(args, spec, synthetic))
+    crate::args::runtime()?.block_on(run(args, spec, synthetic))
 }
 
 async fn run(
@@ -295,28 +298,23 @@ async fn run(
     timing.install_timeout = scaled(Duration::from_secs(600), speed, Duration::from_secs(5));
     timing.agent_timeout = scaled(Duration::from_secs(300), speed, Duration::from_secs(5));
     timing.retry_budget = scaled(Duration::from_secs(300), speed, Duration::from_secs(5));
-    let cfg = RunConfig {
-        run_id: "rehearsal@sim".into(),
-        helm: Some(vec![exe.display().to_string(), "sim".into(), "helm".into()]),
-        helm_extra: vec!["--kubeconfig".into(), kubeconfig.display().to_string()],
+    let mut cfg = RunConfig::new("rehearsal@sim", timing);
+    cfg.helm = Helm {
+        command: Some(vec![exe.display().to_string(), "sim".into(), "helm".into()]),
+        extra: vec!["--kubeconfig".into(), kubeconfig.display().to_string()],
         work_dir: tmp.path().join("values"),
-        timing,
-        stop_before_finalize: false,
-        node_events: true,
-        crash_at: None,
     };
-    let store = FileStore::new(tmp.path().join("state.json"));
-    let checkpoint = Checkpoint::new(&plan, "rehearsal@sim", executor::runtime::unix_now());
-    let runner = Runner::new(
-        &plan,
-        kc,
-        &store,
-        checkpoint,
-        cfg,
-        &recorder,
-        Arc::new(AtomicBool::new(false)),
-    )
-    .ignoring_preflight();
+    cfg.ignore_preflight = true;
+    // The rehearsal's own cluster and checkpoint: no lock to share with anybody.
+    let store = Box::new(FileStore::new(tmp.path().join("state.json")));
+    let session = Session::open(kc, store, Intent::Apply)
+        .await
+        .map_err(Failure::session)?;
+    let locked = session
+        .lock(LockSpec::None, &plan, &cfg.run_id, false)
+        .await
+        .map_err(Failure::session)?;
+    let runner = locked.runner(&plan, cfg, &recorder);
 
     // The prober: every simulated second, every ordered pair of sampled workload pods.
     let connectivity = Arc::new(Mutex::new(Connectivity::default()));
@@ -571,12 +569,22 @@ fn critical_path(plan: &planner::Plan, steps: &[StepSpan]) -> Vec<String> {
 
 fn colour(kind: StepKind) -> &'static str {
     match kind {
-        StepKind::Preflight | StepKind::Verify | StepKind::FinalVerify => "#4c9f70",
+        StepKind::Preflight
+        | StepKind::Verify
+        | StepKind::VerifyRollback
+        | StepKind::FinalVerify => "#4c9f70",
         StepKind::CiliumInstalled | StepKind::FinalValues => "#8e6cc0",
-        StepKind::NodeConfig | StepKind::DeleteNodeConfig | StepKind::RemoveOldCni => "#6c8ec0",
+        StepKind::NodeConfig
+        | StepKind::DeleteNodeConfig
+        | StepKind::RemoveOldCni
+        | StepKind::RestoreCni => "#6c8ec0",
         StepKind::Cordon | StepKind::Uncordon => "#b0b0b0",
         StepKind::Drain | StepKind::RestartUnmanagedPods => "#e0a040",
-        StepKind::Label | StepKind::PatchAwsNode | StepKind::StopAwsNode => "#70b0d0",
+        StepKind::Label
+        | StepKind::Unlabel
+        | StepKind::PatchAwsNode
+        | StepKind::StopAwsNode
+        | StepKind::StartAwsNode => "#70b0d0",
         StepKind::RestartAgent => "#d06060",
         StepKind::Reboot => "#806040",
     }

@@ -90,6 +90,58 @@ fn api(source: kube::Error, verb: &'static str) -> LockError {
     })
 }
 
+/// Who holds the Lease, as `cni-migrate status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    /// `run-id@host`.
+    pub holder: String,
+    /// Seconds since its last renewal, when it has one.
+    pub renewed_seconds_ago: Option<u64>,
+    /// Renewed within its duration.
+    pub fresh: bool,
+}
+
+async fn read_lease(client: &kube::Client) -> Result<Option<Value>, LockError> {
+    let req = Request::new(LeaseLock::path())
+        .get(LEASE_NAME, &kube::api::GetParams::default())
+        .map_err(|source| {
+            LockError::Cluster(ClusterError::BuildRequest {
+                what: "lease".into(),
+                source,
+            })
+        })?;
+    match client.request::<Value>(req).await {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if status_code(&e) == Some(404) => Ok(None),
+        Err(e) => Err(api(e, "get")),
+    }
+}
+
+/// The Lease's holder, when it is held.
+///
+/// # Errors
+/// [`LockError::Cluster`] when the API fails.
+pub async fn holder(client: &kube::Client) -> Result<Option<Holder>, LockError> {
+    let Some(v) = read_lease(client).await? else {
+        return Ok(None);
+    };
+    let spec = &v["spec"];
+    let Some(holder) = spec["holderIdentity"].as_str().filter(|h| !h.is_empty()) else {
+        return Ok(None);
+    };
+    let duration = spec["leaseDurationSeconds"].as_u64().unwrap_or(0);
+    let age = spec["renewTime"]
+        .as_str()
+        .and_then(parse_time)
+        .and_then(|r| SystemTime::now().duration_since(r).ok())
+        .map(|a| a.as_secs());
+    Ok(Some(Holder {
+        holder: holder.to_owned(),
+        renewed_seconds_ago: age,
+        fresh: age.is_some_and(|a| a < duration),
+    }))
+}
+
 impl LeaseLock {
     /// A lock for `holder` (`run-id@host`) with a lease duration.
     pub fn new(client: kube::Client, holder: impl Into<String>, duration: Duration) -> Self {
@@ -136,19 +188,7 @@ impl LeaseLock {
     }
 
     async fn read(&self) -> Result<Option<Value>, LockError> {
-        let req = Request::new(Self::path())
-            .get(LEASE_NAME, &kube::api::GetParams::default())
-            .map_err(|source| {
-                LockError::Cluster(ClusterError::BuildRequest {
-                    what: "lease".into(),
-                    source,
-                })
-            })?;
-        match self.client.request::<Value>(req).await {
-            Ok(v) => Ok(Some(v)),
-            Err(e) if status_code(&e) == Some(404) => Ok(None),
-            Err(e) => Err(api(e, "get")),
-        }
+        read_lease(&self.client).await
     }
 
     async fn write(&mut self, body: &Value, create: bool) -> Result<bool, LockError> {

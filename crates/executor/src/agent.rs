@@ -13,6 +13,11 @@ use ipnet::IpNet;
 use planner::snapshot::PodInfo;
 use tokio::time::Instant;
 
+use crate::{
+    ranges::Ranges,
+    wait::{self, Check},
+};
+
 /// Namespace of the Cilium agent.
 pub const AGENT_NAMESPACE: &str = "kube-system";
 /// Label selector of the agent pods.
@@ -149,16 +154,20 @@ pub async fn restart_agent<C: Cluster + ?Sized>(
             .await
             .map_err(err)?;
     }
-    loop {
+    let waited = wait::looked(timeout, poll, || async {
         let pods = agent_pods(cluster, node).await.map_err(err)?;
-        if let Some(p) = fresh_ready_agent(&pods, old_uids) {
-            return Ok(format!(
-                "agent pod {} Ready after {}s",
-                p.key(),
-                start.elapsed().as_secs()
-            ));
-        }
-        if start.elapsed() >= timeout {
+        Ok(match fresh_ready_agent(&pods, old_uids) {
+            Some(p) => Check::Done(p.key()),
+            None => Check::Pending(pods),
+        })
+    })
+    .await?;
+    match waited {
+        Ok(pod) => Ok(format!(
+            "agent pod {pod} Ready after {}s",
+            start.elapsed().as_secs()
+        )),
+        Err(pods) => {
             // As `cilium status` does for a crash-looping agent: its last log line.
             let mut observed = describe(&pods);
             if let Some(p) = pods.iter().find(|p| !p.ready && !old_uids.contains(&p.uid))
@@ -167,13 +176,12 @@ pub async fn restart_agent<C: Cluster + ?Sized>(
             {
                 observed.push_str(&format!("; its last log line: {}", last.trim()));
             }
-            return Err(AgentError::NotReady {
+            Err(AgentError::NotReady {
                 node: node.to_owned(),
                 waited: timeout,
                 observed,
-            });
+            })
         }
-        tokio::time::sleep(poll).await;
     }
 }
 
@@ -194,7 +202,7 @@ pub async fn cilium_node_cidrs<C: Cluster + ?Sized>(
 
 /// Whether every CIDR is inside one of the pool's CIDRs; returns the ones that are not (or do
 /// not parse).
-pub fn outside_pool(cidrs: &[String], pool: &crate::probe::Ranges) -> Vec<String> {
+pub fn outside_pool(cidrs: &[String], pool: &Ranges) -> Vec<String> {
     cidrs
         .iter()
         .filter(|c| match c.parse::<IpNet>() {
@@ -211,7 +219,7 @@ mod tests {
 
     #[test]
     fn pool_containment() {
-        let pool = crate::probe::Ranges::new(["10.245.0.0/16".parse::<IpNet>().unwrap()]);
+        let pool = Ranges::new(["10.245.0.0/16".parse::<IpNet>().unwrap()]);
         assert!(outside_pool(&["10.245.3.0/24".into()], &pool).is_empty());
         assert_eq!(
             outside_pool(&["10.244.3.0/24".into(), "x".into()], &pool),

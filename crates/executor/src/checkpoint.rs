@@ -2,53 +2,51 @@
 //! resumed exactly where it stopped, and read by `cni-migrate status` from any machine.
 //!
 //! ```text
-//! Checkpoint v1
-//!   fingerprint, plan name, run id, created/updated (Unix seconds)
-//!   global steps     : prelude and finale, by step id
-//!   per node         : "s" chain states, one letter a step (P pending, R running, D done,
-//!                      F failed, S skipped); "t" start/finish seconds after `created`;
-//!                      "p" prior state (c: was cordoned, l: was labelled); "u" agent UIDs at
-//!                      label time, kept until the node is verified; "m" the failure message
+//! Checkpoint v1 (typed here; the stored encoding is private to this file)
+//!   fingerprint, plan name, run id, created/updated (Unix seconds), generation
+//!   global steps : prelude and finale, by step id: state, started/finished
+//!   per node     : its chain's steps (state, started/finished, seconds after `created`),
+//!                  prior state (was it cordoned? labelled?), the agent UIDs when the label went
+//!                  on (until verified), the failure message, and, once rolled back, when and
+//!                  the rollback chain's steps
 //!   paused, gate, failure
+//! stored as   {"s": "DDRPPPP", "t": [3,9,9,41,...], "p": "c", "u": [...], "m": ..., "r": ...,
+//!              "b": "DDP...", "bt": [...]}   one letter a step: P R D F S
 //! ```
 //!
 //! The per-node record is a few dozen bytes, so 5,000 nodes fit a ConfigMap's 1 MiB with room
 //! to spare. Transitions are checked: a step starts only when every step before it in its chain
 //! is done, and never goes back from done.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use planner::plan::{Phase, Plan};
+use planner::{
+    StepKind,
+    plan::{Phase, Plan, Step},
+};
 use serde::{Deserialize, Serialize};
-
-use crate::steps::NodePrior;
 
 /// The checkpoint format version this build reads and writes.
 pub const VERSION: u32 = 1;
 
 /// A step's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum StepState {
     /// Not started.
-    #[serde(rename = "P")]
     Pending,
     /// Started, not finished (a crash leaves steps here; resume re-runs them, which is safe).
-    #[serde(rename = "R")]
     Running,
     /// Done.
-    #[serde(rename = "D")]
     Done,
     /// Failed.
-    #[serde(rename = "F")]
     Failed,
     /// Skipped (e.g. nothing to do).
-    #[serde(rename = "S")]
     Skipped,
 }
 
 impl StepState {
-    /// The letter the checkpoint stores.
-    pub fn letter(self) -> char {
+    fn letter(self) -> char {
         match self {
             StepState::Pending => 'P',
             StepState::Running => 'R',
@@ -58,8 +56,7 @@ impl StepState {
         }
     }
 
-    /// The state a stored letter stands for.
-    pub fn from_letter(c: char) -> Option<Self> {
+    fn from_letter(c: char) -> Option<Self> {
         Some(match c {
             'P' => StepState::Pending,
             'R' => StepState::Running,
@@ -74,14 +71,171 @@ impl StepState {
     pub fn is_complete(self) -> bool {
         matches!(self, StepState::Done | StepState::Skipped)
     }
+
+    /// Lowercase, as users read it (`pending`, `running`, `done`, `failed`, `skipped`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepState::Pending => "pending",
+            StepState::Running => "running",
+            StepState::Done => "done",
+            StepState::Failed => "failed",
+            StepState::Skipped => "skipped",
+        }
+    }
+}
+
+/// One step's record in a node's chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepRecord {
+    /// Its state.
+    pub state: StepState,
+    /// When it (last) started, seconds after the checkpoint's creation.
+    pub started: Option<u32>,
+    /// When it finished (or failed), seconds after the checkpoint's creation.
+    pub finished: Option<u32>,
+}
+
+impl StepRecord {
+    const PENDING: StepRecord = StepRecord {
+        state: StepState::Pending,
+        started: None,
+        finished: None,
+    };
+}
+
+/// A node as it was before the tool changed anything on it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodePrior {
+    /// It was cordoned already: leave it cordoned at the end.
+    pub cordoned: bool,
+    /// It carried the migration label already.
+    pub labelled: bool,
+}
+
+/// Where a node is, derived from its record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeStatus {
+    /// No step started.
+    Pending,
+    /// Some steps ran, not all; `step` is the first one not complete (`running`: it is under
+    /// way rather than next).
+    InFlight {
+        /// Position in the chain.
+        step: usize,
+        /// Whether it is running.
+        running: bool,
+    },
+    /// A step failed.
+    Failed {
+        /// Position in the chain.
+        step: usize,
+    },
+    /// Every step is complete.
+    Done,
+    /// Rolled back to the old CNI (or being rolled back): held until `resume --retry`.
+    RolledBack,
+}
+
+/// One node's record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "NodeWire", into = "NodeWire")]
+pub struct NodeRecord {
+    /// The node's chain, step by step.
+    pub steps: Vec<StepRecord>,
+    /// The node as it was before the tool changed anything on it; `None` until recorded.
+    pub prior: Option<NodePrior>,
+    /// The UIDs of the agent pods on the node when the label went on (or off, rolling back),
+    /// kept until the node is verified; `Some(empty)` when there was none.
+    pub agent_uids: Option<Vec<String>>,
+    /// The failure message.
+    pub message: Option<String>,
+    /// When `cni-migrate rollback` returned the node to the old CNI (seconds after `created`):
+    /// its steps are Pending again, and it is not admitted until `resume --retry NODE`.
+    pub rolled_back: Option<u32>,
+    /// The rollback chain's steps, once a rollback started.
+    pub rollback: Vec<StepRecord>,
+}
+
+impl NodeRecord {
+    /// A record of `len` pending steps.
+    pub fn pending(len: usize) -> Self {
+        Self {
+            steps: vec![StepRecord::PENDING; len],
+            ..Self::default()
+        }
+    }
+
+    /// Every step done or skipped.
+    pub fn done(&self) -> bool {
+        !self.steps.is_empty() && self.steps.iter().all(|s| s.state.is_complete())
+    }
+
+    /// Some step left Pending.
+    pub fn started(&self) -> bool {
+        self.steps.iter().any(|s| s.state != StepState::Pending)
+    }
+
+    /// Started and not done.
+    pub fn in_flight(&self) -> bool {
+        self.started() && !self.done()
+    }
+
+    /// Rolled back: not admitted until `resume --retry NODE`.
+    pub fn held(&self) -> bool {
+        self.rolled_back.is_some()
+    }
+
+    /// Where the node is.
+    pub fn status(&self) -> NodeStatus {
+        if self.held() && !self.started() {
+            return NodeStatus::RolledBack;
+        }
+        if let Some(step) = self.steps.iter().position(|s| s.state == StepState::Failed) {
+            return NodeStatus::Failed { step };
+        }
+        if self.done() {
+            return NodeStatus::Done;
+        }
+        match self.steps.iter().position(|s| !s.state.is_complete()) {
+            Some(step) if self.started() => NodeStatus::InFlight {
+                step,
+                running: self.steps[step].state == StepState::Running,
+            },
+            _ => NodeStatus::Pending,
+        }
+    }
+
+    /// From the first step's start to the last step's finish, in seconds after `created`:
+    /// `None` before the node's first step started.
+    pub fn span(&self) -> Option<(u32, u32)> {
+        let first = self.steps.iter().filter_map(|s| s.started).min()?;
+        let last = self
+            .steps
+            .iter()
+            .flat_map(|s| [s.started, s.finished])
+            .flatten()
+            .max()
+            .unwrap_or(first);
+        Some((first, last))
+    }
+
+    /// When the step at `position` finished, seconds after `created`.
+    pub fn finished_at(&self, position: usize) -> Option<u32> {
+        self.steps.get(position)?.finished
+    }
+
+    /// The rollback chain was started and every step of it is complete.
+    pub fn rollback_complete(&self) -> bool {
+        !self.rollback.is_empty() && self.rollback.iter().all(|s| s.state.is_complete())
+    }
 }
 
 /// One global step's record.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GlobalStep {
-    /// State letter.
-    #[serde(rename = "s")]
-    pub state: String,
+    /// Its state.
+    #[serde(rename = "s", with = "letter")]
+    pub state: StepState,
     /// Seconds after `created` when it started.
     #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
     pub started: Option<u32>,
@@ -93,43 +247,14 @@ pub struct GlobalStep {
     pub message: Option<String>,
 }
 
-/// One node's record.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeRecord {
-    /// One state letter per step of the node's chain.
-    #[serde(rename = "s")]
-    pub states: String,
-    /// Start and finish of each step, seconds after `created` (0 = not yet).
-    #[serde(rename = "t", default)]
-    pub times: Vec<u32>,
-    /// Prior state flags: `c` was cordoned, `l` was labelled; absent until recorded.
-    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
-    pub prior: Option<String>,
-    /// Agent pod UIDs when the label went on.
-    #[serde(rename = "u", default, skip_serializing_if = "Vec::is_empty")]
-    pub agent_uids: Vec<String>,
-    /// The failure message.
-    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// When `cni-migrate rollback` returned the node to the old CNI (seconds after `created`):
-    /// its steps are Pending again, and it is not admitted until `resume --retry NODE`.
-    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
-    pub rolled_back: Option<u32>,
-}
-
-impl NodeRecord {
-    /// From the first step's start to the last step's finish, in seconds after `created`:
-    /// `None` before the node's first step started.
-    pub fn span(&self) -> Option<(u32, u32)> {
-        let first = self
-            .times
-            .iter()
-            .step_by(2)
-            .copied()
-            .filter(|t| *t > 0)
-            .min()?;
-        let last = self.times.iter().copied().max().unwrap_or(first);
-        Some((first, last))
+impl Default for GlobalStep {
+    fn default() -> Self {
+        Self {
+            state: StepState::Pending,
+            started: None,
+            finished: None,
+            message: None,
+        }
     }
 }
 
@@ -166,10 +291,13 @@ pub struct Checkpoint {
     pub cilium_version: String,
     /// Prelude and finale steps.
     pub global: BTreeMap<String, GlobalStep>,
-    /// The step kinds of every node's chain, in order (what each letter of a node's states
+    /// The step kinds of every node's chain, in order (what each step of a node's record
     /// stands for), so that `status` can explain a checkpoint without the plan.
     #[serde(default)]
     pub chain: Vec<String>,
+    /// The step kinds of a node's rollback chain, once a node was rolled back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollback_chain: Vec<String>,
     /// The old CNI as the run found it when it started (the finale removes it; a resumed run
     /// plans with this one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -237,31 +365,21 @@ fn rel(created: u64, now: u64) -> u32 {
 impl Checkpoint {
     /// A fresh checkpoint for a plan.
     pub fn new(plan: &Plan, run_id: &str, now: u64) -> Self {
-        let mut nodes = BTreeMap::new();
-        for n in &plan.nodes {
-            let chain = plan.node_steps(&n.name).count();
-            nodes.insert(
-                n.name.clone(),
-                NodeRecord {
-                    states: "P".repeat(chain),
-                    times: vec![0; chain * 2],
-                    ..NodeRecord::default()
-                },
-            );
-        }
+        let nodes = plan
+            .nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.name.clone(),
+                    NodeRecord::pending(plan.node_steps(&n.name).count()),
+                )
+            })
+            .collect();
         let global = plan
             .steps
             .iter()
             .filter(|s| s.phase != Phase::Node)
-            .map(|s| {
-                (
-                    s.id.clone(),
-                    GlobalStep {
-                        state: "P".into(),
-                        ..GlobalStep::default()
-                    },
-                )
-            })
+            .map(|s| (s.id.clone(), GlobalStep::default()))
             .collect();
         Self {
             version: VERSION,
@@ -281,6 +399,7 @@ impl Checkpoint {
                         .collect()
                 })
                 .unwrap_or_default(),
+            rollback_chain: Vec::new(),
             global,
             source: Some(plan.facts.source.clone()),
             nodes,
@@ -354,23 +473,51 @@ impl Checkpoint {
         })
     }
 
+    /// A node's record.
+    pub fn node(&self, name: &str) -> Option<&NodeRecord> {
+        self.nodes.get(name)
+    }
+
+    /// Every step of the node done or skipped.
+    pub fn node_done(&self, node: &str) -> bool {
+        self.nodes.get(node).is_some_and(NodeRecord::done)
+    }
+
+    /// Started (some step left Pending) and not done.
+    pub fn node_in_flight(&self, node: &str) -> bool {
+        self.nodes.get(node).is_some_and(NodeRecord::in_flight)
+    }
+
+    /// Rolled back by `cni-migrate rollback`: not admitted until `resume --retry NODE`.
+    pub fn held(&self, node: &str) -> bool {
+        self.nodes.get(node).is_some_and(NodeRecord::held)
+    }
+
+    /// The global step's state.
+    pub fn global_state(&self, id: &str) -> StepState {
+        self.global.get(id).map_or(StepState::Pending, |g| g.state)
+    }
+
+    /// Every node and every global step complete: the migration is over.
+    pub fn finished(&self) -> bool {
+        !self.nodes.is_empty()
+            && self.nodes.values().all(NodeRecord::done)
+            && self.global.values().all(|g| g.state.is_complete())
+    }
+
     /// The state of any step.
-    pub fn state(&self, index: &StepIndex<'_>, step_id: &str) -> Option<StepState> {
-        match index.node_step(step_id) {
-            Some((node, idx)) => self
-                .nodes
-                .get(&node)?
-                .states
-                .chars()
-                .nth(idx)
-                .and_then(StepState::from_letter),
-            None => self
-                .global
-                .get(step_id)?
-                .state
-                .chars()
-                .next()
-                .and_then(StepState::from_letter),
+    pub fn state(&self, index: &StepIndex, step_id: &str) -> Option<StepState> {
+        let entry = index.by_id.get(step_id)?;
+        match &entry.place {
+            Place::Global => Some(self.global.get(step_id)?.state),
+            Place::Chain { node, chain, at } => {
+                let rec = self.nodes.get(node)?;
+                let steps = match chain {
+                    Chain::Forward => &rec.steps,
+                    Chain::Rollback => &rec.rollback,
+                };
+                Some(steps.get(*at).map_or(StepState::Pending, |s| s.state))
+            }
         }
     }
 
@@ -382,18 +529,15 @@ impl Checkpoint {
     /// [`CheckpointError::Transition`] or [`CheckpointError::UnknownStep`].
     pub fn transition(
         &mut self,
-        index: &StepIndex<'_>,
+        index: &StepIndex,
         step_id: &str,
         to: StepState,
         now: u64,
         message: Option<String>,
     ) -> Result<(), CheckpointError> {
-        let step = index
-            .step(step_id)
-            .ok_or_else(|| CheckpointError::UnknownStep(step_id.to_owned()))?;
-        let from = self
-            .state(index, step_id)
-            .ok_or_else(|| CheckpointError::UnknownStep(step_id.to_owned()))?;
+        let unknown = || CheckpointError::UnknownStep(step_id.to_owned());
+        let entry = index.by_id.get(step_id).ok_or_else(unknown)?;
+        let from = self.state(index, step_id).ok_or_else(unknown)?;
         let refuse = |why: Option<String>| CheckpointError::Transition {
             step: step_id.to_owned(),
             from,
@@ -414,7 +558,7 @@ impl Checkpoint {
             return Err(refuse(None));
         }
         if to == StepState::Running {
-            for dep in &step.depends_on {
+            for dep in &entry.depends_on {
                 let s = self.state(index, dep);
                 if !s.is_some_and(StepState::is_complete) {
                     return Err(refuse(Some(format!("it depends on {dep}, which is {s:?}"))));
@@ -422,35 +566,35 @@ impl Checkpoint {
             }
         }
         let t = rel(self.created, now);
-        match index.node_step(step_id) {
-            Some((node, idx)) => {
-                let rec = self
-                    .nodes
-                    .get_mut(&node)
-                    .ok_or_else(|| CheckpointError::UnknownStep(step_id.to_owned()))?;
-                let mut letters: Vec<char> = rec.states.chars().collect();
-                letters[idx] = to.letter();
-                rec.states = letters.into_iter().collect();
-                if rec.times.len() < (idx + 1) * 2 {
-                    rec.times.resize((idx + 1) * 2, 0);
+        match &entry.place {
+            Place::Chain { node, chain, at } => {
+                let rec = self.nodes.get_mut(node).ok_or_else(unknown)?;
+                let steps = match chain {
+                    Chain::Forward => &mut rec.steps,
+                    Chain::Rollback => &mut rec.rollback,
+                };
+                if steps.len() <= *at {
+                    steps.resize(at + 1, StepRecord::PENDING);
                 }
+                let s = &mut steps[*at];
+                s.state = to;
                 match to {
-                    StepState::Running => rec.times[idx * 2] = t,
-                    _ => rec.times[idx * 2 + 1] = t,
+                    StepState::Running => s.started = Some(t),
+                    _ => s.finished = Some(t),
                 }
                 if to == StepState::Failed {
                     rec.message = message;
                 } else if to == StepState::Done {
                     rec.message = None;
                     // The agent UIDs only matter until the node is verified.
-                    if step.kind == planner::StepKind::Verify {
-                        rec.agent_uids.clear();
+                    if matches!(entry.kind, StepKind::Verify | StepKind::VerifyRollback) {
+                        rec.agent_uids = None;
                     }
                 }
             }
-            None => {
+            Place::Global => {
                 let rec = self.global.entry(step_id.to_owned()).or_default();
-                rec.state = to.letter().to_string();
+                rec.state = to;
                 match to {
                     StepState::Running => rec.started = Some(t),
                     _ => rec.finished = Some(t),
@@ -474,390 +618,299 @@ impl Checkpoint {
         if rec.prior.is_some() {
             return false;
         }
-        let mut flags = String::new();
-        if prior.cordoned {
-            flags.push('c');
-        }
-        if prior.labelled {
-            flags.push('l');
-        }
-        rec.prior = Some(flags);
+        rec.prior = Some(prior.clone());
         true
     }
 
     /// The recorded prior state of a node.
     pub fn prior(&self, node: &str) -> Option<NodePrior> {
-        let p = self.nodes.get(node)?.prior.as_ref()?;
-        Some(NodePrior {
-            cordoned: p.contains('c'),
-            labelled: p.contains('l'),
-        })
+        self.nodes.get(node)?.prior.clone()
+    }
+
+    /// Records the node's agent pods before the label changes (only the first time).
+    pub fn record_agent_uids(&mut self, node: &str, mut uids: Vec<String>) -> bool {
+        let Some(rec) = self.nodes.get_mut(node) else {
+            return false;
+        };
+        if rec.agent_uids.is_some() {
+            return false;
+        }
+        uids.sort();
+        rec.agent_uids = Some(uids);
+        true
+    }
+
+    /// The agent pods recorded when the label changed.
+    pub fn agent_uids(&self, node: &str) -> Option<Vec<String>> {
+        self.nodes.get(node)?.agent_uids.clone()
+    }
+
+    /// Starts (or goes on with) a node's rollback: it is held from now, its forward steps are
+    /// Pending again, the agent UIDs are forgotten (the rollback records its own), and a failure
+    /// of this node no longer stops admissions. The rollback chain keeps what a previous attempt
+    /// completed. Returns whether anything changed.
+    pub fn begin_rollback(&mut self, node: &str, chain: &[String], now: u64) -> bool {
+        let t = rel(self.created, now);
+        let chain_len = chain.len();
+        if self.rollback_chain.is_empty() {
+            self.rollback_chain = chain.to_vec();
+        }
+        let Some(rec) = self.nodes.get_mut(node) else {
+            return false;
+        };
+        let fresh = rec.rolled_back.is_none() || rec.rollback.len() != chain_len;
+        rec.rolled_back.get_or_insert(t);
+        if fresh {
+            let len = rec.steps.len();
+            rec.steps = vec![StepRecord::PENDING; len];
+            rec.rollback = vec![StepRecord::PENDING; chain_len];
+            rec.agent_uids = None;
+            rec.message = None;
+        }
+        if self
+            .failure
+            .as_ref()
+            .is_some_and(|f| f.step.starts_with(&format!("{node}/")))
+        {
+            self.failure = None;
+        }
+        self.updated = now;
+        true
+    }
+
+    /// The nodes `rollback --all` returns, newest first: every node touched (a step left
+    /// Pending) and not already rolled back.
+    pub fn rollback_candidates(&self) -> Vec<String> {
+        let mut touched: Vec<(u32, &String)> = self
+            .nodes
+            .iter()
+            .filter(|(_, r)| !r.held() && r.started())
+            .map(|(n, r)| (r.span().map_or(0, |(_, last)| last), n))
+            .collect();
+        touched.sort_by(|a, b| b.cmp(a));
+        touched.into_iter().map(|(_, n)| n.clone()).collect()
+    }
+
+    /// Lets a rolled-back node be admitted again (`resume --retry NODE`).
+    ///
+    /// # Errors
+    /// A message naming the node when it was not rolled back or is not in the checkpoint.
+    pub fn retry(&mut self, node: &str) -> Result<(), String> {
+        match self.nodes.get_mut(node) {
+            Some(r) if r.rolled_back.is_some() => {
+                r.rolled_back = None;
+                r.rollback.clear();
+                r.agent_uids = None;
+                Ok(())
+            }
+            Some(_) => Err(format!("--retry {node}: {node} was not rolled back")),
+            None => Err(format!(
+                "--retry {node}: {node} is not a node of plan {}",
+                self.plan
+            )),
+        }
     }
 }
 
-/// A step, and for node steps its node and position in the node's chain.
-type Indexed<'a> = (&'a planner::Step, Option<(String, usize)>);
-
-/// The plan's steps by id, with each node step's position in its chain: built once per run so
-/// that a transition costs no scan of a 35,000-step plan.
-pub struct StepIndex<'a> {
-    by_id: std::collections::HashMap<&'a str, Indexed<'a>>,
+/// Which chain of a node a step belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chain {
+    /// The migration.
+    Forward,
+    /// Back to the old CNI.
+    Rollback,
 }
 
-impl<'a> StepIndex<'a> {
-    /// Indexes a plan.
-    pub fn new(plan: &'a Plan) -> Self {
-        let mut position: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-        let mut by_id = std::collections::HashMap::with_capacity(plan.steps.len());
-        for s in &plan.steps {
-            let node = match (&s.node, s.phase) {
-                (Some(n), Phase::Node) => {
-                    let p = position.entry(n.as_str()).or_insert(0);
-                    let here = *p;
+#[derive(Clone, Debug)]
+enum Place {
+    Global,
+    Chain {
+        node: String,
+        chain: Chain,
+        at: usize,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Indexed {
+    place: Place,
+    kind: StepKind,
+    depends_on: Vec<String>,
+}
+
+/// Steps by id, with each node step's place in its node's chain: built once per run so that a
+/// transition costs no scan of a 35,000-step plan.
+#[derive(Clone, Debug, Default)]
+pub struct StepIndex {
+    by_id: HashMap<String, Indexed>,
+}
+
+impl StepIndex {
+    /// Indexes steps (a plan's, and any rollback chains the run may take).
+    pub fn new<'a>(steps: impl IntoIterator<Item = &'a Step>) -> Self {
+        let mut position: HashMap<(String, bool), usize> = HashMap::new();
+        let mut by_id = HashMap::new();
+        for s in steps {
+            let place = match (&s.node, s.phase) {
+                (Some(n), Phase::Node | Phase::Rollback) => {
+                    let rollback = s.phase == Phase::Rollback;
+                    let p = position.entry((n.clone(), rollback)).or_insert(0);
+                    let at = *p;
                     *p += 1;
-                    Some((n.clone(), here))
+                    Place::Chain {
+                        node: n.clone(),
+                        chain: if rollback {
+                            Chain::Rollback
+                        } else {
+                            Chain::Forward
+                        },
+                        at,
+                    }
                 }
-                _ => None,
+                _ => Place::Global,
             };
-            by_id.insert(s.id.as_str(), (s, node));
+            by_id.insert(
+                s.id.clone(),
+                Indexed {
+                    place,
+                    kind: s.kind,
+                    depends_on: s.depends_on.clone(),
+                },
+            );
         }
         Self { by_id }
     }
 
-    /// A step.
-    pub fn step(&self, id: &str) -> Option<&'a planner::Step> {
-        self.by_id.get(id).map(|(s, _)| *s)
-    }
-
-    /// A node step's node and chain position.
-    pub fn node_step(&self, id: &str) -> Option<(String, usize)> {
-        self.by_id.get(id).and_then(|(_, n)| n.clone())
-    }
-}
-
-/// Where checkpoints live.
-pub trait CheckpointStore {
-    /// Reads the checkpoint, if there is one.
-    ///
-    /// # Errors
-    /// When it cannot be read or parsed.
-    fn load(&self) -> Result<Option<Checkpoint>, StoreError>;
-    /// Writes the checkpoint, bumping its generation, unless another writer got there first
-    /// (the stored generation is not the one `checkpoint` was read at).
-    ///
-    /// # Errors
-    /// [`StoreError::Conflict`] when another writer won; I/O errors otherwise.
-    fn save(&self, checkpoint: &mut Checkpoint) -> Result<(), StoreError>;
-}
-
-/// Why a checkpoint store failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// Reading or writing the file failed.
-    #[error("cannot {verb} checkpoint file {path}")]
-    Io {
-        /// `read` or `write`.
-        verb: &'static str,
-        /// The file.
-        path: String,
-        /// The error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The stored checkpoint is not readable.
-    #[error("checkpoint file {path} is not usable")]
-    Parse {
-        /// The file.
-        path: String,
-        /// Why.
-        #[source]
-        source: CheckpointError,
-    },
-    /// Reading or writing the checkpoint in the cluster failed.
-    #[error("cannot {verb} the checkpoint in {what}")]
-    Cluster {
-        /// `read` or `write`.
-        verb: &'static str,
-        /// Where.
-        what: String,
-        /// The error.
-        #[source]
-        source: Box<cluster::ClusterError>,
-    },
-    /// The checkpoint outgrew its store.
-    #[error("the checkpoint is {bytes} bytes, more than {what} can hold: use --state file:PATH")]
-    TooLarge {
-        /// Where.
-        what: String,
-        /// Its size.
-        bytes: usize,
-    },
-    /// Another writer changed the checkpoint since it was read.
-    #[error(
-        "the checkpoint was changed by another run (generation {found}, expected {expected}): is another cni-migrate running?"
-    )]
-    Conflict {
-        /// The generation read.
-        expected: u64,
-        /// The generation found.
-        found: u64,
-    },
-}
-
-impl StoreError {
-    /// Whether trying again may succeed: the cluster failed for a passing reason.
-    pub fn is_retriable(&self) -> bool {
-        matches!(self, StoreError::Cluster { source, .. } if source.is_retriable())
-    }
-}
-
-/// A checkpoint in a local file (`--state file:PATH`), replaced atomically on every write.
-pub struct FileStore {
-    path: std::path::PathBuf,
-}
-
-impl FileStore {
-    /// A store at a path.
-    pub fn new(path: impl Into<std::path::PathBuf>) -> Self {
-        Self { path: path.into() }
-    }
-
-    /// The file.
-    pub fn path(&self) -> &std::path::Path {
-        &self.path
-    }
-}
-
-impl CheckpointStore for FileStore {
-    fn load(&self) -> Result<Option<Checkpoint>, StoreError> {
-        let path = self.path.display().to_string();
-        match std::fs::read_to_string(&self.path) {
-            Ok(text) => Checkpoint::from_json(&text)
-                .map(Some)
-                .map_err(|source| StoreError::Parse { path, source }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StoreError::Io {
-                verb: "read",
-                path,
-                source,
-            }),
+    /// A node step's node, chain and position in it.
+    pub fn node_step(&self, id: &str) -> Option<(&str, Chain, usize)> {
+        match &self.by_id.get(id)?.place {
+            Place::Chain { node, chain, at } => Some((node.as_str(), *chain, *at)),
+            Place::Global => None,
         }
     }
 
-    fn save(&self, checkpoint: &mut Checkpoint) -> Result<(), StoreError> {
-        use std::io::Write as _;
-        let path = self.path.display().to_string();
-        if let Some(current) = self.load()?
-            && current.generation != checkpoint.generation
-        {
-            return Err(StoreError::Conflict {
-                expected: checkpoint.generation,
-                found: current.generation,
-            });
-        }
-        checkpoint.generation += 1;
-        let tmp = self.path.with_extension("tmp~");
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(checkpoint.to_json().as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
-        };
-        write().map_err(|source| {
-            checkpoint.generation -= 1;
-            StoreError::Io {
-                verb: "write",
-                path,
-                source,
-            }
+    /// Whether the step is indexed.
+    pub fn contains(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
+    }
+}
+
+/// A node's record as stored: one letter a step, times flattened.
+#[derive(Serialize, Deserialize)]
+struct NodeWire {
+    #[serde(rename = "s")]
+    states: String,
+    #[serde(rename = "t", default)]
+    times: Vec<u32>,
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    prior: Option<String>,
+    #[serde(rename = "u", default, skip_serializing_if = "Vec::is_empty")]
+    agent_uids: Vec<String>,
+    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    rolled_back: Option<u32>,
+    #[serde(rename = "b", default, skip_serializing_if = "String::is_empty")]
+    rollback_states: String,
+    #[serde(rename = "bt", default, skip_serializing_if = "Vec::is_empty")]
+    rollback_times: Vec<u32>,
+}
+
+/// Marks "no agent pod was on the node when the label went on" in the stored UIDs.
+const NO_AGENT: &str = "-";
+
+fn steps_from(states: &str, times: &[u32]) -> Vec<StepRecord> {
+    let time = |i: usize| times.get(i).copied().filter(|t| *t > 0);
+    states
+        .chars()
+        .enumerate()
+        .map(|(i, c)| StepRecord {
+            // An unknown letter reads as Pending: re-running a step is always safe.
+            state: StepState::from_letter(c).unwrap_or(StepState::Pending),
+            started: time(2 * i),
+            finished: time(2 * i + 1),
         })
+        .collect()
+}
+
+fn steps_to(steps: &[StepRecord]) -> (String, Vec<u32>) {
+    let states = steps.iter().map(|s| s.state.letter()).collect();
+    let times = steps
+        .iter()
+        .flat_map(|s| [s.started.unwrap_or(0), s.finished.unwrap_or(0)])
+        .collect();
+    (states, times)
+}
+
+impl From<NodeWire> for NodeRecord {
+    fn from(w: NodeWire) -> Self {
+        let agent_uids = if w.agent_uids.is_empty() {
+            None
+        } else {
+            Some(w.agent_uids.into_iter().filter(|u| u != NO_AGENT).collect())
+        };
+        NodeRecord {
+            steps: steps_from(&w.states, &w.times),
+            prior: w.prior.map(|p| NodePrior {
+                cordoned: p.contains('c'),
+                labelled: p.contains('l'),
+            }),
+            agent_uids,
+            message: w.message,
+            rolled_back: w.rolled_back,
+            rollback: steps_from(&w.rollback_states, &w.rollback_times),
+        }
+    }
+}
+
+impl From<NodeRecord> for NodeWire {
+    fn from(r: NodeRecord) -> Self {
+        let (states, times) = steps_to(&r.steps);
+        let (rollback_states, rollback_times) = steps_to(&r.rollback);
+        NodeWire {
+            states,
+            times,
+            prior: r.prior.map(|p| {
+                let mut flags = String::new();
+                if p.cordoned {
+                    flags.push('c');
+                }
+                if p.labelled {
+                    flags.push('l');
+                }
+                flags
+            }),
+            agent_uids: match r.agent_uids {
+                None => Vec::new(),
+                Some(u) if u.is_empty() => vec![NO_AGENT.to_owned()],
+                Some(u) => u,
+            },
+            message: r.message,
+            rolled_back: r.rolled_back,
+            rollback_states,
+            rollback_times,
+        }
+    }
+}
+
+/// A step state stored as its letter.
+mod letter {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::StepState;
+
+    pub fn serialize<S: Serializer>(s: &StepState, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(&s.letter().to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<StepState, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(s.chars()
+            .next()
+            .and_then(StepState::from_letter)
+            .unwrap_or(StepState::Pending))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use planner::snapshot::{ClusterSnapshot, NodeInfo};
-
-    use super::*;
-
-    fn plan(nodes: usize) -> Plan {
-        let spec = planner::MigrationSpec::from_yaml(
-            "apiVersion: cni-migrate.io/v1alpha1\nkind: MigrationSpec\nmetadata: {name: t}\n\
-             target: {ciliumVersion: 1.17.3, podCIDRs: [100.64.0.0/10], tunnel: {port: 8473}}\n\
-             rollout: {reboot: {command: [reboot, \"{node}\"]}}\n",
-            "t",
-        )
-        .expect("spec");
-        let snap = ClusterSnapshot {
-            nodes: (0..nodes)
-                .map(|i| NodeInfo {
-                    name: format!("ip-10-0-{}-{}.eu-west-1.compute.internal", i / 250, i % 250),
-                    ready: true,
-                    ..NodeInfo::default()
-                })
-                .collect(),
-            ..ClusterSnapshot::default()
-        };
-        planner::plan(&spec, &snap)
-    }
-
-    #[test]
-    fn five_thousand_finished_nodes_fit_a_configmap() {
-        let p = plan(5000);
-        let idx = StepIndex::new(&p);
-        let mut c = Checkpoint::new(&p, "run-1@host", 1_700_000_000);
-        let mut now = 1_700_000_000;
-        for s in &p.steps {
-            now += 7;
-            c.transition(&idx, &s.id, StepState::Running, now, None)
-                .expect("start");
-            if s.kind == planner::StepKind::Cordon {
-                c.record_prior(
-                    s.node.as_deref().unwrap_or_default(),
-                    &NodePrior {
-                        cordoned: false,
-                        labelled: false,
-                    },
-                );
-            }
-            if s.kind == planner::StepKind::Label {
-                c.nodes
-                    .get_mut(s.node.as_deref().unwrap_or_default())
-                    .expect("node")
-                    .agent_uids = vec!["5f0c3b8e-1a2b-4c3d-8e9f-0a1b2c3d4e5f".into()];
-            }
-            c.transition(&idx, &s.id, StepState::Done, now + 30, None)
-                .expect("done");
-        }
-        let size = c.to_json().len();
-        eprintln!("checkpoint for 5,000 finished nodes: {size} bytes");
-        assert!(size < 1024 * 1024, "{size} bytes does not fit a ConfigMap");
-        assert_eq!(Checkpoint::from_json(&c.to_json()).expect("round trip"), c);
-    }
-
-    #[test]
-    fn steps_start_only_after_their_dependencies_and_never_leave_done() {
-        let p = plan(2);
-        let idx = StepIndex::new(&p);
-        let mut c = Checkpoint::new(&p, "r", 100);
-        let first_node = &p.nodes[0].name;
-        let drain = format!("{first_node}/drain");
-        let err = c
-            .transition(&idx, &drain, StepState::Running, 101, None)
-            .expect_err("cordon not done");
-        assert!(
-            err.to_string().contains(&format!("{first_node}/cordon")),
-            "{err}"
-        );
-        for id in ["preflight", "cilium-installed", "node-config"] {
-            c.transition(&idx, id, StepState::Running, 101, None)
-                .expect("start");
-            c.transition(&idx, id, StepState::Done, 102, None)
-                .expect("done");
-        }
-        let cordon = format!("{first_node}/cordon");
-        c.transition(&idx, &cordon, StepState::Running, 103, None)
-            .expect("start");
-        c.transition(&idx, &cordon, StepState::Done, 104, None)
-            .expect("done");
-        assert!(
-            c.transition(&idx, &cordon, StepState::Running, 105, None)
-                .is_err(),
-            "done is final"
-        );
-        c.transition(&idx, &drain, StepState::Running, 105, None)
-            .expect("start");
-        c.transition(
-            &idx,
-            &drain,
-            StepState::Failed,
-            106,
-            Some("PDB shop/payments".into()),
-        )
-        .expect("fail");
-        assert_eq!(
-            c.nodes[first_node].message.as_deref(),
-            Some("PDB shop/payments")
-        );
-        c.transition(&idx, &drain, StepState::Running, 107, None)
-            .expect("a failed step may be retried");
-        assert!(matches!(
-            c.transition(&idx, "nope", StepState::Running, 1, None),
-            Err(CheckpointError::UnknownStep(_))
-        ));
-    }
-
-    #[test]
-    fn prior_state_is_recorded_once() {
-        let p = plan(1);
-        let mut c = Checkpoint::new(&p, "r", 1);
-        let n = &p.nodes[0].name;
-        assert!(c.record_prior(
-            n,
-            &NodePrior {
-                cordoned: true,
-                labelled: false
-            }
-        ));
-        assert!(
-            !c.record_prior(
-                n,
-                &NodePrior {
-                    cordoned: false,
-                    labelled: true
-                }
-            ),
-            "a resumed run must not overwrite it"
-        );
-        assert_eq!(
-            c.prior(n),
-            Some(NodePrior {
-                cordoned: true,
-                labelled: false
-            })
-        );
-    }
-
-    #[test]
-    fn other_versions_and_other_plans_are_refused_with_reasons() {
-        let p = plan(3);
-        let c = Checkpoint::new(&p, "r", 1);
-        let future = c.to_json().replace("\"version\":1", "\"version\":9");
-        assert_eq!(
-            Checkpoint::from_json(&future),
-            Err(CheckpointError::Version { found: 9 })
-        );
-        assert!(matches!(
-            Checkpoint::from_json("{"),
-            Err(CheckpointError::Malformed(_))
-        ));
-        let bigger = plan(4);
-        let err = c
-            .verify_fingerprint(&bigger)
-            .expect_err("different node set");
-        assert!(err.to_string().contains("is new"), "{err}");
-        c.verify_fingerprint(&p).expect("same plan");
-    }
-
-    #[test]
-    fn the_file_store_writes_atomically_and_refuses_a_lost_race() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = FileStore::new(dir.path().join("state.json"));
-        assert!(store.load().expect("load").is_none());
-        let p = plan(2);
-        let mut a = Checkpoint::new(&p, "a", 1);
-        store.save(&mut a).expect("first write");
-        let mut b = store.load().expect("load").expect("exists");
-        store.save(&mut a).expect("a writes again");
-        assert!(matches!(
-            store.save(&mut b),
-            Err(StoreError::Conflict {
-                expected: 1,
-                found: 2
-            })
-        ));
-        assert_eq!(store.load().expect("load").expect("exists").generation, 2);
-        std::fs::write(dir.path().join("state.json"), "garbage").expect("write");
-        assert!(matches!(store.load(), Err(StoreError::Parse { .. })));
-    }
-}
+mod tests;

@@ -104,7 +104,7 @@ pub fn classify(pod: &PodInfo, opts: &DrainOptions) -> Result<Option<Skip>, Refu
     if pod.mirror {
         return Ok(Some(Skip::Mirror));
     }
-    if crate::probe::is_ours(pod) {
+    if pod.is_cni_migrate_pod() {
         return Ok(Some(Skip::Ours));
     }
     if pod.phase.is_finished() {

@@ -1,26 +1,38 @@
 //! Runs a cni-migrate plan against a cluster.
 //!
 //! ```text
-//! Plan ─► scheduler (canary, soak, maxUnavailable, PDB-aware)      [not yet: issue 3]
-//!           │
-//!           ▼
-//!         steps: observe ─► act ─► wait, through the `Cluster` trait only
-//!           cordon · drain · label · restart-agent · reboot · verify · uncordon
-//!           │
-//!           ▼
-//!         checkpoints + Lease lock (cluster::lease)                 [lock done; checkpoints: issue 3]
+//! session ─► Lease lock (renewed in the background, released on drop) ─► checkpoint read and
+//!   │        judged (fresh run, resume, rollback, already complete) ─► Runner
+//!   ▼
+//! runtime (Runner: the run loop) ─► scheduler::decide (pure) ─► node chains in flight
+//!   │       recheck (migrated nodes hold up before each admission)
+//!   │       run_step ─► step::dispatch(kind, ctx): observe ─► act ─► wait, through `Cluster`
+//!   │                     node · helm · verify · finale · eks          (drain, agent, probe)
+//!   ├─► checkpoint (typed record; ConfigMap or file store) after every transition
+//!   └─► events ─► progress bars / lines / JSON lines, Node Events
+//! rollback: the planner's rollback chain through the same run_step
+//! status: what `cni-migrate status` shows, from the checkpoint and the cluster
 //! ```
 //!
-//! Every step first checks whether its effect already holds, so re-running any step after a
-//! crash is safe; prior node state is observed separately so the runtime can record it before
-//! the first change.
+//! Below them: `error` (one `StepError`), `wait` (`until` and `Backoff`), `config`, `ranges`,
+//! `endpoints`, `outcome`.
 
 pub mod agent;
 pub mod checkpoint;
+pub mod config;
 pub mod drain;
-pub mod eks;
+pub mod endpoints;
+pub mod error;
+pub mod events;
+pub mod outcome;
 pub mod probe;
+pub mod ranges;
+pub mod recheck;
+pub mod rollback;
 pub mod runtime;
 pub mod scheduler;
-pub mod steps;
+pub mod session;
+pub mod status;
+pub mod step;
 pub mod store;
+pub mod wait;

@@ -20,13 +20,14 @@
 use std::{net::IpAddr, time::Duration};
 
 use cluster::Cluster;
-use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Pod;
 use planner::snapshot::{PodInfo, PodPhase};
 use serde_json::json;
-use tokio::time::Instant;
 
-use crate::steps::{StepError, cl};
+use crate::{
+    error::{StepError, cl},
+    wait::{self, Check},
+};
 
 /// Where the tool's pods run.
 pub const NAMESPACE: &str = "kube-system";
@@ -221,48 +222,45 @@ pub async fn run_pod<C: Cluster + ?Sized>(
         .create_pod(pod)
         .await
         .map_err(cl(format!("creating the {what} on {node}")))?;
-    let deadline = Instant::now() + timeout;
-    loop {
+    let failed = |state: String| StepError::PodNotDone {
+        node: node.to_owned(),
+        what: what.to_owned(),
+        pod: created.key(),
+        until_done,
+        waited: timeout,
+        state,
+    };
+    let waited = wait::looked(timeout, poll, || async {
         let seen = cluster
             .pod(&created.namespace, &created.name)
             .await
             .map_err(cl(format!("reading pod {}", created.key())))?;
-        let state = match &seen {
-            None => "deleted".to_owned(),
-            Some(p) if until_done && p.phase.is_finished() => return Ok(p.clone()),
+        Ok::<_, StepError>(match seen {
+            None => Check::Done(Err("deleted".to_owned())),
+            Some(p) if until_done && p.phase.is_finished() => Check::Done(Ok(p)),
             Some(p) if !until_done && p.phase == PodPhase::Running && !p.pod_ips.is_empty() => {
-                return Ok(p.clone());
+                Check::Done(Ok(p))
             }
             Some(p) if !until_done && p.phase.is_finished() => {
-                format!("{:?} (it exited)", p.phase)
+                Check::Pending(format!("{:?} (it exited)", p.phase))
             }
-            Some(p) => format!(
+            Some(p) => Check::Pending(format!(
                 "{:?}{}",
                 p.phase,
                 p.waiting_reason
                     .as_deref()
                     .map(|r| format!(", waiting: {r}"))
                     .unwrap_or_default()
-            ),
-        };
-        if seen.is_none() || Instant::now() >= deadline {
+            )),
+        })
+    })
+    .await?;
+    match waited {
+        Ok(Ok(p)) => Ok(p),
+        Ok(Err(state)) | Err(state) => {
             delete_own(cluster, &created).await;
-            return Err(StepError::Verify {
-                node: node.to_owned(),
-                reason: format!(
-                    "expected the {what} pod {} to {} within {}s, saw it {state}{}",
-                    created.key(),
-                    if until_done { "finish" } else { "run" },
-                    timeout.as_secs(),
-                    if state.contains("ImagePull") || state.contains("ErrImage") {
-                        " (is rollout.verify.image pullable on the node?)"
-                    } else {
-                        ""
-                    }
-                ),
-            });
+            Err(failed(state))
         }
-        tokio::time::sleep(poll).await;
     }
 }
 
@@ -298,60 +296,6 @@ pub async fn run_to_completion<C: Cluster + ?Sized>(
     delete_own(cluster, &done).await;
     let log = log.map_err(cl(format!("reading the log of {}", done.key())))?;
     Ok((done, log))
-}
-
-/// Cilium's ranges: prefixes (a cluster pool), and single addresses (ENI mode, one per
-/// address of every CiliumNode's pool) kept in a set, so a lookup stays cheap however many
-/// addresses 5,000 nodes hold.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Ranges {
-    nets: Vec<IpNet>,
-    hosts: std::collections::HashSet<IpAddr>,
-}
-
-impl Ranges {
-    /// From networks; host routes (`/32`, `/128`) go to the address set.
-    pub fn new(nets: impl IntoIterator<Item = IpNet>) -> Self {
-        let mut out = Ranges::default();
-        for n in nets {
-            if n.prefix_len() == n.max_prefix_len() {
-                out.hosts.insert(n.addr());
-            } else {
-                out.nets.push(n);
-            }
-        }
-        out
-    }
-
-    /// Whether an address lies in the ranges.
-    pub fn contains(&self, ip: &IpAddr) -> bool {
-        self.hosts.contains(ip) || self.nets.iter().any(|n| n.contains(ip))
-    }
-
-    /// Whether a whole network lies in the ranges.
-    pub fn contains_net(&self, net: &IpNet) -> bool {
-        self.nets.iter().any(|n| n.contains(net))
-            || (net.prefix_len() == net.max_prefix_len() && self.hosts.contains(&net.addr()))
-    }
-}
-
-impl std::fmt::Display for Ranges {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&show_nets(&self.nets))?;
-        if !self.hosts.is_empty() {
-            let sep = if self.nets.is_empty() { "" } else { " and " };
-            write!(f, "{sep}Cilium's {} ENI addresses", self.hosts.len())?;
-        }
-        Ok(())
-    }
-}
-
-/// `a,b,c` of networks.
-pub fn show_nets(nets: &[IpNet]) -> String {
-    nets.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use planner::plan::{Phase, Plan};
 
-use crate::checkpoint::{Checkpoint, StepState};
+use crate::checkpoint::Checkpoint;
 
 /// What was observed in the cluster just before deciding.
 #[derive(Clone, Debug, Default)]
@@ -42,54 +42,20 @@ pub struct Admission {
     pub stopped: Option<String>,
 }
 
-fn node_states(ck: &Checkpoint, node: &str) -> Vec<StepState> {
-    ck.nodes
-        .get(node)
-        .map(|r| {
-            r.states
-                .chars()
-                .map(|c| match c {
-                    'R' => StepState::Running,
-                    'D' => StepState::Done,
-                    'F' => StepState::Failed,
-                    'S' => StepState::Skipped,
-                    _ => StepState::Pending,
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Every step of the node done or skipped.
-pub fn node_done(ck: &Checkpoint, node: &str) -> bool {
-    let s = node_states(ck, node);
-    !s.is_empty() && s.iter().all(|s| s.is_complete())
-}
-
-/// Rolled back by `cni-migrate rollback`: not admitted until `resume --retry NODE`.
-pub fn held(ck: &Checkpoint, node: &str) -> bool {
-    ck.nodes.get(node).is_some_and(|r| r.rolled_back.is_some())
-}
-
-/// Started (some step left Pending) and not done.
-pub fn node_in_flight(ck: &Checkpoint, node: &str) -> bool {
-    let s = node_states(ck, node);
-    s.iter().any(|s| *s != StepState::Pending) && !node_done(ck, node)
-}
-
 /// Whether the node's drain is still to come or under way (so it may still spend budgets).
 fn drain_pending(plan: &Plan, ck: &Checkpoint, node: &str) -> bool {
-    let states = node_states(ck, node);
+    let Some(rec) = ck.node(node) else {
+        return false;
+    };
     plan.node_steps(node)
-        .zip(states)
-        .any(|(step, state)| step.kind == planner::StepKind::Drain && !state.is_complete())
+        .zip(&rec.steps)
+        .any(|(step, s)| step.kind == planner::StepKind::Drain && !s.state.is_complete())
 }
 
 /// When the node finished, as Unix seconds (its last step's finish).
 fn finished_at(ck: &Checkpoint, node: &str) -> Option<u64> {
-    let rec = ck.nodes.get(node)?;
-    let last = rec.times.iter().copied().max()?;
-    (last > 0).then(|| ck.created + u64::from(last))
+    let (_, last) = ck.node(node)?.span()?;
+    Some(ck.created + u64::from(last))
 }
 
 /// Decides which nodes to admit now.
@@ -115,11 +81,7 @@ pub fn decide(plan: &Plan, ck: &Checkpoint, obs: &Observations, now: u64) -> Adm
         .steps
         .iter()
         .filter(|s| s.phase == Phase::Prelude)
-        .all(|s| {
-            ck.global
-                .get(&s.id)
-                .is_some_and(|g| matches!(g.state.as_str(), "D" | "S"))
-        });
+        .all(|s| ck.global_state(&s.id).is_complete());
     if !prelude_done {
         out.stopped =
             Some("the prelude (preflight, Cilium install, CiliumNodeConfig) is not done".into());
@@ -129,7 +91,7 @@ pub fn decide(plan: &Plan, ck: &Checkpoint, obs: &Observations, now: u64) -> Adm
         .nodes
         .iter()
         .map(|n| n.name.as_str())
-        .filter(|n| node_in_flight(ck, n))
+        .filter(|n| ck.node_in_flight(n))
         .collect();
 
     // Canaries, one at a time; a canary rolled back stops the rollout.
@@ -137,9 +99,9 @@ pub fn decide(plan: &Plan, ck: &Checkpoint, obs: &Observations, now: u64) -> Adm
         .nodes
         .iter()
         .filter(|n| n.canary)
-        .find(|n| !node_done(ck, &n.name))
+        .find(|n| !ck.node_done(&n.name))
     {
-        if held(ck, &canary.name) {
+        if ck.held(&canary.name) {
             out.stopped = Some(format!(
                 "canary {} was rolled back: no other node starts until `cni-migrate resume --retry {}`",
                 canary.name, canary.name
@@ -184,10 +146,10 @@ pub fn decide(plan: &Plan, ck: &Checkpoint, obs: &Observations, now: u64) -> Adm
             break;
         }
         let name = node.name.as_str();
-        if node_done(ck, name) || node_in_flight(ck, name) {
+        if ck.node_done(name) || ck.node_in_flight(name) {
             continue;
         }
-        if held(ck, name) {
+        if ck.held(name) {
             out.waiting.push((
                 name.to_owned(),
                 "rolled back (resume --retry to migrate it again)".into(),
@@ -235,7 +197,7 @@ mod tests {
     use planner::snapshot::{ClusterSnapshot, NodeInfo};
 
     use super::*;
-    use crate::checkpoint::StepIndex;
+    use crate::checkpoint::{StepIndex, StepState};
 
     fn plan(nodes: usize, canary: u32, max: &str, soak: &str) -> Plan {
         let spec = planner::MigrationSpec::from_yaml(
@@ -260,27 +222,27 @@ mod tests {
         planner::plan(&spec, &snap)
     }
 
-    fn finish(ck: &mut Checkpoint, idx: &StepIndex<'_>, id: &str, now: u64) {
+    fn finish(ck: &mut Checkpoint, idx: &StepIndex, id: &str, now: u64) {
         ck.transition(idx, id, StepState::Running, now, None)
             .expect("start");
         ck.transition(idx, id, StepState::Done, now, None)
             .expect("done");
     }
 
-    fn finish_node(ck: &mut Checkpoint, idx: &StepIndex<'_>, plan: &Plan, node: &str, now: u64) {
+    fn finish_node(ck: &mut Checkpoint, idx: &StepIndex, plan: &Plan, node: &str, now: u64) {
         let ids: Vec<String> = plan.node_steps(node).map(|s| s.id.clone()).collect();
         for id in ids {
             finish(ck, idx, &id, now);
         }
     }
 
-    fn start_node(ck: &mut Checkpoint, idx: &StepIndex<'_>, plan: &Plan, node: &str, now: u64) {
+    fn start_node(ck: &mut Checkpoint, idx: &StepIndex, plan: &Plan, node: &str, now: u64) {
         let first = plan.node_steps(node).next().expect("chain").id.clone();
         ck.transition(idx, &first, StepState::Running, now, None)
             .expect("start");
     }
 
-    fn ready(plan: &Plan, idx: &StepIndex<'_>) -> Checkpoint {
+    fn ready(plan: &Plan, idx: &StepIndex) -> Checkpoint {
         let mut ck = Checkpoint::new(plan, "r", 1000);
         for id in ["preflight", "cilium-installed", "node-config"] {
             finish(&mut ck, idx, id, 1000);
@@ -291,7 +253,7 @@ mod tests {
     #[test]
     fn nothing_before_the_prelude_then_canaries_one_at_a_time() {
         let p = plan(6, 2, "2", "0s");
-        let idx = StepIndex::new(&p);
+        let idx = StepIndex::new(&p.steps);
         let ck = Checkpoint::new(&p, "r", 1000);
         assert!(
             decide(&p, &ck, &Observations::default(), 1000)
@@ -320,7 +282,7 @@ mod tests {
     #[test]
     fn soak_then_pipelined_up_to_max_in_flight() {
         let p = plan(6, 1, "2", "60s");
-        let idx = StepIndex::new(&p);
+        let idx = StepIndex::new(&p.steps);
         let mut ck = ready(&p, &idx);
         finish_node(&mut ck, &idx, &p, "n00", 1100);
         let d = decide(&p, &ck, &Observations::default(), 1120);
@@ -352,7 +314,7 @@ mod tests {
     #[test]
     fn a_budget_spent_in_flight_sends_the_next_node_past_it() {
         let p = plan(5, 1, "2", "0s");
-        let idx = StepIndex::new(&p);
+        let idx = StepIndex::new(&p.steps);
         let mut ck = ready(&p, &idx);
         finish_node(&mut ck, &idx, &p, "n00", 1100);
         start_node(&mut ck, &idx, &p, "n01", 1101);
@@ -386,7 +348,7 @@ mod tests {
     #[test]
     fn a_failure_or_a_pause_stops_admissions() {
         let p = plan(4, 1, "2", "0s");
-        let idx = StepIndex::new(&p);
+        let idx = StepIndex::new(&p.steps);
         let mut ck = ready(&p, &idx);
         ck.paused = true;
         assert!(

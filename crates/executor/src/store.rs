@@ -16,7 +16,68 @@ use async_trait::async_trait;
 use cluster::{Cluster, ClusterError};
 use tokio::sync::Mutex;
 
-use crate::checkpoint::{Checkpoint, CheckpointStore, FileStore, StoreError};
+use crate::checkpoint::{Checkpoint, CheckpointError};
+
+/// Why a checkpoint store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Reading or writing the file failed.
+    #[error("cannot {verb} checkpoint file {path}")]
+    Io {
+        /// `read` or `write`.
+        verb: &'static str,
+        /// The file.
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The stored checkpoint is not readable.
+    #[error("checkpoint file {path} is not usable")]
+    Parse {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: CheckpointError,
+    },
+    /// Reading or writing the checkpoint in the cluster failed.
+    #[error("cannot {verb} the checkpoint in {what}")]
+    Cluster {
+        /// `read` or `write`.
+        verb: &'static str,
+        /// Where.
+        what: String,
+        /// The error.
+        #[source]
+        source: Box<cluster::ClusterError>,
+    },
+    /// The checkpoint outgrew its store.
+    #[error("the checkpoint is {bytes} bytes, more than {what} can hold: use --state file:PATH")]
+    TooLarge {
+        /// Where.
+        what: String,
+        /// Its size.
+        bytes: usize,
+    },
+    /// Another writer changed the checkpoint since it was read.
+    #[error(
+        "the checkpoint was changed by another run (generation {found}, expected {expected}): is another cni-migrate running?"
+    )]
+    Conflict {
+        /// The generation read.
+        expected: u64,
+        /// The generation found.
+        found: u64,
+    },
+}
+
+impl StoreError {
+    /// Whether trying again may succeed: the cluster failed for a passing reason.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, StoreError::Cluster { source, .. } if source.is_retriable())
+    }
+}
 
 /// Namespace of the default checkpoint ConfigMap.
 pub const STATE_NAMESPACE: &str = "kube-system";
@@ -45,14 +106,71 @@ pub trait StateStore: Send + Sync {
     fn describe(&self) -> String;
 }
 
+/// A checkpoint in a local file (`--state file:PATH`), replaced atomically on every write.
+pub struct FileStore {
+    path: std::path::PathBuf,
+}
+
+impl FileStore {
+    /// A store at a path.
+    pub fn new(path: impl Into<std::path::PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    fn read(&self) -> Result<Option<Checkpoint>, StoreError> {
+        let path = self.path.display().to_string();
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) => Checkpoint::from_json(&text)
+                .map(Some)
+                .map_err(|source| StoreError::Parse { path, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io {
+                verb: "read",
+                path,
+                source,
+            }),
+        }
+    }
+}
+
 #[async_trait]
 impl StateStore for FileStore {
     async fn load(&self) -> Result<Option<Checkpoint>, StoreError> {
-        CheckpointStore::load(self)
+        self.read()
     }
 
     async fn save(&self, checkpoint: &mut Checkpoint) -> Result<(), StoreError> {
-        CheckpointStore::save(self, checkpoint)
+        use std::io::Write as _;
+        let path = self.path.display().to_string();
+        if let Some(current) = self.read()?
+            && current.generation != checkpoint.generation
+        {
+            return Err(StoreError::Conflict {
+                expected: checkpoint.generation,
+                found: current.generation,
+            });
+        }
+        checkpoint.generation += 1;
+        let tmp = self.path.with_extension("tmp~");
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(checkpoint.to_json().as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)
+        };
+        write().map_err(|source| {
+            checkpoint.generation -= 1;
+            StoreError::Io {
+                verb: "write",
+                path,
+                source,
+            }
+        })
     }
 
     fn describe(&self) -> String {
@@ -225,7 +343,55 @@ fn label_value(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use planner::snapshot::{ClusterSnapshot, NodeInfo};
+
     use super::*;
+
+    #[tokio::test]
+    async fn the_file_store_writes_atomically_and_refuses_a_lost_race() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = FileStore::new(dir.path().join("state.json"));
+        assert!(store.load().await.expect("load").is_none());
+        let spec = planner::MigrationSpec::from_yaml(
+            "apiVersion: cni-migrate.io/v1alpha1\nkind: MigrationSpec\nmetadata: {name: t}\n\
+             target: {ciliumVersion: 1.17.3, podCIDRs: [100.64.0.0/10], tunnel: {port: 8473}}\n",
+            "t",
+        )
+        .expect("spec");
+        let snap = ClusterSnapshot {
+            nodes: (0..2)
+                .map(|i| NodeInfo {
+                    name: format!("n{i}"),
+                    ready: true,
+                    ..NodeInfo::default()
+                })
+                .collect(),
+            ..ClusterSnapshot::default()
+        };
+        let p = planner::plan(&spec, &snap);
+        let mut a = Checkpoint::new(&p, "a", 1);
+        store.save(&mut a).await.expect("first write");
+        let mut b = store.load().await.expect("load").expect("exists");
+        store.save(&mut a).await.expect("a writes again");
+        assert!(matches!(
+            store.save(&mut b).await,
+            Err(StoreError::Conflict {
+                expected: 1,
+                found: 2
+            })
+        ));
+        assert_eq!(
+            store
+                .load()
+                .await
+                .expect("load")
+                .expect("exists")
+                .generation,
+            2
+        );
+        std::fs::write(dir.path().join("state.json"), "garbage").expect("write");
+        assert!(matches!(store.load().await, Err(StoreError::Parse { .. })));
+    }
 
     #[test]
     fn label_values_are_valid() {

@@ -8,8 +8,11 @@ use std::{path::PathBuf, time::Duration};
 use cluster::{Cluster, ClusterArgs, KubeCluster};
 use executor::{
     agent,
+    checkpoint::NodePrior,
     drain::{self, DrainError, DrainOptions, Refusal},
-    steps::{self, NodePrior, StepError},
+    error::StepError,
+    ranges::Ranges,
+    step::{node as steps, verify::verify_basic},
 };
 use serde_json::json;
 use sim::Sim;
@@ -305,9 +308,9 @@ async fn basic_verification_explains_what_it_expected_and_saw() {
         "/../../plans/kind-flannel.yaml"
     )))
     .expect("spec");
-    let err = steps::verify_basic(
+    let err = verify_basic(
         &c,
-        &executor::probe::Ranges::new(spec.target.pod_cidrs.clone()),
+        &Ranges::new(spec.target.pod_cidrs.clone()),
         "kind-worker",
         &[],
     )
@@ -319,9 +322,9 @@ async fn basic_verification_explains_what_it_expected_and_saw() {
         "{err}"
     );
     assert!(sim.insert(agent_pod("cilium-x", "kind-worker", true)));
-    let err = steps::verify_basic(
+    let err = verify_basic(
         &c,
-        &executor::probe::Ranges::new(spec.target.pod_cidrs.clone()),
+        &Ranges::new(spec.target.pod_cidrs.clone()),
         "kind-worker",
         &[],
     )
@@ -329,9 +332,9 @@ async fn basic_verification_explains_what_it_expected_and_saw() {
     .expect_err("no CiliumNode");
     assert!(err.to_string().contains("saw no CiliumNode"), "{err}");
     assert!(sim.insert(json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNode", "metadata": {"name": "kind-worker"}, "spec": {"ipam": {"podCIDRs": ["10.244.1.0/24"]}}})));
-    let err = steps::verify_basic(
+    let err = verify_basic(
         &c,
-        &executor::probe::Ranges::new(spec.target.pod_cidrs.clone()),
+        &Ranges::new(spec.target.pod_cidrs.clone()),
         "kind-worker",
         &[],
     )
@@ -351,9 +354,9 @@ async fn basic_verification_explains_what_it_expected_and_saw() {
     sim.store()
         .update("cilium.io/ciliumnodes", cn, None, false)
         .expect("update");
-    let ok = steps::verify_basic(
+    let ok = verify_basic(
         &c,
-        &executor::probe::Ranges::new(spec.target.pod_cidrs.clone()),
+        &Ranges::new(spec.target.pod_cidrs.clone()),
         "kind-worker",
         &[],
     )

@@ -99,6 +99,14 @@ pub enum StepKind {
     RemoveOldCni,
     /// Final check: every pod on Cilium, policy enforcement on.
     FinalVerify,
+    /// Rollback: remove the migration label.
+    Unlabel,
+    /// Rollback: put the old CNI's configuration files back.
+    RestoreCni,
+    /// Rollback, EKS overlay: bring aws-node back to the node.
+    StartAwsNode,
+    /// Rollback: the node hands out old-overlay addresses again.
+    VerifyRollback,
 }
 
 impl StepKind {
@@ -122,6 +130,10 @@ impl StepKind {
             StepKind::DeleteNodeConfig => "delete-node-config",
             StepKind::RemoveOldCni => "remove-old-cni",
             StepKind::FinalVerify => "final-verify",
+            StepKind::Unlabel => "unlabel",
+            StepKind::RestoreCni => "restore-cni",
+            StepKind::StartAwsNode => "start-aws-node",
+            StepKind::VerifyRollback => "verify-rollback",
         }
     }
 
@@ -129,7 +141,10 @@ impl StepKind {
     pub fn mutates(self) -> bool {
         !matches!(
             self,
-            StepKind::Preflight | StepKind::Verify | StepKind::FinalVerify
+            StepKind::Preflight
+                | StepKind::Verify
+                | StepKind::FinalVerify
+                | StepKind::VerifyRollback
         )
     }
 }
@@ -150,6 +165,8 @@ pub enum Phase {
     Node,
     /// After every node.
     Finale,
+    /// A node's way back to the old CNI (`cni-migrate rollback`).
+    Rollback,
 }
 
 /// One step of the plan.
@@ -1129,4 +1146,43 @@ mod tests {
             "ssh n1 'sudo reboot'"
         );
     }
+}
+
+/// TEMPORARY stand-in (replaced by the planner's own): a node's rollback chain.
+pub fn rollback_chain(plan: &Plan, node: &str) -> Vec<Step> {
+    if !plan.nodes.iter().any(|n| n.name == node)
+        || plan.spec.target.mode == crate::spec::TargetMode::EksEni
+    {
+        return Vec::new();
+    }
+    let mut kinds = vec![
+        StepKind::Cordon,
+        StepKind::Drain,
+        StepKind::Unlabel,
+        StepKind::RestartAgent,
+        StepKind::RestoreCni,
+    ];
+    if plan.spec.target.mode == crate::spec::TargetMode::EksOverlay {
+        kinds.push(StepKind::StartAwsNode);
+    }
+    if plan.spec.rollout.reboot.is_some() {
+        kinds.push(StepKind::Reboot);
+    }
+    kinds.push(StepKind::VerifyRollback);
+    kinds.push(StepKind::Uncordon);
+    let mut out: Vec<Step> = Vec::new();
+    for k in kinds {
+        let id = format!("rollback/{node}/{k}");
+        out.push(Step {
+            depends_on: out.last().map(|s| vec![s.id.clone()]).unwrap_or_default(),
+            id,
+            kind: k,
+            node: Some(node.to_owned()),
+            phase: Phase::Rollback,
+            timeout_seconds: 600,
+            description: format!("{k} (rollback)"),
+            commands: Vec::new(),
+        });
+    }
+    out
 }

@@ -26,8 +26,8 @@ use std::{
     io::{BufRead, BufReader},
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::{Arc, Mutex, atomic::AtomicBool},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use anyhow::{Context, bail};
@@ -37,9 +37,11 @@ use bench::{
 };
 use cluster::Cluster;
 use executor::{
-    checkpoint::{Checkpoint, StepIndex, StepState},
-    runtime::{Event, EventKind, Observer, Outcome, RunConfig, Runner, Timing},
-    steps::NodePrior,
+    checkpoint::{Checkpoint, NodePrior, StepIndex, StepState},
+    config::{RunConfig, Timing},
+    events::{Event, EventKind, Observer},
+    outcome::Outcome,
+    session::{Intent, LockSpec, Session},
     store::{CONFIGMAP_LIMIT, ConfigMapStore},
 };
 use tokio::time::Instant;
@@ -157,13 +159,6 @@ fn main() -> anyhow::Result<()> {
 
 // ---------------------------------------------------------------------------------------------
 // Part 1: the scheduler's makespan in virtual time.
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 fn spec_yaml(canary: u32, max_unavailable: &str, soak: &str) -> String {
     let max = if max_unavailable.ends_with('%') {
@@ -327,40 +322,32 @@ fn schedule_one(a: &ScheduleArgs, syn: &Synthetic, k: &str) -> anyhow::Result<()
             },
         ));
         let cluster: Arc<dyn Cluster> = fake.clone();
-        let store = ConfigMapStore::new(cluster.clone());
+        let store = Box::new(ConfigMapStore::new(cluster.clone()));
         let timeline = Timeline::default();
-        let cfg = RunConfig {
-            run_id: "exec-bench@localhost".into(),
-            helm: None,
-            helm_extra: Vec::new(),
-            work_dir: work.path().to_path_buf(),
-            timing: Timing::real(),
-            stop_before_finalize: true,
-            node_events: true,
-            crash_at: None,
-        };
-        let checkpoint = Checkpoint::new(&plan, &cfg.run_id, unix_now());
-        let runner = Runner::new(
-            &plan,
-            cluster.clone(),
-            &store,
-            checkpoint,
-            cfg,
-            &timeline,
-            Arc::new(AtomicBool::new(false)),
-        );
+        let mut cfg = RunConfig::new("exec-bench@localhost", Timing::real());
+        cfg.helm.work_dir = work.path().to_path_buf();
+        cfg.stop_before_finalize = true;
+        let session = Session::open(cluster.clone(), store, Intent::Apply)
+            .await
+            .context("opening the session")?;
+        let locked = session
+            .lock(LockSpec::None, &plan, &cfg.run_id.clone(), false)
+            .await
+            .context("locking the session")?;
+        let runner = locked.runner(&plan, cfg, &timeline);
         let t0 = Instant::now();
         let outcome = runner.run().await;
         let virtual_total = t0.elapsed();
         let ck = runner.checkpoint().await;
+        drop(runner);
         let marks = std::mem::take(
             &mut *timeline
                 .0
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        (outcome, virtual_total, ck, fake.counters(), marks)
-    });
+        anyhow::Ok((outcome, virtual_total, ck, fake.counters(), marks))
+    })?;
     let wall = wall.elapsed();
     let outcome = outcome.context("the run could not go on")?;
     match &outcome {
@@ -598,7 +585,7 @@ fn schedule_one(a: &ScheduleArgs, syn: &Synthetic, k: &str) -> anyhow::Result<()
     let ck_last = ck
         .nodes
         .values()
-        .filter_map(|r| r.times.iter().copied().max())
+        .filter_map(|r| r.span().map(|(_, last)| last))
         .max()
         .unwrap_or(0);
     println!(
@@ -625,7 +612,7 @@ fn checkpoint_5000() -> anyhow::Result<()> {
         ..planner::ClusterSnapshot::default()
     };
     let p = planner::plan(&spec, &snap);
-    let idx = StepIndex::new(&p);
+    let idx = StepIndex::new(&p.steps);
     let mut c = Checkpoint::new(&p, "exec-bench@localhost", 1_700_000_000);
     let mut now = 1_700_000_000;
     for s in &p.steps {
@@ -641,10 +628,8 @@ fn checkpoint_5000() -> anyhow::Result<()> {
                 },
             );
         }
-        if s.kind == planner::StepKind::Label
-            && let Some(rec) = c.nodes.get_mut(node)
-        {
-            rec.agent_uids = vec!["5f0c3b8e-1a2b-4c3d-8e9f-0a1b2c3d4e5f".into()];
+        if s.kind == planner::StepKind::Label {
+            c.record_agent_uids(node, vec!["5f0c3b8e-1a2b-4c3d-8e9f-0a1b2c3d4e5f".into()]);
         }
         c.transition(&idx, &s.id, StepState::Done, now + 30, None)?;
     }

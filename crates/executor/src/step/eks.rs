@@ -1,5 +1,5 @@
-//! The EKS profiles' own steps: confining aws-node, moving a node off it, and restarting the
-//! pods Cilium does not manage.
+//! The EKS profiles' own steps: confining aws-node, moving a node off it (and back, rolling
+//! back), and restarting the pods Cilium does not manage.
 //!
 //! ```text
 //! patch-aws-node          eks-overlay: label every node io.cilium/aws-node-enabled=true first
@@ -10,9 +10,10 @@
 //! restart-unmanaged-pods  evict (drain's rules: PDBs, refusals, deadline) the node's pods off
 //!                         the host network with no CiliumEndpoint or an IP outside Cilium's
 //!                         ranges, DaemonSet pods included
+//! start-aws-node NODE     (rollback) the label again, then a Ready aws-node pod on the node
 //! ```
 
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
 use cluster::Cluster;
 use planner::{
@@ -21,12 +22,19 @@ use planner::{
     spec::TargetMode,
 };
 use serde_json::json;
-use tokio::time::Instant;
 
+use super::{
+    ctx::{Done, StepCtx},
+    node::drain_options,
+    verify::wait_verified,
+};
 use crate::{
     drain::{self, DrainOptions, DrainReport},
+    endpoints::{Endpoints, on_pod_network},
+    error::{StepError, cl},
     probe,
-    steps::{StepError, cl},
+    ranges::Ranges,
+    wait::{self, Check},
 };
 
 /// aws-node's pod label.
@@ -40,8 +48,8 @@ fn is_aws_node(p: &PodInfo) -> bool {
 ///
 /// # Errors
 /// An API failure, or aws-node not settling within `timeout`.
-pub async fn patch_aws_node<C: Cluster + ?Sized>(
-    c: &C,
+pub async fn patch_aws_node(
+    c: &dyn Cluster,
     mode: TargetMode,
     timeout: Duration,
     poll: Duration,
@@ -86,49 +94,49 @@ pub async fn patch_aws_node<C: Cluster + ?Sized>(
     }
     // Settle: eks-eni, no aws-node pod left anywhere; eks-overlay, none on a node without the
     // label (every node has it).
-    let deadline = Instant::now() + timeout;
-    loop {
-        let nodes = c.nodes().await.map_err(cl("listing nodes"))?;
-        let labelled: Vec<&str> = nodes
-            .iter()
-            .filter(|n| n.labels.get(AWS_NODE_LABEL).is_some_and(|v| v == "true"))
-            .map(|n| n.name.as_str())
-            .collect();
-        let pods = c
-            .pods(Some("kube-system"), AWS_NODE_SELECTOR)
-            .await
-            .map_err(cl("listing aws-node pods"))?;
-        let stray: Vec<String> = pods
-            .iter()
-            .filter(|p| {
-                is_aws_node(p)
-                    && p.node_name
-                        .as_deref()
-                        .is_none_or(|n| !labelled.contains(&n))
-            })
-            .map(PodInfo::key)
-            .collect();
-        if stray.is_empty() {
-            did.push(if mode == TargetMode::EksOverlay {
-                format!("{} aws-node pod(s) keep running", pods.len())
+    let running = wait::until(
+        timeout,
+        poll,
+        || async {
+            let nodes = c.nodes().await.map_err(cl("listing nodes"))?;
+            let labelled: Vec<&str> = nodes
+                .iter()
+                .filter(|n| n.labels.get(AWS_NODE_LABEL).is_some_and(|v| v == "true"))
+                .map(|n| n.name.as_str())
+                .collect();
+            let pods = c
+                .pods(Some("kube-system"), AWS_NODE_SELECTOR)
+                .await
+                .map_err(cl("listing aws-node pods"))?;
+            let stray: Vec<String> = pods
+                .iter()
+                .filter(|p| {
+                    is_aws_node(p)
+                        && p.node_name
+                            .as_deref()
+                            .is_none_or(|n| !labelled.contains(&n))
+                })
+                .map(PodInfo::key)
+                .collect();
+            Ok(if stray.is_empty() {
+                Check::Done(pods.len())
             } else {
-                "no aws-node pod runs any more: Cilium manages ENIs from here".to_owned()
-            });
-            return Ok(did.join("; "));
-        }
-        if Instant::now() >= deadline {
-            return Err(StepError::Verify {
-                node: "cluster".into(),
-                reason: format!(
-                    "expected aws-node pods to leave every node without {AWS_NODE_LABEL}=true within {}s, saw {} still there: {}",
-                    timeout.as_secs(),
-                    stray.len(),
-                    stray.join(", ")
-                ),
-            });
-        }
-        tokio::time::sleep(poll).await;
-    }
+                Check::Pending(stray)
+            })
+        },
+        |stray| StepError::AwsNodeNotConfined {
+            label: AWS_NODE_LABEL.to_owned(),
+            waited: timeout,
+            stray,
+        },
+    )
+    .await?;
+    did.push(if mode == TargetMode::EksOverlay {
+        format!("{running} aws-node pod(s) keep running")
+    } else {
+        "no aws-node pod runs any more: Cilium manages ENIs from here".to_owned()
+    });
+    Ok(did.join("; "))
 }
 
 /// Moves a node off aws-node: label removed, its aws-node pod gone, the VPC CNI's nat chains
@@ -136,8 +144,8 @@ pub async fn patch_aws_node<C: Cluster + ?Sized>(
 ///
 /// # Errors
 /// An API failure, aws-node staying, or the flush pod failing.
-pub async fn stop_aws_node<C: Cluster + ?Sized>(
-    c: &C,
+pub async fn stop_aws_node(
+    c: &dyn Cluster,
     node: &str,
     image: &str,
     timeout: Duration,
@@ -147,13 +155,11 @@ pub async fn stop_aws_node<C: Cluster + ?Sized>(
         .await
         .map_err(cl(format!("removing {AWS_NODE_LABEL} from {node}")))?;
     if let Err(left) = await_aws_node(c, node, false, timeout, poll).await? {
-        return Err(StepError::Verify {
+        return Err(StepError::AwsNodeStayed {
             node: node.to_owned(),
-            reason: format!(
-                "expected aws-node to leave {node} once its label {AWS_NODE_LABEL} was removed, saw {} still there after {}s (does aws-node select {AWS_NODE_LABEL}=true? see the patch-aws-node step)",
-                left.join(", "),
-                timeout.as_secs()
-            ),
+            label: AWS_NODE_LABEL.to_owned(),
+            pods: left,
+            waited: timeout,
         });
     }
     probe::remove_on_node(c, node, Some(probe::FLUSH_LABEL)).await?;
@@ -169,16 +175,13 @@ pub async fn stop_aws_node<C: Cluster + ?Sized>(
         .filter_map(|l| l.strip_prefix("failed "))
         .collect();
     if !failed.is_empty() || !log.lines().any(|l| l.trim() == "done") {
-        return Err(StepError::Verify {
+        return Err(StepError::NatFlush {
             node: node.to_owned(),
-            reason: format!(
-                "expected the VPC CNI's nat chains flushed on {node}, saw {}",
-                if failed.is_empty() {
-                    format!("the flush pod end without finishing: {:?}", log.trim())
-                } else {
-                    format!("failures: {}", failed.join(", "))
-                }
-            ),
+            seen: if failed.is_empty() {
+                format!("the flush pod end without finishing: {:?}", log.trim())
+            } else {
+                format!("failures: {}", failed.join(", "))
+            },
         });
     }
     Ok(format!(
@@ -196,8 +199,8 @@ pub async fn stop_aws_node<C: Cluster + ?Sized>(
 ///
 /// # Errors
 /// An API failure, or no Ready aws-node pod within `timeout`.
-pub async fn start_aws_node<C: Cluster + ?Sized>(
-    c: &C,
+pub async fn start_aws_node(
+    c: &dyn Cluster,
     node: &str,
     timeout: Duration,
     poll: Duration,
@@ -207,17 +210,11 @@ pub async fn start_aws_node<C: Cluster + ?Sized>(
         .map_err(cl(format!("labelling {node} {AWS_NODE_LABEL}=true")))?;
     match await_aws_node(c, node, true, timeout, poll).await? {
         Ok(pod) => Ok(format!("aws-node {pod} is Ready on {node} again")),
-        Err(seen) => Err(StepError::Verify {
+        Err(seen) => Err(StepError::AwsNodeNotBack {
             node: node.to_owned(),
-            reason: format!(
-                "expected a Ready aws-node pod on {node} within {}s of labelling it {AWS_NODE_LABEL}=true, saw {}",
-                timeout.as_secs(),
-                if seen.is_empty() {
-                    "none".to_owned()
-                } else {
-                    seen.join(", ")
-                }
-            ),
+            label: AWS_NODE_LABEL.to_owned(),
+            waited: timeout,
+            seen,
         }),
     }
 }
@@ -225,15 +222,14 @@ pub async fn start_aws_node<C: Cluster + ?Sized>(
 /// Waits for the node's aws-node pod to be Ready (`ready`) or gone. `Ok(Ok(pod))` when it is
 /// (the Ready pod's name, or empty), `Ok(Err(seen))` at the deadline with the aws-node pods
 /// still seen there.
-async fn await_aws_node<C: Cluster + ?Sized>(
-    c: &C,
+async fn await_aws_node(
+    c: &dyn Cluster,
     node: &str,
     ready: bool,
     timeout: Duration,
     poll: Duration,
 ) -> Result<Result<String, Vec<String>>, StepError> {
-    let deadline = Instant::now() + timeout;
-    loop {
+    wait::looked(timeout, poll, || async {
         let pods = c
             .pods_on_node(node)
             .await
@@ -241,63 +237,102 @@ async fn await_aws_node<C: Cluster + ?Sized>(
         let mine: Vec<&PodInfo> = pods.iter().filter(|p| is_aws_node(p)).collect();
         if ready {
             if let Some(p) = mine.iter().find(|p| p.ready && !p.terminating) {
-                return Ok(Ok(p.key()));
+                return Ok(Check::Done(p.key()));
             }
         } else if mine.is_empty() {
-            return Ok(Ok(String::new()));
+            return Ok(Check::Done(String::new()));
         }
-        if Instant::now() >= deadline {
-            return Ok(Err(mine
-                .iter()
+        Ok(Check::Pending(
+            mine.iter()
                 .map(|p| format!("{} ready={}", p.key(), p.ready))
-                .collect()));
-        }
-        tokio::time::sleep(poll).await;
-    }
+                .collect(),
+        ))
+    })
+    .await
 }
 
-/// Whether Cilium manages a pod: off the host network it has a CiliumEndpoint with its IP
-/// and an IP inside Cilium's ranges.
-pub fn unmanaged(
-    p: &PodInfo,
-    endpoints: &BTreeMap<(String, String), Vec<std::net::IpAddr>>,
-    ranges: &probe::Ranges,
-) -> bool {
-    !p.host_network
-        && !p.terminating
-        && !p.phase.is_finished()
-        && !probe::is_ours(p)
-        && !p.pod_ips.is_empty()
-        && (endpoints
-            .get(&(p.namespace.clone(), p.name.clone()))
-            .is_none_or(|ips| !p.pod_ips.iter().any(|ip| ips.contains(ip)))
-            || !p.pod_ips.iter().any(|ip| ranges.contains(ip)))
+/// Whether Cilium does not manage a pod: off the host network, it has no CiliumEndpoint with
+/// its IP, or no IP inside Cilium's ranges.
+pub fn unmanaged(p: &PodInfo, endpoints: &Endpoints, ranges: &Ranges) -> bool {
+    on_pod_network(p)
+        && !p.is_cni_migrate_pod()
+        && (!endpoints.covers(p) || !p.pod_ips.iter().any(|ip| ranges.contains(ip)))
 }
 
 /// Evicts the node's pods Cilium does not manage, as a drain evicts (PDBs, refusals of
 /// unreplicated and emptyDir pods unless the spec allows them, the deadline), DaemonSet pods
-/// included. Returns the drain report and how many pods were unmanaged.
+/// included.
 ///
 /// # Errors
 /// As a drain.
-pub async fn restart_unmanaged<C: Cluster + ?Sized>(
-    c: &C,
+pub async fn restart_unmanaged(
+    c: &dyn Cluster,
     node: &str,
     opts: &DrainOptions,
-    ranges: &probe::Ranges,
+    ranges: &Ranges,
 ) -> Result<DrainReport, StepError> {
-    let eps = c
-        .cilium_endpoints()
+    let endpoints = Endpoints::list(c)
         .await
         .map_err(cl("listing CiliumEndpoints"))?;
-    let mut endpoints: BTreeMap<(String, String), Vec<std::net::IpAddr>> = BTreeMap::new();
-    for e in eps {
-        endpoints.insert((e.namespace, e.name), e.ips);
-    }
     let mut opts = opts.clone();
     opts.include_daemonset_pods = true;
     let select = move |p: &PodInfo| unmanaged(p, &endpoints, ranges);
     drain::evict_where(c, node, &opts, &select)
         .await
         .map_err(StepError::from)
+}
+
+/// `patch-aws-node`.
+pub(super) async fn patch_aws_node_step(ctx: &StepCtx<'_>) -> Result<Done, StepError> {
+    let t = ctx.timing();
+    patch_aws_node(ctx.cluster, ctx.spec().target.mode, t.agent_timeout, t.poll)
+        .await
+        .map(Done::Done)
+}
+
+/// `stop-aws-node`.
+pub(super) async fn stop_aws_node_step(ctx: &StepCtx<'_>) -> Result<Done, StepError> {
+    let t = ctx.timing();
+    stop_aws_node(
+        ctx.cluster,
+        ctx.node,
+        &ctx.spec().rollout.verify.image,
+        t.agent_timeout,
+        t.poll,
+    )
+    .await
+    .map(Done::Done)
+}
+
+/// `start-aws-node` (rollback): only in an EKS overlay migration.
+pub(super) async fn start_aws_node_step(ctx: &StepCtx<'_>) -> Result<Done, StepError> {
+    if ctx.spec().target.mode != TargetMode::EksOverlay {
+        return Ok(Done::Done(
+            "not an EKS overlay migration: no aws-node to bring back".into(),
+        ));
+    }
+    let t = ctx.timing();
+    start_aws_node(ctx.cluster, ctx.node, t.agent_timeout, t.poll)
+        .await
+        .map(Done::Done)
+}
+
+/// `restart-unmanaged-pods`: once the node's agent is Ready (or the replacements would start
+/// unmanaged again), the pods Cilium does not manage are evicted.
+pub(super) async fn restart_unmanaged_step(ctx: &StepCtx<'_>) -> Result<Done, StepError> {
+    let node = ctx.node;
+    wait_verified(ctx, node).await?;
+    let ranges = ctx.ranges().await?;
+    let report = restart_unmanaged(ctx.cluster, node, &drain_options(ctx), &ranges).await?;
+    ctx.ledger
+        .count_evictions(node, &report.evicted, &report.pdb_waits);
+    Ok(Done::Done(if report.evicted.is_empty() {
+        format!("every pod on {node} off the host network is managed by Cilium")
+    } else {
+        format!(
+            "restarted {} pod(s) Cilium did not manage: {}",
+            report.evicted.len(),
+            report.evicted.join(", ")
+        )
+    }))
 }

@@ -1,0 +1,132 @@
+//! What every command shares: the cluster flags as kubectl has them, where the checkpoint
+//! lives (`--state`), `-o text|json`, the async runtime and the connection.
+
+use std::{path::PathBuf, sync::Arc};
+
+use clap::Args;
+use cluster::{Cluster, KubeCluster};
+use executor::store::{ConfigMapStore, FileStore, StateStore};
+
+use crate::failure::Failure;
+
+/// The cluster flags, as kubectl has them.
+#[derive(Debug, Args, Clone, Default)]
+pub struct KubeArgs {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster).
+    #[arg(long, value_name = "FILE", env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: the current context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+/// Where the checkpoint lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateLocation {
+    /// `kube-system/cni-migrate-state`.
+    ConfigMap,
+    /// A local file.
+    File(PathBuf),
+}
+
+impl std::str::FromStr for StateLocation {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "configmap" => Ok(Self::ConfigMap),
+            _ => match s.strip_prefix("file:") {
+                Some(p) if !p.is_empty() => Ok(Self::File(PathBuf::from(p))),
+                _ => Err(format!(
+                    "--state {s}: expected `configmap` (kube-system/cni-migrate-state) or `file:PATH`"
+                )),
+            },
+        }
+    }
+}
+
+/// The state flags shared by every executor command.
+#[derive(Debug, Args, Clone)]
+pub struct StateArgs {
+    /// Where the checkpoint lives: `configmap` (kube-system/cni-migrate-state) or `file:PATH`.
+    #[arg(long, value_name = "configmap|file:PATH", default_value = "configmap")]
+    pub state: String,
+}
+
+impl StateArgs {
+    /// The parsed `--state`.
+    ///
+    /// # Errors
+    /// Bad input, saying what is expected.
+    pub fn location(&self) -> Result<StateLocation, Failure> {
+        self.state
+            .parse()
+            .map_err(|e: String| Failure::bad_input(anyhow::anyhow!(e)))
+    }
+}
+
+/// `-o text|json`: whether JSON was asked for.
+///
+/// # Errors
+/// Bad input for any other format.
+pub fn json_output(output: &str) -> Result<bool, Failure> {
+    match output {
+        "text" => Ok(false),
+        "json" => Ok(true),
+        other => Err(Failure::bad_input(anyhow::anyhow!(
+            "-o {other}: expected text or json"
+        ))),
+    }
+}
+
+/// The multi-threaded runtime the commands run on.
+///
+/// # Errors
+/// When it cannot start.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            Failure::other(anyhow::Error::new(e).context("cannot start the async runtime"))
+        })
+}
+
+/// A client for the cluster the flags name.
+///
+/// # Errors
+/// Bad input: no usable kubeconfig or context.
+pub async fn connect(kube: &KubeArgs) -> Result<kube::Client, Failure> {
+    let args = cluster::ClusterArgs {
+        kubeconfig: kube.kubeconfig.clone(),
+        context: kube.context.clone(),
+    };
+    cluster::connect(&args).await.map_err(Failure::bad_input)
+}
+
+/// The checkpoint store `--state` names.
+pub fn store_for(state: &StateLocation, cluster: Arc<dyn Cluster>) -> Box<dyn StateStore> {
+    match state {
+        StateLocation::ConfigMap => Box::new(ConfigMapStore::new(cluster)),
+        StateLocation::File(p) => Box::new(FileStore::new(p.clone())),
+    }
+}
+
+/// The checkpoint store `--state` names, and a client when the cluster is reachable (a file
+/// store works without one).
+///
+/// # Errors
+/// The ConfigMap store without a reachable cluster.
+pub async fn open_store(
+    kube: &KubeArgs,
+    state: &StateLocation,
+) -> Result<(Box<dyn StateStore>, Option<kube::Client>), Failure> {
+    match (state, connect(kube).await) {
+        (_, Ok(c)) => Ok((
+            store_for(state, Arc::new(KubeCluster::new(c.clone()))),
+            Some(c),
+        )),
+        (StateLocation::File(p), Err(_)) => Ok((Box::new(FileStore::new(p.clone())), None)),
+        (StateLocation::ConfigMap, Err(e)) => Err(e),
+    }
+}

@@ -1,0 +1,230 @@
+use planner::snapshot::{ClusterSnapshot, NodeInfo};
+
+use super::*;
+
+fn plan(nodes: usize) -> Plan {
+    let spec = planner::MigrationSpec::from_yaml(
+        "apiVersion: cni-migrate.io/v1alpha1\nkind: MigrationSpec\nmetadata: {name: t}\n\
+         target: {ciliumVersion: 1.17.3, podCIDRs: [100.64.0.0/10], tunnel: {port: 8473}}\n\
+         rollout: {reboot: {command: [reboot, \"{node}\"]}}\n",
+        "t",
+    )
+    .expect("spec");
+    let snap = ClusterSnapshot {
+        nodes: (0..nodes)
+            .map(|i| NodeInfo {
+                name: format!("ip-10-0-{}-{}.eu-west-1.compute.internal", i / 250, i % 250),
+                ready: true,
+                ..NodeInfo::default()
+            })
+            .collect(),
+        ..ClusterSnapshot::default()
+    };
+    planner::plan(&spec, &snap)
+}
+
+#[test]
+fn five_thousand_finished_nodes_fit_a_configmap() {
+    let p = plan(5000);
+    let idx = StepIndex::new(&p.steps);
+    let mut c = Checkpoint::new(&p, "run-1@host", 1_700_000_000);
+    let mut now = 1_700_000_000;
+    for s in &p.steps {
+        now += 7;
+        c.transition(&idx, &s.id, StepState::Running, now, None)
+            .expect("start");
+        let node = s.node.as_deref().unwrap_or_default();
+        if s.kind == planner::StepKind::Cordon {
+            c.record_prior(node, &NodePrior::default());
+        }
+        if s.kind == planner::StepKind::Label {
+            c.record_agent_uids(node, vec!["5f0c3b8e-1a2b-4c3d-8e9f-0a1b2c3d4e5f".into()]);
+        }
+        c.transition(&idx, &s.id, StepState::Done, now + 30, None)
+            .expect("done");
+    }
+    let size = c.to_json().len();
+    eprintln!("checkpoint for 5,000 finished nodes: {size} bytes");
+    assert!(size < 1024 * 1024, "{size} bytes does not fit a ConfigMap");
+    assert_eq!(Checkpoint::from_json(&c.to_json()).expect("round trip"), c);
+}
+
+#[test]
+fn steps_start_only_after_their_dependencies_and_never_leave_done() {
+    let p = plan(2);
+    let idx = StepIndex::new(&p.steps);
+    let mut c = Checkpoint::new(&p, "r", 100);
+    let first_node = &p.nodes[0].name;
+    let drain = format!("{first_node}/drain");
+    let err = c
+        .transition(&idx, &drain, StepState::Running, 101, None)
+        .expect_err("cordon not done");
+    assert!(
+        err.to_string().contains(&format!("{first_node}/cordon")),
+        "{err}"
+    );
+    for id in ["preflight", "cilium-installed", "node-config"] {
+        c.transition(&idx, id, StepState::Running, 101, None)
+            .expect("start");
+        c.transition(&idx, id, StepState::Done, 102, None)
+            .expect("done");
+    }
+    let cordon = format!("{first_node}/cordon");
+    c.transition(&idx, &cordon, StepState::Running, 103, None)
+        .expect("start");
+    c.transition(&idx, &cordon, StepState::Done, 104, None)
+        .expect("done");
+    assert!(
+        c.transition(&idx, &cordon, StepState::Running, 105, None)
+            .is_err(),
+        "done is final"
+    );
+    c.transition(&idx, &drain, StepState::Running, 105, None)
+        .expect("start");
+    c.transition(
+        &idx,
+        &drain,
+        StepState::Failed,
+        106,
+        Some("PDB shop/payments".into()),
+    )
+    .expect("fail");
+    assert_eq!(
+        c.nodes[first_node].message.as_deref(),
+        Some("PDB shop/payments")
+    );
+    c.transition(&idx, &drain, StepState::Running, 107, None)
+        .expect("a failed step may be retried");
+    assert!(matches!(
+        c.transition(&idx, "nope", StepState::Running, 1, None),
+        Err(CheckpointError::UnknownStep(_))
+    ));
+}
+
+#[test]
+fn prior_state_is_recorded_once() {
+    let p = plan(1);
+    let mut c = Checkpoint::new(&p, "r", 1);
+    let n = &p.nodes[0].name;
+    assert!(c.record_prior(
+        n,
+        &NodePrior {
+            cordoned: true,
+            labelled: false
+        }
+    ));
+    assert!(
+        !c.record_prior(
+            n,
+            &NodePrior {
+                cordoned: false,
+                labelled: true
+            }
+        ),
+        "a resumed run must not overwrite it"
+    );
+    assert_eq!(
+        c.prior(n),
+        Some(NodePrior {
+            cordoned: true,
+            labelled: false
+        })
+    );
+}
+
+#[test]
+fn other_versions_and_other_plans_are_refused_with_reasons() {
+    let p = plan(3);
+    let c = Checkpoint::new(&p, "r", 1);
+    let future = c.to_json().replace("\"version\":1", "\"version\":9");
+    assert_eq!(
+        Checkpoint::from_json(&future),
+        Err(CheckpointError::Version { found: 9 })
+    );
+    assert!(matches!(
+        Checkpoint::from_json("{"),
+        Err(CheckpointError::Malformed(_))
+    ));
+    let bigger = plan(4);
+    let err = c
+        .verify_fingerprint(&bigger)
+        .expect_err("different node set");
+    assert!(err.to_string().contains("is new"), "{err}");
+    c.verify_fingerprint(&p).expect("same plan");
+}
+
+/// A node record as the first release wrote it: the encoding is the stored format, and must
+/// read back into the same typed record and write back byte for byte.
+#[test]
+fn the_stored_encoding_reads_and_writes_back_unchanged() {
+    let stored = r#"{"s":"DDRPPPP","t":[3,9,9,41,42,0,0,0,0,0,0,0,0,0],"p":"c","u":["-"]}"#;
+    let rec: NodeRecord = serde_json::from_str(stored).expect("reads");
+    assert_eq!(rec.steps.len(), 7);
+    assert_eq!(rec.steps[1].state, StepState::Done);
+    assert_eq!(rec.steps[2].state, StepState::Running);
+    assert_eq!(rec.steps[2].started, Some(42));
+    assert_eq!(rec.steps[2].finished, None);
+    assert_eq!(
+        rec.prior,
+        Some(NodePrior {
+            cordoned: true,
+            labelled: false
+        })
+    );
+    assert_eq!(
+        rec.agent_uids,
+        Some(Vec::new()),
+        "`-`: no agent when labelled"
+    );
+    assert_eq!(
+        rec.status(),
+        NodeStatus::InFlight {
+            step: 2,
+            running: true
+        }
+    );
+    assert_eq!(serde_json::to_string(&rec).expect("writes"), stored);
+    let global: GlobalStep = serde_json::from_str(r#"{"s":"D","a":1,"b":2}"#).expect("reads");
+    assert_eq!(global.state, StepState::Done);
+    assert_eq!(
+        serde_json::to_string(&global).expect("writes"),
+        r#"{"s":"D","a":1,"b":2}"#
+    );
+}
+
+#[test]
+fn a_rollback_holds_the_node_resets_its_chain_and_clears_its_failure() {
+    let p = plan(2);
+    let idx = StepIndex::new(&p.steps);
+    let mut c = Checkpoint::new(&p, "r", 100);
+    for id in ["preflight", "cilium-installed", "node-config"] {
+        c.transition(&idx, id, StepState::Running, 101, None)
+            .expect("start");
+        c.transition(&idx, id, StepState::Done, 101, None)
+            .expect("done");
+    }
+    let n = p.nodes[0].name.clone();
+    let cordon = format!("{n}/cordon");
+    c.transition(&idx, &cordon, StepState::Running, 102, None)
+        .expect("start");
+    c.transition(&idx, &cordon, StepState::Failed, 103, Some("x".into()))
+        .expect("fail");
+    c.failure = Some(FailureRecord {
+        step: cordon.clone(),
+        reason: "x".into(),
+        at: 3,
+    });
+    assert_eq!(c.nodes[&n].status(), NodeStatus::Failed { step: 0 });
+    let chain: Vec<String> = (0..8).map(|i| format!("k{i}")).collect();
+    assert!(c.begin_rollback(&n, &chain, 110));
+    assert_eq!(c.rollback_chain, chain);
+    let rec = &c.nodes[&n];
+    assert!(rec.held() && !rec.started() && rec.rollback.len() == 8);
+    assert_eq!(rec.status(), NodeStatus::RolledBack);
+    assert!(c.failure.is_none());
+    assert!(c.held(&n));
+    c.retry(&n).expect("held");
+    assert!(!c.held(&n) && c.nodes[&n].rollback.is_empty());
+    assert!(c.retry(&n).is_err(), "not rolled back any more");
+    assert!(c.retry("nope").is_err());
+}
