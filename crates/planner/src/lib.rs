@@ -12,10 +12,13 @@
 //! Data in, data out: no I/O beyond parsing what it is handed, no clock, no randomness, and a
 //! deterministic order everywhere. Everything that touches a cluster lives in other crates.
 
+pub mod commands;
 pub mod detect;
 pub mod dump;
+pub mod eviction;
 pub mod facts;
 pub mod findings;
+pub mod names;
 pub mod plan;
 pub mod preflight;
 pub mod render;
