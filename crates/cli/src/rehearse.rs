@@ -571,12 +571,22 @@ fn critical_path(plan: &planner::Plan, steps: &[StepSpan]) -> Vec<String> {
 
 fn colour(kind: StepKind) -> &'static str {
     match kind {
-        StepKind::Preflight | StepKind::Verify | StepKind::FinalVerify => "#4c9f70",
+        StepKind::Preflight
+        | StepKind::Verify
+        | StepKind::FinalVerify
+        | StepKind::VerifyRollback => "#4c9f70",
         StepKind::CiliumInstalled | StepKind::FinalValues => "#8e6cc0",
-        StepKind::NodeConfig | StepKind::DeleteNodeConfig | StepKind::RemoveOldCni => "#6c8ec0",
+        StepKind::NodeConfig
+        | StepKind::DeleteNodeConfig
+        | StepKind::RemoveOldCni
+        | StepKind::RestoreCni => "#6c8ec0",
         StepKind::Cordon | StepKind::Uncordon => "#b0b0b0",
         StepKind::Drain | StepKind::RestartUnmanagedPods => "#e0a040",
-        StepKind::Label | StepKind::PatchAwsNode | StepKind::StopAwsNode => "#70b0d0",
+        StepKind::Label
+        | StepKind::Unlabel
+        | StepKind::PatchAwsNode
+        | StepKind::StopAwsNode
+        | StepKind::StartAwsNode => "#70b0d0",
         StepKind::RestartAgent => "#d06060",
         StepKind::Reboot => "#806040",
     }

@@ -1349,6 +1349,18 @@ impl<'a> Runner<'a> {
             }
             StepKind::RemoveOldCni => self.remove_old_cni().await.map(Done::Done),
             StepKind::FinalVerify => self.final_verify().await.map(Done::Done),
+            // The planner's rollback chain (`planner::plan::rollback_chain`): no plan's steps
+            // contain these, and `rollback` still runs its own chain (runtime/rollback.rs).
+            StepKind::Unlabel
+            | StepKind::RestoreCni
+            | StepKind::StartAwsNode
+            | StepKind::VerifyRollback => Err(StepError::Verify {
+                node: node.to_owned(),
+                reason: format!(
+                    "{} is a rollback step: `cni-migrate rollback` runs it, not a plan's run",
+                    step.id
+                ),
+            }),
         }
     }
 

@@ -111,16 +111,7 @@ pub fn flush_vpc_cni_command() -> String {
 /// What a rollback's restore pod runs in the node's CNI directory (mounted at
 /// `/host/etc/cni/net.d`): the old CNI's files Cilium renamed to `*.cilium_bak` get their names
 /// back, and Cilium's own configuration goes, so the kubelet picks the old CNI again.
-const RESTORE_CNI_SCRIPT: &str = r#"set -e
-cd /host/etc/cni/net.d
-for f in *.cilium_bak; do
-  [ -e "$f" ] || continue
-  mv -f "$f" "${f%.cilium_bak}"
-  echo "restored ${f%.cilium_bak}"
-done
-for f in 05-cilium.conflist 05-cilium.conf; do
-  if [ -e "$f" ]; then rm -f "$f"; echo "removed $f"; fi
-done"#;
+const RESTORE_CNI_SCRIPT: &str = r#"set -e; cd /host/etc/cni/net.d; for f in *.cilium_bak; do [ -e "$f" ] || continue; mv -f "$f" "${f%.cilium_bak}"; echo "restored ${f%.cilium_bak}"; done; for f in 05-cilium.conflist 05-cilium.conf; do if [ -e "$f" ]; then rm -f "$f"; echo "removed $f"; fi; done"#;
 
 /// The rollback's CNI restore as one `kubectl run`: a privileged host-network pod pinned to the
 /// node, with the node's CNI directory (`target.cniConfDir`) mounted, running

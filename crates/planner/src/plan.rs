@@ -32,6 +32,7 @@
 //!  │   │   ├─ node       cordon, drain, label, restart-agent, reboot, verify, uncordon
 //!  │   │   └─ eks        patch-aws-node, stop-aws-node, restart-unmanaged-pods, ENI verify
 //!  │   └─ finale      final-values … final-verify
+//!  ├─ rollback     a node's rollback chain, as steps (not part of Plan.steps)
 //!  ├─ fingerprint  what a checkpoint is matched against
 //!  └─ link         a step before it is placed; chains of links as steps
 //! ```
@@ -49,9 +50,11 @@ mod link;
 mod node;
 mod order;
 mod prelude;
+mod rollback;
 mod types;
 
 pub use fingerprint::fingerprint;
+pub use rollback::rollback_chain;
 pub use types::{Phase, Plan, PlanSummary, PlannedNode, SourceSummary, Step, StepKind};
 
 pub use crate::{

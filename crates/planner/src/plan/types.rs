@@ -59,6 +59,18 @@ pub enum StepKind {
     RemoveOldCni,
     /// Final check: every pod on Cilium, policy enforcement on.
     FinalVerify,
+    /// Rollback: remove the node's migration label, so the `CiliumNodeConfig` no longer
+    /// applies to it.
+    Unlabel,
+    /// Rollback: a privileged pod on the node renames `*.cilium_bak` back and removes
+    /// `05-cilium.conflist` in the node's CNI directory.
+    RestoreCni,
+    /// Rollback, EKS overlay: label the node `io.cilium/aws-node-enabled=true` again and wait
+    /// for a Ready aws-node pod on it.
+    StartAwsNode,
+    /// Rollback: a probe pod on the node gets an old-overlay address and reaches the API
+    /// server and the beacons.
+    VerifyRollback,
 }
 
 impl StepKind {
@@ -82,6 +94,10 @@ impl StepKind {
             StepKind::DeleteNodeConfig => "delete-node-config",
             StepKind::RemoveOldCni => "remove-old-cni",
             StepKind::FinalVerify => "final-verify",
+            StepKind::Unlabel => "unlabel",
+            StepKind::RestoreCni => "restore-cni",
+            StepKind::StartAwsNode => "start-aws-node",
+            StepKind::VerifyRollback => "verify-rollback",
         }
     }
 
@@ -89,7 +105,10 @@ impl StepKind {
     pub fn mutates(self) -> bool {
         !matches!(
             self,
-            StepKind::Preflight | StepKind::Verify | StepKind::FinalVerify
+            StepKind::Preflight
+                | StepKind::Verify
+                | StepKind::FinalVerify
+                | StepKind::VerifyRollback
         )
     }
 }
@@ -110,6 +129,9 @@ pub enum Phase {
     Node,
     /// After every node.
     Finale,
+    /// A node's rollback chain ([`rollback_chain`](super::rollback_chain)); never part of
+    /// [`Plan::steps`].
+    Rollback,
 }
 
 /// One step of the plan.
@@ -117,7 +139,8 @@ pub enum Phase {
 #[serde(rename_all = "camelCase")]
 pub struct Step {
     /// Unique, stable id: the kind for global steps (`cilium-installed`), `NODE/KIND` for
-    /// per-node steps (`kind-worker/drain`), `final-reboot/NODE` for the finale's reboots.
+    /// per-node steps (`kind-worker/drain`), `final-reboot/NODE` for the finale's reboots,
+    /// `rollback/NODE/KIND` for a node's rollback chain (`rollback/kind-worker/restore-cni`).
     pub id: String,
     /// What it does.
     pub kind: StepKind,
@@ -125,7 +148,7 @@ pub struct Step {
     pub node: Option<String>,
     /// Ids of the steps that must be done first.
     pub depends_on: Vec<String>,
-    /// Prelude, node or finale.
+    /// Prelude, node, finale or rollback.
     pub phase: Phase,
     /// How long the step may take before it fails, in seconds.
     pub timeout_seconds: u64,
