@@ -7,15 +7,22 @@
 //!                    values (Helm values, CiliumNodeConfig) ◄──────────────┤
 //!                                                                          ▼
 //!                                              plan::build ─► Plan (petgraph DAG) ─► render
+//!
+//!  below them all: names (labels, object names), commands (kubectl / helm lines),
+//!                  eviction (what a drain evicts): what plan, values and preflight share,
+//!                  so that none of them imports another for it
 //! ```
 //!
 //! Data in, data out: no I/O beyond parsing what it is handed, no clock, no randomness, and a
 //! deterministic order everywhere. Everything that touches a cluster lives in other crates.
 
+pub mod commands;
 pub mod detect;
 pub mod dump;
+pub mod eviction;
 pub mod facts;
 pub mod findings;
+pub mod names;
 pub mod plan;
 pub mod preflight;
 pub mod render;

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::{
     facts::NetworkFacts,
-    plan::{CILIUM_NAMESPACE, MIGRATION_LABEL, NODE_CONFIG_NAME},
+    names::{CILIUM_NAMESPACE, MIGRATION_LABEL, NODE_CONFIG_NAME},
     spec::{MigrationSpec, TargetMode},
 };
 

@@ -11,23 +11,15 @@
 //! EC2_PERMISSIONS                eks-eni: what Cilium's operator must be allowed
 //! ```
 
-use super::{MAX_OBJECTS, finding, named};
+use super::common::{MAX_OBJECTS, finding, named};
 use crate::{
-    detect::AGENT_NOT_READY_TAINT,
+    commands::{aws_node_patch_command, flush_vpc_cni_command},
     facts::{NetworkFacts, OsFamily},
     findings::{Finding, FindingCode, Severity},
-    plan::{AWS_NODE_LABEL, aws_node_patch_command},
+    names::{AGENT_NOT_READY_TAINT, AWS_NODE_LABEL, VPC_CNI_NAT_CHAINS},
     snapshot::ObjectRef,
     spec::{MigrationSpec, TargetMode},
 };
-
-/// The VPC CNI's nat chains Cilium's EKS overlay guide flushes on each node.
-pub const VPC_CNI_NAT_CHAINS: &[&str] = &[
-    "AWS-SNAT-CHAIN-0",
-    "AWS-SNAT-CHAIN-1",
-    "AWS-CONNMARK-CHAIN-0",
-    "AWS-CONNMARK-CHAIN-1",
-];
 
 /// The EC2 actions Cilium's operator calls in ENI mode.
 pub const EC2_ACTIONS: &[&str] = &[
@@ -46,6 +38,7 @@ pub const EC2_ACTIONS: &[&str] = &[
     "ec2:CreateTags",
 ];
 
+/// Every EKS check that applies to the spec's mode.
 pub(super) fn checks(spec: &MigrationSpec, facts: &NetworkFacts, out: &mut Vec<Finding>) {
     let mode = spec.target.mode;
     aws_node(spec, facts, out);
@@ -74,7 +67,7 @@ pub(super) fn checks(spec: &MigrationSpec, facts: &NetworkFacts, out: &mut Vec<F
             vec![ObjectRef::namespaced("DaemonSet", "kube-system", "aws-node")],
             format!(
                 "nothing to do by hand: each node's stop-aws-node step removes the label {AWS_NODE_LABEL} so aws-node leaves the node, then flushes the chains from a privileged host-network pod (on the node: {})",
-                flush_command()
+                flush_vpc_cni_command()
             ),
         ));
     }
@@ -90,15 +83,6 @@ pub(super) fn checks(spec: &MigrationSpec, facts: &NetworkFacts, out: &mut Vec<F
             "grant them to the operator's IAM role (IRSA: annotate the cilium-operator ServiceAccount with eks.amazonaws.com/role-arn) or to the node role; `aws iam simulate-principal-policy --action-names ...` shows what is missing".to_owned(),
         ));
     }
-}
-
-/// The nat flush of Cilium's EKS overlay guide, tolerant of chains already gone.
-pub fn flush_command() -> String {
-    VPC_CNI_NAT_CHAINS
-        .iter()
-        .map(|c| format!("iptables -t nat -F {c}"))
-        .collect::<Vec<_>>()
-        .join(" && ")
 }
 
 fn aws_node(spec: &MigrationSpec, facts: &NetworkFacts, out: &mut Vec<Finding>) {
