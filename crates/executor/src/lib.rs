@@ -17,6 +17,7 @@
 //! Below them: `error` (one `StepError`), `wait` (`until` and `Backoff`), `config`, `ranges`,
 //! `endpoints`, `outcome`.
 
+pub mod admission;
 pub mod agent;
 pub mod checkpoint;
 pub mod config;
@@ -24,6 +25,8 @@ pub mod drain;
 pub mod endpoints;
 pub mod error;
 pub mod events;
+pub mod journal;
+pub mod ledger;
 pub mod outcome;
 pub mod probe;
 pub mod ranges;

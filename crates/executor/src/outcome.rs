@@ -1,11 +1,37 @@
 //! How a run ends: its [`Outcome`] (finished, gate, paused, failed), the [`Summary`] of what it
 //! did, why it could not go on at all ([`RunError`]), and how a node's rollback ended.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
+use planner::{Plan, Severity};
 use serde::Serialize;
 
-use crate::{checkpoint::CheckpointError, store::StoreError};
+use crate::{
+    checkpoint::{Checkpoint, CheckpointError},
+    store::StoreError,
+};
+
+/// What this process counted as it went: evictions and PDB waits, per node and per budget.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    evicted: BTreeMap<String, usize>,
+    evicted_pods: BTreeMap<String, Vec<String>>,
+    pdb_waits: BTreeMap<String, Duration>,
+}
+
+impl Counters {
+    /// Adds a drain's evictions and PDB waits.
+    pub fn add(&mut self, node: &str, evicted: &[String], waits: &BTreeMap<String, Duration>) {
+        *self.evicted.entry(node.to_owned()).or_default() += evicted.len();
+        self.evicted_pods
+            .entry(node.to_owned())
+            .or_default()
+            .extend(evicted.iter().cloned());
+        for (pdb, d) in waits {
+            *self.pdb_waits.entry(pdb.clone()).or_default() += *d;
+        }
+    }
+}
 
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,6 +78,47 @@ pub struct Summary {
     pub evicted_pods: BTreeMap<String, Vec<String>>,
     /// The plan's warnings, by code.
     pub warnings: Vec<String>,
+}
+
+impl Summary {
+    /// What a run did, from its checkpoint and what this process counted.
+    pub fn of(ck: &Checkpoint, plan: &Plan, counters: &Counters) -> Self {
+        let mut node_seconds = BTreeMap::new();
+        let mut last = 0u32;
+        for (name, rec) in &ck.nodes {
+            if let Some((first, end)) = rec.span() {
+                last = last.max(end);
+                node_seconds.insert(name.clone(), u64::from(end - first));
+            }
+        }
+        for g in ck.global.values() {
+            last = last.max(g.finished.unwrap_or(0));
+        }
+        let ms = |d: &Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Summary {
+            nodes: ck.nodes.values().filter(|r| r.done()).count(),
+            seconds: u64::from(last),
+            node_seconds,
+            evicted: counters.evicted.clone(),
+            evicted_pods: counters.evicted_pods.clone(),
+            pdb_wait_ms: counters
+                .pdb_waits
+                .iter()
+                .map(|(k, v)| (k.clone(), ms(v)))
+                .collect(),
+            pdb_waits: counters
+                .pdb_waits
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_secs()))
+                .collect(),
+            warnings: plan
+                .findings
+                .iter()
+                .filter(|f| f.severity == Severity::Warning)
+                .map(|f| format!("{}: {}", f.code, f.message))
+                .collect(),
+        }
+    }
 }
 
 /// Why a run could not go on at all (distinct from a step failing, which is an [`Outcome`]).

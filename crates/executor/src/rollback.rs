@@ -15,10 +15,14 @@
 //! stopped half-way goes on from its first step not done when run again; the node stays held
 //! until `resume --retry NODE`.
 
-use planner::{StepKind, plan::MIGRATION_LABEL, spec::TargetMode};
+use planner::{
+    Step, StepKind,
+    plan::{MIGRATION_LABEL, rollback_chain},
+    spec::TargetMode,
+};
 
 use crate::{
-    checkpoint::StepState,
+    checkpoint::{StepIndex, StepState},
     events::{EventKind, chain},
     outcome::{RollbackEnd, RunError},
     runtime::{Runner, StepEnd},
@@ -26,9 +30,30 @@ use crate::{
 };
 
 impl Runner<'_> {
+    /// Lets this run roll `nodes` back: their rollback chains join the steps it knows.
+    #[must_use]
+    pub fn with_rollback(mut self, nodes: &[String]) -> Self {
+        for n in nodes {
+            self.rollback
+                .insert(n.clone(), rollback_chain(self.plan, n));
+        }
+        self.journal.index = StepIndex::new(
+            self.plan
+                .steps
+                .iter()
+                .chain(self.rollback.values().flatten()),
+        );
+        self
+    }
+
+    /// A node's rollback chain, when this run may roll it back.
+    pub(crate) fn rollback_steps(&self, node: &str) -> &[Step] {
+        self.rollback.get(node).map_or(&[], Vec::as_slice)
+    }
+
     /// Whether the finale has begun, and what it has done (rollback is refused then).
     pub async fn finale_begun(&self) -> Option<String> {
-        let ck = self.ck.lock().await;
+        let ck = self.journal.ck.lock().await;
         let step = self
             .plan
             .steps
@@ -59,7 +84,7 @@ impl Runner<'_> {
                 "cannot roll back {node} alone in eks-eni: Cilium took every node's CNI over at install and aws-node no longer runs anywhere; to go back, restore aws-node's node selector (kubectl -n kube-system patch daemonset aws-node --type=json -p '[{{\"op\":\"remove\",\"path\":\"/spec/template/spec/nodeSelector/io.cilium~1aws-node-enabled\"}}]'), uninstall Cilium (helm uninstall cilium -n kube-system) and restart the pods Cilium started"
             )));
         }
-        let rec = self.ck.lock().await.node(node).cloned();
+        let rec = self.journal.ck.lock().await.node(node).cloned();
         let Some(rec) = rec else {
             return Some(RollbackEnd::Refused(format!(
                 "{node} is not a node of plan {}",
@@ -118,10 +143,10 @@ impl Runner<'_> {
             });
         }
         {
-            let mut ck = self.ck.lock().await;
+            let mut ck = self.journal.ck.lock().await;
             let kinds: Vec<String> = chain_steps.iter().map(|s| s.kind.to_string()).collect();
             ck.begin_rollback(node, &kinds, self.now());
-            self.save(&mut ck).await?;
+            self.journal.save(&mut ck).await?;
         }
         self.emit(
             EventKind::NodeAdmitted,

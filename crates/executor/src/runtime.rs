@@ -25,37 +25,26 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
 };
 
-use async_trait::async_trait;
 use cluster::Cluster;
 use futures::{StreamExt as _, stream::FuturesUnordered};
-use planner::{
-    Plan, Severity, Step, StepKind,
-    plan::{Phase, rollback_chain},
-};
-use tokio::{sync::Mutex, time::Instant};
+use planner::{Plan, Step, StepKind, plan::Phase};
+use tokio::time::Instant;
 
 use crate::{
-    checkpoint::{Checkpoint, FailureRecord, NodePrior, NodeStatus, StepIndex, StepState},
+    admission::{self, Next},
+    checkpoint::{Checkpoint, FailureRecord, NodePrior, StepIndex, StepState},
     config::RunConfig,
     error::StepError,
     events::{Event, EventKind, Observer, chain, unix_now},
-    outcome::{Outcome, RunError, Summary},
-    recheck::{Recheck, Verdict},
-    scheduler::{self, Observations},
-    step::{self, Done, Ledger, Shared, StepCtx},
-    store::{StateStore, StoreError},
+    journal::Journal,
+    outcome::{Counters, Outcome, RunError, Summary},
+    recheck::Recheck,
+    scheduler,
+    step::{self, Done, Shared, StepCtx},
+    store::StateStore,
 };
-
-/// Counters for the summary.
-#[derive(Default)]
-struct Stats {
-    evicted: BTreeMap<String, usize>,
-    evicted_pods: BTreeMap<String, Vec<String>>,
-    pdb_waits: BTreeMap<String, Duration>,
-}
 
 /// How [`Runner::run_step`] ended.
 pub(crate) enum StepEnd {
@@ -70,18 +59,16 @@ pub(crate) enum StepEnd {
 /// The run of one plan.
 pub struct Runner<'a> {
     pub(crate) plan: &'a Plan,
-    index: StepIndex,
     /// The rollback chains of the nodes this run may roll back.
-    rollback: BTreeMap<String, Vec<Step>>,
+    pub(crate) rollback: BTreeMap<String, Vec<Step>>,
     pub(crate) cluster: Arc<dyn Cluster>,
-    store: &'a dyn StateStore,
     cfg: RunConfig,
     observer: &'a dyn Observer,
-    pub(crate) ck: Mutex<Checkpoint>,
+    pub(crate) journal: Journal<'a>,
     lock_lost: Arc<AtomicBool>,
     start: Instant,
     base: u64,
-    stats: std::sync::Mutex<Stats>,
+    pub(crate) stats: std::sync::Mutex<Counters>,
     shared: Shared,
     recheck: Recheck,
 }
@@ -124,43 +111,27 @@ impl<'a> Runner<'a> {
         observer: &'a dyn Observer,
         lock_lost: Arc<AtomicBool>,
     ) -> Self {
+        let journal = Journal::new(
+            store,
+            checkpoint,
+            StepIndex::new(&plan.steps),
+            cfg.timing.clone(),
+            cfg.crash_at.clone(),
+        );
         Self {
             plan,
-            index: StepIndex::new(&plan.steps),
             rollback: BTreeMap::new(),
             cluster,
-            store,
             cfg,
             observer,
-            ck: Mutex::new(checkpoint),
+            journal,
             lock_lost,
             start: Instant::now(),
             base: unix_now(),
-            stats: std::sync::Mutex::new(Stats::default()),
+            stats: std::sync::Mutex::new(Counters::default()),
             shared: Shared::default(),
             recheck: Recheck::default(),
         }
-    }
-
-    /// Lets this run roll `nodes` back: their rollback chains join the steps it knows.
-    #[must_use]
-    pub fn with_rollback(mut self, nodes: &[String]) -> Self {
-        for n in nodes {
-            self.rollback
-                .insert(n.clone(), rollback_chain(self.plan, n));
-        }
-        self.index = StepIndex::new(
-            self.plan
-                .steps
-                .iter()
-                .chain(self.rollback.values().flatten()),
-        );
-        self
-    }
-
-    /// A node's rollback chain, when this run may roll it back.
-    pub(crate) fn rollback_steps(&self, node: &str) -> &[Step] {
-        self.rollback.get(node).map_or(&[], Vec::as_slice)
     }
 
     /// Unix seconds on the run's clock (tokio's, so a paused test clock drives it too).
@@ -215,62 +186,7 @@ impl<'a> Runner<'a> {
 
     /// A copy of the checkpoint as it is now.
     pub async fn checkpoint(&self) -> Checkpoint {
-        self.ck.lock().await.clone()
-    }
-
-    /// Saves under the checkpoint's lock, merging a `pause` written by another process and
-    /// retrying the store's retriable failures.
-    pub(crate) async fn save(&self, ck: &mut Checkpoint) -> Result<(), RunError> {
-        let mut backoff = self.cfg.timing.backoff();
-        loop {
-            match self.store.save(ck).await {
-                Ok(()) => return Ok(()),
-                Err(StoreError::Conflict { .. }) => {
-                    let stored = self.load_retrying().await?;
-                    let Some(stored) = stored else {
-                        // Deleted under us: write ours again from scratch.
-                        ck.generation = 0;
-                        continue;
-                    };
-                    if stored.run_id != ck.run_id {
-                        return Err(RunError::Superseded(stored.run_id));
-                    }
-                    ck.paused = stored.paused;
-                    ck.generation = stored.generation;
-                }
-                Err(e) if e.is_retriable() => match backoff.next_delay() {
-                    Some(d) => {
-                        tracing::warn!(error = %e, "checkpoint write failed; retrying");
-                        tokio::time::sleep(d).await;
-                    }
-                    None => return Err(e.into()),
-                },
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    async fn load_retrying(&self) -> Result<Option<Checkpoint>, RunError> {
-        Ok(self
-            .cfg
-            .timing
-            .backoff()
-            .retry(|| self.store.load(), StoreError::is_retriable)
-            .await?)
-    }
-
-    fn maybe_crash(&self, step: &Step, state: StepState) {
-        if let Some(c) = &self.cfg.crash_at
-            && c.step == step.id
-            && c.state == state
-        {
-            eprintln!("test hook: killing this process at {}", step.id);
-            let pid = std::process::id().to_string();
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &pid])
-                .status();
-            std::thread::sleep(Duration::from_secs(60));
-        }
+        self.journal.ck.lock().await.clone()
     }
 
     async fn transition(
@@ -279,29 +195,7 @@ impl<'a> Runner<'a> {
         to: StepState,
         message: Option<String>,
     ) -> Result<(), RunError> {
-        let mut ck = self.ck.lock().await;
-        ck.transition(&self.index, &step.id, to, self.now(), message)?;
-        self.save(&mut ck).await?;
-        drop(ck);
-        self.maybe_crash(step, to);
-        Ok(())
-    }
-
-    fn state(&self, ck: &Checkpoint, step: &Step) -> StepState {
-        ck.state(&self.index, &step.id)
-            .unwrap_or(StepState::Pending)
-    }
-
-    /// Lets rolled-back nodes be admitted again (`resume --retry NODE`).
-    ///
-    /// # Errors
-    /// A message naming the node when it was not rolled back.
-    pub async fn retry(&self, nodes: &[String]) -> Result<(), String> {
-        let mut ck = self.ck.lock().await;
-        for n in nodes {
-            ck.retry(n)?;
-        }
-        Ok(())
+        self.journal.transition(step, to, self.now(), message).await
     }
 
     /// Runs the plan from wherever the checkpoint is.
@@ -311,12 +205,12 @@ impl<'a> Runner<'a> {
     /// an [`Outcome::Failed`], not an error.
     pub async fn run(&self) -> Result<Outcome, RunError> {
         let done = {
-            let mut ck = self.ck.lock().await;
+            let mut ck = self.journal.ck.lock().await;
             ck.run_id.clone_from(&self.cfg.run_id);
             ck.failure = None;
             ck.gate = None;
             ck.paused = false;
-            self.save(&mut ck).await?;
+            self.journal.save(&mut ck).await?;
             self.plan
                 .nodes
                 .iter()
@@ -347,7 +241,10 @@ impl<'a> Runner<'a> {
         for step in self.plan.steps.iter().filter(|s| s.phase == Phase::Finale) {
             if step.kind == StepKind::FinalValues
                 && self.cfg.stop_before_finalize
-                && !self.state(&*self.ck.lock().await, step).is_complete()
+                && !self
+                    .journal
+                    .state(&*self.journal.ck.lock().await, step)
+                    .is_complete()
             {
                 let message = "every node is migrated; stopped before the finale as asked \
                                (--stop-before finalize): soak the cluster, then `cni-migrate resume` \
@@ -373,9 +270,9 @@ impl<'a> Runner<'a> {
     }
 
     async fn gate(&self, step: &Step, message: String) -> Result<Outcome, RunError> {
-        let mut ck = self.ck.lock().await;
+        let mut ck = self.journal.ck.lock().await;
         ck.gate = Some(format!("{}: {message}", step.id));
-        self.save(&mut ck).await?;
+        self.journal.save(&mut ck).await?;
         drop(ck);
         self.emit(EventKind::Gate, Some(step), None, message.clone());
         Ok(Outcome::Gate {
@@ -386,47 +283,14 @@ impl<'a> Runner<'a> {
 
     /// What this process did so far (also after a failure or a gate).
     pub async fn summary(&self) -> Summary {
-        let ck = self.ck.lock().await.clone();
-        let stats = self
-            .stats
+        let ck = self.journal.ck.lock().await;
+        Summary::of(&ck, self.plan, &self.counters())
+    }
+
+    fn counters(&self) -> std::sync::MutexGuard<'_, Counters> {
+        self.stats
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut node_seconds = BTreeMap::new();
-        let mut last = 0u32;
-        for (name, rec) in &ck.nodes {
-            if let Some((first, end)) = rec.span() {
-                last = last.max(end);
-                node_seconds.insert(name.clone(), u64::from(end - first));
-            }
-        }
-        for g in ck.global.values() {
-            last = last.max(g.finished.unwrap_or(0));
-        }
-        let ms = |d: &Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        Summary {
-            nodes: ck.nodes.values().filter(|r| r.done()).count(),
-            seconds: u64::from(last),
-            node_seconds,
-            evicted: stats.evicted.clone(),
-            evicted_pods: stats.evicted_pods.clone(),
-            pdb_wait_ms: stats
-                .pdb_waits
-                .iter()
-                .map(|(k, v)| (k.clone(), ms(v)))
-                .collect(),
-            pdb_waits: stats
-                .pdb_waits
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_secs()))
-                .collect(),
-            warnings: self
-                .plan
-                .findings
-                .iter()
-                .filter(|f| f.severity == Severity::Warning)
-                .map(|f| format!("{}: {}", f.code, f.message))
-                .collect(),
-        }
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A prelude or finale step. `Some` when the run must stop.
@@ -445,7 +309,7 @@ impl<'a> Runner<'a> {
     /// Runs one step to its end: skipped when the checkpoint has it done, retried while its
     /// failures are retriable and the retry budget lasts, recorded at every transition.
     pub(crate) async fn run_step(&self, step: &Step) -> Result<StepEnd, RunError> {
-        let state = self.state(&*self.ck.lock().await, step);
+        let state = self.journal.state(&*self.journal.ck.lock().await, step);
         if state.is_complete() {
             return Ok(StepEnd::Done(None));
         }
@@ -495,10 +359,10 @@ impl<'a> Runner<'a> {
     /// Records a step's failure; outside a rollback it also stops admissions.
     async fn fail(&self, step: &Step, err: &StepError) -> Result<StepEnd, RunError> {
         let reason = chain(err);
-        let mut ck = self.ck.lock().await;
+        let mut ck = self.journal.ck.lock().await;
         let now = self.now();
         ck.transition(
-            &self.index,
+            &self.journal.index,
             &step.id,
             StepState::Failed,
             now,
@@ -511,7 +375,7 @@ impl<'a> Runner<'a> {
                 at: u32::try_from(now.saturating_sub(ck.created)).unwrap_or(u32::MAX),
             });
         }
-        self.save(&mut ck).await?;
+        self.journal.save(&mut ck).await?;
         drop(ck);
         self.emit(EventKind::StepFailed, Some(step), None, reason.clone());
         self.node_event(step, "MigrationStepFailed", &reason, true)
@@ -530,7 +394,7 @@ impl<'a> Runner<'a> {
         let mut running: BTreeSet<String> = BTreeSet::new();
         // Nodes a crashed or stopped run left half-way go first: they hold their slots.
         {
-            let ck = self.ck.lock().await.clone();
+            let ck = self.journal.ck.lock().await.clone();
             for n in self
                 .plan
                 .nodes
@@ -564,7 +428,7 @@ impl<'a> Runner<'a> {
                 drive(&mut in_flight, &mut finished, self.check_pause()).await?;
             }
             let ck = drive(&mut in_flight, &mut finished, async {
-                self.ck.lock().await.clone()
+                self.journal.ck.lock().await.clone()
             })
             .await;
             for (node, _) in &finished {
@@ -589,7 +453,7 @@ impl<'a> Runner<'a> {
                 )
                 .await?;
                 let mut admitted = false;
-                for node in decision.admit {
+                for node in decision.admit.iter().cloned() {
                     if running.contains(&node) {
                         continue;
                     }
@@ -604,25 +468,7 @@ impl<'a> Runner<'a> {
                     admitted = true;
                 }
                 if !admitted && in_flight.is_empty() {
-                    let why = decision
-                        .stopped
-                        .clone()
-                        .or_else(|| {
-                            decision.not_before.map(|t| {
-                                format!(
-                                    "soaking after the canaries: the next node starts in {}s",
-                                    t.saturating_sub(self.now())
-                                )
-                            })
-                        })
-                        .unwrap_or_else(|| {
-                            decision
-                                .waiting
-                                .iter()
-                                .map(|(n, w)| format!("{n}: {w}"))
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        });
+                    let why = decision.explain(self.now());
                     if why != last_wait && !why.is_empty() {
                         self.emit(EventKind::Waiting, None, None, why.clone());
                         last_wait = why;
@@ -651,7 +497,11 @@ impl<'a> Runner<'a> {
     /// rolled-back nodes left).
     async fn stop_now(&self, ck: &Checkpoint, all_done: bool) -> Result<Option<Outcome>, RunError> {
         if let Some(f) = &ck.failure {
-            let node = self.index.node_step(&f.step).map(|(n, _, _)| n.to_owned());
+            let node = self
+                .journal
+                .index
+                .node_step(&f.step)
+                .map(|(n, _, _)| n.to_owned());
             self.emit(
                 EventKind::Stopped,
                 None,
@@ -679,85 +529,58 @@ impl<'a> Runner<'a> {
         if all_done {
             return Ok(None);
         }
-        // Rolled-back nodes wait for `resume --retry`: stop once they are all that is left, or
-        // at once when a canary was rolled back.
-        let left: Vec<&str> = self
-            .plan
-            .nodes
-            .iter()
-            .map(|n| n.name.as_str())
-            .filter(|n| !ck.node_done(n))
-            .collect();
-        let held: Vec<&str> = left.iter().copied().filter(|n| ck.held(n)).collect();
-        let canary_held = self.plan.nodes.iter().any(|n| n.canary && ck.held(&n.name));
-        if !held.is_empty() && (held.len() == left.len() || canary_held) {
-            let step = self
-                .plan
-                .steps
-                .iter()
-                .find(|s| s.kind == StepKind::FinalValues)
-                .unwrap_or(&self.plan.steps[0]);
-            let message = format!(
-                "node(s) {} were rolled back and wait: `cni-migrate resume --retry {}` migrates them again",
-                held.join(", "),
-                held.join(" --retry ")
-            );
-            return Ok(Some(self.gate(step, message).await?));
+        match scheduler::rolled_back_wait(self.plan, ck) {
+            Some(message) => {
+                let step = self
+                    .plan
+                    .steps
+                    .iter()
+                    .find(|s| s.kind == StepKind::FinalValues)
+                    .unwrap_or(&self.plan.steps[0]);
+                Ok(Some(self.gate(step, message).await?))
+            }
+            None => Ok(None),
         }
-        Ok(None)
     }
 
-    /// Which nodes may start now: the scheduler's decision, after the re-check of the migrated
-    /// nodes and a look at the candidates.
+    /// Which nodes may start now (see [`crate::admission`]); a regression that lasted stops
+    /// the run here.
     async fn decide(
         &self,
         ck: &Checkpoint,
         running: &BTreeSet<String>,
         free: usize,
     ) -> Result<scheduler::Admission, RunError> {
-        // Observations only ever remove candidates: when the plan and checkpoint alone admit
-        // nothing (soaking, a canary in flight), spare the API the reads.
-        let unobserved = scheduler::decide(self.plan, ck, &Observations::default(), self.now());
-        if unobserved.admit.is_empty() {
-            return Ok(unobserved);
-        }
-        // Before a new node starts, the migrated ones must still hold up.
-        let migrated: Vec<&str> = self
-            .plan
-            .nodes
-            .iter()
-            .map(|n| n.name.as_str())
-            .filter(|n| ck.node_done(n))
-            .collect();
-        let held = match self.recheck.check(&self.ctx(""), &migrated).await {
-            Verdict::Clear => None,
-            Verdict::Hold(why) => Some(why),
-            Verdict::Regressed { node, reason } => Some(self.regressed(&node, reason).await?),
+        let view = admission::View {
+            plan: self.plan,
+            ck,
+            running,
+            free,
+            now: self.now(),
         };
-        if let Some(why) = held {
-            return Ok(scheduler::Admission {
-                admit: Vec::new(),
-                waiting: Vec::new(),
-                not_before: None,
-                stopped: Some(why),
-            });
-        }
-        let obs = self.observe(ck, running, free).await;
-        Ok(scheduler::decide(self.plan, ck, &obs, self.now()))
+        Ok(
+            match admission::next(&view, &self.ctx(""), &self.recheck).await {
+                Next::Decided(a) => a,
+                Next::Regressed { node, reason } => scheduler::Admission {
+                    stopped: Some(self.regressed(&node, reason).await?),
+                    ..scheduler::Admission::default()
+                },
+            },
+        )
     }
 
     /// A migrated node regressed for longer than the grace: the failure stops the run.
     async fn regressed(&self, node: &str, reason: String) -> Result<String, RunError> {
         let step = format!("{node}/verify");
         {
-            let mut ck = self.ck.lock().await;
+            let mut ck = self.journal.ck.lock().await;
             if ck.failure.is_none() {
                 ck.failure = Some(FailureRecord {
                     step: step.clone(),
                     reason: reason.clone(),
                     at: u32::try_from(self.now().saturating_sub(ck.created)).unwrap_or(u32::MAX),
                 });
-                self.save(&mut ck).await?;
+                self.journal.save(&mut ck).await?;
             }
         }
         self.emit(EventKind::StepFailed, None, Some(node), reason.clone());
@@ -770,80 +593,15 @@ impl<'a> Runner<'a> {
 
     /// Picks up a `pause` another process wrote into the checkpoint.
     async fn check_pause(&self) -> Result<(), RunError> {
-        let stored = match self.store.load().await {
-            Ok(Some(s)) => s,
-            Ok(None) => return Ok(()),
-            Err(e) => {
-                tracing::debug!(error = %e, "cannot re-read the checkpoint for a pause");
-                return Ok(());
-            }
-        };
-        let mut ck = self.ck.lock().await;
-        if stored.run_id != ck.run_id {
-            return Err(RunError::Superseded(stored.run_id));
-        }
-        if stored.generation > ck.generation {
-            if stored.paused && !ck.paused {
-                self.emit(
-                    EventKind::Waiting,
-                    None,
-                    None,
-                    "pause requested: no new node starts; nodes in flight finish".into(),
-                );
-            }
-            ck.paused = stored.paused;
-            ck.generation = stored.generation;
+        if self.journal.refresh_pause().await? {
+            self.emit(
+                EventKind::Waiting,
+                None,
+                None,
+                "pause requested: no new node starts; nodes in flight finish".into(),
+            );
         }
         Ok(())
-    }
-
-    /// What the scheduler needs: budgets and node readiness for the next candidates only (one
-    /// GET per candidate, not a LIST of every node per tick).
-    async fn observe(
-        &self,
-        ck: &Checkpoint,
-        running: &BTreeSet<String>,
-        free: usize,
-    ) -> Observations {
-        let mut obs = Observations::default();
-        for n in &self.plan.nodes {
-            obs.node_pdbs.insert(n.name.clone(), n.pdbs.clone());
-        }
-        if self.plan.nodes.iter().any(|n| !n.pdbs.is_empty()) {
-            match self.cluster.pdbs().await {
-                Ok(pdbs) => {
-                    for p in pdbs {
-                        obs.pdb_allowed.insert(
-                            format!("{}/{}", p.namespace, p.name),
-                            p.disruptions_allowed.unwrap_or(0),
-                        );
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "cannot list PDBs; admitting without budgets")
-                }
-            }
-        }
-        let mut ready_found = 0;
-        let candidates = self.plan.nodes.iter().filter(|n| {
-            !running.contains(&n.name) && !ck.node_done(&n.name) && !ck.node_in_flight(&n.name)
-        });
-        for n in candidates {
-            if ready_found > free {
-                break;
-            }
-            match self.cluster.node(&n.name).await {
-                Ok(Some(info)) if info.ready => ready_found += 1,
-                Ok(_) => {
-                    obs.not_ready.insert(n.name.clone());
-                }
-                Err(e) => {
-                    tracing::debug!(node = %n.name, error = %e, "cannot read node; not admitting it now");
-                    obs.not_ready.insert(n.name.clone());
-                }
-            }
-        }
-        obs
     }
 
     /// Records the node's prior state before anything changes on it (only the first time).
@@ -853,7 +611,7 @@ impl<'a> Runner<'a> {
         &self,
         node: &str,
     ) -> Result<Result<NodePrior, String>, RunError> {
-        if let Some(prior) = self.ck.lock().await.prior(node) {
+        if let Some(prior) = self.journal.ck.lock().await.prior(node) {
             return Ok(Ok(prior));
         }
         let observed = self
@@ -869,15 +627,15 @@ impl<'a> Runner<'a> {
             Ok(p) => p,
             Err(e) => return Ok(Err(chain(&e))),
         };
-        let mut ck = self.ck.lock().await;
+        let mut ck = self.journal.ck.lock().await;
         ck.record_prior(node, &prior);
-        self.save(&mut ck).await?;
+        self.journal.save(&mut ck).await?;
         Ok(Ok(prior))
     }
 
     /// Admits a node: its prior state recorded first. `false` when it cannot be observed now.
     async fn admit(&self, node: &str) -> Result<bool, RunError> {
-        let fresh = self.ck.lock().await.prior(node).is_none();
+        let fresh = self.journal.ck.lock().await.prior(node).is_none();
         let prior = match self.record_prior(node).await? {
             Ok(p) => p,
             Err(why) => {
@@ -900,7 +658,7 @@ impl<'a> Runner<'a> {
     }
 
     async fn run_chain(&self, node: &str) -> Result<(), RunError> {
-        if self.ck.lock().await.prior(node).is_none() && !self.admit(node).await? {
+        if self.journal.ck.lock().await.prior(node).is_none() && !self.admit(node).await? {
             return Ok(());
         }
         for step in self.plan.node_steps(node) {
@@ -911,6 +669,7 @@ impl<'a> Runner<'a> {
             }
         }
         let secs = self
+            .journal
             .ck
             .lock()
             .await
@@ -924,59 +683,5 @@ impl<'a> Runner<'a> {
             format!("{node} migrated in {secs}s"),
         );
         Ok(())
-    }
-}
-
-#[async_trait]
-impl Ledger for Runner<'_> {
-    async fn prior(&self, node: &str) -> Option<NodePrior> {
-        self.ck.lock().await.prior(node)
-    }
-
-    async fn agent_uids(&self, node: &str) -> Option<Vec<String>> {
-        self.ck.lock().await.agent_uids(node)
-    }
-
-    async fn record_agent_uids(&self, node: &str, uids: Vec<String>) -> Result<(), StepError> {
-        let mut ck = self.ck.lock().await;
-        if ck.record_agent_uids(node, uids) {
-            self.save(&mut ck).await.map_err(|e| StepError::Record {
-                node: node.to_owned(),
-                what: "the agent pods".into(),
-                before: "changing the label".into(),
-                reason: chain(&e),
-            })?;
-        }
-        Ok(())
-    }
-
-    async fn status(&self, node: &str) -> Option<NodeStatus> {
-        self.ck.lock().await.node(node).map(|r| r.status())
-    }
-
-    async fn restarted_at(&self, node: &str) -> Option<u64> {
-        let at = self
-            .plan
-            .node_steps(node)
-            .position(|s| s.kind == StepKind::RestartAgent)?;
-        let ck = self.ck.lock().await;
-        let t = ck.node(node)?.finished_at(at)?;
-        Some(ck.created + u64::from(t))
-    }
-
-    fn count_evictions(&self, node: &str, evicted: &[String], waits: &BTreeMap<String, Duration>) {
-        let mut stats = self
-            .stats
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *stats.evicted.entry(node.to_owned()).or_default() += evicted.len();
-        stats
-            .evicted_pods
-            .entry(node.to_owned())
-            .or_default()
-            .extend(evicted.iter().cloned());
-        for (pdb, d) in waits {
-            *stats.pdb_waits.entry(pdb.clone()).or_default() += *d;
-        }
     }
 }

@@ -30,7 +30,7 @@ pub struct Observations {
 }
 
 /// The decision.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Admission {
     /// Nodes to start now, in order.
     pub admit: Vec<String>,
@@ -56,6 +56,47 @@ fn drain_pending(plan: &Plan, ck: &Checkpoint, node: &str) -> bool {
 fn finished_at(ck: &Checkpoint, node: &str) -> Option<u64> {
     let (_, last) = ck.node(node)?.span()?;
     Some(ck.created + u64::from(last))
+}
+
+impl Admission {
+    /// Why nothing was admitted, in a sentence (empty when there is nothing to say).
+    pub fn explain(&self, now: u64) -> String {
+        if let Some(s) = &self.stopped {
+            return s.clone();
+        }
+        if let Some(t) = self.not_before {
+            return format!(
+                "soaking after the canaries: the next node starts in {}s",
+                t.saturating_sub(now)
+            );
+        }
+        self.waiting
+            .iter()
+            .map(|(n, w)| format!("{n}: {w}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// With nothing in flight: rolled-back nodes wait for `resume --retry`, so the run stops at a
+/// gate once they are all that is left, or at once when a canary was rolled back. The gate's
+/// message, when it must stop.
+pub fn rolled_back_wait(plan: &Plan, ck: &Checkpoint) -> Option<String> {
+    let left: Vec<&str> = plan
+        .nodes
+        .iter()
+        .map(|n| n.name.as_str())
+        .filter(|n| !ck.node_done(n))
+        .collect();
+    let held: Vec<&str> = left.iter().copied().filter(|n| ck.held(n)).collect();
+    let canary_held = plan.nodes.iter().any(|n| n.canary && ck.held(&n.name));
+    (!held.is_empty() && (held.len() == left.len() || canary_held)).then(|| {
+        format!(
+            "node(s) {} were rolled back and wait: `cni-migrate resume --retry {}` migrates them again",
+            held.join(", "),
+            held.join(" --retry ")
+        )
+    })
 }
 
 /// Decides which nodes to admit now.

@@ -1,0 +1,162 @@
+//! The run's journal: the checkpoint in memory, written to its store after every transition,
+//! so that intent is recorded before effects and a crash at any moment resumes where it
+//! stopped.
+//!
+//! ```text
+//! transition(step, to) ─► checkpoint state machine ─► save ─► (test hook: SIGKILL here)
+//! save ─► store.save at the generation read ─┬─ ok
+//!                                            ├─ conflict: re-read; another run's ─► Superseded
+//!                                            │            a `pause` ─► merged, written again
+//!                                            └─ retriable failure ─► backoff, within budget
+//! refresh_pause ─► re-read: a `pause` written by `cni-migrate pause` from any machine
+//! ```
+
+use std::time::Duration;
+
+use planner::Step;
+use tokio::sync::Mutex;
+
+use crate::{
+    checkpoint::{Checkpoint, StepIndex, StepState},
+    config::{CrashPoint, Timing},
+    outcome::RunError,
+    store::{StateStore, StoreError},
+};
+
+/// The checkpoint and where it is kept.
+pub struct Journal<'a> {
+    store: &'a dyn StateStore,
+    /// The checkpoint as this run knows it (held across a write: one writer at a time).
+    pub ck: Mutex<Checkpoint>,
+    /// The steps the checkpoint may record.
+    pub index: StepIndex,
+    timing: Timing,
+    crash_at: Option<CrashPoint>,
+}
+
+impl<'a> Journal<'a> {
+    /// A journal over a checkpoint.
+    pub fn new(
+        store: &'a dyn StateStore,
+        checkpoint: Checkpoint,
+        index: StepIndex,
+        timing: Timing,
+        crash_at: Option<CrashPoint>,
+    ) -> Self {
+        Self {
+            store,
+            ck: Mutex::new(checkpoint),
+            index,
+            timing,
+            crash_at,
+        }
+    }
+
+    /// A step's state (`Pending` for a step the checkpoint does not know).
+    pub fn state(&self, ck: &Checkpoint, step: &Step) -> StepState {
+        ck.state(&self.index, &step.id)
+            .unwrap_or(StepState::Pending)
+    }
+
+    /// Saves, merging a `pause` written by another process and retrying the store's
+    /// retriable failures.
+    ///
+    /// # Errors
+    /// [`RunError::Superseded`] when another run wrote the checkpoint; the store's failures.
+    pub async fn save(&self, ck: &mut Checkpoint) -> Result<(), RunError> {
+        let mut backoff = self.timing.backoff();
+        loop {
+            match self.store.save(ck).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict { .. }) => {
+                    let Some(stored) = self.load().await? else {
+                        // Deleted under us: write ours again from scratch.
+                        ck.generation = 0;
+                        continue;
+                    };
+                    if stored.run_id != ck.run_id {
+                        return Err(RunError::Superseded(stored.run_id));
+                    }
+                    ck.paused = stored.paused;
+                    ck.generation = stored.generation;
+                }
+                Err(e) if e.is_retriable() => match backoff.next_delay() {
+                    Some(d) => {
+                        tracing::warn!(error = %e, "checkpoint write failed; retrying");
+                        tokio::time::sleep(d).await;
+                    }
+                    None => return Err(e.into()),
+                },
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn load(&self) -> Result<Option<Checkpoint>, RunError> {
+        Ok(self
+            .timing
+            .backoff()
+            .retry(|| self.store.load(), StoreError::is_retriable)
+            .await?)
+    }
+
+    /// Moves a step to `to` and saves; then the test hook may kill the process.
+    ///
+    /// # Errors
+    /// The checkpoint refusing the transition, or the save failing.
+    pub async fn transition(
+        &self,
+        step: &Step,
+        to: StepState,
+        now: u64,
+        message: Option<String>,
+    ) -> Result<(), RunError> {
+        let mut ck = self.ck.lock().await;
+        ck.transition(&self.index, &step.id, to, now, message)?;
+        self.save(&mut ck).await?;
+        drop(ck);
+        self.maybe_crash(step, to);
+        Ok(())
+    }
+
+    fn maybe_crash(&self, step: &Step, state: StepState) {
+        if let Some(c) = &self.crash_at
+            && c.step == step.id
+            && c.state == state
+        {
+            eprintln!("test hook: killing this process at {}", step.id);
+            let pid = std::process::id().to_string();
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid])
+                .status();
+            std::thread::sleep(Duration::from_secs(60));
+        }
+    }
+
+    /// Picks up a `pause` another process wrote into the checkpoint: `true` when it newly
+    /// paused the run.
+    ///
+    /// # Errors
+    /// [`RunError::Superseded`] when another run wrote the checkpoint.
+    pub async fn refresh_pause(&self) -> Result<bool, RunError> {
+        let stored = match self.store.load().await {
+            Ok(Some(s)) => s,
+            Ok(None) => return Ok(false),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot re-read the checkpoint for a pause");
+                return Ok(false);
+            }
+        };
+        let mut ck = self.ck.lock().await;
+        if stored.run_id != ck.run_id {
+            return Err(RunError::Superseded(stored.run_id));
+        }
+        let mut newly = false;
+        if stored.generation > ck.generation {
+            newly = stored.paused && !ck.paused;
+            ck.paused = stored.paused;
+            ck.generation = stored.generation;
+        }
+        Ok(newly)
+    }
+}
