@@ -64,7 +64,7 @@ pub fn overlay(store: &Store, pod: &Value) -> Overlay {
     if pod["spec"]["hostNetwork"] == true {
         return Overlay::Host;
     }
-    match pod["metadata"]["annotations"][crate::model::OVERLAY_ANNOTATION].as_str() {
+    match pod["metadata"]["annotations"][crate::annotations::OVERLAY_ANNOTATION].as_str() {
         Some("cilium") => return Overlay::Cilium,
         Some("old") => return Overlay::Old,
         _ => {}
@@ -100,7 +100,7 @@ fn agent_ready(store: &Store, node: &str) -> bool {
 /// `cilium-config` for agents the model did not start).
 fn host_legacy_routing(store: &Store, node: &str) -> bool {
     let resolved = ready_agent(store, node).and_then(|a| {
-        a["metadata"]["annotations"][crate::model::LEGACY_ROUTING_ANNOTATION]
+        a["metadata"]["annotations"][crate::annotations::LEGACY_ROUTING_ANNOTATION]
             .as_str()
             .map(str::to_owned)
     });

@@ -12,6 +12,7 @@
 //! It is a test double for the API server: the product always talks to a real cluster
 //! through `kube`, and the tests exercise that same code against this server.
 
+pub mod annotations;
 pub mod datapath;
 pub mod helm;
 pub mod model;

@@ -1,0 +1,570 @@
+//! The model behind the API: a scheduler, kubelets and the workload controllers, reacting to
+//! the store's change events the way the real components react to watches.
+//!
+//! ```text
+//! store events ─► pod without a node ──────► scheduler: bind to a Ready, schedulable node
+//!             ├─► pod bound, not running ──► kubelet: after `pod_start`, Running + Ready + an IP
+//!             └─► pod deleted ─────────────► ReplicaSet: a replacement (new name)
+//!                                            StatefulSet: the same name, a new UID
+//!                                            DaemonSet: a new pod on the same node
+//! ```
+//!
+//! Also: the garbage collector (a deleted DaemonSet, Deployment, ReplicaSet or StatefulSet takes
+//! what it owned along), the Tigera operator's uninstall (deleting the `Installation`
+//! removes calico-system's DaemonSets and Deployments), and Cilium's CiliumEndpoints (one per
+//! pod started on a node whose CNI is Cilium, gone with the pod).
+//!
+//! A node's CNI directory is its annotation `sim.cni-migrate.io/cni` (`cilium` once an agent
+//! wrote `05-cilium.conflist`). As on a real node, an agent that no longer writes it does not
+//! remove it (`cni.uninstall=false`): only the restore pod a rollback runs (label
+//! `cni-migrate.io/restore-cni=true`) puts the old configuration back.
+//!
+//! Ways a node can fail, set as the node's annotation `sim.cni-migrate.io/fault` (comma list):
+//! - `agent-stuck`: a Cilium agent starting on the node once it carries the migration label
+//!   crash-loops (an agent that never comes back);
+//! - `cnc-ignored`: the node's agent does not see CiliumNodeConfigs (it stays on the old CNI
+//!   though its CiliumNode looks right).
+//!
+//! Cilium's operator is modelled as far as the migration meets it: a CiliumNode per agent (a
+//! block of the cluster pool, or in ENI mode fifty addresses of the node's own /24 above .200),
+//! and the `node.cilium.io/agent-not-ready` taint removed once the node's agent is up. aws-node
+//! marks the node annotation `sim.cni-migrate.io/vpc-cni-nat` `present` where it starts; the
+//! tool's flush pod (label `cni-migrate.io/flush-vpc-cni=true`) sets it to `flushed`. The
+//! DaemonSet controller honours `nodeSelector` and follows node label changes.
+//!
+//! Per-node agent configuration (a CiliumNodeConfig that turns `enable-host-legacy-routing`
+//! off, say) is resolved at agent start and kept on the agent pod, where the datapath reads it.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use crate::store::{Event, Store, now_rfc3339};
+
+mod budgets;
+mod cilium;
+mod daemonset;
+mod workloads;
+
+/// How the model behaves.
+#[derive(Clone, Debug)]
+pub struct ModelOptions {
+    /// From binding to Running and Ready.
+    pub pod_start: Duration,
+    /// Spread of pod start times: each start takes `pod_start` times a log-normal factor of
+    /// this sigma (0: every pod takes exactly `pod_start`), so starts vary as they do on real
+    /// nodes (image pulls, probes).
+    pub spread: f64,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        Self {
+            pod_start: Duration::from_millis(200),
+            spread: 0.0,
+        }
+    }
+}
+
+pub use crate::annotations::*;
+const ENDPOINTS: &str = "cilium.io/ciliumendpoints";
+
+fn is_ready_node(n: &Value) -> bool {
+    n["spec"]["unschedulable"] != true
+        && n["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// Whether a DaemonSet's `nodeSelector` selects a node.
+fn ds_selects(ds: &Value, node: &Value) -> bool {
+    ds["spec"]["template"]["spec"]["nodeSelector"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| node["metadata"]["labels"][k.as_str()] == *v)
+}
+
+fn has_node_selector(ds: &Value) -> bool {
+    ds["spec"]["template"]["spec"]["nodeSelector"]
+        .as_object()
+        .is_some_and(|m| !m.is_empty())
+}
+
+fn tolerates_all_taints(pod: &Value, node: &Value) -> bool {
+    let tolerations = pod["spec"]["tolerations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    node["spec"]["taints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["effect"] != "PreferNoSchedule")
+        .all(|t| {
+            tolerations.iter().any(|tol| {
+                (tol["operator"] == "Exists" && (tol["key"].is_null() || tol["key"] == t["key"]))
+                    || (tol["key"] == t["key"] && tol["value"] == t["value"])
+            })
+        })
+}
+
+/// The model's state: per-node IP counters.
+struct Model {
+    store: Arc<Store>,
+    opts: ModelOptions,
+    next_ip: HashMap<String, u32>,
+    rng: u64,
+}
+
+/// A median-preserving log-normal factor of `sigma`, clamped to [0.2, 5], from a xorshift state.
+pub fn lognormal_factor(state: &mut u64, sigma: f64) -> f64 {
+    if sigma <= 0.0 {
+        return 1.0;
+    }
+    let mut next = || {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        #[allow(clippy::cast_precision_loss)] // a uniform draw in (0, 1)
+        let u = ((*state >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        u
+    };
+    let (u1, u2) = (next(), next());
+    let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+    (sigma * z).exp().clamp(0.2, 5.0)
+}
+
+impl Model {
+    fn node_value(&self, name: &str) -> Option<Value> {
+        self.store.get("/nodes", "", name).map(|s| s.value())
+    }
+
+    /// The next pod IP on a node: from its podCIDR when it has one, else a per-node /24 of
+    /// 10.250.0.0/16.
+    fn allocate_ip(&mut self, node: &str) -> String {
+        let n = {
+            let n = self.next_ip.entry(node.to_owned()).or_insert(100);
+            *n += 1;
+            *n
+        };
+        let host = n % 250 + 2;
+        let on_cilium = self
+            .node_value(node)
+            .is_some_and(|v| v["metadata"]["annotations"][CNI_ANNOTATION] == "cilium");
+        if on_cilium
+            && let Some(cn) = self.store.get("cilium.io/ciliumnodes", "", node)
+            && let Some(pool) = cn.value()["spec"]["ipam"]["pool"].as_object()
+            && !pool.is_empty()
+        {
+            // ENI mode: the next address of the node's ENI pool.
+            let ips: Vec<&String> = pool.keys().collect();
+            let i = usize::try_from(n).unwrap_or(0) % ips.len();
+            return ips[i].clone();
+        }
+        let cidr = if on_cilium {
+            self.store
+                .get("cilium.io/ciliumnodes", "", node)
+                .and_then(|cn| {
+                    cn.value()["spec"]["ipam"]["podCIDRs"][0]
+                        .as_str()
+                        .map(str::to_owned)
+                })
+        } else {
+            self.node_value(node)
+                .and_then(|v| v["spec"]["podCIDR"].as_str().map(str::to_owned))
+        };
+        match cidr.as_deref().and_then(|c| c.strip_suffix(".0/24")) {
+            Some(prefix) => format!("{prefix}.{host}"),
+            None => {
+                let idx = node
+                    .bytes()
+                    .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)))
+                    % 250;
+                format!("10.250.{idx}.{host}")
+            }
+        }
+    }
+
+    fn pick_node(&self, pod: &Value) -> Option<String> {
+        let (_, nodes, _) = self.store.list("/nodes", None, None, None, &|_, _| true);
+        let (_, pods, _) = self.store.list("/pods", None, None, None, &|_, _| true);
+        let mut load: BTreeMap<String, usize> = BTreeMap::new();
+        for (_, p) in &pods {
+            if let Some(n) = &p.node_name {
+                *load.entry(n.clone()).or_default() += 1;
+            }
+        }
+        nodes
+            .iter()
+            .map(|(_, n)| n.value())
+            .filter(|n| is_ready_node(n) && tolerates_all_taints(pod, n))
+            .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_owned))
+            .min_by_key(|n| (load.get(n).copied().unwrap_or(0), n.clone()))
+    }
+
+    fn on_event(&mut self, e: &Event) -> Vec<(Duration, Action)> {
+        let mut out = Vec::new();
+        if e.type_ == "DELETED" {
+            // The garbage collector: what a deleted controller owned goes with it.
+            if matches!(
+                e.key.as_str(),
+                "apps/daemonsets" | "apps/deployments" | "apps/replicasets" | "apps/statefulsets"
+            ) {
+                out.push((
+                    Duration::ZERO,
+                    Action::Collect {
+                        namespace: e.namespace.clone(),
+                        uid: e.object.value()["metadata"]["uid"].clone(),
+                    },
+                ));
+            }
+            // The Tigera operator removes what it installed when its Installation goes.
+            if e.key == "operator.tigera.io/installations" {
+                out.push((Duration::ZERO, Action::TigeraUninstall));
+            }
+        }
+        if e.key == "apps/daemonsets" && e.type_ != "DELETED" {
+            out.push((
+                Duration::ZERO,
+                Action::Daemonset {
+                    namespace: e.namespace.clone(),
+                    name: e.name.clone(),
+                },
+            ));
+            return out;
+        }
+        // The DaemonSet controller follows node labels for DaemonSets with a node selector.
+        if e.key == "/nodes" && e.type_ == "MODIFIED" {
+            let (_, dss, _) = self
+                .store
+                .list("apps/daemonsets", None, None, None, &|_, s| {
+                    has_node_selector(&s.value())
+                });
+            for ((namespace, name), _) in dss {
+                out.push((Duration::ZERO, Action::Daemonset { namespace, name }));
+            }
+            return out;
+        }
+        if e.key != "/pods" {
+            return out;
+        }
+        // The disruption controller: budgets in the pod's namespace follow their pods.
+        out.push((
+            Duration::ZERO,
+            Action::Budgets {
+                namespace: e.namespace.clone(),
+                labels: (*e.object.labels).clone(),
+            },
+        ));
+        // A DaemonSet's status follows its pods.
+        let pod_v = e.object.value();
+        if let Some(owner) = pod_v["metadata"]["ownerReferences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|o| o["controller"] == true && o["kind"] == "DaemonSet")
+        {
+            out.push((
+                Duration::ZERO,
+                Action::DaemonsetStatus {
+                    namespace: e.namespace.clone(),
+                    name: owner["name"].as_str().unwrap_or_default().to_owned(),
+                },
+            ));
+        }
+        let pod = e.object.value();
+        match e.type_ {
+            "ADDED" | "MODIFIED" if pod["metadata"]["deletionTimestamp"].is_null() => {
+                let running = pod["status"]["phase"] == "Running"
+                    || pod["status"]["phase"] == "Succeeded"
+                    || pod["status"]["phase"] == "Failed";
+                if pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty) {
+                    out.push((
+                        Duration::ZERO,
+                        Action::Bind {
+                            namespace: e.namespace.clone(),
+                            name: e.name.clone(),
+                        },
+                    ));
+                } else if !running {
+                    let factor = lognormal_factor(&mut self.rng, self.opts.spread);
+                    out.push((
+                        self.opts.pod_start.mul_f64(factor),
+                        Action::Start {
+                            namespace: e.namespace.clone(),
+                            name: e.name.clone(),
+                            uid: pod["metadata"]["uid"].clone(),
+                        },
+                    ));
+                }
+            }
+            "DELETED" => {
+                out.push((
+                    Duration::ZERO,
+                    Action::DropEndpoint {
+                        namespace: e.namespace.clone(),
+                        name: e.name.clone(),
+                        uid: pod["metadata"]["uid"].clone(),
+                    },
+                ));
+                out.push((Duration::ZERO, Action::Replace { pod }));
+            }
+            _ => {}
+        }
+        out
+    }
+
+    fn run(&mut self, action: Action) {
+        match action {
+            Action::Collect { namespace, uid } => {
+                for key in ["apps/replicasets", "/pods"] {
+                    let (_, owned, _) =
+                        self.store.list(key, Some(&namespace), None, None, &|_, s| {
+                            s.value()["metadata"]["ownerReferences"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .any(|o| o["uid"] == uid)
+                        });
+                    for ((ns, name), _) in owned {
+                        let _ = self.store.delete(key, &ns, &name, false);
+                    }
+                }
+            }
+            Action::TigeraUninstall => {
+                for key in ["apps/daemonsets", "apps/deployments"] {
+                    let (_, objects, _) =
+                        self.store
+                            .list(key, Some("calico-system"), None, None, &|_, _| true);
+                    for ((ns, name), _) in objects {
+                        let _ = self.store.delete(key, &ns, &name, false);
+                    }
+                }
+            }
+            Action::Bind { namespace, name } => {
+                let Some(s) = self.store.get("/pods", &namespace, &name) else {
+                    return;
+                };
+                let mut pod = s.value();
+                if !pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty) {
+                    return;
+                }
+                let Some(node) = self.pick_node(&pod) else {
+                    return;
+                };
+                pod["spec"]["nodeName"] = json!(node);
+                pod["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True", "lastTransitionTime": now_rfc3339()}]);
+                let _ = self.store.update("/pods", pod, Some(s.rv), false);
+            }
+            Action::Start {
+                namespace,
+                name,
+                uid,
+            } => {
+                let Some(s) = self.store.get("/pods", &namespace, &name) else {
+                    return;
+                };
+                let mut pod = s.value();
+                if pod["metadata"]["uid"] != uid
+                    || pod["status"]["phase"] == "Running"
+                    || !pod["metadata"]["deletionTimestamp"].is_null()
+                {
+                    return;
+                }
+                let node = pod["spec"]["nodeName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                let ip = if pod["spec"]["hostNetwork"] == true {
+                    self.node_value(&node)
+                        .and_then(|n| {
+                            n["status"]["addresses"]
+                                .as_array()?
+                                .iter()
+                                .find(|a| a["type"] == "InternalIP")?["address"]
+                                .as_str()
+                                .map(str::to_owned)
+                        })
+                        .unwrap_or_default()
+                } else {
+                    self.allocate_ip(&node)
+                };
+                let on_cilium = pod["spec"]["hostNetwork"] != true
+                    && self
+                        .node_value(&node)
+                        .is_some_and(|v| v["metadata"]["annotations"][CNI_ANNOTATION] == "cilium");
+                if pod["spec"]["hostNetwork"] != true {
+                    pod["metadata"]["annotations"][OVERLAY_ANNOTATION] =
+                        json!(if on_cilium { "cilium" } else { "old" });
+                }
+                let now = now_rfc3339();
+                pod["status"]["phase"] = json!("Running");
+                pod["status"]["podIP"] = json!(ip);
+                pod["status"]["podIPs"] = json!([{"ip": ip}]);
+                pod["status"]["startTime"] = json!(now);
+                pod["status"]["conditions"] = json!([
+                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+                    {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+                    {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
+                    {"type": "Ready", "status": "True", "lastTransitionTime": now}]);
+                let statuses: Vec<Value> = pod["spec"]["containers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| json!({"name": c["name"], "image": c["image"], "ready": true, "started": true, "restartCount": 0, "state": {"running": {"startedAt": now}}}))
+                    .collect();
+                pod["status"]["containerStatuses"] = json!(statuses);
+                if pod["metadata"]["labels"]["k8s-app"] == "cilium" {
+                    self.cilium_agent_starts(&node, &mut pod);
+                }
+                let probe = pod["metadata"]["labels"]["cni-migrate.io/probe"] == "true";
+                let restore = pod["metadata"]["labels"]["cni-migrate.io/restore-cni"] == "true";
+                let flush = pod["metadata"]["labels"]["cni-migrate.io/flush-vpc-cni"] == "true";
+                if pod["metadata"]["labels"]["k8s-app"] == "aws-node" {
+                    // aws-node (re)writes its nat chains on the node it starts on.
+                    self.set_vpc_nat(&node, "present");
+                }
+                let Ok(mut pod) = self.store.update("/pods", pod, Some(s.rv), false) else {
+                    return;
+                };
+                if on_cilium {
+                    self.endpoint(&pod, &ip, &node);
+                }
+                if flush {
+                    let was = self.node_value(&node).and_then(|n| {
+                        n["metadata"]["annotations"][VPC_NAT_ANNOTATION]
+                            .as_str()
+                            .map(str::to_owned)
+                    });
+                    let log = if was.as_deref() == Some("present") {
+                        "flushed iptables-legacy AWS-SNAT-CHAIN-0\nflushed iptables-legacy AWS-SNAT-CHAIN-1\nflushed iptables-legacy AWS-CONNMARK-CHAIN-0\nflushed iptables-legacy AWS-CONNMARK-CHAIN-1\ndone\n"
+                    } else {
+                        "done\n"
+                    };
+                    self.set_vpc_nat(&node, "flushed");
+                    self.store.set_log(&namespace, &name, log.to_owned());
+                    pod["status"]["phase"] = json!("Succeeded");
+                    pod["status"]["conditions"] =
+                        json!([{"type": "Ready", "status": "False", "reason": "PodCompleted"}]);
+                    let _ = self.store.update("/pods", pod, None, false);
+                    return;
+                }
+                if probe || restore {
+                    // The verification probe runs its checks and exits; the restore pod puts
+                    // the old CNI configuration back and exits.
+                    let log = if probe {
+                        crate::datapath::probe_log(&self.store, &pod)
+                    } else {
+                        self.restore_cni(&node)
+                    };
+                    self.store.set_log(&namespace, &name, log);
+                    pod["status"]["phase"] = json!("Succeeded");
+                    pod["status"]["conditions"] =
+                        json!([{"type": "Ready", "status": "False", "reason": "PodCompleted"}]);
+                    let _ = self.store.update("/pods", pod, None, false);
+                }
+            }
+            Action::Replace { pod } => self.replace(&pod),
+            Action::DropEndpoint {
+                namespace,
+                name,
+                uid,
+            } => {
+                let owned = self
+                    .store
+                    .get(ENDPOINTS, &namespace, &name)
+                    .is_some_and(|c| c.value()["metadata"]["ownerReferences"][0]["uid"] == uid);
+                if owned {
+                    let _ = self.store.delete(ENDPOINTS, &namespace, &name, false);
+                }
+            }
+            Action::Budgets { namespace, labels } => self.budgets(&namespace, &labels),
+            Action::Daemonset { namespace, name } => self.reconcile_daemonset(&namespace, &name),
+            Action::DaemonsetStatus { namespace, name } => self.daemonset_status(&namespace, &name),
+        }
+    }
+}
+
+enum Action {
+    /// Garbage collection of what a deleted controller owned.
+    Collect {
+        namespace: String,
+        uid: Value,
+    },
+    /// The Tigera operator's uninstall of calico-system.
+    TigeraUninstall,
+    Budgets {
+        namespace: String,
+        labels: BTreeMap<String, String>,
+    },
+    Daemonset {
+        namespace: String,
+        name: String,
+    },
+    DaemonsetStatus {
+        namespace: String,
+        name: String,
+    },
+    Bind {
+        namespace: String,
+        name: String,
+    },
+    Start {
+        namespace: String,
+        name: String,
+        uid: Value,
+    },
+    Replace {
+        pod: Value,
+    },
+    /// Cilium removes a deleted pod's CiliumEndpoint.
+    DropEndpoint {
+        namespace: String,
+        name: String,
+        uid: Value,
+    },
+}
+
+/// Starts the model on a store; it runs until the returned task is aborted.
+pub fn start(store: Arc<Store>, opts: ModelOptions) -> JoinHandle<()> {
+    let mut rx = store.subscribe();
+    let (tx, mut actions) = tokio::sync::mpsc::unbounded_channel::<Action>();
+    let mut model = Model {
+        store,
+        opts,
+        next_ip: HashMap::new(),
+        rng: 0x9e37_79b9_7f4a_7c15,
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    Ok(e) => {
+                        for (delay, action) in model.on_event(&e) {
+                            if delay.is_zero() {
+                                model.run(action);
+                            } else {
+                                let tx = tx.clone();
+                                tokio::spawn(async move {
+                                    tokio::time::sleep(delay).await;
+                                    let _ = tx.send(action);
+                                });
+                            }
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::warn!(n, "model lagged behind the store's events"),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+                Some(action) = actions.recv() => model.run(action),
+            }
+        }
+    })
+}

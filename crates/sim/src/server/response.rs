@@ -1,0 +1,116 @@
+//! Answers as the API server writes them: `Status` objects with a reason and details, JSON
+//! bodies, and a store error turned into the HTTP code a real server gives.
+
+#![allow(clippy::result_large_err)] // handlers return ready HTTP responses as their errors
+
+use axum::{
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::{Value, json};
+
+use crate::{registry::Resource, store::StoreError};
+
+/// A `Status` failure body, shaped as the API server sends it.
+pub fn status(code: u16, reason: &str, message: &str, details: Option<Value>) -> Response {
+    let mut body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": message, "reason": reason, "code": code
+    });
+    if let Some(d) = details {
+        body["details"] = d;
+    }
+    let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    if code == StatusCode::TOO_MANY_REQUESTS {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    resp
+}
+
+/// `pods`, or `ciliumnodeconfigs.cilium.io`: how the API server names a resource in messages.
+pub(super) fn qualified(r: &Resource) -> String {
+    if r.group.is_empty() {
+        r.plural.to_owned()
+    } else {
+        format!("{}.{}", r.plural, r.group)
+    }
+}
+
+pub(super) fn store_error(e: &StoreError, r: &Resource) -> Response {
+    let details = |name: &str| Some(json!({"name": name, "group": r.group, "kind": r.plural}));
+    match e {
+        StoreError::NotFound { name, .. } => status(
+            404,
+            "NotFound",
+            &format!("{} \"{name}\" not found", qualified(r)),
+            details(name),
+        ),
+        StoreError::AlreadyExists { name, .. } => status(
+            409,
+            "AlreadyExists",
+            &format!("{} \"{name}\" already exists", qualified(r)),
+            details(name),
+        ),
+        StoreError::Conflict { name, reason, .. } => status(
+            409,
+            "Conflict",
+            &format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {reason}",
+                qualified(r)
+            ),
+            details(name),
+        ),
+        StoreError::Invalid { name, reason, .. } => status(
+            422,
+            "Invalid",
+            &format!("{} \"{name}\" is invalid: {reason}", r.kind),
+            Some(
+                json!({"name": name, "group": r.group, "kind": r.kind, "causes": [{"reason": "FieldValueRequired", "message": reason}]}),
+            ),
+        ),
+        StoreError::Gone { requested, floor } => status(
+            410,
+            "Expired",
+            &format!("too old resource version: {requested} ({floor})"),
+            None,
+        ),
+    }
+}
+
+pub(super) fn ok_json(code: StatusCode, v: &Value) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+pub(super) fn raw_json(bytes: Vec<u8>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        bytes,
+    )
+        .into_response()
+}
+
+pub(super) fn body_json(body: &[u8]) -> Result<Value, Response> {
+    serde_json::from_slice::<Value>(body)
+        .or_else(|_| serde_yaml::from_slice::<Value>(body))
+        .map_err(|e| {
+            status(
+                400,
+                "BadRequest",
+                &format!("the body of the request could not be decoded: {e}"),
+                None,
+            )
+        })
+}

@@ -1,0 +1,243 @@
+//! POST, PUT and PATCH: identity checks, the status subresource split, optimistic concurrency.
+
+#![allow(clippy::result_large_err)] // handlers return ready HTTP responses as their errors
+
+use std::collections::BTreeMap;
+
+use axum::{
+    http::{HeaderMap, StatusCode, header},
+    response::Response,
+};
+use serde_json::{Value, json};
+
+use super::{
+    read::parse_rv,
+    response::{body_json, ok_json, status, store_error},
+    state::State,
+};
+use crate::{
+    patch::{self, PatchType},
+    registry::Resource,
+    store::{StoreError, now_rfc3339},
+};
+
+pub(super) fn check_identity(r: &Resource, v: &mut Value, ns: &str) -> Result<(), Response> {
+    if let Some(kind) = v["kind"].as_str()
+        && kind != r.kind
+    {
+        return Err(status(
+            400,
+            "BadRequest",
+            &format!("the object provided is of kind {kind}, expected {}", r.kind),
+            None,
+        ));
+    }
+    v["kind"] = json!(r.kind);
+    v["apiVersion"] = json!(r.api_version());
+    if r.namespaced {
+        match v["metadata"]["namespace"].as_str() {
+            Some(n) if !n.is_empty() && n != ns => {
+                return Err(status(
+                    400,
+                    "BadRequest",
+                    &format!(
+                        "the namespace of the provided object does not match the namespace sent on the request ({n} vs {ns})"
+                    ),
+                    None,
+                ));
+            }
+            _ => v["metadata"]["namespace"] = json!(ns),
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn create(
+    state: &State,
+    r: &'static Resource,
+    ns: &str,
+    body: &[u8],
+    dry_run: bool,
+    q: &BTreeMap<String, String>,
+) -> Response {
+    let mut v = match body_json(body) {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    if let Err(resp) = check_identity(r, &mut v, ns) {
+        return resp;
+    }
+    if let Some(m) = q.get("fieldManager") {
+        patch::record_manager(&mut v, m, "Update", None, &now_rfc3339());
+    }
+    if r.plural == "pods" && v["status"].get("phase").is_none() {
+        v["status"]["phase"] = json!("Pending");
+    }
+    match state.store.create(&r.storage_key(), v, dry_run) {
+        Ok(v) => ok_json(StatusCode::CREATED, &v),
+        Err(e) => store_error(&e, r),
+    }
+}
+
+/// Keeps the old status on the main resource and the old everything-but-status on `/status`,
+/// as the API server does for resources with a status subresource.
+pub(super) fn split_status(r: &Resource, sub: Option<&str>, old: &Value, new: &mut Value) {
+    if !r.subresources.contains(&"status") {
+        return;
+    }
+    if sub == Some("status") {
+        let st = new.get("status").cloned();
+        *new = old.clone();
+        if let Some(st) = st {
+            new["status"] = st;
+        }
+    } else if let Some(st) = old.get("status") {
+        new["status"] = st.clone();
+    }
+}
+
+pub(super) fn replace(
+    state: &State,
+    r: &'static Resource,
+    ns: &str,
+    name: &str,
+    sub: Option<&str>,
+    body: &[u8],
+    dry_run: bool,
+) -> Response {
+    let mut v = match body_json(body) {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    if let Err(resp) = check_identity(r, &mut v, ns) {
+        return resp;
+    }
+    if v["metadata"]["name"].as_str() != Some(name) {
+        return status(
+            400,
+            "BadRequest",
+            &format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                v["metadata"]["name"]
+            ),
+            None,
+        );
+    }
+    let Some(old) = state.store.get(&r.storage_key(), ns, name) else {
+        return store_error(
+            &StoreError::NotFound {
+                kind: r.plural.into(),
+                name: name.into(),
+            },
+            r,
+        );
+    };
+    let expected = parse_rv(v["metadata"]["resourceVersion"].as_str());
+    split_status(r, sub, &old.value(), &mut v);
+    match state.store.update(&r.storage_key(), v, expected, dry_run) {
+        Ok(v) => ok_json(StatusCode::OK, &v),
+        Err(e) => store_error(&e, r),
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // one request's parts
+pub(super) fn patch_object(
+    state: &State,
+    r: &'static Resource,
+    ns: &str,
+    name: &str,
+    sub: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+    dry_run: bool,
+    q: &BTreeMap<String, String>,
+) -> Response {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|c| c.to_str().ok())
+        .unwrap_or_default();
+    let Some(kind) = PatchType::from_content_type(ct) else {
+        return status(
+            415,
+            "UnsupportedMediaType",
+            &format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct})"
+            ),
+            None,
+        );
+    };
+    let patch_v = match patch::parse_body(kind, body) {
+        Ok(v) => v,
+        Err(e) => return status(400, "BadRequest", &e.to_string(), None),
+    };
+    let key = r.storage_key();
+    let manager = q.get("fieldManager").cloned();
+    let Some(old) = state.store.get(&key, ns, name) else {
+        if kind == PatchType::Apply {
+            let Some(manager) = manager else {
+                return status(
+                    422,
+                    "Invalid",
+                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                    None,
+                );
+            };
+            let mut v = patch_v;
+            if let Err(resp) = check_identity(r, &mut v, ns) {
+                return resp;
+            }
+            v["metadata"]["name"] = json!(name);
+            patch::record_manager(&mut v, &manager, "Apply", None, &now_rfc3339());
+            return match state.store.create(&key, v, dry_run) {
+                Ok(v) => ok_json(StatusCode::CREATED, &v),
+                Err(e) => store_error(&e, r),
+            };
+        }
+        return store_error(
+            &StoreError::NotFound {
+                kind: r.plural.into(),
+                name: name.into(),
+            },
+            r,
+        );
+    };
+    let old_v = old.value();
+    let mut v = old_v.clone();
+    if kind == PatchType::Apply && manager.is_none() {
+        return status(
+            422,
+            "Invalid",
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+            None,
+        );
+    }
+    if let Err(e) = patch::apply(kind, &mut v, &patch_v) {
+        return status(422, "Invalid", &e.to_string(), None);
+    }
+    // A patch may carry a resourceVersion precondition.
+    let expected = patch_v["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|rv| rv.parse().ok());
+    if let Err(resp) = check_identity(r, &mut v, ns) {
+        return resp;
+    }
+    v["metadata"]["name"] = json!(name);
+    split_status(r, sub, &old_v, &mut v);
+    if let Some(m) = manager {
+        patch::record_manager(
+            &mut v,
+            &m,
+            if kind == PatchType::Apply {
+                "Apply"
+            } else {
+                "Update"
+            },
+            sub,
+            &now_rfc3339(),
+        );
+    }
+    match state.store.update(&key, v, expected, dry_run) {
+        Ok(v) => ok_json(StatusCode::OK, &v),
+        Err(e) => store_error(&e, r),
+    }
+}
