@@ -50,18 +50,6 @@ for t in $TARGETS; do
   if ping -c 2 -W 2 "$t" >/dev/null 2>&1; then echo "reach $t=ok"; else echo "reach $t=fail"; fi
 done"#;
 
-/// The restore pod's script (the host's CNI directory is mounted at /host/etc/cni/net.d).
-const RESTORE_SCRIPT: &str = r#"set -e
-cd /host/etc/cni/net.d
-for f in *.cilium_bak; do
-  [ -e "$f" ] || continue
-  mv -f "$f" "${f%.cilium_bak}"
-  echo "restored ${f%.cilium_bak}"
-done
-for f in 05-cilium.conflist 05-cilium.conf; do
-  if [ -e "$f" ]; then rm -f "$f"; echo "removed $f"; fi
-done"#;
-
 /// Whether a pod is one of the tool's own.
 pub fn is_ours(pod: &PodInfo) -> bool {
     pod.is_cni_migrate_pod()
@@ -111,17 +99,19 @@ pub fn beacon_pod(node: &str, image: &str, overlay: &str) -> Pod {
     typed(v)
 }
 
-/// The restore pod for a node being rolled back.
-pub fn restore_pod(node: &str, image: &str) -> Pod {
+/// The restore pod for a node being rolled back; `cni_conf_dir` is the node's CNI directory
+/// (`target.cniConfDir`), mounted at `/host/etc/cni/net.d` where the script works.
+pub fn restore_pod(node: &str, image: &str, cni_conf_dir: &str) -> Pod {
     let mut v = base("restore-cni", node, image, json!({RESTORE_LABEL: "true"}));
     v["spec"]["hostNetwork"] = json!(true);
     v["spec"]["activeDeadlineSeconds"] = json!(300);
-    v["spec"]["containers"][0]["command"] = json!(["/bin/sh", "-c", RESTORE_SCRIPT]);
+    v["spec"]["containers"][0]["command"] =
+        json!(["/bin/sh", "-c", planner::commands::RESTORE_CNI_SCRIPT]);
     v["spec"]["containers"][0]["securityContext"] = json!({"privileged": true});
     v["spec"]["containers"][0]["volumeMounts"] =
         json!([{"name": "cni-conf", "mountPath": "/host/etc/cni/net.d"}]);
     v["spec"]["volumes"] =
-        json!([{"name": "cni-conf", "hostPath": {"path": "/etc/cni/net.d", "type": "Directory"}}]);
+        json!([{"name": "cni-conf", "hostPath": {"path": cni_conf_dir, "type": "Directory"}}]);
     typed(v)
 }
 
@@ -335,7 +325,7 @@ mod tests {
             p.metadata.annotations.as_ref().unwrap()[TARGETS_ANNOTATION],
             "10.244.0.5"
         );
-        let r = restore_pod("n1", "img:1");
+        let r = restore_pod("n1", "img:1", "/var/lib/rancher/k3s/agent/etc/cni/net.d");
         let c = &r.spec.as_ref().unwrap().containers[0];
         assert_eq!(c.security_context.as_ref().unwrap().privileged, Some(true));
         assert_eq!(
@@ -344,7 +334,8 @@ mod tests {
                 .as_ref()
                 .unwrap()
                 .path,
-            "/etc/cni/net.d"
+            "/var/lib/rancher/k3s/agent/etc/cni/net.d",
+            "the node's CNI directory is target.cniConfDir, not a hard-coded path"
         );
     }
 }

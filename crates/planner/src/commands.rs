@@ -46,12 +46,32 @@ pub fn reboot_command_line(command: &[String], node: &str) -> String {
         .join(" ")
 }
 
+/// The arguments after the Helm program, for a values file: the one definition of the Helm
+/// call, which the executor runs and [`helm_command`] prints.
+pub fn helm_args(spec: &MigrationSpec, values_file: &str) -> Vec<String> {
+    [
+        "upgrade",
+        "--install",
+        "cilium",
+        "cilium/cilium",
+        "--namespace",
+        CILIUM_NAMESPACE,
+        "--version",
+        &spec.target.cilium_version.to_string(),
+        "-f",
+        values_file,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 /// The helm command line the executor runs (or a human runs at a gate) for a values file.
 pub fn helm_command(spec: &MigrationSpec, values_file: &str) -> String {
-    format!(
-        "helm upgrade --install cilium cilium/cilium --namespace {CILIUM_NAMESPACE} --version {} -f {values_file}",
-        spec.target.cilium_version
-    )
+    std::iter::once("helm".to_owned())
+        .chain(helm_args(spec, values_file))
+        .map(|w| shell_quote(&w))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The probe the verify step runs, as the Cilium guide writes it.
@@ -110,8 +130,9 @@ pub fn flush_vpc_cni_command() -> String {
 
 /// What a rollback's restore pod runs in the node's CNI directory (mounted at
 /// `/host/etc/cni/net.d`): the old CNI's files Cilium renamed to `*.cilium_bak` get their names
-/// back, and Cilium's own configuration goes, so the kubelet picks the old CNI again.
-const RESTORE_CNI_SCRIPT: &str = r#"set -e; cd /host/etc/cni/net.d; for f in *.cilium_bak; do [ -e "$f" ] || continue; mv -f "$f" "${f%.cilium_bak}"; echo "restored ${f%.cilium_bak}"; done; for f in 05-cilium.conflist 05-cilium.conf; do if [ -e "$f" ]; then rm -f "$f"; echo "removed $f"; fi; done"#;
+/// back, and Cilium's own configuration goes, so the kubelet picks the old CNI again. The
+/// executor's restore pod runs this same script.
+pub const RESTORE_CNI_SCRIPT: &str = r#"set -e; cd /host/etc/cni/net.d; for f in *.cilium_bak; do [ -e "$f" ] || continue; mv -f "$f" "${f%.cilium_bak}"; echo "restored ${f%.cilium_bak}"; done; for f in 05-cilium.conflist 05-cilium.conf; do if [ -e "$f" ]; then rm -f "$f"; echo "removed $f"; fi; done"#;
 
 /// The rollback's CNI restore as one `kubectl run`: a privileged host-network pod pinned to the
 /// node, with the node's CNI directory (`target.cniConfDir`) mounted, running

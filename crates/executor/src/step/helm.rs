@@ -29,23 +29,7 @@ use crate::{
     wait::{self, Check},
 };
 
-/// The arguments after the Helm program, for a values file.
-pub fn helm_args(spec: &planner::MigrationSpec, values_file: &str) -> Vec<String> {
-    [
-        "upgrade",
-        "--install",
-        "cilium",
-        "cilium/cilium",
-        "--namespace",
-        CILIUM_NAMESPACE,
-        "--version",
-        &spec.target.cilium_version.to_string(),
-        "-f",
-        values_file,
-    ]
-    .map(str::to_owned)
-    .to_vec()
-}
+pub use planner::commands::helm_args;
 
 /// A command line as a shell would read it.
 fn shown(words: &[String]) -> String {

@@ -292,7 +292,11 @@ pub(super) async fn uncordon_step(ctx: &StepCtx<'_>) -> Result<Done, StepError> 
 pub(super) async fn restore_cni_step(ctx: &StepCtx<'_>) -> Result<Done, StepError> {
     let (c, node) = (ctx.cluster, ctx.node);
     probe::remove_on_node(c, node, Some(probe::RESTORE_LABEL)).await?;
-    let pod = probe::restore_pod(node, &ctx.spec().rollout.verify.image);
+    let pod = probe::restore_pod(
+        node,
+        &ctx.spec().rollout.verify.image,
+        &ctx.spec().target.cni_conf_dir,
+    );
     let (done, log) = probe::run_to_completion(
         c,
         &pod,
