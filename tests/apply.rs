@@ -516,3 +516,43 @@ async fn resume_refuses_a_checkpoint_of_another_plan_and_says_why() {
         "{err}"
     );
 }
+
+/// A resume refused by preflight must not claim that nothing changed when the checkpoint shows
+/// a node drained: it says what the recorded run did and points at `status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_resume_says_what_the_recorded_run_changed() {
+    let env = env("kind-flannel", &same).await;
+    let killed = tokio::time::timeout(
+        LIMIT,
+        env.command("apply", &[])
+            .env("CNI_MIGRATE_TEST_CRASH_AT", "kind-worker/drain@done")
+            .output(),
+    )
+    .await
+    .expect("in time")
+    .expect("runs");
+    assert_eq!(killed.status.code(), None, "{}", show(&killed));
+    // A budget that now allows no disruption at all: preflight refuses the resume.
+    let stored = env
+        .sim
+        .store()
+        .get("policy/poddisruptionbudgets", "shop", "frontend")
+        .expect("the example's frontend budget");
+    let mut pdb = stored.value();
+    pdb["spec"]["maxUnavailable"] = serde_json::json!(0);
+    env.sim
+        .store()
+        .update("policy/poddisruptionbudgets", pdb, Some(stored.rv), false)
+        .expect("update");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let resumed = env.run("resume", &["--force-unlock"], LIMIT).await;
+    assert_eq!(resumed.status.code(), Some(3), "{}", show(&resumed));
+    let err = String::from_utf8_lossy(&resumed.stderr);
+    assert!(!err.contains("nothing was changed"), "{err}");
+    assert!(
+        err.contains("this run changed nothing, but the migration recorded in")
+            && err.contains("node(s) done")
+            && err.contains("cni-migrate status"),
+        "{err}"
+    );
+}

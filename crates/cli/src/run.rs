@@ -304,6 +304,22 @@ fn confirm(args: &ApplyArgs, intent: &Intent, plan: &planner::Plan) -> Result<bo
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
+/// What a run that stops before acting says about the cluster: "nothing was changed" only when
+/// no recorded migration has changed anything either; otherwise what the recorded one did, so
+/// nobody reads a half-migrated cluster as untouched.
+fn unchanged(session: &Session, then: &str) -> String {
+    match session.allowed() {
+        Allowed::Continue(recorded) => match recorded.progress() {
+            Some(progress) => format!(
+                "this run changed nothing, but the migration recorded in {} has ({progress}): the cluster is as that run left it (see `cni-migrate status`); {then}",
+                session.store()
+            ),
+            None => format!("nothing was changed; {then}"),
+        },
+        _ => format!("nothing was changed; {then}"),
+    }
+}
+
 async fn run(args: ApplyArgs, s: RunSettings, intent: Intent) -> Result<u8, Failure> {
     let client = connect(&args.kube).await?;
     let cluster: Arc<dyn Cluster> = Arc::new(KubeCluster::new(client.clone()));
@@ -339,8 +355,9 @@ async fn run(args: ApplyArgs, s: RunSettings, intent: Intent) -> Result<u8, Fail
                 .map_err(Failure::other)?
         );
         eprintln!(
-            "preflight found {} error(s): nothing was changed; fix them (see the findings above) and run again",
-            plan.summary.errors
+            "preflight found {} error(s): {}",
+            plan.summary.errors,
+            unchanged(&session, "fix them (see the findings above) and run again")
         );
         return Ok(exit::PREFLIGHT);
     }
@@ -357,6 +374,7 @@ async fn run(args: ApplyArgs, s: RunSettings, intent: Intent) -> Result<u8, Fail
         lock: lease,
         force: args.force_unlock,
     };
+    let declined = unchanged(&session, "run again when ready");
     let locked = session
         .lock(lock, &plan, &run_id, args.ignore_fingerprint)
         .await
@@ -365,7 +383,7 @@ async fn run(args: ApplyArgs, s: RunSettings, intent: Intent) -> Result<u8, Fail
         eprintln!("warning: {w}; going on because of --ignore-fingerprint");
     }
     if !confirm(&args, &intent, &plan)? {
-        println!("nothing was changed");
+        println!("{declined}");
         return Ok(exit::OTHER);
     }
     let observer = progress::observer(s.json, plan.nodes.len());

@@ -473,6 +473,32 @@ impl Checkpoint {
         })
     }
 
+    /// What the recorded migration has already changed, in words (`2 of 3 node(s) done, 1 in
+    /// flight, 3 cluster step(s) done`), or `None` when it has changed nothing yet. Messages
+    /// that would otherwise say "nothing was changed" say this instead.
+    pub fn progress(&self) -> Option<String> {
+        let done = self.nodes.values().filter(|n| n.done()).count();
+        let in_flight = self.nodes.values().filter(|n| n.in_flight()).count();
+        let held = self.nodes.values().filter(|n| n.held()).count();
+        let cluster = self
+            .global
+            .values()
+            .filter(|g| g.state != StepState::Pending)
+            .count();
+        if done + in_flight + held + cluster == 0 {
+            return None;
+        }
+        let mut parts = vec![format!("{done} of {} node(s) done", self.nodes.len())];
+        if in_flight > 0 {
+            parts.push(format!("{in_flight} in flight"));
+        }
+        if held > 0 {
+            parts.push(format!("{held} rolled back"));
+        }
+        parts.push(format!("{cluster} cluster step(s) started or done"));
+        Some(parts.join(", "))
+    }
+
     /// A node's record.
     pub fn node(&self, name: &str) -> Option<&NodeRecord> {
         self.nodes.get(name)

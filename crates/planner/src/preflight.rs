@@ -123,6 +123,26 @@ mod tests {
         snap
     }
 
+    /// Right after a StatefulSet pod's eviction (or a crash mid-drain) only one of its two
+    /// pods exists: the controller recreates it once the old one is gone. `minAvailable: 1`
+    /// still allows an eviction once both run, so it is no finding.
+    fn one_of_two_statefulset_pods(s: &mut ClusterSnapshot) {
+        s.pods.truncate(1);
+        s.pods[0].owner = Some(OwnerRef {
+            kind: "StatefulSet".into(),
+            name: "web".into(),
+            uid: "sts".into(),
+        });
+        s.workloads.push(crate::snapshot::WorkloadInfo {
+            kind: "StatefulSet".into(),
+            namespace: "shop".into(),
+            name: "web".into(),
+            replicas: Some(2),
+            ..Default::default()
+        });
+        s.pdbs = vec![pdb(None, Some(IntOrString::Int(1)))];
+    }
+
     fn app_pod(name: &str, node: &str) -> PodInfo {
         PodInfo {
             namespace: "shop".into(),
@@ -213,6 +233,8 @@ mod tests {
     #[case::geneve_never_collides_with_vxlan(FindingCode::TunnelPortCollision, &|s: &mut MigrationSpec| { s.target.tunnel.protocol = crate::spec::TunnelProtocol::Geneve; s.target.tunnel.port = None; }, &no_snap)]
     #[case::pdb_with_budget(FindingCode::PdbBlocksDrain, &no_edit, &|s: &mut ClusterSnapshot| s.pdbs = vec![pdb(None, Some(IntOrString::Int(2)))])]
     #[case::pdb_without_pods(FindingCode::PdbBlocksDrain, &no_edit, &|s: &mut ClusterSnapshot| { s.pdbs = vec![pdb(Some(IntOrString::Int(0)), None)]; s.pods.clear(); })]
+    #[case::pdb_of_a_workload_between_pods(FindingCode::PdbBlocksDrain, &no_edit, &one_of_two_statefulset_pods)]
+    #[case::pdb_expecting_more_pods(FindingCode::PdbBlocksDrain, &no_edit, &|s: &mut ClusterSnapshot| { s.pdbs = vec![PdbInfo { expected_pods: Some(4), ..pdb(None, Some(IntOrString::Int(3))) }]; })]
     #[case::daemonset_pods_are_not_unreplicated(FindingCode::UnreplicatedPods, &no_edit, &|s: &mut ClusterSnapshot| s.pods[0].owner = Some(OwnerRef { kind: "DaemonSet".into(), name: "d".into(), uid: "d".into() }))]
     #[case::finished_pods_do_not_count(FindingCode::LocalStoragePods, &no_edit, &|s: &mut ClusterSnapshot| { s.pods[0].empty_dir = true; s.pods[0].phase = PodPhase::Succeeded; })]
     #[case::mirror_pods_do_not_count(FindingCode::UnreplicatedPods, &no_edit, &|s: &mut ClusterSnapshot| { s.pods[0].owner = None; s.pods[0].mirror = true; })]

@@ -56,9 +56,11 @@ pub(super) fn network_policies(snap: &ClusterSnapshot, out: &mut Vec<Finding>) {
     ));
 }
 
-/// What a PDB allows at most, structurally: `None` when it cannot be told.
-fn pdb_blocks_forever(pdb: &PdbInfo, matching: usize) -> Option<String> {
-    let n = i64::try_from(matching).unwrap_or(i64::MAX);
+/// What a PDB allows at most, structurally: `None` when it cannot be told. `expected` is how
+/// many pods the budget covers when its workloads are whole (see [`expected_pods`]), not how
+/// many happen to exist now.
+fn pdb_blocks_forever(pdb: &PdbInfo, expected: i64) -> Option<String> {
+    let n = expected;
     if let Some(max) = &pdb.max_unavailable {
         return match max.resolve(n, true) {
             Some(0) => Some(format!("maxUnavailable: {max} allows no disruption at all")),
@@ -74,6 +76,31 @@ fn pdb_blocks_forever(pdb: &PdbInfo, matching: usize) -> Option<String> {
         };
     }
     None
+}
+
+/// How many pods a budget covers when its workloads are whole: the most of the pods that exist
+/// now, the budget's `status.expectedPods`, and the desired replicas of the controllers owning
+/// those pods (a ReplicaSet's or StatefulSet's `spec.replicas`). Counting only the pods that
+/// exist mistakes a moment for the rule: a StatefulSet recreates an evicted pod only after the
+/// old one is gone, so right after an eviction (or a crash mid-drain) its budget covers one pod
+/// fewer than it will.
+fn expected_pods(pdb: &PdbInfo, pods: &[&PodInfo], snap: &ClusterSnapshot) -> i64 {
+    let existing = i64::try_from(pods.len()).unwrap_or(i64::MAX);
+    let owners: BTreeSet<(&str, &str)> = pods
+        .iter()
+        .filter_map(|p| p.owner.as_ref())
+        .filter(|o| o.kind == "ReplicaSet" || o.kind == "StatefulSet")
+        .map(|o| (o.kind.as_str(), o.name.as_str()))
+        .collect();
+    let desired: i64 = snap
+        .workloads
+        .iter()
+        .filter(|w| {
+            w.namespace == pdb.namespace && owners.contains(&(w.kind.as_str(), w.name.as_str()))
+        })
+        .map(|w| w.replicas.unwrap_or(1))
+        .sum();
+    existing.max(desired).max(pdb.expected_pods.unwrap_or(0))
 }
 
 /// Pods the drains would lose or could never evict.
@@ -158,7 +185,7 @@ pub(super) fn pods_and_pdbs(spec: &MigrationSpec, snap: &ClusterSnapshot, out: &
         }
     }
     for (pdb, pods) in covered.into_values() {
-        if let Some(why) = pdb_blocks_forever(pdb, pods.len()) {
+        if let Some(why) = pdb_blocks_forever(pdb, expected_pods(pdb, &pods, snap)) {
             let names: Vec<String> = pods.iter().map(|p| p.key()).collect();
             let mut objects = vec![pdb.object_ref()];
             objects.extend(pods.iter().take(MAX_OBJECTS).map(|p| p.object_ref()));
