@@ -556,3 +556,33 @@ async fn a_refused_resume_says_what_the_recorded_run_changed() {
         "{err}"
     );
 }
+
+/// On a resumed run the plan sees the node the tool cordoned as "cordoned before"; the
+/// uncordon step's announcement must come from the recorded prior state its action reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_uncordon_says_what_it_does() {
+    let env = env("kind-flannel", &same).await;
+    let killed = tokio::time::timeout(
+        LIMIT,
+        env.command("apply", &[])
+            .env("CNI_MIGRATE_TEST_CRASH_AT", "kind-worker/drain@done")
+            .output(),
+    )
+    .await
+    .expect("in time")
+    .expect("runs");
+    assert_eq!(killed.status.code(), None, "{}", show(&killed));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let resumed = env.run("resume", &["--force-unlock"], LIMIT).await;
+    assert_eq!(resumed.status.code(), Some(0), "{}", show(&resumed));
+    let ev = events(&resumed);
+    let said = |kind: &str, event: &str| {
+        ev.iter()
+            .find(|e| e["step"] == format!("kind-worker/{kind}") && e["event"] == event)
+            .and_then(|e| e["message"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(said("uncordon", "step-started"), "uncordon kind-worker");
+    assert_eq!(said("uncordon", "step-done"), "uncordoned kind-worker");
+}

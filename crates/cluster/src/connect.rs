@@ -28,8 +28,25 @@ pub struct ClusterArgs {
 /// [`ClusterError::Client`] when the client cannot be built from it.
 pub async fn connect(args: &ClusterArgs) -> Result<kube::Client, ClusterError> {
     let mut config = load_config(args).await?;
-    config.default_retry = false;
+    configure(&mut config);
     kube::Client::try_from(config).map_err(ClusterError::Client)
+}
+
+/// What the tool sends as its `User-Agent`: `cni-migrate/VERSION`, so that audit logs (and the
+/// default field manager of non-apply writes) name who acted.
+pub const USER_AGENT: &str = concat!("cni-migrate/", env!("CARGO_PKG_VERSION"));
+
+/// The tool's settings on a loaded configuration: kube's retry layer off (see [`connect`]) and
+/// the [`USER_AGENT`] header on every request.
+pub fn configure(config: &mut kube::Config) {
+    config.default_retry = false;
+    config
+        .headers
+        .retain(|(name, _)| name != http::header::USER_AGENT);
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(USER_AGENT),
+    ));
 }
 
 /// Loads the configuration only (tests and the simulated cluster use it to inspect the URL).
@@ -63,5 +80,48 @@ pub async fn load_config(args: &ClusterArgs) -> Result<kube::Config, ClusterErro
             Err(source) => kube::Config::incluster()
                 .map_err(|_| ClusterError::Kubeconfig { path: None, source }),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    /// Over real HTTP: the request head a server receives names the tool.
+    #[tokio::test]
+    async fn every_request_carries_the_tools_user_agent() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url: http::Uri = format!("http://{}", listener.local_addr().expect("addr"))
+            .parse()
+            .expect("url");
+        let mut config = kube::Config::new(url);
+        config.headers.push((
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static("x"),
+        ));
+        configure(&mut config);
+        assert!(!config.default_retry);
+        let client = kube::Client::try_from(config).expect("client");
+        let request = tokio::spawn(async move { client.apiserver_version().await });
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = socket.read(&mut buf).await.expect("read");
+            assert!(n > 0, "connection closed before the request head ended");
+            head.extend_from_slice(&buf[..n]);
+        }
+        drop(socket);
+        request.abort();
+        let head = String::from_utf8_lossy(&head).to_lowercase();
+        let agents: Vec<&str> = head
+            .lines()
+            .filter_map(|l| l.strip_prefix("user-agent: "))
+            .collect();
+        assert_eq!(agents, [USER_AGENT.to_lowercase().as_str()], "{head}");
     }
 }

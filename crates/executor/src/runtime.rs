@@ -316,16 +316,17 @@ impl<'a> Runner<'a> {
         if state != StepState::Running {
             self.transition(step, StepState::Running, None).await?;
         }
+        let node = step.node.as_deref().unwrap_or_default();
+        let description = step::describe(step.kind, &self.ctx(node), &step.description).await;
         self.emit(
             EventKind::StepStarted,
             Some(step),
             None,
-            step.description.clone(),
+            description.clone(),
         );
-        self.node_event(step, "MigrationStepStarted", &step.description, false)
+        self.node_event(step, "MigrationStepStarted", &description, false)
             .await;
         let mut backoff = self.cfg.timing.backoff();
-        let node = step.node.as_deref().unwrap_or_default();
         loop {
             if self.lock_lost.load(Ordering::SeqCst) {
                 return Err(RunError::LockLost(format!(

@@ -28,6 +28,23 @@ use planner::StepKind;
 
 use crate::error::StepError;
 
+/// What a step is about to do, said from the same record its action reads: the plan's words,
+/// except where the cluster or the checkpoint know better now. On a resumed run the plan is
+/// built from a cluster the migration already touched (the node the tool cordoned looks
+/// "cordoned before"; the pods on a half-drained node are fewer), so `uncordon` is described
+/// from the recorded prior state and `drain` from the pods on the node now.
+pub async fn describe(kind: StepKind, ctx: &StepCtx<'_>, planned: &str) -> String {
+    match kind {
+        StepKind::Uncordon => node::uncordon_description(ctx)
+            .await
+            .unwrap_or_else(|| planned.to_owned()),
+        StepKind::Drain => node::drain_description(ctx, planned)
+            .await
+            .unwrap_or_else(|| planned.to_owned()),
+        _ => planned.to_owned(),
+    }
+}
+
 /// Runs one step: observe, act, wait.
 ///
 /// # Errors

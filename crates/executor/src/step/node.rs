@@ -279,6 +279,30 @@ pub(super) async fn reboot_step(ctx: &StepCtx<'_>) -> Result<Done, StepError> {
     .map(Done::Done)
 }
 
+/// What `uncordon` will do, from the prior state it acts on; `None` when none is recorded.
+pub(super) async fn uncordon_description(ctx: &StepCtx<'_>) -> Option<String> {
+    let prior = ctx.ledger.prior(ctx.node).await?;
+    let node = ctx.node;
+    Some(if prior.cordoned {
+        format!("leave {node} cordoned: it was cordoned before the migration")
+    } else {
+        format!("uncordon {node}")
+    })
+}
+
+/// What `drain` will do, counted from the pods on the node now (the plan's count is from when
+/// it was built); `None` when the pods cannot be read (the step itself will say why).
+pub(super) async fn drain_description(ctx: &StepCtx<'_>, planned: &str) -> Option<String> {
+    let pods = ctx.cluster.pods_on_node(ctx.node).await.ok()?;
+    let opts = drain_options(ctx);
+    let evict = pods
+        .iter()
+        .filter(|p| matches!(drain::classify(p, &opts), Ok(None)))
+        .count();
+    let (_, rest) = planned.split_once(" pod(s) from ")?;
+    Some(format!("evict {evict} pod(s) from {rest}"))
+}
+
 /// `uncordon`, as the node was before the migration.
 pub(super) async fn uncordon_step(ctx: &StepCtx<'_>) -> Result<Done, StepError> {
     let prior = ctx.ledger.prior(ctx.node).await.unwrap_or_default();
