@@ -395,3 +395,47 @@ fn bad_inputs_exit_2_and_name_the_problem() {
     let out = run(&["plan", "--from-dump", &dump]);
     assert_eq!(out.status.code(), Some(2), "missing --spec is bad input");
 }
+
+/// The example dumps hold what a real API server accepts: its ServiceAccount admission refuses
+/// a mirror (static) pod that names a service account or mounts a service account token
+/// ("mirror pods may not reference service accounts"), so the dumps' static pods do neither.
+#[test]
+fn mirror_pods_in_the_example_dumps_are_what_a_real_api_server_accepts() {
+    let dir = support::plans_dir();
+    let mut mirrors = 0;
+    for entry in std::fs::read_dir(&dir).expect("plans/") {
+        let path = entry.expect("entry").path();
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let doc: Value = if name.ends_with(".dump.json") {
+            serde_json::from_str(&text).expect("json")
+        } else if name.ends_with(".dump.yaml") {
+            serde_yaml::from_str(&text).expect("yaml")
+        } else {
+            continue;
+        };
+        for pod in doc["items"].as_array().expect("a List").iter() {
+            if pod["kind"] != "Pod"
+                || pod["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_null()
+            {
+                continue;
+            }
+            mirrors += 1;
+            let spec = &pod["spec"];
+            let who = format!("{name}: pod {}", pod["metadata"]["name"]);
+            assert!(
+                spec["serviceAccountName"].is_null() && spec["serviceAccount"].is_null(),
+                "{who} names a service account"
+            );
+            let projected_token = spec["volumes"].as_array().into_iter().flatten().any(|v| {
+                v["projected"]["sources"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|s| !s["serviceAccountToken"].is_null())
+            });
+            assert!(!projected_token, "{who} mounts a service account token");
+        }
+    }
+    assert!(mirrors > 0, "the examples have static pods to check");
+}
