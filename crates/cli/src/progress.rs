@@ -43,6 +43,8 @@ pub fn plain_line(e: &Event) -> String {
         EventKind::StepFailed => "FAILED",
         EventKind::Retrying => "retry",
         EventKind::NodeDone => "node done",
+        EventKind::NodeJoined => "joined",
+        EventKind::NodeLeft => "left",
         EventKind::Waiting => "wait",
         EventKind::Gate => "gate",
         EventKind::Paused => "paused",
@@ -117,7 +119,7 @@ impl Observer for Bars {
                 .clone()
         };
         match (&e.event, &e.node) {
-            (EventKind::NodeDone, Some(n)) => {
+            (EventKind::NodeDone | EventKind::NodeLeft, Some(n)) => {
                 if let Some(b) = nodes.remove(n) {
                     b.finish_and_clear();
                 }

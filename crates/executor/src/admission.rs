@@ -62,7 +62,7 @@ pub async fn next(view: &View<'_>, ctx: &StepCtx<'_>, recheck: &Recheck) -> Next
         .nodes
         .iter()
         .map(|n| n.name.as_str())
-        .filter(|n| view.ck.node_done(n))
+        .filter(|n| view.ck.node_migrated(n))
         .collect();
     match recheck.check(ctx, &migrated).await {
         Verdict::Clear => {}
@@ -101,7 +101,7 @@ async fn observe(view: &View<'_>, ctx: &StepCtx<'_>) -> Observations {
     }
     let mut ready_found = 0;
     let candidates = plan.nodes.iter().filter(|n| {
-        !view.running.contains(&n.name) && !ck.node_done(&n.name) && !ck.node_in_flight(&n.name)
+        !view.running.contains(&n.name) && !ck.node_settled(&n.name) && !ck.node_in_flight(&n.name)
     });
     for n in candidates {
         if ready_found > view.free {

@@ -134,6 +134,8 @@ pub enum NodeStatus {
     Done,
     /// Rolled back to the old CNI (or being rolled back): held until `resume --retry`.
     RolledBack,
+    /// Left the cluster (deleted or replaced) before its chain finished.
+    Left,
 }
 
 /// One node's record.
@@ -154,6 +156,13 @@ pub struct NodeRecord {
     pub rolled_back: Option<u32>,
     /// The rollback chain's steps, once a rollback started.
     pub rollback: Vec<StepRecord>,
+    /// When the node joined the migration after it started (seconds after `created`); `None`
+    /// for a node of the plan the run started with.
+    pub joined: Option<u32>,
+    /// When the node left the cluster (seconds after `created`): deleted, or replaced by a
+    /// node of the same name (which then gets a fresh record). Its chain stops wherever it
+    /// was; it counts as neither done nor failed.
+    pub left: Option<u32>,
 }
 
 impl NodeRecord {
@@ -175,9 +184,14 @@ impl NodeRecord {
         self.steps.iter().any(|s| s.state != StepState::Pending)
     }
 
-    /// Started and not done.
+    /// Started and not done (and still in the cluster).
     pub fn in_flight(&self) -> bool {
-        self.started() && !self.done()
+        self.started() && !self.done() && !self.gone()
+    }
+
+    /// Left the cluster: nothing more is done on it, and the migration does not wait for it.
+    pub fn gone(&self) -> bool {
+        self.left.is_some()
     }
 
     /// Rolled back: not admitted until `resume --retry NODE`.
@@ -187,6 +201,14 @@ impl NodeRecord {
 
     /// Where the node is.
     pub fn status(&self) -> NodeStatus {
+        if self.gone() {
+            return NodeStatus::Left;
+        }
+        self.status_ignoring_left()
+    }
+
+    /// Where the node's chain is, whether or not the node is still there.
+    pub fn status_ignoring_left(&self) -> NodeStatus {
         if self.held() && !self.started() {
             return NodeStatus::RolledBack;
         }
@@ -315,6 +337,22 @@ pub struct Checkpoint {
     pub failure: Option<FailureRecord>,
 }
 
+/// Nodes that came and went since the checkpoint last saw the cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeChanges {
+    /// Nodes new to the migration: they get the full chain, admitted like any other.
+    pub joined: Vec<String>,
+    /// Nodes no longer in the cluster: recorded as gone, not failed.
+    pub left: Vec<String>,
+}
+
+impl NodeChanges {
+    /// Nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.joined.is_empty() && self.left.is_empty()
+    }
+}
+
 /// Why a checkpoint could not be read or changed.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CheckpointError {
@@ -439,17 +477,13 @@ impl Checkpoint {
         if self.fingerprint == plan.fingerprint {
             return Ok(());
         }
+        // A checkpoint of version 1 fingerprints hashed its node names too.
+        let recorded: Vec<&str> = self.nodes.keys().map(String::as_str).collect();
+        if self.fingerprint == planner::plan::legacy_fingerprint(&plan.spec, &plan.facts, &recorded)
+        {
+            return Ok(());
+        }
         let mut differences = Vec::new();
-        let now: std::collections::BTreeSet<&str> =
-            plan.nodes.iter().map(|n| n.name.as_str()).collect();
-        let then: std::collections::BTreeSet<&str> =
-            self.nodes.keys().map(String::as_str).collect();
-        for n in now.difference(&then) {
-            differences.push(format!("node {n} is new"));
-        }
-        for n in then.difference(&now) {
-            differences.push(format!("node {n} is gone"));
-        }
         if self.plan != plan.name {
             differences.push(format!(
                 "the spec is now `{}`, the run was `{}`",
@@ -509,6 +543,58 @@ impl Checkpoint {
         self.nodes.get(node).is_some_and(NodeRecord::done)
     }
 
+    /// Nothing more to do on the node: done, or it left the cluster.
+    pub fn node_settled(&self, node: &str) -> bool {
+        self.nodes.get(node).is_some_and(|n| n.done() || n.gone())
+    }
+
+    /// Migrated and still in the cluster.
+    pub fn node_migrated(&self, node: &str) -> bool {
+        self.nodes.get(node).is_some_and(|n| n.done() && !n.gone())
+    }
+
+    /// Records that `node` left the cluster; `false` when it had already.
+    pub fn record_left(&mut self, node: &str, now: u64) -> bool {
+        let at = rel(self.created, now);
+        match self.nodes.get_mut(node) {
+            Some(n) if n.left.is_none() => {
+                n.left = Some(at);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Brings the record's node set in line with the plan's (the cluster's nodes now): a node
+    /// of the plan without a record (or whose record says it left) joins with a fresh record
+    /// of pending steps; a recorded node the plan no longer has left. The fingerprint does not
+    /// cover the node set, so this is how a resumed run learns of nodes that came and went.
+    pub fn reconcile_nodes(&mut self, plan: &Plan, now: u64) -> NodeChanges {
+        let at = rel(self.created, now);
+        let mut changes = NodeChanges::default();
+        for n in &plan.nodes {
+            let fresh = match self.nodes.get(&n.name) {
+                None => true,
+                Some(r) => r.gone(),
+            };
+            if fresh {
+                let mut record = NodeRecord::pending(plan.node_steps(&n.name).count());
+                record.joined = Some(at);
+                self.nodes.insert(n.name.clone(), record);
+                changes.joined.push(n.name.clone());
+            }
+        }
+        let planned: std::collections::BTreeSet<&str> =
+            plan.nodes.iter().map(|n| n.name.as_str()).collect();
+        for (name, record) in &mut self.nodes {
+            if !planned.contains(name.as_str()) && record.left.is_none() {
+                record.left = Some(at);
+                changes.left.push(name.clone());
+            }
+        }
+        changes
+    }
+
     /// Started (some step left Pending) and not done.
     pub fn node_in_flight(&self, node: &str) -> bool {
         self.nodes.get(node).is_some_and(NodeRecord::in_flight)
@@ -527,7 +613,7 @@ impl Checkpoint {
     /// Every node and every global step complete: the migration is over.
     pub fn finished(&self) -> bool {
         !self.nodes.is_empty()
-            && self.nodes.values().all(NodeRecord::done)
+            && self.nodes.values().all(|n| n.done() || n.gone())
             && self.global.values().all(|g| g.state.is_complete())
     }
 
@@ -840,6 +926,10 @@ struct NodeWire {
     rollback_states: String,
     #[serde(rename = "bt", default, skip_serializing_if = "Vec::is_empty")]
     rollback_times: Vec<u32>,
+    #[serde(rename = "j", default, skip_serializing_if = "Option::is_none")]
+    joined: Option<u32>,
+    #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
+    left: Option<u32>,
 }
 
 /// Marks "no agent pod was on the node when the label went on" in the stored UIDs.
@@ -885,6 +975,8 @@ impl From<NodeWire> for NodeRecord {
             message: w.message,
             rolled_back: w.rolled_back,
             rollback: steps_from(&w.rollback_states, &w.rollback_times),
+            joined: w.joined,
+            left: w.left,
         }
     }
 }
@@ -915,6 +1007,8 @@ impl From<NodeRecord> for NodeWire {
             rolled_back: r.rolled_back,
             rollback_states,
             rollback_times,
+            joined: r.joined,
+            left: r.left,
         }
     }
 }

@@ -30,6 +30,10 @@ pub enum EventKind {
     Retrying,
     /// Every step of a node is done.
     NodeDone,
+    /// A node joined the cluster after the migration started: it is migrated like the others.
+    NodeJoined,
+    /// A node left the cluster (deleted or replaced): recorded as gone, not failed.
+    NodeLeft,
     /// Nothing can be admitted now, and why.
     Waiting,
     /// The run stopped at a gate.

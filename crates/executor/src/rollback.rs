@@ -158,6 +158,11 @@ impl Runner<'_> {
         for s in chain_steps {
             match self.run_step(s).await? {
                 StepEnd::Done(detail) => seen.extend(detail),
+                StepEnd::Left => {
+                    return Ok(RollbackEnd::Nothing(format!(
+                        "{node} left the cluster during its rollback: nothing is left to roll back"
+                    )));
+                }
                 StepEnd::Gate(reason) | StepEnd::Failed(reason) => {
                     return Ok(RollbackEnd::Failed {
                         step: s.kind.to_string(),

@@ -34,7 +34,7 @@ use tokio::time::Instant;
 
 use crate::{
     admission::{self, Next},
-    checkpoint::{Checkpoint, FailureRecord, NodePrior, StepIndex, StepState},
+    checkpoint::{Checkpoint, FailureRecord, NodeChanges, NodePrior, StepIndex, StepState},
     config::RunConfig,
     error::StepError,
     events::{Event, EventKind, Observer, chain, unix_now},
@@ -54,6 +54,8 @@ pub(crate) enum StepEnd {
     Gate(String),
     /// It failed, and why.
     Failed(String),
+    /// Its node left the cluster: the chain stops, nothing failed.
+    Left,
 }
 
 /// The run of one plan.
@@ -204,18 +206,22 @@ impl<'a> Runner<'a> {
     /// [`RunError`] when the checkpoint cannot be kept or the lock is lost; a failing step is
     /// an [`Outcome::Failed`], not an error.
     pub async fn run(&self) -> Result<Outcome, RunError> {
-        let done = {
+        let (done, changes) = {
             let mut ck = self.journal.ck.lock().await;
             ck.run_id.clone_from(&self.cfg.run_id);
             ck.failure = None;
             ck.gate = None;
             ck.paused = false;
+            // The plan is the cluster's nodes now: the record learns who came and went.
+            let changes = ck.reconcile_nodes(self.plan, self.now());
             self.journal.save(&mut ck).await?;
-            self.plan
+            let done = self
+                .plan
                 .nodes
                 .iter()
                 .filter(|n| ck.node_done(&n.name))
-                .count()
+                .count();
+            (done, changes)
         };
         self.emit(
             EventKind::RunStarted,
@@ -229,6 +235,7 @@ impl<'a> Runner<'a> {
                 self.plan.summary.max_in_flight
             ),
         );
+        self.announce(&changes);
         for step in self.plan.steps.iter().filter(|s| s.phase == Phase::Prelude) {
             if let Some(stop) = self.run_global(step).await? {
                 return Ok(stop);
@@ -252,6 +259,15 @@ impl<'a> Runner<'a> {
                     .to_owned();
                 return self.gate(step, message).await;
             }
+            if matches!(step.kind, StepKind::FinalValues | StepKind::RemoveOldCni)
+                && !self
+                    .journal
+                    .state(&*self.journal.ck.lock().await, step)
+                    .is_complete()
+                && let Some(stop) = self.world_check(step).await?
+            {
+                return Ok(stop);
+            }
             if let Some(stop) = self.run_global(step).await? {
                 return Ok(stop);
             }
@@ -267,6 +283,58 @@ impl<'a> Runner<'a> {
             ),
         );
         Ok(Outcome::Finished(summary))
+    }
+
+    /// Before the finale switches Cilium to its final mode and again before it removes the old
+    /// CNI: the world, not the plan, must be migrated. A Ready node the record does not show
+    /// migrated (it joined after this run planned) stops the run at a gate naming it, and the
+    /// old CNI stays under it; `resume` adds it and migrates it first.
+    async fn world_check(&self, step: &Step) -> Result<Option<Outcome>, RunError> {
+        let nodes = match self.cluster.nodes().await {
+            Ok(n) => n,
+            Err(e) => {
+                let message = format!(
+                    "cannot list the nodes to check that every Ready node is migrated before {} ({e}); `cni-migrate resume` tries again",
+                    step.kind
+                );
+                return Ok(Some(self.gate(step, message).await?));
+            }
+        };
+        let ck = self.journal.ck.lock().await.clone();
+        let unmigrated: Vec<&str> = nodes
+            .iter()
+            .filter(|n| n.ready && !ck.node_migrated(&n.name))
+            .map(|n| n.name.as_str())
+            .collect();
+        if unmigrated.is_empty() {
+            return Ok(None);
+        }
+        let message = format!(
+            "node(s) {} are Ready but not migrated (they joined after this run planned): {} would take the old CNI from under them, so the run stops here; `cni-migrate resume` adds them and migrates them first",
+            unmigrated.join(", "),
+            step.kind
+        );
+        Ok(Some(self.gate(step, message).await?))
+    }
+
+    /// Events for the nodes that came and went since the checkpoint last saw the cluster.
+    fn announce(&self, changes: &NodeChanges) {
+        for n in &changes.joined {
+            self.emit(
+                EventKind::NodeJoined,
+                None,
+                Some(n),
+                format!("{n} joined the cluster after the migration started: it is migrated like the others"),
+            );
+        }
+        for n in &changes.left {
+            self.emit(
+                EventKind::NodeLeft,
+                None,
+                Some(n),
+                format!("{n} left the cluster: recorded as gone, not failed"),
+            );
+        }
     }
 
     async fn gate(&self, step: &Step, message: String) -> Result<Outcome, RunError> {
@@ -296,7 +364,7 @@ impl<'a> Runner<'a> {
     /// A prelude or finale step. `Some` when the run must stop.
     async fn run_global(&self, step: &Step) -> Result<Option<Outcome>, RunError> {
         match self.run_step(step).await? {
-            StepEnd::Done(_) => Ok(None),
+            StepEnd::Done(_) | StepEnd::Left => Ok(None),
             StepEnd::Gate(message) => Ok(Some(self.gate(step, message).await?)),
             StepEnd::Failed(reason) => Ok(Some(Outcome::Failed {
                 step: step.id.clone(),
@@ -353,8 +421,39 @@ impl<'a> Runner<'a> {
                 tokio::time::sleep(delay).await;
                 continue;
             }
+            if step.phase == Phase::Node && self.node_is_gone(node).await {
+                self.node_left(node, &err).await?;
+                return Ok(StepEnd::Left);
+            }
             return self.fail(step, &err).await;
         }
+    }
+
+    /// Whether the node is gone from the cluster (a failed read is not "gone").
+    async fn node_is_gone(&self, node: &str) -> bool {
+        matches!(self.cluster.node(node).await, Ok(None))
+    }
+
+    /// Records that a node left the cluster mid-chain: its chain stops where it was, its slot
+    /// is freed, and the run goes on.
+    async fn node_left(&self, node: &str, err: &StepError) -> Result<(), RunError> {
+        let mut ck = self.journal.ck.lock().await;
+        let now = self.now();
+        if !ck.record_left(node, now) {
+            return Ok(());
+        }
+        self.journal.save(&mut ck).await?;
+        drop(ck);
+        self.emit(
+            EventKind::NodeLeft,
+            None,
+            Some(node),
+            format!(
+                "{node} left the cluster mid-chain ({}): recorded as gone, not failed; the run goes on",
+                chain(err)
+            ),
+        );
+        Ok(())
     }
 
     /// Records a step's failure; outside a rollback it also stops admissions.
@@ -435,7 +534,7 @@ impl<'a> Runner<'a> {
             for (node, _) in &finished {
                 running.remove(node);
             }
-            let all_done = self.plan.nodes.iter().all(|n| ck.node_done(&n.name));
+            let all_done = self.plan.nodes.iter().all(|n| ck.node_settled(&n.name));
             if in_flight.is_empty() && finished.is_empty() {
                 if let Some(stop) = self.stop_now(&ck, all_done).await? {
                     return Ok(Some(stop));
@@ -666,7 +765,7 @@ impl<'a> Runner<'a> {
             match self.run_step(step).await? {
                 StepEnd::Done(_) => {}
                 // Node steps have no gates; a failure is recorded and stops admissions.
-                StepEnd::Gate(_) | StepEnd::Failed(_) => return Ok(()),
+                StepEnd::Gate(_) | StepEnd::Failed(_) | StepEnd::Left => return Ok(()),
             }
         }
         let secs = self

@@ -86,7 +86,7 @@ pub fn rolled_back_wait(plan: &Plan, ck: &Checkpoint) -> Option<String> {
         .nodes
         .iter()
         .map(|n| n.name.as_str())
-        .filter(|n| !ck.node_done(n))
+        .filter(|n| !ck.node_settled(n))
         .collect();
     let held: Vec<&str> = left.iter().copied().filter(|n| ck.held(n)).collect();
     let canary_held = plan.nodes.iter().any(|n| n.canary && ck.held(&n.name));
@@ -140,7 +140,7 @@ pub fn decide(plan: &Plan, ck: &Checkpoint, obs: &Observations, now: u64) -> Adm
         .nodes
         .iter()
         .filter(|n| n.canary)
-        .find(|n| !ck.node_done(&n.name))
+        .find(|n| !ck.node_settled(&n.name))
     {
         if ck.held(&canary.name) {
             out.stopped = Some(format!(
@@ -187,7 +187,7 @@ pub fn decide(plan: &Plan, ck: &Checkpoint, obs: &Observations, now: u64) -> Adm
             break;
         }
         let name = node.name.as_str();
-        if ck.node_done(name) || ck.node_in_flight(name) {
+        if ck.node_settled(name) || ck.node_in_flight(name) {
             continue;
         }
         if ck.held(name) {

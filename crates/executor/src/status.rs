@@ -87,6 +87,10 @@ pub struct Counts {
     pub pending: usize,
     /// Rolled back, held until `resume --retry`.
     pub rolled_back: usize,
+    /// Left the cluster (deleted or replaced) during the migration.
+    pub left: usize,
+    /// Joined the cluster after the migration started.
+    pub joined: usize,
 }
 
 /// A step as `status` shows it.
@@ -122,6 +126,8 @@ pub enum NodeState {
     Done,
     /// Rolled back (or being rolled back); held until `resume --retry`.
     RolledBack,
+    /// Left the cluster during the migration: nothing more is done on it.
+    Left,
 }
 
 /// A node as `status` shows it.
@@ -146,6 +152,12 @@ pub struct NodeView {
     /// Its rollback chain, once a rollback started.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rollback: Vec<StepView>,
+    /// When it joined the migration after it started (Unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub joined: Option<u64>,
+    /// When it left the cluster (Unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub left: Option<u64>,
 }
 
 /// Pods off the host network and how many Cilium manages.
@@ -239,7 +251,26 @@ impl Status {
             .nodes
             .iter()
             .map(|(name, rec)| {
+                if rec.joined.is_some() {
+                    counts.joined += 1;
+                }
                 let (state, step, message) = match rec.status() {
+                    NodeStatus::Left => {
+                        counts.left += 1;
+                        let was = if rec.done() {
+                            "after it was migrated".to_owned()
+                        } else {
+                            match rec.status_ignoring_left() {
+                                NodeStatus::Pending => "before it started".to_owned(),
+                                _ => "mid-chain; its chain stopped there".to_owned(),
+                            }
+                        };
+                        (
+                            NodeState::Left,
+                            None,
+                            Some(format!("left the cluster {was}: nothing more is done on it")),
+                        )
+                    }
                     NodeStatus::RolledBack => {
                         counts.rolled_back += 1;
                         let message = match rec.rollback.iter().position(|s| !s.state.is_complete()) {
@@ -284,6 +315,8 @@ impl Status {
                     prior: rec.prior.clone(),
                     steps: steps(ck, &ck.chain, &rec.steps),
                     rollback: steps(ck, &ck.rollback_chain, &rec.rollback),
+                    joined: at(ck, rec.joined),
+                    left: at(ck, rec.left),
                 }
             })
             .collect();

@@ -145,12 +145,51 @@ fn other_versions_and_other_plans_are_refused_with_reasons() {
         Checkpoint::from_json("{"),
         Err(CheckpointError::Malformed(_))
     ));
-    let bigger = plan(4);
-    let err = c
-        .verify_fingerprint(&bigger)
-        .expect_err("different node set");
-    assert!(err.to_string().contains("is new"), "{err}");
+    // The node set is not the plan's identity: nodes come and go during a migration.
+    c.verify_fingerprint(&plan(4))
+        .expect("a node more is the same migration");
     c.verify_fingerprint(&p).expect("same plan");
+    let mut other = plan(3);
+    other.spec.target.cilium_version = "1.18.1".parse().expect("version");
+    other.fingerprint = planner::plan::fingerprint(&other.spec, &other.facts);
+    let err = c.verify_fingerprint(&other).expect_err("another target");
+    assert!(err.to_string().contains("target Cilium"), "{err}");
+    // A checkpoint written with a version 1 fingerprint (node names included) still matches.
+    let mut old = c.clone();
+    let names: Vec<&str> = p.nodes.iter().map(|n| n.name.as_str()).collect();
+    old.fingerprint = planner::plan::legacy_fingerprint(&p.spec, &p.facts, &names);
+    old.verify_fingerprint(&p).expect("a version 1 fingerprint");
+}
+
+/// A resumed run learns who came and went: a new node gets a fresh record marked joined, a
+/// recorded node the cluster no longer has is marked left (and counts as settled, not failed).
+#[test]
+fn nodes_that_join_and_leave_are_reconciled_into_the_record() {
+    let three = plan(3);
+    let mut c = Checkpoint::new(&three, "r", 1_000);
+    let four = plan(4);
+    let changes = c.reconcile_nodes(&four, 1_060);
+    assert_eq!(changes.joined, [four.nodes[3].name.clone()]);
+    assert!(changes.left.is_empty());
+    let joined = c.node(&four.nodes[3].name).expect("recorded");
+    assert_eq!(joined.joined, Some(60));
+    assert_eq!(
+        joined.steps.len(),
+        four.node_steps(&four.nodes[3].name).count()
+    );
+    let two = plan(2);
+    let changes = c.reconcile_nodes(&two, 1_120);
+    assert_eq!(changes.left.len(), 2);
+    let gone = &changes.left[0];
+    assert!(c.node_settled(gone) && !c.node_migrated(gone) && !c.node_in_flight(gone));
+    assert_eq!(c.node(gone).expect("kept").status(), NodeStatus::Left);
+    // Stored and read back.
+    let back = Checkpoint::from_json(&c.to_json()).expect("reads");
+    assert_eq!(back, c);
+    // A node that comes back under the same name starts over.
+    let changes = c.reconcile_nodes(&four, 1_180);
+    assert_eq!(changes.joined.len(), 2);
+    assert!(!c.node(gone).expect("fresh").gone());
 }
 
 /// A node record as the first release wrote it: the encoding is the stored format, and must

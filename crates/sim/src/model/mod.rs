@@ -241,16 +241,28 @@ impl Model {
             ));
             return out;
         }
-        // The DaemonSet controller follows node labels for DaemonSets with a node selector.
-        if e.key == "/nodes" && e.type_ == "MODIFIED" {
+        // The DaemonSet controller follows node labels for DaemonSets with a node selector,
+        // and gives a node that joins a pod of every DaemonSet that selects it.
+        if e.key == "/nodes" && (e.type_ == "MODIFIED" || e.type_ == "ADDED") {
+            let added = e.type_ == "ADDED";
             let (_, dss, _) = self
                 .store
                 .list("apps/daemonsets", None, None, None, &|_, s| {
-                    has_node_selector(&s.value())
+                    added || has_node_selector(&s.value())
                 });
             for ((namespace, name), _) in dss {
                 out.push((Duration::ZERO, Action::Daemonset { namespace, name }));
             }
+            return out;
+        }
+        // The pod garbage collector: a deleted node's pods go with it.
+        if e.key == "/nodes" && e.type_ == "DELETED" {
+            out.push((
+                Duration::ZERO,
+                Action::Orphans {
+                    node: e.name.clone(),
+                },
+            ));
             return out;
         }
         if e.key != "/pods" {
@@ -473,6 +485,14 @@ impl Model {
                 }
             }
             Action::Replace { pod } => self.replace(&pod),
+            Action::Orphans { node } => {
+                let (_, pods, _) = self.store.list("/pods", None, None, None, &|_, s| {
+                    s.value()["spec"]["nodeName"] == node.as_str()
+                });
+                for ((namespace, name), _) in pods {
+                    let _ = self.store.delete("/pods", &namespace, &name, false);
+                }
+            }
             Action::DropEndpoint {
                 namespace,
                 name,
@@ -524,6 +544,10 @@ enum Action {
     },
     Replace {
         pod: Value,
+    },
+    /// The pod garbage collector removes the pods of a deleted node.
+    Orphans {
+        node: String,
     },
     /// Cilium removes a deleted pod's CiliumEndpoint.
     DropEndpoint {

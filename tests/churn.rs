@@ -1,0 +1,183 @@
+//! End-to-end: clusters change while they migrate. Nodes join and leave between runs and
+//! during them, and the run carries on: every remaining node migrated, none cordoned, the old
+//! CNI removed, every pod in the new pool; the finale never removes the old CNI from under a
+//! Ready node that is not migrated.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::cluster::{Env, assert_migrated, env, events, show};
+
+const LIMIT: Duration = Duration::from_secs(120);
+const POOL: &str = "10.245.0.0/16";
+
+fn same(s: String) -> String {
+    s
+}
+
+/// A new worker, as a node group would add it: a copy of `kind-worker` under another name,
+/// with its own pod CIDR and address, Ready, not cordoned, not labelled.
+fn join(env: &Env, name: &str, n: u8) {
+    let stored = env
+        .sim
+        .store()
+        .get("/nodes", "", "kind-worker")
+        .expect("kind-worker exists");
+    let mut node = stored.value();
+    let meta = node["metadata"].as_object_mut().expect("metadata");
+    meta.remove("uid");
+    meta.remove("resourceVersion");
+    meta.remove("creationTimestamp");
+    node["metadata"]["name"] = json!(name);
+    node["metadata"]["labels"]["kubernetes.io/hostname"] = json!(name);
+    if let Some(labels) = node["metadata"]["labels"].as_object_mut() {
+        labels.remove("io.cilium.migration/cilium-default");
+    }
+    node["spec"]["podCIDR"] = json!(format!("10.244.{n}.0/24"));
+    node["spec"]["podCIDRs"] = json!([format!("10.244.{n}.0/24")]);
+    if let Some(spec) = node["spec"].as_object_mut() {
+        spec.remove("unschedulable");
+    }
+    node["status"]["addresses"] = json!([{"type": "InternalIP", "address": format!("172.18.0.{n}")}, {"type": "Hostname", "address": name}]);
+    assert!(env.sim.insert(node), "the node is stored");
+}
+
+fn leave(env: &Env, name: &str) {
+    env.sim
+        .store()
+        .delete("/nodes", "", name, false)
+        .expect("the node exists");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_joins_before_the_finale_is_migrated_on_resume() {
+    let env = env("kind-flannel", &same).await;
+    let before_pods = env.workload_pods().await;
+    let first = env
+        .run("apply", &["--stop-before", "finalize"], LIMIT)
+        .await;
+    assert_eq!(first.status.code(), Some(4), "{}", show(&first));
+    join(&env, "kind-worker9", 9);
+    let before_nodes = env.nodes().await;
+    // Its flannel pod comes up like on any new node.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let resumed = env.run("resume", &[], LIMIT).await;
+    assert_eq!(resumed.status.code(), Some(0), "{}", show(&resumed));
+    let ev = events(&resumed);
+    assert!(
+        ev.iter()
+            .any(|e| e["event"] == "node-joined" && e["node"] == "kind-worker9"),
+        "{}",
+        show(&resumed)
+    );
+    assert!(
+        ev.iter()
+            .any(|e| e["event"] == "node-done" && e["node"] == "kind-worker9")
+    );
+    assert_migrated(&env, &before_nodes, &before_pods, POOL).await;
+    let ck = env.checkpoint().await.expect("a checkpoint");
+    let rec = ck.node("kind-worker9").expect("recorded");
+    assert!(rec.joined.is_some() && rec.done());
+    assert!(ck.finished());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_replaced_before_it_started_is_recorded_gone_and_its_successor_migrated() {
+    let env = env("kind-flannel", &same).await;
+    let before_pods = env.workload_pods().await;
+    let mut before_nodes = env.nodes().await;
+    let killed = tokio::time::timeout(
+        LIMIT,
+        env.command("apply", &[])
+            .env("CNI_MIGRATE_TEST_CRASH_AT", "kind-worker/cordon@done")
+            .output(),
+    )
+    .await
+    .expect("in time")
+    .expect("runs");
+    assert_eq!(killed.status.code(), None, "{}", show(&killed));
+    // Replaced, as a node group replaces an instance: the old one goes (its pods with it),
+    // a new one comes (the evicted pods need somewhere to run).
+    leave(&env, "kind-worker2");
+    join(&env, "kind-worker7", 7);
+    before_nodes.remove("kind-worker2");
+    before_nodes.insert("kind-worker7".into(), (false, false));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let resumed = env.run("resume", &["--force-unlock"], LIMIT).await;
+    assert_eq!(resumed.status.code(), Some(0), "{}", show(&resumed));
+    assert!(
+        events(&resumed)
+            .iter()
+            .any(|e| e["event"] == "node-left" && e["node"] == "kind-worker2"),
+        "{}",
+        show(&resumed)
+    );
+    assert_migrated(&env, &before_nodes, &before_pods, POOL).await;
+    let ck = env.checkpoint().await.expect("a checkpoint");
+    assert!(ck.node("kind-worker2").expect("recorded").gone());
+    assert!(
+        ck.node("kind-worker7")
+            .is_some_and(|r| r.done() && r.joined.is_some())
+    );
+    assert!(ck.finished());
+    let status = env.cli(&["status", "-o", "json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status is JSON");
+    assert_eq!(doc["counts"]["left"], 1, "{doc}");
+    let node = doc["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["name"] == "kind-worker2")
+        .expect("listed");
+    assert_eq!(node["state"], "left");
+}
+
+/// The finale checks the world, not the plan: a Ready node the record does not show migrated
+/// stops the run before the old CNI goes; `resume` then migrates it and finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_finale_refuses_to_remove_the_old_cni_from_under_an_unmigrated_node() {
+    let env = env("kind-flannel", &same).await;
+    let before_pods = env.workload_pods().await;
+    // Killed right before the finale: the plan of the resumed run is made...
+    let killed = tokio::time::timeout(
+        LIMIT,
+        env.command("apply", &[])
+            .env("CNI_MIGRATE_TEST_CRASH_AT", "final-values@started")
+            .output(),
+    )
+    .await
+    .expect("in time")
+    .expect("runs");
+    assert_eq!(killed.status.code(), None, "{}", show(&killed));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // ...and a node joins while the resumed run is under way, after it planned: the run
+    // holds the finale at a gate naming it.
+    let mut watched = env.watch("resume", &["--force-unlock"]);
+    assert!(
+        watched
+            .until(|l| l.contains("\"run-started\""))
+            .await
+            .is_some(),
+        "the resumed run starts"
+    );
+    join(&env, "kind-worker8", 8);
+    let (status, lines) = watched.finish().await;
+    let all = lines.join("\n");
+    if status.code() == Some(4) {
+        assert!(
+            all.contains("kind-worker8") && all.contains("not migrated"),
+            "{all}"
+        );
+        let resumed = env.run("resume", &[], LIMIT).await;
+        assert_eq!(resumed.status.code(), Some(0), "{}", show(&resumed));
+    } else {
+        // The node joined before the resumed run planned: it was migrated with the others.
+        assert_eq!(status.code(), Some(0), "{all}");
+    }
+    let before_nodes = env.nodes().await;
+    assert_migrated(&env, &before_nodes, &before_pods, POOL).await;
+    let ck = env.checkpoint().await.expect("a checkpoint");
+    assert!(ck.node("kind-worker8").is_some_and(|r| r.done()));
+}
