@@ -108,24 +108,9 @@ async fn crash_then_resume(point: String) {
     let env = env("kind-flannel", &same).await;
     let before_nodes = env.nodes().await;
     let before_pods = env.workload_pods().await;
-    let out = tokio::time::timeout(
-        LIMIT,
-        env.command("apply", &[])
-            .env("CNI_MIGRATE_TEST_CRASH_AT", &point)
-            .output(),
-    )
-    .await
-    .expect("in time")
-    .expect("runs");
-    assert_eq!(
-        out.status.code(),
-        None,
-        "{point}: the process should have been killed: {}",
-        show(&out)
-    );
     // The dead run's Lease goes stale after a second; resuming needs --force-unlock, as a
     // human would after checking `cni-migrate status`.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    env.killed_at(&point).await;
     let resumed = env.run("resume", &["--force-unlock"], LIMIT).await;
     assert_eq!(
         resumed.status.code(),
@@ -522,16 +507,7 @@ async fn resume_refuses_a_checkpoint_of_another_plan_and_says_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_resume_says_what_the_recorded_run_changed() {
     let env = env("kind-flannel", &same).await;
-    let killed = tokio::time::timeout(
-        LIMIT,
-        env.command("apply", &[])
-            .env("CNI_MIGRATE_TEST_CRASH_AT", "kind-worker/drain@done")
-            .output(),
-    )
-    .await
-    .expect("in time")
-    .expect("runs");
-    assert_eq!(killed.status.code(), None, "{}", show(&killed));
+    env.killed_at("kind-worker/drain@done").await;
     // A budget that now allows no disruption at all: preflight refuses the resume.
     let stored = env
         .sim
@@ -544,7 +520,6 @@ async fn a_refused_resume_says_what_the_recorded_run_changed() {
         .store()
         .update("policy/poddisruptionbudgets", pdb, Some(stored.rv), false)
         .expect("update");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
     let resumed = env.run("resume", &["--force-unlock"], LIMIT).await;
     assert_eq!(resumed.status.code(), Some(3), "{}", show(&resumed));
     let err = String::from_utf8_lossy(&resumed.stderr);
@@ -562,17 +537,7 @@ async fn a_refused_resume_says_what_the_recorded_run_changed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resumed_uncordon_says_what_it_does() {
     let env = env("kind-flannel", &same).await;
-    let killed = tokio::time::timeout(
-        LIMIT,
-        env.command("apply", &[])
-            .env("CNI_MIGRATE_TEST_CRASH_AT", "kind-worker/drain@done")
-            .output(),
-    )
-    .await
-    .expect("in time")
-    .expect("runs");
-    assert_eq!(killed.status.code(), None, "{}", show(&killed));
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    env.killed_at("kind-worker/drain@done").await;
     let resumed = env.run("resume", &["--force-unlock"], LIMIT).await;
     assert_eq!(resumed.status.code(), Some(0), "{}", show(&resumed));
     let ev = events(&resumed);

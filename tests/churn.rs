@@ -88,23 +88,13 @@ async fn a_node_replaced_before_it_started_is_recorded_gone_and_its_successor_mi
     let env = env("kind-flannel", &same).await;
     let before_pods = env.workload_pods().await;
     let mut before_nodes = env.nodes().await;
-    let killed = tokio::time::timeout(
-        LIMIT,
-        env.command("apply", &[])
-            .env("CNI_MIGRATE_TEST_CRASH_AT", "kind-worker/cordon@done")
-            .output(),
-    )
-    .await
-    .expect("in time")
-    .expect("runs");
-    assert_eq!(killed.status.code(), None, "{}", show(&killed));
+    env.killed_at("kind-worker/cordon@done").await;
     // Replaced, as a node group replaces an instance: the old one goes (its pods with it),
     // a new one comes (the evicted pods need somewhere to run).
     leave(&env, "kind-worker2");
     join(&env, "kind-worker7", 7);
     before_nodes.remove("kind-worker2");
     before_nodes.insert("kind-worker7".into(), (false, false));
-    tokio::time::sleep(Duration::from_millis(1200)).await;
     let resumed = env.run("resume", &["--force-unlock"], LIMIT).await;
     assert_eq!(resumed.status.code(), Some(0), "{}", show(&resumed));
     assert!(
@@ -141,17 +131,7 @@ async fn the_finale_refuses_to_remove_the_old_cni_from_under_an_unmigrated_node(
     let env = env("kind-flannel", &same).await;
     let before_pods = env.workload_pods().await;
     // Killed right before the finale: the plan of the resumed run is made...
-    let killed = tokio::time::timeout(
-        LIMIT,
-        env.command("apply", &[])
-            .env("CNI_MIGRATE_TEST_CRASH_AT", "final-values@started")
-            .output(),
-    )
-    .await
-    .expect("in time")
-    .expect("runs");
-    assert_eq!(killed.status.code(), None, "{}", show(&killed));
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    env.killed_at("final-values@started").await;
     // ...and a node joins while the resumed run is under way, after it planned: the run
     // holds the finale at a gate naming it.
     let mut watched = env.watch("resume", &["--force-unlock"]);

@@ -135,6 +135,28 @@ impl Env {
         }
     }
 
+    /// Runs `apply`, killed with SIGKILL at `point` (`STEP@started|done`, from the test
+    /// hook), and waits until its Lease is stale, as a human would before `resume
+    /// --force-unlock`.
+    pub async fn killed_at(&self, point: &str) {
+        let out = tokio::time::timeout(
+            Duration::from_secs(120),
+            self.command("apply", &[])
+                .env("CNI_MIGRATE_TEST_CRASH_AT", point)
+                .output(),
+        )
+        .await
+        .expect("in time")
+        .expect("runs");
+        assert_eq!(
+            out.status.code(),
+            None,
+            "{point}: the process should have been killed: {}",
+            show(&out)
+        );
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+
     /// Runs `cni-migrate ARGS --kubeconfig K` to its end (`status`, `pause`, ...).
     pub fn cli(&self, args: &[&str]) -> Output {
         std::process::Command::new(super::binary())
