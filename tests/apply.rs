@@ -551,3 +551,33 @@ async fn a_resumed_uncordon_says_what_it_does() {
     assert_eq!(said("uncordon", "step-started"), "uncordon kind-worker");
     assert_eq!(said("uncordon", "step-done"), "uncordoned kind-worker");
 }
+
+/// SIGTERM (a drained node, a deleted Job pod, `kill`) and SIGINT (Ctrl-C) stop the run and
+/// release its Lease: the next `resume` goes on at once, without `--force-unlock`, and ends as
+/// an uninterrupted run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_and_sigint_release_the_lock_and_resume_goes_on_at_once() {
+    let env = env("kind-flannel", &same).await;
+    let before_nodes = env.nodes().await;
+    let before_pods = env.workload_pods().await;
+    for (signal, code) in [("TERM", 143), ("INT", 130)] {
+        let mut run = env.watch(if code == 143 { "apply" } else { "resume" }, &[]);
+        assert!(
+            run.until(|l| l.contains("\"step-started\"") && l.contains("/drain\""))
+                .await
+                .is_some(),
+            "a drain starts"
+        );
+        run.signal(signal);
+        let (status, lines) = run.finish().await;
+        assert_eq!(
+            status.code(),
+            Some(code),
+            "SIG{signal}: {}",
+            lines.join("\n")
+        );
+    }
+    let resumed = env.run("resume", &[], LIMIT).await;
+    assert_eq!(resumed.status.code(), Some(0), "{}", show(&resumed));
+    assert_migrated(&env, &before_nodes, &before_pods, "10.245.0.0/16").await;
+}

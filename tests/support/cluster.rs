@@ -313,6 +313,16 @@ impl Watched {
     }
 
     /// Reads the rest, waits for the exit, and returns it with every line.
+    /// Sends a signal (`TERM`, `INT`) to the running command.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("still running");
+        let sent = std::process::Command::new("kill")
+            .args(["-s", name, &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -s {name} {pid}");
+    }
+
     pub async fn finish(mut self) -> (std::process::ExitStatus, Vec<String>) {
         while let Ok(Some(line)) = self.lines.next_line().await {
             self.seen.push(line);

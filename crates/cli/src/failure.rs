@@ -15,6 +15,10 @@ pub mod exit {
     pub const GATE: u8 = 4;
     /// Stopped by a failure.
     pub const FAILED: u8 = 5;
+    /// Interrupted by SIGINT (Ctrl-C), the lock released: 128 + 2, as shells report it.
+    pub const INTERRUPTED: u8 = 130;
+    /// Stopped by SIGTERM (a drained node, a deleted pod, `kill`), the lock released.
+    pub const TERMINATED: u8 = 143;
 }
 
 /// An error with the exit code it maps to.

@@ -388,11 +388,25 @@ async fn run(args: ApplyArgs, s: RunSettings, intent: Intent) -> Result<u8, Fail
     }
     let observer = progress::observer(s.json, plan.nodes.len());
     let runner = locked.runner(&plan, run_config(&args, &s, &plan, &run_id), &*observer);
-    let ended = if rolling_back {
-        rollback_nodes(&runner, &locked.rollback_targets(), s.json).await
-    } else {
-        let outcome = runner.run().await;
-        report(outcome, &args, &s)
+    let work = async {
+        if rolling_back {
+            rollback_nodes(&runner, &locked.rollback_targets(), s.json).await
+        } else {
+            let outcome = runner.run().await;
+            report(outcome, &args, &s)
+        }
+    };
+    let ended = tokio::select! {
+        ended = work => ended,
+        signal = stop_signal() => {
+            eprintln!(
+                "{}: stopping; steps under way stop where they are and stay recorded as running in the checkpoint ({}), and `resume` runs them again (every step observes before it acts); the lock is released, so this goes on at once: {}",
+                signal.name,
+                locked.store(),
+                resume_command(&args, &s)
+            );
+            Ok(signal.code)
+        }
     };
     drop(runner);
     drop(observer);
@@ -400,6 +414,40 @@ async fn run(args: ApplyArgs, s: RunSettings, intent: Intent) -> Result<u8, Fail
         eprintln!("warning: cannot release the lock: {e}");
     }
     ended
+}
+
+/// A signal that asks the run to stop.
+struct Stop {
+    name: &'static str,
+    code: u8,
+}
+
+/// Waits for SIGINT (Ctrl-C) or SIGTERM (what a drain, a deleted pod or `kill` sends). The
+/// run then stops where it is and releases its Lease, so the next `resume` (or the next pod of
+/// a Job) goes on at once instead of waiting for a stale lock.
+async fn stop_signal() -> Stop {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => Stop { name: "SIGTERM", code: exit::TERMINATED },
+            _ = int.recv() => Stop { name: "SIGINT", code: exit::INTERRUPTED },
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        Stop {
+            name: "interrupt",
+            code: exit::INTERRUPTED,
+        }
+    }
 }
 
 /// The command that goes on from here.
