@@ -46,7 +46,7 @@ const EXPECT: &[Expect] = &[
         pod_cidrs: &[],
         encapsulation: "none",
         port: None,
-        codes: &["SERVICE_CIDR_UNKNOWN"],
+        codes: &["NODE_AUTOSCALING_ACTIVE", "SERVICE_CIDR_UNKNOWN"],
     },
     Expect {
         name: "eks-eni-al2-tainted",
@@ -56,6 +56,7 @@ const EXPECT: &[Expect] = &[
         encapsulation: "none",
         port: None,
         codes: &[
+            "NODE_AUTOSCALING_ACTIVE",
             "SERVICE_CIDR_UNKNOWN",
             "AWS_NODE_NOT_PATCHED",
             "AGENT_NOT_READY_TAINT_MISSING",
@@ -71,6 +72,7 @@ const EXPECT: &[Expect] = &[
         encapsulation: "none",
         port: None,
         codes: &[
+            "NODE_AUTOSCALING_ACTIVE",
             "SERVICE_CIDR_UNKNOWN",
             "AWS_NODE_NOT_PATCHED",
             "AGENT_NOT_READY_TAINT_MISSING",
@@ -85,6 +87,7 @@ const EXPECT: &[Expect] = &[
         encapsulation: "none",
         port: None,
         codes: &[
+            "NODE_AUTOSCALING_ACTIVE",
             "SERVICE_CIDR_UNKNOWN",
             "AWS_NODE_NOT_PATCHED",
             "MIXED_INTERFACE_NAMING",
@@ -100,6 +103,7 @@ const EXPECT: &[Expect] = &[
         encapsulation: "none",
         port: None,
         codes: &[
+            "NODE_AUTOSCALING_ACTIVE",
             "SERVICE_CIDR_UNKNOWN",
             "AWS_NODE_NOT_PATCHED",
             "AGENT_NOT_READY_TAINT_MISSING",
@@ -114,6 +118,7 @@ const EXPECT: &[Expect] = &[
         encapsulation: "none",
         port: None,
         codes: &[
+            "NODE_AUTOSCALING_ACTIVE",
             "SERVICE_CIDR_UNKNOWN",
             "AWS_NODE_NOT_PATCHED",
             "AGENT_NOT_READY_TAINT_MISSING",

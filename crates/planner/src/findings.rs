@@ -87,6 +87,9 @@ pub enum FindingCode {
     VpcCniIptablesLeftovers,
     /// EKS ENI: Cilium's operator needs EC2 permissions to manage ENIs.
     Ec2Permissions,
+    /// Something adds, removes or replaces nodes on its own (cluster-autoscaler, Karpenter,
+    /// managed node groups, Cluster API) while the migration runs.
+    NodeAutoscalingActive,
 }
 
 impl FindingCode {

@@ -13,10 +13,12 @@
 //!  ├─ pool         the new pool and tunnel, overlay modes (POD_CIDR_*, TUNNEL_PORT_COLLISION)
 //!  ├─ workloads    policies, pods and PDBs the drains meet
 //!  ├─ cluster      an installed Cilium, IPv6, managed platforms, the service range
+//!  ├─ churn        who adds and removes nodes mid-migration (NODE_AUTOSCALING_ACTIVE)
 //!  ├─ eks          the EKS profiles' checks
 //!  └─ common       finding(), list limits (MAX_OBJECTS)
 //! ```
 
+mod churn;
 mod cluster;
 mod common;
 mod eks;
@@ -59,6 +61,7 @@ pub fn preflight(
     cluster::ipv6(spec, facts, &mut out);
     cluster::platform(facts, &mut out);
     cluster::service_unknown(facts, &mut out);
+    churn::node_autoscaling(snapshot, &mut out);
     out.sort_by(|a, b| {
         (a.severity, a.code, &a.objects, &a.message)
             .cmp(&(b.severity, b.code, &b.objects, &b.message))
@@ -194,6 +197,10 @@ mod tests {
     }
 
     #[rstest]
+    #[case::cluster_autoscaler(FindingCode::NodeAutoscalingActive, Severity::Warning, &no_edit, &|s: &mut ClusterSnapshot| { let mut p = app_pod("cluster-autoscaler-1", "n1"); p.namespace = "kube-system".into(); p.labels = [("app.kubernetes.io/name".to_owned(), "cluster-autoscaler".to_owned())].into(); s.pods.push(p); })]
+    #[case::karpenter_nodes(FindingCode::NodeAutoscalingActive, Severity::Warning, &no_edit, &|s: &mut ClusterSnapshot| { s.nodes[0].labels.insert("karpenter.sh/nodepool".into(), "default".into()); })]
+    #[case::eks_node_groups(FindingCode::NodeAutoscalingActive, Severity::Warning, &no_edit, &|s: &mut ClusterSnapshot| { s.nodes[1].labels.insert("eks.amazonaws.com/nodegroup".into(), "ng-1".into()); })]
+    #[case::cluster_api(FindingCode::NodeAutoscalingActive, Severity::Warning, &no_edit, &|s: &mut ClusterSnapshot| { s.nodes[2].annotations.insert("cluster.x-k8s.io/machine".into(), "md-0-abc".into()); })]
     #[case::overlaps_flannel(FindingCode::PodCidrOverlapsExisting, Severity::Error, &set_cidr("10.244.128.0/17"), &no_snap)]
     #[case::overlaps_service(FindingCode::PodCidrOverlapsServiceCidr, Severity::Error, &set_cidr("10.96.0.0/12"), &no_snap)]
     #[case::overlaps_nodes(FindingCode::PodCidrOverlapsNodeNetwork, Severity::Error, &set_cidr("172.18.0.0/16"), &no_snap)]
