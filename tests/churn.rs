@@ -161,3 +161,78 @@ async fn the_finale_refuses_to_remove_the_old_cni_from_under_an_unmigrated_node(
     let ck = env.checkpoint().await.expect("a checkpoint");
     assert!(ck.node("kind-worker8").is_some_and(|r| r.done()));
 }
+
+/// A node that leaves mid-drain (a scale-down, a spot interruption) does not leave the run
+/// waiting: the drain notices, the node is recorded as gone, its slot is freed and the run
+/// finishes with the nodes that remain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_leaves_mid_drain_frees_its_slot_and_the_run_finishes() {
+    let env = env("kind-flannel", &same).await;
+    let before_pods = env.workload_pods().await;
+    let mut before_nodes = env.nodes().await;
+    // The frontend budget allows nothing once the run is under way: the drain waits on it.
+    let mut run = env.watch("apply", &[]);
+    assert!(
+        run.until(|l| l.contains("\"step-started\"") && l.contains("kind-worker/cordon\""))
+            .await
+            .is_some(),
+        "the first node starts"
+    );
+    let stored = env
+        .sim
+        .store()
+        .get("policy/poddisruptionbudgets", "shop", "frontend")
+        .expect("the frontend budget");
+    let mut pdb = stored.value();
+    pdb["spec"]["maxUnavailable"] = json!(0);
+    env.sim
+        .store()
+        .update("policy/poddisruptionbudgets", pdb, Some(stored.rv), false)
+        .expect("update");
+    assert!(
+        run.until(|l| l.contains("\"step-started\"") && l.contains("kind-worker/drain\""))
+            .await
+            .is_some(),
+        "the drain starts"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The node goes (its pods with it) and a replacement comes; the budget is relaxed again.
+    join(&env, "kind-worker6", 6);
+    leave(&env, "kind-worker");
+    let stored = env
+        .sim
+        .store()
+        .get("policy/poddisruptionbudgets", "shop", "frontend")
+        .expect("the frontend budget");
+    let mut pdb = stored.value();
+    pdb["spec"]["maxUnavailable"] = json!(1);
+    env.sim
+        .store()
+        .update("policy/poddisruptionbudgets", pdb, Some(stored.rv), false)
+        .expect("update");
+    let (status, lines) = tokio::time::timeout(LIMIT, run.finish())
+        .await
+        .expect("the run does not wait on a node that is gone");
+    let all = lines.join("\n");
+    assert!(
+        all.contains("\"node-left\"") && all.contains("kind-worker left the cluster"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("\"step-done\",\"node\":\"kind-worker\",\"step\":\"kind-worker/drain\""),
+        "the drain was under way when the node left: {all}"
+    );
+    // The replacement joined after the run planned: the finale stops for it, resume migrates it.
+    if status.code() == Some(4) {
+        let resumed = env.run("resume", &[], LIMIT).await;
+        assert_eq!(resumed.status.code(), Some(0), "{}", show(&resumed));
+    } else {
+        assert_eq!(status.code(), Some(0), "{all}");
+    }
+    before_nodes.remove("kind-worker");
+    before_nodes.insert("kind-worker6".into(), (false, false));
+    assert_migrated(&env, &before_nodes, &before_pods, POOL).await;
+    let ck = env.checkpoint().await.expect("a checkpoint");
+    assert!(ck.node("kind-worker").expect("recorded").gone());
+    assert!(ck.finished());
+}

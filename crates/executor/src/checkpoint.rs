@@ -594,7 +594,12 @@ impl Checkpoint {
         if to == StepState::Running {
             for dep in &entry.depends_on {
                 let s = self.state(index, dep);
-                if !s.is_some_and(StepState::is_complete) {
+                // A step of a node that left the cluster holds nothing up: its chain ended
+                // there (the canary being replaced must not stop every other node).
+                let gone = index
+                    .node_step(dep)
+                    .is_some_and(|(node, _, _)| self.nodes.get(node).is_some_and(NodeRecord::gone));
+                if !gone && !s.is_some_and(StepState::is_complete) {
                     return Err(refuse(Some(format!("it depends on {dep}, which is {s:?}"))));
                 }
             }
