@@ -236,3 +236,31 @@ async fn a_node_that_leaves_mid_drain_frees_its_slot_and_the_run_finishes() {
     assert!(ck.node("kind-worker").expect("recorded").gone());
     assert!(ck.finished());
 }
+
+/// SIGKILL while a node that joined is in flight, then `resume`: it ends as an uninterrupted
+/// run, the joined node migrated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_a_joined_node_is_in_flight_then_resume() {
+    let env = env("kind-flannel", &same).await;
+    let before_pods = env.workload_pods().await;
+    let first = env.run("apply", &["--stop-before", "finalize"], LIMIT).await;
+    assert_eq!(first.status.code(), Some(4), "{}", show(&first));
+    join(&env, "kind-worker9", 9);
+    let before_nodes = env.nodes().await;
+    let killed = tokio::time::timeout(
+        LIMIT,
+        env.command("resume", &[])
+            .env("CNI_MIGRATE_TEST_CRASH_AT", "kind-worker9/drain@started")
+            .output(),
+    )
+    .await
+    .expect("in time")
+    .expect("runs");
+    assert_eq!(killed.status.code(), None, "{}", show(&killed));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let resumed = env.run("resume", &["--force-unlock"], LIMIT).await;
+    assert_eq!(resumed.status.code(), Some(0), "{}", show(&resumed));
+    assert_migrated(&env, &before_nodes, &before_pods, POOL).await;
+    let ck = env.checkpoint().await.expect("a checkpoint");
+    assert!(ck.node("kind-worker9").is_some_and(|r| r.done() && r.joined.is_some()));
+}
