@@ -243,7 +243,9 @@ async fn a_node_that_leaves_mid_drain_frees_its_slot_and_the_run_finishes() {
 async fn sigkill_while_a_joined_node_is_in_flight_then_resume() {
     let env = env("kind-flannel", &same).await;
     let before_pods = env.workload_pods().await;
-    let first = env.run("apply", &["--stop-before", "finalize"], LIMIT).await;
+    let first = env
+        .run("apply", &["--stop-before", "finalize"], LIMIT)
+        .await;
     assert_eq!(first.status.code(), Some(4), "{}", show(&first));
     join(&env, "kind-worker9", 9);
     let before_nodes = env.nodes().await;
@@ -262,5 +264,36 @@ async fn sigkill_while_a_joined_node_is_in_flight_then_resume() {
     assert_eq!(resumed.status.code(), Some(0), "{}", show(&resumed));
     assert_migrated(&env, &before_nodes, &before_pods, POOL).await;
     let ck = env.checkpoint().await.expect("a checkpoint");
-    assert!(ck.node("kind-worker9").is_some_and(|r| r.done() && r.joined.is_some()));
+    assert!(
+        ck.node("kind-worker9")
+            .is_some_and(|r| r.done() && r.joined.is_some())
+    );
+}
+
+/// `rollout.newNodes: hold`: a node that joins waits; the run stops at a gate naming it once
+/// it is all that is left, and `resume --retry NODE` migrates it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_nodes_hold_stops_at_a_gate_naming_them() {
+    let hold = |s: String| s.replace("rollout:\n", "rollout:\n  newNodes: hold\n");
+    let env = env("kind-flannel", &hold).await;
+    let before_pods = env.workload_pods().await;
+    let first = env
+        .run("apply", &["--stop-before", "finalize"], LIMIT)
+        .await;
+    assert_eq!(first.status.code(), Some(4), "{}", show(&first));
+    join(&env, "kind-worker9", 9);
+    let before_nodes = env.nodes().await;
+    let held = env.run("resume", &[], LIMIT).await;
+    assert_eq!(held.status.code(), Some(4), "{}", show(&held));
+    let err = String::from_utf8_lossy(&held.stderr);
+    assert!(
+        err.contains("kind-worker9") && err.contains("rollout.newNodes: hold"),
+        "{err}"
+    );
+    let ck = env.checkpoint().await.expect("a checkpoint");
+    let rec = ck.node("kind-worker9").expect("recorded");
+    assert!(rec.awaiting && !rec.started(), "held, untouched");
+    let resumed = env.run("resume", &["--retry", "kind-worker9"], LIMIT).await;
+    assert_eq!(resumed.status.code(), Some(0), "{}", show(&resumed));
+    assert_migrated(&env, &before_nodes, &before_pods, POOL).await;
 }

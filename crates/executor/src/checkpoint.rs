@@ -134,6 +134,8 @@ pub enum NodeStatus {
     Done,
     /// Rolled back to the old CNI (or being rolled back): held until `resume --retry`.
     RolledBack,
+    /// Joined under `rollout.newNodes: hold`: held until `resume --retry`.
+    Awaiting,
     /// Left the cluster (deleted or replaced) before its chain finished.
     Left,
 }
@@ -163,6 +165,8 @@ pub struct NodeRecord {
     /// node of the same name (which then gets a fresh record). Its chain stops wherever it
     /// was; it counts as neither done nor failed.
     pub left: Option<u32>,
+    /// Joined under `rollout.newNodes: hold`: not admitted until `resume --retry NODE`.
+    pub awaiting: bool,
 }
 
 impl NodeRecord {
@@ -194,9 +198,10 @@ impl NodeRecord {
         self.left.is_some()
     }
 
-    /// Rolled back: not admitted until `resume --retry NODE`.
+    /// Rolled back, or joined under `rollout.newNodes: hold`: not admitted until `resume
+    /// --retry NODE`.
     pub fn held(&self) -> bool {
-        self.rolled_back.is_some()
+        self.rolled_back.is_some() || self.awaiting
     }
 
     /// Where the node is.
@@ -209,6 +214,9 @@ impl NodeRecord {
 
     /// Where the node's chain is, whether or not the node is still there.
     pub fn status_ignoring_left(&self) -> NodeStatus {
+        if self.awaiting && !self.started() {
+            return NodeStatus::Awaiting;
+        }
         if self.held() && !self.started() {
             return NodeStatus::RolledBack;
         }
@@ -736,13 +744,19 @@ impl Checkpoint {
     /// A message naming the node when it was not rolled back or is not in the checkpoint.
     pub fn retry(&mut self, node: &str) -> Result<(), String> {
         match self.nodes.get_mut(node) {
+            Some(r) if r.awaiting => {
+                r.awaiting = false;
+                Ok(())
+            }
             Some(r) if r.rolled_back.is_some() => {
                 r.rolled_back = None;
                 r.rollback.clear();
                 r.agent_uids = None;
                 Ok(())
             }
-            Some(_) => Err(format!("--retry {node}: {node} was not rolled back")),
+            Some(_) => Err(format!(
+                "--retry {node}: {node} was not rolled back and does not wait as a new node"
+            )),
             None => Err(format!(
                 "--retry {node}: {node} is not a node of plan {}",
                 self.plan
@@ -857,6 +871,8 @@ struct NodeWire {
     joined: Option<u32>,
     #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
     left: Option<u32>,
+    #[serde(rename = "w", default, skip_serializing_if = "std::ops::Not::not")]
+    awaiting: bool,
 }
 
 /// Marks "no agent pod was on the node when the label went on" in the stored UIDs.
@@ -904,6 +920,7 @@ impl From<NodeWire> for NodeRecord {
             rollback: steps_from(&w.rollback_states, &w.rollback_times),
             joined: w.joined,
             left: w.left,
+            awaiting: w.awaiting,
         }
     }
 }
@@ -936,6 +953,7 @@ impl From<NodeRecord> for NodeWire {
             rollback_times,
             joined: r.joined,
             left: r.left,
+            awaiting: r.awaiting,
         }
     }
 }

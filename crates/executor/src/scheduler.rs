@@ -91,9 +91,25 @@ pub fn rolled_back_wait(plan: &Plan, ck: &Checkpoint) -> Option<String> {
     let held: Vec<&str> = left.iter().copied().filter(|n| ck.held(n)).collect();
     let canary_held = plan.nodes.iter().any(|n| n.canary && ck.held(&n.name));
     (!held.is_empty() && (held.len() == left.len() || canary_held)).then(|| {
+        let (new, back): (Vec<&str>, Vec<&str>) = held
+            .iter()
+            .partition(|n| ck.node(n).is_some_and(|r| r.awaiting));
+        let mut parts = Vec::new();
+        if !back.is_empty() {
+            parts.push(format!(
+                "node(s) {} were rolled back and wait",
+                back.join(", ")
+            ));
+        }
+        if !new.is_empty() {
+            parts.push(format!(
+                "node(s) {} joined after the migration started and wait (rollout.newNodes: hold)",
+                new.join(", ")
+            ));
+        }
         format!(
-            "node(s) {} were rolled back and wait: `cni-migrate resume --retry {}` migrates them again",
-            held.join(", "),
+            "{}: `cni-migrate resume --retry {}` migrates them",
+            parts.join("; "),
             held.join(" --retry ")
         )
     })

@@ -128,6 +128,8 @@ pub enum NodeState {
     RolledBack,
     /// Left the cluster during the migration: nothing more is done on it.
     Left,
+    /// Joined under `rollout.newNodes: hold`; waits for `resume --retry`.
+    Awaiting,
 }
 
 /// A node as `status` shows it.
@@ -269,6 +271,16 @@ impl Status {
                             NodeState::Left,
                             None,
                             Some(format!("left the cluster {was}: nothing more is done on it")),
+                        )
+                    }
+                    NodeStatus::Awaiting => {
+                        counts.pending += 1;
+                        (
+                            NodeState::Awaiting,
+                            None,
+                            Some(format!(
+                                "joined after the migration started; held (rollout.newNodes: hold) until `cni-migrate resume --retry {name}`"
+                            )),
                         )
                     }
                     NodeStatus::RolledBack => {

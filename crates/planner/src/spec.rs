@@ -37,8 +37,8 @@ mod validate;
 pub use load::SpecError;
 pub use scalars::{CiliumVersion, HumanDuration};
 pub use types::{
-    API_VERSION, Drain, Eni, Finalize, KIND, MigrationSpec, Reboot, Rollout, SpecMetadata, Target,
-    TargetMode, Tunnel, TunnelProtocol, Verify,
+    API_VERSION, Drain, Eni, Finalize, KIND, MigrationSpec, NewNodes, Reboot, Rollout,
+    SpecMetadata, Target, TargetMode, Tunnel, TunnelProtocol, Verify,
 };
 
 #[cfg(test)]

@@ -69,6 +69,7 @@ impl Checkpoint {
             if fresh {
                 let mut record = NodeRecord::pending(plan.node_steps(&n.name).count());
                 record.joined = Some(at);
+                record.awaiting = plan.spec.rollout.new_nodes == planner::spec::NewNodes::Hold;
                 self.nodes.insert(n.name.clone(), record);
                 changes.joined.push(n.name.clone());
             }

@@ -222,6 +222,28 @@ pub struct Rollout {
     /// Verification probe.
     #[serde(default)]
     pub verify: Verify,
+    /// What happens to nodes that join the cluster while the migration runs.
+    #[serde(default, skip_serializing_if = "NewNodes::is_migrate")]
+    pub new_nodes: NewNodes,
+}
+
+/// `rollout.newNodes`: nodes that join while the migration runs (autoscalers, node groups).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NewNodes {
+    /// Migrated like every other node (admission, canary and `maxUnavailable` rules apply).
+    #[default]
+    Migrate,
+    /// Held: the run stops at a gate naming them; `resume --retry NODE` migrates one.
+    Hold,
+}
+
+impl NewNodes {
+    /// The default (left out of the spec's serialized form, so fingerprints of specs written
+    /// before the field existed do not change).
+    pub fn is_migrate(&self) -> bool {
+        *self == NewNodes::Migrate
+    }
 }
 
 fn default_canary() -> u32 {
@@ -241,6 +263,7 @@ impl Default for Rollout {
             drain: Drain::default(),
             reboot: None,
             verify: Verify::default(),
+            new_nodes: NewNodes::default(),
         }
     }
 }
