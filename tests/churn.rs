@@ -297,3 +297,59 @@ async fn new_nodes_hold_stops_at_a_gate_naming_them() {
     assert_eq!(resumed.status.code(), Some(0), "{}", show(&resumed));
     assert_migrated(&env, &before_nodes, &before_pods, POOL).await;
 }
+
+/// Where something scales nodes down by itself (here: EKS managed node groups), the nodes the
+/// tool holds carry the annotations that keep cluster-autoscaler and Karpenter off them, from
+/// cordon to uncordon; a node annotated before keeps its annotations untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_held_in_an_autoscaled_cluster_are_kept_from_scale_down() {
+    let env = env("kind-flannel", &same).await;
+    let before_pods = env.workload_pods().await;
+    let before_nodes = env.nodes().await;
+    for name in ["kind-control-plane", "kind-worker", "kind-worker2"] {
+        let stored = env.sim.store().get("/nodes", "", name).expect("node");
+        let mut node = stored.value();
+        node["metadata"]["labels"]["eks.amazonaws.com/nodegroup"] = json!("ng-1");
+        if name == "kind-worker2" {
+            node["metadata"]["annotations"]["cluster-autoscaler.kubernetes.io/scale-down-disabled"] =
+                json!("true");
+        }
+        env.sim
+            .store()
+            .update("/nodes", node, Some(stored.rv), false)
+            .expect("update");
+    }
+    let out = env.run("apply", &[], LIMIT).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let ev = events(&out);
+    let said = |step: &str| {
+        ev.iter()
+            .find(|e| e["step"] == step && e["event"] == "step-done")
+            .and_then(|e| e["message"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        said("kind-worker/cordon").contains("annotated cluster-autoscaler.kubernetes.io/scale-down-disabled=true and karpenter.sh/do-not-disrupt=true"),
+        "{}",
+        said("kind-worker/cordon")
+    );
+    assert!(said("kind-worker/uncordon").contains("scale-down annotations removed"));
+    assert!(!said("kind-worker2/cordon").contains("annotated"));
+    assert_migrated(&env, &before_nodes, &before_pods, POOL).await;
+    use cluster::Cluster as _;
+    let nodes = env.cluster.nodes().await.expect("nodes");
+    for n in &nodes {
+        let kept = n
+            .annotations
+            .contains_key("cluster-autoscaler.kubernetes.io/scale-down-disabled");
+        assert_eq!(
+            kept,
+            n.name == "kind-worker2",
+            "{}: {:?}",
+            n.name,
+            n.annotations
+        );
+        assert!(!n.annotations.contains_key("karpenter.sh/do-not-disrupt"));
+    }
+}

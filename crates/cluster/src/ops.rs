@@ -198,6 +198,12 @@ pub trait Cluster: Send + Sync {
         key: &str,
         value: Option<&str>,
     ) -> Result<(), ClusterError>;
+    /// Sets (`Some`) or removes (`None`) annotations of a node, in one merge patch.
+    async fn set_node_annotations(
+        &self,
+        node: &str,
+        annotations: &[(&str, Option<&str>)],
+    ) -> Result<(), ClusterError>;
     /// Every pod bound to a node (field selector `spec.nodeName`).
     async fn pods_on_node(&self, node: &str) -> Result<Vec<PodInfo>, ClusterError>;
     /// Pods in a namespace (or all, with `None`) matching a label selector.
@@ -366,6 +372,23 @@ impl Cluster for KubeCluster {
     ) -> Result<(), ClusterError> {
         let api: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.client.clone());
         let patch = json!({"metadata": {"labels": {key: value}}});
+        api.patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+            .map_err(api_err("patch", format!("node {node}")))
+    }
+
+    async fn set_node_annotations(
+        &self,
+        node: &str,
+        annotations: &[(&str, Option<&str>)],
+    ) -> Result<(), ClusterError> {
+        let api: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.client.clone());
+        let map: serde_json::Map<String, serde_json::Value> = annotations
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), json!(v)))
+            .collect();
+        let patch = json!({"metadata": {"annotations": map}});
         api.patch(node, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map(|_| ())

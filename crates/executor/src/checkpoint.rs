@@ -110,6 +110,10 @@ pub struct NodePrior {
     pub cordoned: bool,
     /// It carried the migration label already.
     pub labelled: bool,
+    /// It was annotated against scale-down already (cluster-autoscaler or Karpenter): the
+    /// tool neither adds nor removes those annotations.
+    #[serde(default)]
+    pub guarded: bool,
 }
 
 /// Where a node is, derived from its record.
@@ -913,6 +917,7 @@ impl From<NodeWire> for NodeRecord {
             prior: w.prior.map(|p| NodePrior {
                 cordoned: p.contains('c'),
                 labelled: p.contains('l'),
+                guarded: p.contains('g'),
             }),
             agent_uids,
             message: w.message,
@@ -939,6 +944,9 @@ impl From<NodeRecord> for NodeWire {
                 }
                 if p.labelled {
                     flags.push('l');
+                }
+                if p.guarded {
+                    flags.push('g');
                 }
                 flags
             }),

@@ -30,3 +30,8 @@ pub const VPC_CNI_NAT_CHAINS: &[&str] = &[
     "AWS-CONNMARK-CHAIN-0",
     "AWS-CONNMARK-CHAIN-1",
 ];
+
+/// The node annotation that keeps cluster-autoscaler from scaling a node down.
+pub const SCALE_DOWN_DISABLED: &str = "cluster-autoscaler.kubernetes.io/scale-down-disabled";
+/// The node annotation that keeps Karpenter from disrupting a node.
+pub const DO_NOT_DISRUPT: &str = "karpenter.sh/do-not-disrupt";

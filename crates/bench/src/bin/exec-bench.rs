@@ -620,13 +620,7 @@ fn checkpoint_5000() -> anyhow::Result<()> {
         c.transition(&idx, &s.id, StepState::Running, now, None)?;
         let node = s.node.as_deref().unwrap_or_default();
         if s.kind == planner::StepKind::Cordon {
-            c.record_prior(
-                node,
-                &NodePrior {
-                    cordoned: false,
-                    labelled: false,
-                },
-            );
+            c.record_prior(node, &NodePrior::default());
         }
         if s.kind == planner::StepKind::Label {
             c.record_agent_uids(node, vec!["5f0c3b8e-1a2b-4c3d-8e9f-0a1b2c3d4e5f".into()]);

@@ -105,6 +105,27 @@ impl Cluster for FakeCluster {
         Ok(())
     }
 
+    async fn set_node_annotations(
+        &self,
+        node: &str,
+        annotations: &[(&str, Option<&str>)],
+    ) -> Result<(), ClusterError> {
+        self.request("PATCH node (annotations)", true, 0).await;
+        if let Some(n) = self.lock().nodes.get_mut(node) {
+            for (k, v) in annotations {
+                match v {
+                    Some(v) => {
+                        n.info.annotations.insert((*k).to_owned(), (*v).to_owned());
+                    }
+                    None => {
+                        n.info.annotations.remove(*k);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn pods_on_node(&self, node: &str) -> Result<Vec<PodInfo>, ClusterError> {
         self.request("LIST pods (spec.nodeName=)", false, 0).await;
         let t = Instant::now();

@@ -110,7 +110,8 @@ fn prior_state_is_recorded_once() {
         n,
         &NodePrior {
             cordoned: true,
-            labelled: false
+            labelled: false,
+            guarded: false
         }
     ));
     assert!(
@@ -118,7 +119,8 @@ fn prior_state_is_recorded_once() {
             n,
             &NodePrior {
                 cordoned: false,
-                labelled: true
+                labelled: true,
+                guarded: false
             }
         ),
         "a resumed run must not overwrite it"
@@ -127,7 +129,8 @@ fn prior_state_is_recorded_once() {
         c.prior(n),
         Some(NodePrior {
             cordoned: true,
-            labelled: false
+            labelled: false,
+            guarded: false
         })
     );
 }
@@ -207,7 +210,8 @@ fn the_stored_encoding_reads_and_writes_back_unchanged() {
         rec.prior,
         Some(NodePrior {
             cordoned: true,
-            labelled: false
+            labelled: false,
+            guarded: false
         })
     );
     assert_eq!(

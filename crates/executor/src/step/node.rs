@@ -20,7 +20,11 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use cluster::Cluster;
-use planner::{plan::MIGRATION_LABEL, snapshot::NodeInfo};
+use planner::{
+    names::{DO_NOT_DISRUPT, SCALE_DOWN_DISABLED},
+    plan::MIGRATION_LABEL,
+    snapshot::NodeInfo,
+};
 use tokio::time::Instant;
 
 use super::ctx::{Done, StepCtx};
@@ -53,6 +57,8 @@ pub async fn observe_prior(cluster: &dyn Cluster, node: &str) -> Result<NodePrio
     Ok(NodePrior {
         cordoned: n.unschedulable,
         labelled: n.labels.get(MIGRATION_LABEL).is_some_and(|v| v == "true"),
+        guarded: n.annotations.contains_key(SCALE_DOWN_DISABLED)
+            || n.annotations.contains_key(DO_NOT_DISRUPT),
     })
 }
 
@@ -202,7 +208,52 @@ pub async fn reboot(
 
 /// `cordon`.
 pub(super) async fn cordon_step(ctx: &StepCtx<'_>) -> Result<Done, StepError> {
-    cordon(ctx.cluster, ctx.node).await.map(Done::Done)
+    let mut done = cordon(ctx.cluster, ctx.node).await?;
+    if let Some(said) = guard_against_scale_down(ctx, true).await? {
+        done.push_str(&said);
+    }
+    Ok(Done::Done(done))
+}
+
+/// While the tool holds a node (cordon to uncordon) in a cluster where something scales nodes
+/// down by itself (the plan's `NODE_AUTOSCALING_ACTIVE`), the node carries the annotations
+/// that keep cluster-autoscaler and Karpenter off it; the tool adds them at cordon and removes
+/// them at uncordon, unless the node had them before (then it leaves them alone). `None` when
+/// there is nothing to do.
+async fn guard_against_scale_down(
+    ctx: &StepCtx<'_>,
+    hold: bool,
+) -> Result<Option<String>, StepError> {
+    let autoscaled = ctx
+        .plan
+        .findings
+        .iter()
+        .any(|f| f.code == planner::findings::FindingCode::NodeAutoscalingActive);
+    if !autoscaled {
+        return Ok(None);
+    }
+    let prior = ctx.ledger.prior(ctx.node).await.unwrap_or_default();
+    if prior.guarded {
+        return Ok(None);
+    }
+    let value = hold.then_some("true");
+    ctx.cluster
+        .set_node_annotations(
+            ctx.node,
+            &[(SCALE_DOWN_DISABLED, value), (DO_NOT_DISRUPT, value)],
+        )
+        .await
+        .map_err(cl(format!(
+            "annotating node {} against scale-down",
+            ctx.node
+        )))?;
+    Ok(Some(if hold {
+        format!(
+            "; annotated {SCALE_DOWN_DISABLED}=true and {DO_NOT_DISRUPT}=true while the tool holds it"
+        )
+    } else {
+        "; scale-down annotations removed".to_owned()
+    }))
 }
 
 /// `drain`: the tool's own pods on the node go first (a beacon moves elsewhere when it is next
@@ -306,9 +357,11 @@ pub(super) async fn drain_description(ctx: &StepCtx<'_>, planned: &str) -> Optio
 /// `uncordon`, as the node was before the migration.
 pub(super) async fn uncordon_step(ctx: &StepCtx<'_>) -> Result<Done, StepError> {
     let prior = ctx.ledger.prior(ctx.node).await.unwrap_or_default();
-    uncordon(ctx.cluster, ctx.node, &prior)
-        .await
-        .map(Done::Done)
+    let mut done = uncordon(ctx.cluster, ctx.node, &prior).await?;
+    if let Some(said) = guard_against_scale_down(ctx, false).await? {
+        done.push_str(&said);
+    }
+    Ok(Done::Done(done))
 }
 
 /// `restore-cni` (rollback): a privileged pod with the node's CNI directory mounted renames

@@ -11,6 +11,7 @@
 use super::common::{MAX_OBJECTS, finding};
 use crate::{
     findings::{Finding, FindingCode, Severity},
+    names::{DO_NOT_DISRUPT, SCALE_DOWN_DISABLED},
     snapshot::{ClusterSnapshot, ObjectRef},
 };
 
@@ -98,16 +99,17 @@ pub(super) fn node_autoscaling(snap: &ClusterSnapshot, out: &mut Vec<Finding>) {
             "nodes may join, leave or be replaced while the migration runs: {}. The run migrates \
              nodes that join (recorded as joined, full chain), records nodes that leave as gone \
              rather than failed, and does not switch Cilium to its final mode or remove the old \
-             CNI while a Ready node is unmigrated; but a scale-down that drains a node the tool \
-             is migrating competes with it",
+             CNI while a Ready node is unmigrated; and from cordon to uncordon it annotates each \
+             node it holds `{SCALE_DOWN_DISABLED}=true` and `{DO_NOT_DISRUPT}=true` (unless the \
+             node had them), so a scale-down does not compete with its drain",
             named.join(", ")
         ),
         objects,
-        "for the migration window, keep scale-down off the nodes: annotate them \
-         `cluster-autoscaler.kubernetes.io/scale-down-disabled=true` (cluster-autoscaler) and \
-         `karpenter.sh/do-not-disrupt=true` (Karpenter), e.g. `kubectl annotate nodes --all \
-         cluster-autoscaler.kubernetes.io/scale-down-disabled=true karpenter.sh/do-not-disrupt=true`, \
-         and remove the annotations after finalize; or pause scale-down"
-            .to_owned(),
+        format!(
+            "nothing is required; to keep every node (not only those in flight) from scale-down \
+             for the whole window, annotate them (`kubectl annotate nodes --all \
+             {SCALE_DOWN_DISABLED}=true {DO_NOT_DISRUPT}=true`) and remove the annotations after \
+             finalize, or pause scale-down"
+        ),
     ));
 }
