@@ -153,3 +153,52 @@ fn with_only_a_spec_rehearse_uses_the_embedded_kind_cluster() {
     assert_eq!(report["plan"], "kind-flannel");
     assert!(String::from_utf8_lossy(&out.stdout).contains("embedded"));
 }
+
+/// `rehearse --faults` takes `sim`'s syntax: a node whose agent never comes back stops the
+/// rehearsal on that node, and the report says which faults were active; a bad fault is bad
+/// input, named, before anything runs.
+#[test]
+fn faults_are_injected_and_reported() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let spec = support::plans_dir().join("kind-flannel.yaml");
+    let spec = spec.display().to_string();
+    let report_dir = dir.path().join("report");
+    let report_arg = report_dir.display().to_string();
+    let out = support::run(&[
+        "rehearse",
+        "--spec",
+        &spec,
+        "--speed",
+        "120",
+        "--report",
+        &report_arg,
+        "--faults",
+        "agent-stuck=kind-worker",
+    ]);
+    assert_eq!(out.status.code(), Some(5), "{}", show(&out));
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(report_dir.join("report.json")).expect("report.json"),
+    )
+    .expect("parses");
+    assert_eq!(report["faults"], "agent-stuck=kind-worker");
+    assert!(report["wouldStop"].to_string().contains("kind-worker"));
+    let md = std::fs::read_to_string(report_dir.join("report.md")).expect("md");
+    assert!(
+        md.contains("Faults injected: `agent-stuck=kind-worker`"),
+        "{md}"
+    );
+    let bad = support::run(&["rehearse", "--spec", &spec, "--faults", "error-500=2"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", show(&bad));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--faults error-500=2"));
+    let nobody = support::run(&[
+        "rehearse",
+        "--spec",
+        &spec,
+        "--report",
+        &report_arg,
+        "--faults",
+        "agent-stuck=nobody",
+    ]);
+    assert_eq!(nobody.status.code(), Some(2), "{}", show(&nobody));
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("nobody"));
+}

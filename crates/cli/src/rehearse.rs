@@ -66,6 +66,11 @@ pub struct RehearseArgs {
     /// Where to write report.md, report.html, timeline.svg and report.json.
     #[arg(long, default_value = "rehearsal", value_name = "DIR")]
     pub report: PathBuf,
+    /// Faults injected into the rehearsal, with `cni-migrate sim`'s syntax, e.g.
+    /// `error-500=0.05,latency=0ms-200ms,not-ready=kind-worker@30s,agent-stuck=kind-worker2`
+    /// (times of `not-ready` are the model's, scaled by `--speed`).
+    #[arg(long, value_name = "SPEC")]
+    pub faults: Option<String>,
 }
 
 /// One step as it happened (milliseconds of wall time from the start of the run).
@@ -186,6 +191,8 @@ struct Report {
     ground_truth_evicted: usize,
     /// From the model: agent pods left crash-looping, with their last log line.
     crash_looping_agents: Vec<(String, String)>,
+    /// The faults injected (`--faults`), as given.
+    faults: Option<String>,
 }
 
 fn scaled(d: Duration, speed: f64, floor: Duration) -> Duration {
@@ -201,6 +208,10 @@ pub fn rehearse(args: RehearseArgs) -> Result<u8, Failure> {
         )));
     }
     let spec = MigrationSpec::from_file(&args.spec).map_err(Failure::bad_input)?;
+    if let Some(f) = &args.faults {
+        f.parse::<sim::Faults>()
+            .map_err(|e| Failure::bad_input(anyhow::anyhow!("--faults {f}: {e}")))?;
+    }
     let synthetic = match &args.synthetic {
         Some(s) => Some(s.parse::<synthetic::Params>().map_err(Failure::bad_input)?),
         None => None,
@@ -251,6 +262,31 @@ async fn run(
         POD_TERMINATION.div_f64(speed),
     );
     sim.set_termination_spread(0.5);
+    if let Some(text) = &args.faults {
+        let faults: sim::Faults = text
+            .parse()
+            .map_err(|e| Failure::bad_input(anyhow::anyhow!("--faults {text}: {e}")))?;
+        for (node, fault) in &faults.node_faults {
+            sim.set_node_fault(node, fault).map_err(|e| {
+                Failure::bad_input(anyhow::anyhow!(
+                    "--faults {fault}={node}: {e}; name a node of the rehearsed cluster"
+                ))
+            })?;
+        }
+        for (node, after) in faults.not_ready.clone() {
+            if sim.store().get("/nodes", "", &node).is_none() {
+                return Err(Failure::bad_input(anyhow::anyhow!(
+                    "--faults not-ready={node}: no node {node} in the rehearsed cluster"
+                )));
+            }
+            let store = sim.store().clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(after.div_f64(speed)).await;
+                let _ = sim::node_ready_in(&store, &node, false);
+            });
+        }
+        sim.set_faults(faults);
+    }
     let kubeconfig = tmp.path().join("kubeconfig");
     sim.write_kubeconfig(&kubeconfig).map_err(Failure::other)?;
     let client = cluster::connect(&ClusterArgs {
@@ -406,6 +442,7 @@ async fn run(
         ),
         ground_truth_evicted,
         crash_looping_agents,
+        faults: args.faults.clone(),
     };
     drop(rec);
     write_report(&args.report, &report, &plan, rebooting).map_err(Failure::other)?;
@@ -669,6 +706,9 @@ fn markdown(report: &Report, plan: &planner::Plan, rebooting: bool) -> String {
         report.speed,
         human(report.wall_ms as f64 / 1000.0)
     );
+    if let Some(f) = &report.faults {
+        let _ = writeln!(md, "Faults injected: `{f}`.\n");
+    }
     if rebooting {
         md.push_str("The spec's reboot hook was not run: the model does not reboot nodes, so add each node's reboot time to the estimate.\n\n");
     }

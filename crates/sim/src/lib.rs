@@ -321,29 +321,7 @@ impl Sim {
     /// # Errors
     /// When the node does not exist.
     pub fn set_node_ready(&self, node: &str, ready: bool) -> Result<(), store::StoreError> {
-        let s = self.state.store.get("/nodes", "", node).ok_or_else(|| {
-            store::StoreError::NotFound {
-                kind: "nodes".into(),
-                name: node.into(),
-            }
-        })?;
-        let mut v = s.value();
-        let status = if ready { "True" } else { "Unknown" };
-        match v["status"]["conditions"].as_array_mut() {
-            Some(conds) => {
-                for c in conds.iter_mut().filter(|c| c["type"] == "Ready") {
-                    c["status"] = Value::String(status.into());
-                    c["lastTransitionTime"] = Value::String(store::now_rfc3339());
-                }
-            }
-            None => {
-                v["status"]["conditions"] = serde_json::json!([{"type": "Ready", "status": status}])
-            }
-        }
-        self.state
-            .store
-            .update("/nodes", v, None, false)
-            .map(|_| ())
+        node_ready_in(&self.state.store, node, ready)
     }
 
     /// Stops serving.
@@ -378,6 +356,34 @@ pub struct ServeOptions {
     pub pod_termination: Option<Duration>,
     /// Faults for the whole run.
     pub faults: Faults,
+}
+
+/// Sets a node's Ready condition in a store: what [`Sim::set_node_ready`] does, for a task
+/// that holds only the store (a fault that fires later).
+///
+/// # Errors
+/// When the node does not exist.
+pub fn node_ready_in(store: &Store, node: &str, ready: bool) -> Result<(), store::StoreError> {
+    let s = store
+        .get("/nodes", "", node)
+        .ok_or_else(|| store::StoreError::NotFound {
+            kind: "nodes".into(),
+            name: node.into(),
+        })?;
+    let mut v = s.value();
+    let status = if ready { "True" } else { "Unknown" };
+    match v["status"]["conditions"].as_array_mut() {
+        Some(conds) => {
+            for c in conds.iter_mut().filter(|c| c["type"] == "Ready") {
+                c["status"] = Value::String(status.into());
+                c["lastTransitionTime"] = Value::String(store::now_rfc3339());
+            }
+        }
+        None => {
+            v["status"]["conditions"] = serde_json::json!([{"type": "Ready", "status": status}])
+        }
+    }
+    store.update("/nodes", v, None, false).map(|_| ())
 }
 
 /// Serves until interrupted (Ctrl-C), printing the URL.
