@@ -581,3 +581,38 @@ async fn sigterm_and_sigint_release_the_lock_and_resume_goes_on_at_once() {
     assert_eq!(resumed.status.code(), Some(0), "{}", show(&resumed));
     assert_migrated(&env, &before_nodes, &before_pods, "10.245.0.0/16").await;
 }
+
+/// `apply --or-resume` (what an in-cluster Job's every pod runs): the first starts the
+/// migration, the next, after its predecessor died, goes on with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_or_resume_starts_then_goes_on_with_the_recorded_migration() {
+    let env = env("kind-flannel", &same).await;
+    let before_nodes = env.nodes().await;
+    let before_pods = env.workload_pods().await;
+    let killed = tokio::time::timeout(
+        LIMIT,
+        env.command("apply", &["--or-resume"])
+            .env("CNI_MIGRATE_TEST_CRASH_AT", "kind-worker/drain@done")
+            .output(),
+    )
+    .await
+    .expect("in time")
+    .expect("runs");
+    assert_eq!(killed.status.code(), None, "{}", show(&killed));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let plain = env.run("apply", &["--force-unlock"], LIMIT).await;
+    assert_ne!(
+        plain.status.code(),
+        Some(0),
+        "plain apply refuses a recorded migration"
+    );
+    let next = env
+        .run("apply", &["--or-resume", "--force-unlock"], LIMIT)
+        .await;
+    assert_eq!(next.status.code(), Some(0), "{}", show(&next));
+    assert!(String::from_utf8_lossy(&next.stderr).contains("going on with it (--or-resume)"));
+    assert_migrated(&env, &before_nodes, &before_pods, "10.245.0.0/16").await;
+    let done = env.run("apply", &["--or-resume"], LIMIT).await;
+    assert_eq!(done.status.code(), Some(0), "{}", show(&done));
+    assert!(String::from_utf8_lossy(&done.stdout).contains("already complete"));
+}

@@ -19,7 +19,7 @@ use executor::{
     config::{CrashPoint, Helm, RunConfig, Timing},
     outcome::{Outcome, RollbackEnd, Summary},
     runtime::Runner,
-    session::{Allowed, Intent, LockSpec, Session},
+    session::{Allowed, Intent, LockSpec, Session, SessionError},
 };
 use planner::MigrationSpec;
 
@@ -81,6 +81,10 @@ pub struct ApplyArgs {
     /// With `resume`: migrate this node again after `cni-migrate rollback` (repeatable).
     #[arg(long, value_name = "NODE")]
     pub retry: Vec<String>,
+    /// With `apply`: go on with the recorded migration when there is one instead of refusing
+    /// (what `cni-migrate job` runs, so that every new pod of the Job carries on).
+    #[arg(long)]
+    pub or_resume: bool,
 }
 
 /// `cni-migrate rollback`.
@@ -184,6 +188,11 @@ fn new_run_id() -> String {
 /// A [`Failure`] with its exit code.
 pub fn apply(args: ApplyArgs, resume: bool) -> Result<u8, Failure> {
     let settings = validate(&args)?;
+    if resume && args.or_resume {
+        return Err(Failure::bad_input(anyhow::anyhow!(
+            "--or-resume belongs to `cni-migrate apply`: `resume` always goes on with the recorded migration"
+        )));
+    }
     if !resume && !args.retry.is_empty() {
         return Err(Failure::bad_input(anyhow::anyhow!(
             "--retry belongs to `cni-migrate resume`: a rolled-back node is in a recorded migration"
@@ -324,9 +333,20 @@ async fn run(args: ApplyArgs, s: RunSettings, intent: Intent) -> Result<u8, Fail
     let client = connect(&args.kube).await?;
     let cluster: Arc<dyn Cluster> = Arc::new(KubeCluster::new(client.clone()));
     let store = store_for(&s.state, cluster.clone());
-    let session = Session::open(cluster, store, intent.clone())
-        .await
-        .map_err(Failure::session)?;
+    let (session, intent) = match Session::open(cluster.clone(), store, intent.clone()).await {
+        Err(SessionError::AlreadyRecorded { plan, run_id, .. }) if args.or_resume => {
+            eprintln!(
+                "the migration `{plan}` (run {run_id}) is recorded: going on with it (--or-resume)"
+            );
+            let intent = Intent::Resume { retry: Vec::new() };
+            let store = store_for(&s.state, cluster.clone());
+            let session = Session::open(cluster, store, intent.clone())
+                .await
+                .map_err(Failure::session)?;
+            (session, intent)
+        }
+        opened => (opened.map_err(Failure::session)?, intent),
+    };
     if let Allowed::Complete { plan } = session.allowed() {
         println!(
             "the migration `{plan}` is already complete ({}); nothing to {}",
