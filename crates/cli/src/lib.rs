@@ -27,6 +27,7 @@ use planner::{
 
 pub mod args;
 pub mod failure;
+pub mod job;
 pub mod progress;
 pub mod rbac;
 pub mod rehearse;
@@ -67,6 +68,9 @@ pub enum Command {
     Rehearse(rehearse::RehearseArgs),
     /// Print the RBAC objects (ClusterRole, Role, bindings) with exactly what the tool uses.
     Rbac(rbac::RbacArgs),
+    /// Print a Job (with its spec ConfigMap, ServiceAccount and RBAC) that runs the migration
+    /// inside the cluster, for `kubectl apply -f -`.
+    Job(job::JobArgs),
     /// Serve a simulated Kubernetes API server (for tests, rehearsals and trying things out).
     Sim(SimArgs),
 }
@@ -181,6 +185,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Status(args) => status::status(args),
         Command::Pause(args) => status::pause(args),
         Command::Rbac(args) => rbac::print(&args),
+        Command::Job(args) => job::print(&args),
         Command::Rehearse(args) => rehearse::rehearse(args),
         Command::Sim(args) => sim(args),
     }

@@ -1,0 +1,217 @@
+//! `cni-migrate job`: the objects that run the migration inside the cluster. Their shape is
+//! checked by parsing them (the Job's pod lives through the migration it runs), and the Job's
+//! own command line is run against the simulated cluster, with the spec as the ConfigMap holds
+//! it, so that what the pod would run is known to work.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use serde::Deserialize as _;
+use serde_json::Value;
+use support::cluster::{assert_migrated, env, show};
+
+fn docs(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|d| Value::deserialize(d).expect("a YAML document"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn job_objects(extra: &[&str]) -> Vec<Value> {
+    job_objects_for(&support::plans_dir().join("kind-flannel.yaml"), extra)
+}
+
+fn job_objects_for(spec: &std::path::Path, extra: &[&str]) -> Vec<Value> {
+    let spec = spec.display().to_string();
+    let mut args = vec![
+        "job",
+        "--spec",
+        &spec,
+        "--image",
+        "example.org/cni-migrate:0.1.0",
+    ];
+    args.extend_from_slice(extra);
+    let out = support::run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    docs(&String::from_utf8_lossy(&out.stdout))
+}
+
+#[test]
+fn the_job_lives_through_the_migration_it_runs() {
+    let objects = job_objects(&["--helm", "helm", "--stop-before", "finalize"]);
+    let kinds: BTreeSet<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
+    for k in [
+        "ConfigMap",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Job",
+    ] {
+        assert!(kinds.contains(k), "no {k}: {kinds:?}");
+    }
+    let by_kind = |k: &str| objects.iter().find(|o| o["kind"] == k).expect(k);
+    let cm = by_kind("ConfigMap");
+    let spec_text =
+        std::fs::read_to_string(support::plans_dir().join("kind-flannel.yaml")).expect("spec");
+    assert_eq!(cm["data"]["spec.yaml"], spec_text.as_str());
+    let sa = by_kind("ServiceAccount");
+    assert_eq!(sa["metadata"]["namespace"], "kube-system");
+    // Every binding names the ServiceAccount the pod runs as.
+    for b in objects
+        .iter()
+        .filter(|o| o["kind"].as_str().is_some_and(|k| k.ends_with("Binding")))
+    {
+        let s = &b["subjects"][0];
+        assert_eq!(
+            (s["kind"].as_str(), s["name"].as_str()),
+            (Some("ServiceAccount"), Some("cni-migrate"))
+        );
+    }
+    let job = by_kind("Job");
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "cni-migrate");
+    assert_eq!(
+        pod["hostNetwork"], true,
+        "it must depend on neither overlay"
+    );
+    assert_eq!(pod["dnsPolicy"], "ClusterFirstWithHostNet");
+    assert_eq!(pod["restartPolicy"], "Never");
+    assert_eq!(pod["priorityClassName"], "system-cluster-critical");
+    assert!(
+        pod["tolerations"]
+            .as_array()
+            .expect("tolerations")
+            .iter()
+            .any(|t| t["operator"] == "Exists" && t.get("key").is_none()),
+        "tolerates every taint, node.cilium.io/agent-not-ready included"
+    );
+    let prefers =
+        pod["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+            .to_string();
+    assert!(
+        prefers.contains("node-role.kubernetes.io/control-plane")
+            && prefers.contains("io.cilium.migration/cilium-default")
+    );
+    let c = &pod["containers"][0];
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(&args[..2], ["apply", "--or-resume"]);
+    for want in ["--yes", "--helm", "--stop-before", "--force-unlock"] {
+        assert!(args.contains(&want), "{args:?}");
+    }
+    assert!(
+        job["spec"]["activeDeadlineSeconds"]
+            .as_u64()
+            .is_some_and(|d| d >= 600)
+    );
+    let policy = job["spec"]["podFailurePolicy"].to_string();
+    assert!(
+        policy.contains("DisruptionTarget") && policy.contains("FailJob"),
+        "{policy}"
+    );
+    // --rollback runs rollback --all.
+    let rollback = job_objects(&["--rollback"]);
+    let job = rollback.iter().find(|o| o["kind"] == "Job").expect("Job");
+    let args = job["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(args.starts_with(r#"["rollback","--all""#), "{args}");
+}
+
+#[test]
+fn bad_input_is_named_and_prints_nothing() {
+    let spec = support::plans_dir().join("kind-flannel.yaml");
+    let spec = spec.display().to_string();
+    for (args, says) in [
+        (
+            vec!["job", "--spec", "/nonexistent.yaml", "--image", "i"],
+            "/nonexistent.yaml",
+        ),
+        (
+            vec![
+                "job",
+                "--spec",
+                &spec,
+                "--image",
+                "i",
+                "--stop-before",
+                "verify",
+            ],
+            "--stop-before verify",
+        ),
+        (
+            vec!["job", "--spec", &spec, "--image", "i", "--deadline", "5m"],
+            "--deadline 5m",
+        ),
+        (
+            vec![
+                "job",
+                "--spec",
+                &spec,
+                "--image",
+                "i",
+                "--rollback",
+                "--stop-before",
+                "finalize",
+            ],
+            "--rollback",
+        ),
+    ] {
+        let out = support::run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", show(&out));
+        assert!(out.stdout.is_empty(), "{args:?} printed objects");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{args:?}: {}",
+            show(&out)
+        );
+    }
+}
+
+/// What the Job's pod runs, run against the simulated cluster: the spec as the ConfigMap
+/// holds it, the container's arguments as the Job gives them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jobs_command_line_migrates_the_cluster() {
+    let env = env("kind-flannel", &|s| s).await;
+    let before_nodes = env.nodes().await;
+    let before_pods = env.workload_pods().await;
+    // The spec the tests adapt for the simulated cluster (no reboot hook, fast timeouts).
+    let objects = job_objects_for(&env.spec, &[]);
+    let cm = objects
+        .iter()
+        .find(|o| o["kind"] == "ConfigMap")
+        .expect("ConfigMap");
+    let job = objects.iter().find(|o| o["kind"] == "Job").expect("Job");
+    let dir = tempfile::tempdir().expect("tmp");
+    let spec = dir.path().join("spec.yaml");
+    std::fs::write(&spec, cm["data"]["spec.yaml"].as_str().expect("spec")).expect("write");
+    let work = dir.path().join("work");
+    let args: Vec<String> = job["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .map(|a| match a {
+            "/etc/cni-migrate/spec.yaml" => spec.display().to_string(),
+            "/work" => work.display().to_string(),
+            other => other.to_owned(),
+        })
+        .collect();
+    // The image's helm is the simulated cluster's stand-in here.
+    let out = tokio::process::Command::new(support::binary())
+        .args(&args)
+        .args(["--kubeconfig", &env.kubeconfig.display().to_string()])
+        .args([
+            "--helm",
+            &format!("{} sim helm", support::binary().display()),
+        ])
+        .args(["--sim-timing", "--lease-seconds", "1"])
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_migrated(&env, &before_nodes, &before_pods, "10.245.0.0/16").await;
+}
