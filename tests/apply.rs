@@ -616,3 +616,33 @@ async fn apply_or_resume_starts_then_goes_on_with_the_recorded_migration() {
     assert_eq!(done.status.code(), Some(0), "{}", show(&done));
     assert!(String::from_utf8_lossy(&done.stdout).contains("already complete"));
 }
+
+/// `status --follow` from another process: each node's progress as it lands in the
+/// checkpoint, until the run stops at its gate (exit 4, as the run's own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_follow_shows_the_progress_until_the_run_stops() {
+    let env = env("kind-flannel", &same).await;
+    let mut run = env.watch("apply", &["--stop-before", "finalize"]);
+    assert!(
+        run.until(|l| l.contains("\"node-admitted\""))
+            .await
+            .is_some(),
+        "the run admits a node"
+    );
+    let follow = tokio::process::Command::new(support::binary())
+        .args(["status", "--follow", "--interval", "100ms", "--kubeconfig"])
+        .arg(&env.kubeconfig)
+        .output();
+    let (followed, (status, _)) = tokio::join!(tokio::time::timeout(LIMIT, follow), run.finish());
+    assert_eq!(status.code(), Some(4));
+    let followed = followed.expect("in time").expect("runs");
+    assert_eq!(followed.status.code(), Some(4), "{}", show(&followed));
+    let text = String::from_utf8_lossy(&followed.stdout);
+    for node in ["kind-worker", "kind-worker2", "kind-control-plane"] {
+        assert!(text.contains(&format!("{node}: done")), "{text}");
+    }
+    assert!(
+        text.contains("kind-worker: in-flight"),
+        "the progress, not only the end: {text}"
+    );
+}

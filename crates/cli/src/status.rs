@@ -5,7 +5,7 @@ use clap::Args;
 use cluster::KubeCluster;
 use executor::{
     session::{self, Paused},
-    status::{LockView, NodeState, Status},
+    status::{LockView, NodeState, RunState, Status},
 };
 
 use crate::{
@@ -30,6 +30,14 @@ pub struct StatusArgs {
         value_name = "FORMAT"
     )]
     pub output: String,
+    /// Keep watching: print each change of a node or cluster step as it lands in the
+    /// checkpoint, until the run finishes or stops at a gate, a pause or a failure (wherever
+    /// the run is: a terminal, a Job's pod, another machine).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// With `--follow`: how often to read the checkpoint.
+    #[arg(long, default_value = "5s", value_name = "DURATION")]
+    pub interval: humantime::Duration,
 }
 
 /// `cni-migrate status`.
@@ -45,6 +53,9 @@ pub fn status(args: StatusArgs) -> Result<u8, Failure> {
             println!("no migration is recorded in {}", store.describe());
             return Ok(exit::OK);
         };
+        if args.follow {
+            return follow(&*store, client.as_ref(), ck, json, args.interval.into()).await;
+        }
         let lock = match &client {
             Some(c) => cluster::lease::holder(c)
                 .await
@@ -71,6 +82,104 @@ pub fn status(args: StatusArgs) -> Result<u8, Failure> {
         }
         Ok(exit::OK)
     })
+}
+
+/// Where each node and cluster step is, in one comparable line each.
+fn positions(s: &Status) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for c in &s.cluster_steps {
+        out.insert(
+            c.id.clone(),
+            serde_json::to_value(c.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+        );
+    }
+    for n in &s.nodes {
+        let state = serde_json::to_value(n.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let at = n.message.clone().unwrap_or_default();
+        out.insert(
+            n.name.clone(),
+            if at.is_empty() {
+                state
+            } else {
+                format!("{state}: {at}")
+            },
+        );
+    }
+    out
+}
+
+/// `status --follow`: the changes as they land, then the end.
+async fn follow(
+    store: &dyn executor::store::StateStore,
+    client: Option<&kube::Client>,
+    first: executor::checkpoint::Checkpoint,
+    json: bool,
+    every: std::time::Duration,
+) -> Result<u8, Failure> {
+    let mut seen = std::collections::BTreeMap::new();
+    let mut ck = first;
+    loop {
+        let lock = match client {
+            Some(c) => cluster::lease::holder(c)
+                .await
+                .ok()
+                .flatten()
+                .map(|h| LockView {
+                    holder: h.holder,
+                    fresh: h.fresh,
+                    renewed_seconds_ago: h.renewed_seconds_ago,
+                }),
+            None => None,
+        };
+        let status = Status::new(&ck, &store.describe(), lock);
+        for (what, now) in positions(&status) {
+            if seen.get(&what) != Some(&now) {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"time": status.updated, "object": what, "now": now})
+                    );
+                } else {
+                    let at = humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_secs(status.updated),
+                    );
+                    println!("{at} {what}: {now}");
+                }
+                seen.insert(what, now);
+            }
+        }
+        let end = match status.state {
+            RunState::Finished => Some(exit::OK),
+            RunState::Gate | RunState::Paused => Some(exit::GATE),
+            RunState::Failed => Some(exit::FAILED),
+            _ => None,
+        };
+        if let Some(code) = end {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"time": status.updated, "state": status.state, "message": status.message})
+                );
+            } else {
+                println!("{}", status.message);
+            }
+            return Ok(code);
+        }
+        tokio::time::sleep(every).await;
+        ck = match store.load().await.map_err(Failure::other)? {
+            Some(c) => c,
+            None => {
+                println!("the checkpoint in {} is gone", store.describe());
+                return Ok(exit::OTHER);
+            }
+        };
+    }
 }
 
 /// The status as a person reads it.
