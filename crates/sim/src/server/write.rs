@@ -73,9 +73,38 @@ pub(super) fn create(
     if r.plural == "pods" && v["status"].get("phase").is_none() {
         v["status"]["phase"] = json!("Pending");
     }
+    created_status(r, &mut v);
     match state.store.create(&r.storage_key(), v, dry_run) {
         Ok(v) => ok_json(StatusCode::CREATED, &v),
         Err(e) => store_error(&e, r),
+    }
+}
+
+/// What the API server's create strategies and admission put on a new object: a DaemonSet's
+/// and a PodDisruptionBudget's status start from zero (the fields without `omitempty` only),
+/// and a Node is created with the `node.kubernetes.io/not-ready:NoSchedule` taint
+/// (TaintNodesByCondition) that the node lifecycle controller removes once it is Ready.
+fn created_status(r: &Resource, v: &mut Value) {
+    match (r.group, r.plural) {
+        ("apps", "daemonsets") => {
+            v["status"] = json!({"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0});
+        }
+        ("policy", "poddisruptionbudgets") => {
+            v["status"] = json!({"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0});
+        }
+        ("", "nodes") => {
+            let taint = json!({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"});
+            let taints = &mut v["spec"]["taints"];
+            if !taints.is_array() {
+                *taints = json!([]);
+            }
+            if let Some(t) = taints.as_array_mut()
+                && !t.iter().any(|x| x["key"] == taint["key"])
+            {
+                t.push(taint);
+            }
+        }
+        _ => {}
     }
 }
 
