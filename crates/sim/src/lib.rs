@@ -285,7 +285,7 @@ impl Sim {
     pub fn start_model(&mut self, opts: model::ModelOptions, termination: Duration) {
         self.set_pod_termination(Some(termination));
         if self.model.is_none() {
-            self.model = Some(model::start(self.state.store.clone(), opts));
+            self.model = Some(model::start(self.state.store.clone(), opts, termination));
         }
     }
 
