@@ -16,6 +16,7 @@ pub mod annotations;
 pub mod datapath;
 pub mod helm;
 pub mod model;
+pub mod ownership;
 pub mod patch;
 pub mod registry;
 pub mod selectors;

@@ -27,6 +27,16 @@ use serde_json::{Value, json};
 
 use super::{Model, ds_selects, has_node_selector, is_pod_ready, tolerates_all_taints};
 
+/// The taints the DaemonSet controller's tolerations cover on every pod it makes.
+const AUTO_TOLERATIONS: [&str; 6] = [
+    "node.kubernetes.io/unschedulable",
+    "node.kubernetes.io/unreachable",
+    "node.kubernetes.io/disk-pressure",
+    "node.kubernetes.io/memory-pressure",
+    "node.kubernetes.io/pid-pressure",
+    "node.kubernetes.io/network-unavailable",
+];
+
 /// The label carrying the template generation a DaemonSet pod was made from.
 const TEMPLATE_GENERATION: &str = "pod-template-generation";
 
@@ -95,21 +105,34 @@ impl Model {
         ds["status"]["observedGeneration"] != ds["metadata"]["generation"]
     }
 
-    /// The nodes the DaemonSet should run on, in name order.
-    fn eligible_nodes(&self, ds: &Value) -> (Vec<String>, Vec<String>) {
+    /// The nodes there are, the nodes the DaemonSet selects and the nodes it should run on
+    /// (selected, taints tolerated with the tolerations the controller adds), in name order.
+    fn eligible_nodes(&self, ds: &Value) -> (Vec<String>, Vec<String>, Vec<String>) {
         let (_, nodes, _) = self.store.list("/nodes", None, None, None, &|_, _| true);
-        let template_pod = json!({"spec": ds["spec"]["template"]["spec"].clone()});
-        let mut all = Vec::new();
-        let mut eligible = Vec::new();
+        let mut template_pod = json!({"spec": ds["spec"]["template"]["spec"].clone()});
+        let mut tolerations = template_pod["spec"]["tolerations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        tolerations.extend(
+            AUTO_TOLERATIONS
+                .iter()
+                .map(|key| json!({"key": key, "operator": "Exists"})),
+        );
+        template_pod["spec"]["tolerations"] = json!(tolerations);
+        let (mut all, mut selected, mut eligible) = (Vec::new(), Vec::new(), Vec::new());
         for (_, n) in nodes {
             let node = n.value();
             let name = name_of(&node);
-            if tolerates_all_taints(&template_pod, &node) && ds_selects(ds, &node) {
-                eligible.push(name.clone());
+            if ds_selects(ds, &node) {
+                if tolerates_all_taints(&template_pod, &node) {
+                    eligible.push(name.clone());
+                }
+                selected.push(name.clone());
             }
             all.push(name);
         }
-        (all, eligible)
+        (all, selected, eligible)
     }
 
     /// A pod of the DaemonSet was on `node` (it is gone now, or going).
@@ -190,7 +213,7 @@ impl Model {
         else {
             return;
         };
-        let (all_nodes, eligible) = self.eligible_nodes(&ds);
+        let (all_nodes, selected, eligible) = self.eligible_nodes(&ds);
         self.remember_template(namespace, name, &ds);
         let pods = self.daemonset_pods(namespace, name);
         let max_unavailable = Self::max_unavailable(&ds, eligible.len());
@@ -204,14 +227,18 @@ impl Model {
                 .iter()
                 .filter(|p| p["spec"]["nodeName"] == node.as_str())
                 .collect();
-            // A node the DaemonSet no longer selects loses its pod.
-            if !eligible.contains(node) {
+            // A node the DaemonSet no longer selects loses its pod; one whose taints it does
+            // not tolerate gets none, and keeps what it has.
+            if !selected.contains(node) {
                 to_delete.extend(
                     on_node
                         .iter()
                         .filter(|p| !is_terminating(p))
                         .map(|p| name_of(p)),
                 );
+                continue;
+            }
+            if !eligible.contains(node) {
                 continue;
             }
             let Some(t) = self.templates.get_mut(&key) else {
@@ -282,7 +309,7 @@ impl Model {
         };
         let mut ds = s.value();
         let key = (namespace.to_owned(), name.to_owned());
-        let (_, eligible) = self.eligible_nodes(&ds);
+        let (_, _, eligible) = self.eligible_nodes(&ds);
         let pods = self.daemonset_pods(namespace, name);
         let (mut scheduled, mut ready, mut updated) = (0u64, 0u64, 0u64);
         for node in &eligible {

@@ -83,6 +83,7 @@ fn is_pod_ready(p: &Value) -> bool {
 }
 
 const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
+const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
 
 /// The node's Ready condition alone (cordoning aside).
 fn is_ready_node_status(n: &Value) -> bool {
@@ -253,6 +254,37 @@ impl Model {
         }
     }
 
+    /// The node lifecycle controller: a cordoned node carries the `unschedulable` taint, an
+    /// uncordoned one loses it.
+    fn unschedulable_taint(&mut self, name: &str) {
+        let Some(s) = self.store.get("/nodes", "", name) else {
+            return;
+        };
+        let mut node = s.value();
+        let cordoned = node["spec"]["unschedulable"] == true;
+        let mut taints: Vec<Value> = node["spec"]["taints"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let has = taints.iter().any(|t| t["key"] == UNSCHEDULABLE_TAINT);
+        if cordoned == has {
+            return;
+        }
+        if cordoned {
+            taints.push(json!({"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule", "timeAdded": now_rfc3339()}));
+        } else {
+            taints.retain(|t| t["key"] != UNSCHEDULABLE_TAINT);
+        }
+        if let Some(spec) = node["spec"].as_object_mut() {
+            if taints.is_empty() {
+                spec.remove("taints");
+            } else {
+                spec.insert("taints".into(), json!(taints));
+            }
+        }
+        let _ = self.store.update("/nodes", node, Some(s.rv), false);
+    }
+
     fn all_daemonsets_later(&mut self, delay: Duration) {
         let (_, dss, _) = self
             .store
@@ -384,10 +416,20 @@ impl Model {
         }
         if e.key == "/nodes" && e.type_ != "DELETED" {
             let node = e.object.value();
-            if node["spec"]["taints"]
-                .as_array()
-                .is_some_and(|t| t.iter().any(|t| t["key"] == NOT_READY_TAINT))
-            {
+            let has_taint = |key: &str| {
+                node["spec"]["taints"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t["key"] == key))
+            };
+            if (node["spec"]["unschedulable"] == true) != has_taint(UNSCHEDULABLE_TAINT) {
+                out.push((
+                    Duration::ZERO,
+                    Action::Unschedulable {
+                        name: e.name.clone(),
+                    },
+                ));
+            }
+            if has_taint(NOT_READY_TAINT) {
                 out.push((
                     NODE_MONITOR_DELAY,
                     Action::Untaint {
@@ -692,6 +734,7 @@ impl Model {
                 self.mark_terminating(&namespace, &name);
             }
             Action::Untaint { name } => self.node_ready_untaint(&name),
+            Action::Unschedulable { name } => self.unschedulable_taint(&name),
         }
     }
 }
@@ -730,6 +773,10 @@ enum Action {
     },
     /// The node lifecycle controller's removal of the `not-ready` taint.
     Untaint {
+        name: String,
+    },
+    /// The node lifecycle controller's `unschedulable` taint following `spec.unschedulable`.
+    Unschedulable {
         name: String,
     },
     Bind {
