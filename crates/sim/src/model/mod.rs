@@ -4,9 +4,14 @@
 //! ```text
 //! store events ─► pod without a node ──────► scheduler: bind to a Ready, schedulable node
 //!             ├─► pod bound, not running ──► kubelet: after `pod_start`, Running + Ready + an IP
-//!             └─► pod deleted ─────────────► ReplicaSet: a replacement (new name)
-//!                                            StatefulSet: the same name, a new UID
-//!                                            DaemonSet: a new pod on the same node
+//!             ├─► pod terminating ─────────► kubelet: not Ready (PodTerminating);
+//!             │                              ReplicaSet: a replacement at once (new name)
+//!             ├─► pod deleted ─────────────► StatefulSet: the same name, a new UID
+//!             │                              DaemonSet: a new pod on the same node
+//!             ├─► DaemonSet changed ───────► rolling update, status (see `daemonset`)
+//!             ├─► budget or pod changed ───► disruption controller (see `budgets`)
+//!             └─► node created / cordoned ─► node lifecycle: `not-ready` taint off once
+//!                                            Ready, `unschedulable` taint on while cordoned
 //! ```
 //!
 //! Also: the garbage collector (a deleted DaemonSet, Deployment, ReplicaSet or StatefulSet takes
