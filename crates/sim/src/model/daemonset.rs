@@ -18,14 +18,15 @@
 //! pod gets a `deletionTimestamp`, its kubelet marks it not Ready, and it goes after the
 //! model's termination time.
 
-use std::{
-    collections::{BTreeSet, hash_map::DefaultHasher},
-    hash::{Hash, Hasher},
-};
+use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use super::{Model, ds_selects, has_node_selector, is_pod_ready, tolerates_all_taints};
+use super::{
+    Model, ds_selects, has_node_selector, is_pod_ready,
+    template::{TEMPLATE_GENERATION, Template, template_hash},
+    tolerates_all_taints,
+};
 
 /// The taints the DaemonSet controller's tolerations cover on every pod it makes.
 const AUTO_TOLERATIONS: [&str; 6] = [
@@ -36,39 +37,6 @@ const AUTO_TOLERATIONS: [&str; 6] = [
     "node.kubernetes.io/pid-pressure",
     "node.kubernetes.io/network-unavailable",
 ];
-
-/// The label carrying the template generation a DaemonSet pod was made from.
-const TEMPLATE_GENERATION: &str = "pod-template-generation";
-
-/// What the model remembers of a DaemonSet's template.
-pub(super) struct Template {
-    hash: u64,
-    /// `metadata.generation` at the last template change the model saw.
-    generation: i64,
-    /// The generation the model first saw.
-    initial: i64,
-    /// Whether the DaemonSet was settled when first seen (a dump's): it is left without a
-    /// pod on the nodes there were when the model started, as the dump has it.
-    settled: bool,
-    /// The nodes the model saw a pod of it on: one whose pod goes gets a new one.
-    had_pod: BTreeSet<String>,
-}
-
-impl Template {
-    fn is_current(&self, pod: &Value) -> bool {
-        self.generation == self.initial
-            || pod["metadata"]["labels"][TEMPLATE_GENERATION]
-                .as_str()
-                .and_then(|g| g.parse::<i64>().ok())
-                == Some(self.generation)
-    }
-}
-
-fn template_hash(ds: &Value) -> u64 {
-    let mut h = DefaultHasher::new();
-    ds["spec"]["template"].to_string().hash(&mut h);
-    h.finish()
-}
 
 fn name_of(v: &Value) -> String {
     v["metadata"]["name"]

@@ -54,6 +54,7 @@ use crate::store::{Event, Store, now_rfc3339};
 mod budgets;
 mod cilium;
 mod daemonset;
+mod template;
 mod workloads;
 
 /// How the model behaves.
@@ -150,7 +151,7 @@ struct Model {
     termination: Duration,
     next_ip: HashMap<String, u32>,
     rng: u64,
-    templates: HashMap<(String, String), daemonset::Template>,
+    templates: HashMap<(String, String), template::Template>,
     /// The nodes there were when the model started (a dump's).
     nodes_at_start: std::collections::BTreeSet<String>,
     later: Vec<(Duration, Action)>,
