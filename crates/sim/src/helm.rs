@@ -223,7 +223,7 @@ pub fn manifests(namespace: &str, version: &str, values: &Value, revision: u64) 
                         "template": {"metadata": {"labels": {"k8s-app": "cilium"}, "annotations": {"cni-migrate.io/helm-revision": revision.to_string()}},
                                      "spec": {"hostNetwork": true, "priorityClassName": "system-node-critical", "tolerations": [{"operator": "Exists"}],
                                               "containers": [{"name": "cilium-agent", "image": format!("quay.io/cilium/cilium:v{version}")}]}}},
-               "status": {"currentNumberScheduled": 0, "desiredNumberScheduled": 0, "numberAvailable": 0, "numberMisscheduled": 0, "numberReady": 0, "updatedNumberScheduled": 0, "observedGeneration": 0}}),
+               "status": {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0}}),
         json!({"apiVersion": "apps/v1", "kind": "Deployment",
                "metadata": {"name": "cilium-operator", "namespace": namespace, "labels": {"io.cilium/app": "operator", "name": "cilium-operator"}},
                "spec": {"replicas": 1, "selector": {"matchLabels": {"io.cilium/app": "operator"}},

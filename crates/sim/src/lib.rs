@@ -16,6 +16,7 @@ pub mod annotations;
 pub mod datapath;
 pub mod helm;
 pub mod model;
+pub mod ownership;
 pub mod patch;
 pub mod registry;
 pub mod selectors;
@@ -285,7 +286,7 @@ impl Sim {
     pub fn start_model(&mut self, opts: model::ModelOptions, termination: Duration) {
         self.set_pod_termination(Some(termination));
         if self.model.is_none() {
-            self.model = Some(model::start(self.state.store.clone(), opts));
+            self.model = Some(model::start(self.state.store.clone(), opts, termination));
         }
     }
 

@@ -1,14 +1,21 @@
 //! The disruption controller: a PodDisruptionBudget's status from the pods it selects.
+//!
+//! ```text
+//! pod changed ──► the budgets selecting it ─┐
+//! budget spec changed (generation) ─────────┴─► status: expectedPods, currentHealthy,
+//!     desiredHealthy, disruptionsAllowed, observedGeneration, the DisruptionAllowed
+//!     condition, and disruptedPods (kept while an evicted pod is not yet terminating)
+//! ```
 
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::Model;
+use super::{Model, is_pod_ready};
+use crate::store::{Stored, now_rfc3339};
 
 impl Model {
-    /// PodDisruptionBudget status as the disruption controller keeps it: expected pods (from
-    /// the controllers' scale when known), healthy pods, desired healthy, disruptions allowed.
+    /// The budgets in a namespace that select a pod with these labels.
     pub(super) fn budgets(&mut self, namespace: &str, pod_labels: &BTreeMap<String, String>) {
         // Only the budgets that select the pod that changed.
         let (_, pdbs, _) = self.store.list(
@@ -29,12 +36,30 @@ impl Model {
             },
         );
         for (_, stored) in pdbs {
+            self.budget_status(namespace, &stored);
+        }
+    }
+
+    /// One budget, after a change of its spec.
+    pub(super) fn budget(&mut self, namespace: &str, name: &str) {
+        if let Some(stored) = self
+            .store
+            .get("policy/poddisruptionbudgets", namespace, name)
+        {
+            self.budget_status(namespace, &stored);
+        }
+    }
+
+    /// PodDisruptionBudget status as the disruption controller keeps it: expected pods (from
+    /// the controllers' scale when known), healthy pods, desired healthy, disruptions allowed.
+    fn budget_status(&mut self, namespace: &str, stored: &Stored) {
+        {
             let mut pdb = stored.value();
             let Some(ml) = pdb["spec"]["selector"]["matchLabels"].as_object().cloned() else {
-                continue;
+                return;
             };
             if ml.is_empty() {
-                continue;
+                return;
             }
             let (_, members, _) = self
                 .store
@@ -71,14 +96,7 @@ impl Model {
             let healthy = i64::try_from(
                 members
                     .iter()
-                    .filter(|p| {
-                        p["metadata"]["deletionTimestamp"].is_null()
-                            && p["status"]["conditions"]
-                                .as_array()
-                                .into_iter()
-                                .flatten()
-                                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                    })
+                    .filter(|p| p["metadata"]["deletionTimestamp"].is_null() && is_pod_ready(p))
                     .count(),
             )
             .unwrap_or(0);
@@ -100,14 +118,45 @@ impl Model {
                 Some(max) if !max.is_null() => expected - resolve(max, true).unwrap_or(0),
                 _ => resolve(&pdb["spec"]["minAvailable"], true).unwrap_or(1),
             };
-            let status = json!({"currentHealthy": healthy, "desiredHealthy": desired, "disruptionsAllowed": (healthy - desired).max(0),
-                "expectedPods": expected, "observedGeneration": pdb["metadata"]["generation"].clone()});
-            if pdb["status"]["currentHealthy"] == status["currentHealthy"]
-                && pdb["status"]["disruptionsAllowed"] == status["disruptionsAllowed"]
-                && pdb["status"]["expectedPods"] == status["expectedPods"]
-                && pdb["status"]["desiredHealthy"] == status["desiredHealthy"]
-            {
-                continue;
+            // Evicted pods not yet terminating stay in disruptedPods and are not counted
+            // healthy.
+            let disrupted: serde_json::Map<String, Value> = pdb["status"]["disruptedPods"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(p, _)| {
+                    members.iter().any(|m| {
+                        m["metadata"]["name"] == p.as_str()
+                            && m["metadata"]["deletionTimestamp"].is_null()
+                    })
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let healthy = healthy - i64::try_from(disrupted.len()).unwrap_or(0);
+            let allowed = (healthy - desired).max(0);
+            let generation = pdb["metadata"]["generation"].clone();
+            let (condition_status, reason) = if allowed > 0 {
+                ("True", "SufficientPods")
+            } else {
+                ("False", "InsufficientPods")
+            };
+            let old_condition = pdb["status"]["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == "DisruptionAllowed"))
+                .cloned();
+            let since = match &old_condition {
+                Some(c) if c["status"] == condition_status => c["lastTransitionTime"].clone(),
+                _ => json!(now_rfc3339()),
+            };
+            let mut status = json!({"currentHealthy": healthy, "desiredHealthy": desired, "disruptionsAllowed": allowed,
+                "expectedPods": expected, "observedGeneration": generation,
+                "conditions": [{"type": "DisruptionAllowed", "status": condition_status, "observedGeneration": generation,
+                                "lastTransitionTime": since, "reason": reason, "message": ""}]});
+            if !disrupted.is_empty() {
+                status["disruptedPods"] = Value::Object(disrupted);
+            }
+            if pdb["status"] == status {
+                return;
             }
             pdb["status"] = status;
             let _ = self

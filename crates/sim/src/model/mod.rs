@@ -4,9 +4,14 @@
 //! ```text
 //! store events ─► pod without a node ──────► scheduler: bind to a Ready, schedulable node
 //!             ├─► pod bound, not running ──► kubelet: after `pod_start`, Running + Ready + an IP
-//!             └─► pod deleted ─────────────► ReplicaSet: a replacement (new name)
-//!                                            StatefulSet: the same name, a new UID
-//!                                            DaemonSet: a new pod on the same node
+//!             ├─► pod terminating ─────────► kubelet: not Ready (PodTerminating);
+//!             │                              ReplicaSet: a replacement at once (new name)
+//!             ├─► pod deleted ─────────────► StatefulSet: the same name, a new UID
+//!             │                              DaemonSet: a new pod on the same node
+//!             ├─► DaemonSet changed ───────► rolling update, status (see `daemonset`)
+//!             ├─► budget or pod changed ───► disruption controller (see `budgets`)
+//!             └─► node created / cordoned ─► node lifecycle: `not-ready` taint off once
+//!                                            Ready, `unschedulable` taint on while cordoned
 //! ```
 //!
 //! Also: the garbage collector (a deleted DaemonSet, Deployment, ReplicaSet or StatefulSet takes
@@ -49,6 +54,7 @@ use crate::store::{Event, Store, now_rfc3339};
 mod budgets;
 mod cilium;
 mod daemonset;
+mod template;
 mod workloads;
 
 /// How the model behaves.
@@ -73,6 +79,26 @@ impl Default for ModelOptions {
 
 pub use crate::annotations::*;
 const ENDPOINTS: &str = "cilium.io/ciliumendpoints";
+
+fn is_pod_ready(p: &Value) -> bool {
+    p["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
+const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
+
+/// The node's Ready condition alone (cordoning aside).
+fn is_ready_node_status(n: &Value) -> bool {
+    n["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
 
 fn is_ready_node(n: &Value) -> bool {
     n["spec"]["unschedulable"] != true
@@ -116,12 +142,19 @@ fn tolerates_all_taints(pod: &Value, node: &Value) -> bool {
         })
 }
 
-/// The model's state: per-node IP counters.
+/// The model's state: per-node IP counters, the DaemonSet templates seen, and actions to run
+/// later.
 struct Model {
     store: Arc<Store>,
     opts: ModelOptions,
+    /// From a graceful deletion the model makes to the pod's disappearance.
+    termination: Duration,
     next_ip: HashMap<String, u32>,
     rng: u64,
+    templates: HashMap<(String, String), template::Template>,
+    /// The nodes there were when the model started (a dump's).
+    nodes_at_start: std::collections::BTreeSet<String>,
+    later: Vec<(Duration, Action)>,
 }
 
 /// A median-preserving log-normal factor of `sigma`, clamped to [0.2, 5], from a xorshift state.
@@ -143,6 +176,131 @@ pub fn lognormal_factor(state: &mut u64, sigma: f64) -> f64 {
 }
 
 impl Model {
+    /// Deletes a pod as a controller does: a `deletionTimestamp` now, gone after the
+    /// termination time (at once when it has no node or the time is zero).
+    fn delete_gracefully(&mut self, namespace: &str, name: &str) {
+        let Some(s) = self.store.get("/pods", namespace, name) else {
+            return;
+        };
+        let mut pod = s.value();
+        if !pod["metadata"]["deletionTimestamp"].is_null() {
+            return;
+        }
+        if self.termination.is_zero() || pod["spec"]["nodeName"].is_null() {
+            let _ = self.store.delete("/pods", namespace, name, false);
+            return;
+        }
+        let grace = pod["spec"]["terminationGracePeriodSeconds"]
+            .as_i64()
+            .unwrap_or(30);
+        pod["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+        pod["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+        let uid = pod["metadata"]["uid"].clone();
+        if self.store.update("/pods", pod, Some(s.rv), false).is_ok() {
+            self.later.push((
+                self.termination,
+                Action::Remove {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                    uid,
+                },
+            ));
+        }
+    }
+
+    /// The kubelet's answer to a `deletionTimestamp`: the pod is no longer Ready.
+    fn mark_terminating(&mut self, namespace: &str, name: &str) {
+        let Some(s) = self.store.get("/pods", namespace, name) else {
+            return;
+        };
+        let mut pod = s.value();
+        if pod["metadata"]["deletionTimestamp"].is_null() || !is_pod_ready(&pod) {
+            return;
+        }
+        let now = now_rfc3339();
+        if let Some(conditions) = pod["status"]["conditions"].as_array_mut() {
+            for c in conditions.iter_mut() {
+                if c["type"] == "Ready" {
+                    *c = json!({"type": "Ready", "status": "False", "reason": "PodTerminating", "lastTransitionTime": now});
+                } else if c["type"] == "ContainersReady" {
+                    *c = json!({"type": "ContainersReady", "status": "False", "lastTransitionTime": now});
+                }
+            }
+        }
+        let _ = self.store.update("/pods", pod, Some(s.rv), false);
+    }
+
+    /// The node lifecycle controller: a Ready node loses the `not-ready` taint it was created
+    /// with; every DaemonSet then looks at it again.
+    fn node_ready_untaint(&mut self, name: &str) {
+        let Some(s) = self.store.get("/nodes", "", name) else {
+            return;
+        };
+        let mut node = s.value();
+        let Some(taints) = node["spec"]["taints"].as_array() else {
+            return;
+        };
+        if !is_ready_node_status(&node) || !taints.iter().any(|t| t["key"] == NOT_READY_TAINT) {
+            return;
+        }
+        let kept: Vec<Value> = taints
+            .iter()
+            .filter(|t| t["key"] != NOT_READY_TAINT)
+            .cloned()
+            .collect();
+        if let Some(spec) = node["spec"].as_object_mut() {
+            if kept.is_empty() {
+                spec.remove("taints");
+            } else {
+                spec.insert("taints".into(), json!(kept));
+            }
+        }
+        if self.store.update("/nodes", node, Some(s.rv), false).is_ok() {
+            self.all_daemonsets_later(Duration::ZERO);
+        }
+    }
+
+    /// The node lifecycle controller: a cordoned node carries the `unschedulable` taint, an
+    /// uncordoned one loses it.
+    fn unschedulable_taint(&mut self, name: &str) {
+        let Some(s) = self.store.get("/nodes", "", name) else {
+            return;
+        };
+        let mut node = s.value();
+        let cordoned = node["spec"]["unschedulable"] == true;
+        let mut taints: Vec<Value> = node["spec"]["taints"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let has = taints.iter().any(|t| t["key"] == UNSCHEDULABLE_TAINT);
+        if cordoned == has {
+            return;
+        }
+        if cordoned {
+            taints.push(json!({"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule", "timeAdded": now_rfc3339()}));
+        } else {
+            taints.retain(|t| t["key"] != UNSCHEDULABLE_TAINT);
+        }
+        if let Some(spec) = node["spec"].as_object_mut() {
+            if taints.is_empty() {
+                spec.remove("taints");
+            } else {
+                spec.insert("taints".into(), json!(taints));
+            }
+        }
+        let _ = self.store.update("/nodes", node, Some(s.rv), false);
+    }
+
+    fn all_daemonsets_later(&mut self, delay: Duration) {
+        let (_, dss, _) = self
+            .store
+            .list("apps/daemonsets", None, None, None, &|_, _| true);
+        for ((namespace, name), _) in dss {
+            self.later
+                .push((delay, Action::Daemonset { namespace, name }));
+        }
+    }
+
     fn node_value(&self, name: &str) -> Option<Value> {
         self.store.get("/nodes", "", name).map(|s| s.value())
     }
@@ -232,8 +390,15 @@ impl Model {
             }
         }
         if e.key == "apps/daemonsets" && e.type_ != "DELETED" {
+            // The real controller writes the status after the change, not with it: a reader
+            // sees `observedGeneration` behind `generation` for a moment.
+            let delay = if Self::template_changed(&e.object.value()) {
+                STATUS_LAG
+            } else {
+                Duration::ZERO
+            };
             out.push((
-                Duration::ZERO,
+                delay,
                 Action::Daemonset {
                     namespace: e.namespace.clone(),
                     name: e.name.clone(),
@@ -241,14 +406,60 @@ impl Model {
             ));
             return out;
         }
-        // The DaemonSet controller follows node labels for DaemonSets with a node selector,
-        // and gives a node that joins a pod of every DaemonSet that selects it.
-        if e.key == "/nodes" && (e.type_ == "MODIFIED" || e.type_ == "ADDED") {
-            let added = e.type_ == "ADDED";
+        // The disruption controller follows a budget's spec.
+        if e.key == "policy/poddisruptionbudgets" && e.type_ != "DELETED" {
+            let pdb = e.object.value();
+            if pdb["status"]["observedGeneration"] != pdb["metadata"]["generation"] {
+                out.push((
+                    Duration::ZERO,
+                    Action::Budget {
+                        namespace: e.namespace.clone(),
+                        name: e.name.clone(),
+                    },
+                ));
+            }
+            return out;
+        }
+        if e.key == "/nodes" && e.type_ != "DELETED" {
+            let node = e.object.value();
+            let has_taint = |key: &str| {
+                node["spec"]["taints"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t["key"] == key))
+            };
+            if (node["spec"]["unschedulable"] == true) != has_taint(UNSCHEDULABLE_TAINT) {
+                out.push((
+                    Duration::ZERO,
+                    Action::Unschedulable {
+                        name: e.name.clone(),
+                    },
+                ));
+            }
+            if has_taint(NOT_READY_TAINT) {
+                out.push((
+                    NODE_MONITOR_DELAY,
+                    Action::Untaint {
+                        name: e.name.clone(),
+                    },
+                ));
+            }
+        }
+        // A new node: every DaemonSet looks at it.
+        if e.key == "/nodes" && e.type_ == "ADDED" {
+            let (_, dss, _) = self
+                .store
+                .list("apps/daemonsets", None, None, None, &|_, _| true);
+            for ((namespace, name), _) in dss {
+                out.push((Duration::ZERO, Action::Daemonset { namespace, name }));
+            }
+            return out;
+        }
+        // The DaemonSet controller follows node labels for DaemonSets with a node selector.
+        if e.key == "/nodes" && e.type_ == "MODIFIED" {
             let (_, dss, _) = self
                 .store
                 .list("apps/daemonsets", None, None, None, &|_, s| {
-                    added || has_node_selector(&s.value())
+                    has_node_selector(&s.value())
                 });
             for ((namespace, name), _) in dss {
                 out.push((Duration::ZERO, Action::Daemonset { namespace, name }));
@@ -276,7 +487,7 @@ impl Model {
                 labels: (*e.object.labels).clone(),
             },
         ));
-        // A DaemonSet's status follows its pods.
+        // A DaemonSet follows its pods (the rolling update goes on, the status follows).
         let pod_v = e.object.value();
         if let Some(owner) = pod_v["metadata"]["ownerReferences"]
             .as_array()
@@ -286,13 +497,34 @@ impl Model {
         {
             out.push((
                 Duration::ZERO,
-                Action::DaemonsetStatus {
+                Action::Daemonset {
                     namespace: e.namespace.clone(),
                     name: owner["name"].as_str().unwrap_or_default().to_owned(),
                 },
             ));
         }
         let pod = e.object.value();
+        if e.type_ == "MODIFIED" && !pod["metadata"]["deletionTimestamp"].is_null() {
+            // The kubelet marks a terminating pod not Ready; a ReplicaSet makes the
+            // replacement at once, while the old pod still terminates.
+            if is_pod_ready(&pod) {
+                out.push((
+                    KUBELET_SYNC,
+                    Action::MarkTerminating {
+                        namespace: e.namespace.clone(),
+                        name: e.name.clone(),
+                    },
+                ));
+            }
+            let owned_by_rs = pod["metadata"]["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|o| o["controller"] == true && o["kind"] == "ReplicaSet");
+            if owned_by_rs {
+                out.push((Duration::ZERO, Action::Replace { pod: pod.clone() }));
+            }
+        }
         match e.type_ {
             "ADDED" | "MODIFIED" if pod["metadata"]["deletionTimestamp"].is_null() => {
                 let running = pod["status"]["phase"] == "Running"
@@ -507,8 +739,26 @@ impl Model {
                 }
             }
             Action::Budgets { namespace, labels } => self.budgets(&namespace, &labels),
+            Action::Budget { namespace, name } => self.budget(&namespace, &name),
             Action::Daemonset { namespace, name } => self.reconcile_daemonset(&namespace, &name),
-            Action::DaemonsetStatus { namespace, name } => self.daemonset_status(&namespace, &name),
+            Action::Remove {
+                namespace,
+                name,
+                uid,
+            } => {
+                if self
+                    .store
+                    .get("/pods", &namespace, &name)
+                    .is_some_and(|s| s.value()["metadata"]["uid"] == uid)
+                {
+                    let _ = self.store.delete("/pods", &namespace, &name, false);
+                }
+            }
+            Action::MarkTerminating { namespace, name } => {
+                self.mark_terminating(&namespace, &name);
+            }
+            Action::Untaint { name } => self.node_ready_untaint(&name),
+            Action::Unschedulable { name } => self.unschedulable_taint(&name),
         }
     }
 }
@@ -525,12 +775,32 @@ enum Action {
         namespace: String,
         labels: BTreeMap<String, String>,
     },
+    /// One budget whose spec changed.
+    Budget {
+        namespace: String,
+        name: String,
+    },
     Daemonset {
         namespace: String,
         name: String,
     },
-    DaemonsetStatus {
+    /// A pod the model deleted gracefully goes.
+    Remove {
         namespace: String,
+        name: String,
+        uid: Value,
+    },
+    /// The kubelet's not-Ready on a terminating pod.
+    MarkTerminating {
+        namespace: String,
+        name: String,
+    },
+    /// The node lifecycle controller's removal of the `not-ready` taint.
+    Untaint {
+        name: String,
+    },
+    /// The node lifecycle controller's `unschedulable` taint following `spec.unschedulable`.
+    Unschedulable {
         name: String,
     },
     Bind {
@@ -557,37 +827,61 @@ enum Action {
     },
 }
 
-/// Starts the model on a store; it runs until the returned task is aborted.
-pub fn start(store: Arc<Store>, opts: ModelOptions) -> JoinHandle<()> {
+/// From a pod's `deletionTimestamp` to its kubelet marking it not Ready (the controllers
+/// react first, as on a real cluster).
+const KUBELET_SYNC: Duration = Duration::from_millis(20);
+/// How long a changed DaemonSet's status lags behind its `generation`.
+const STATUS_LAG: Duration = Duration::from_millis(50);
+/// From a Ready node's creation to the removal of its `not-ready` taint.
+const NODE_MONITOR_DELAY: Duration = Duration::from_millis(100);
+
+/// Starts the model on a store; it runs until the returned task is aborted. Pods the model
+/// deletes itself (a DaemonSet's rolling update) take `termination` to go.
+pub fn start(store: Arc<Store>, opts: ModelOptions, termination: Duration) -> JoinHandle<()> {
     let mut rx = store.subscribe();
     let (tx, mut actions) = tokio::sync::mpsc::unbounded_channel::<Action>();
+    let (_, nodes, _) = store.list("/nodes", None, None, None, &|_, _| true);
+    let nodes_at_start = nodes.into_iter().map(|((_, n), _)| n).collect();
     let mut model = Model {
+        nodes_at_start,
         store,
         opts,
+        termination,
         next_ip: HashMap::new(),
         rng: 0x9e37_79b9_7f4a_7c15,
+        templates: HashMap::new(),
+        later: Vec::new(),
+    };
+    model.remember_daemonsets();
+    let schedule = move |model: &mut Model, actions: Vec<(Duration, Action)>| {
+        let mut queue = actions;
+        while !queue.is_empty() {
+            for (delay, action) in queue {
+                if delay.is_zero() {
+                    model.run(action);
+                } else {
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        let _ = tx.send(action);
+                    });
+                }
+            }
+            queue = std::mem::take(&mut model.later);
+        }
     };
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 ev = rx.recv() => match ev {
                     Ok(e) => {
-                        for (delay, action) in model.on_event(&e) {
-                            if delay.is_zero() {
-                                model.run(action);
-                            } else {
-                                let tx = tx.clone();
-                                tokio::spawn(async move {
-                                    tokio::time::sleep(delay).await;
-                                    let _ = tx.send(action);
-                                });
-                            }
-                        }
+                        let out = model.on_event(&e);
+                        schedule(&mut model, out);
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::warn!(n, "model lagged behind the store's events"),
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 },
-                Some(action) = actions.recv() => model.run(action),
+                Some(action) = actions.recv() => schedule(&mut model, vec![(Duration::ZERO, action)]),
             }
         }
     })

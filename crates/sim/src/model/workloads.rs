@@ -1,9 +1,10 @@
-//! The workload controllers' answer to a deleted pod: a ReplicaSet's replacement (a new name),
-//! a StatefulSet's (the same name, a new UID, once the old pod is gone), a DaemonSet's.
+//! The workload controllers' answer to a deleted pod: a ReplicaSet's replacement (a new name,
+//! made as soon as the old pod terminates), a StatefulSet's (the same name, a new UID, only
+//! once the old pod is gone), a DaemonSet's (the DaemonSet controller's reconcile).
 
 use serde_json::{Value, json};
 
-use super::{Model, ds_selects};
+use super::Model;
 
 impl Model {
     /// The workload controllers' answer to a deleted pod.
@@ -74,29 +75,12 @@ impl Model {
                 fresh["metadata"]["name"] = pod["metadata"]["name"].clone();
             }
             _ => {
-                let node = pod["spec"]["nodeName"].clone();
-                let node_v = node.as_str().and_then(|n| self.node_value(n));
-                // A node the DaemonSet no longer selects gets no replacement.
-                let exists = node_v.as_ref().is_some_and(|n| ds_selects(&controller, n));
-                // One pod per node: a rolling update may already have made the new one.
-                let has_one = siblings
-                    .iter()
-                    .any(|(_, s)| s.value()["spec"]["nodeName"] == node);
-                if !exists || has_one {
-                    return;
+                // The DaemonSet controller decides (a node whose old pod is gone gets one).
+                if let Some(node) = pod["spec"]["nodeName"].as_str() {
+                    self.daemonset_had_pod(&ns, &owner_name, &controller, node);
                 }
-                fresh["spec"]["nodeName"] = node;
-                fresh["metadata"]["generateName"] = json!(format!("{owner_name}-"));
-                // The current template's annotations carry its revision: the replacement is
-                // current, not a pod for the rollout to replace again.
-                let annotations = &controller["spec"]["template"]["metadata"]["annotations"];
-                if !annotations.is_null() {
-                    fresh["metadata"]["annotations"] = annotations.clone();
-                }
-                let labels = &controller["spec"]["template"]["metadata"]["labels"];
-                if !labels.is_null() {
-                    fresh["metadata"]["labels"] = labels.clone();
-                }
+                self.reconcile_daemonset(&ns, &owner_name);
+                return;
             }
         }
         let _ = self.store.create("/pods", fresh, false);

@@ -79,10 +79,16 @@ pub(super) fn delete(
         return delete_pod(state, r, ns, name, cur, grace, dry_run);
     }
     match state.store.delete(&key, ns, name, dry_run) {
-        Ok(_) => ok_json(
-            StatusCode::OK,
-            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": {"name": name, "group": r.group, "kind": r.plural, "uid": cur["metadata"]["uid"]}}),
-        ),
+        Ok(_) => {
+            let mut body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": {"name": name, "group": r.group, "kind": r.plural, "uid": cur["metadata"]["uid"]}});
+            // No `group` for the core group, as on the wire.
+            if r.group.is_empty()
+                && let Some(d) = body["details"].as_object_mut()
+            {
+                d.remove("group");
+            }
+            ok_json(StatusCode::OK, &body)
+        }
         Err(e) => store_error(&e, r),
     }
 }

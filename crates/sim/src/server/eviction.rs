@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     registry::{self, RESOURCES},
-    store::StoreError,
+    store::{StoreError, now_rfc3339},
 };
 
 pub(super) fn pod_healthy(v: &Value) -> bool {
@@ -56,7 +56,7 @@ pub(super) fn evict(state: &State, ns: &str, name: &str, body: &[u8], dry_run: b
             pods,
         );
     };
-    let pod_v = pod.value();
+    let mut pod_v = pod.value();
     let opts: Value = serde_json::from_slice(body).unwrap_or_else(|_| json!({}));
     let grace = opts["deleteOptions"]["gracePeriodSeconds"]
         .as_i64()
@@ -88,9 +88,10 @@ pub(super) fn evict(state: &State, ns: &str, name: &str, body: &[u8], dry_run: b
             })
             .collect();
         if matching.len() > 1 {
+            // The real answer carries no reason.
             return status(
                 500,
-                "InternalError",
+                "",
                 "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
                 None,
             );
@@ -146,6 +147,17 @@ pub(super) fn evict(state: &State, ns: &str, name: &str, body: &[u8], dry_run: b
             } else {
                 resolve(&pdb["spec"]["minAvailable"], expected, true).unwrap_or(1)
             };
+            // Pods evicted but not yet terminating still count against the budget.
+            let disrupted = pdb["status"]["disruptedPods"].as_object().map_or(0, |d| {
+                d.keys()
+                    .filter(|p| {
+                        members
+                            .iter()
+                            .any(|((_, n), m)| n == *p && pod_healthy(&m.value()))
+                    })
+                    .count()
+            });
+            let healthy = healthy - i64::try_from(disrupted).unwrap_or(0);
             if healthy - desired <= 0 {
                 let pdb_name = pdb["metadata"]["name"].as_str().unwrap_or_default();
                 return status(
@@ -158,6 +170,12 @@ pub(super) fn evict(state: &State, ns: &str, name: &str, body: &[u8], dry_run: b
                 );
             }
         }
+    }
+    if !dry_run {
+        // As the API server does before deleting: the budget records the disruption, the pod
+        // gets its DisruptionTarget condition.
+        note_disruption(state, ns, name, &pod.labels);
+        pod_v = disruption_target(state, ns, name).unwrap_or(pod_v);
     }
     if dry_run {
         return ok_json(
@@ -178,5 +196,52 @@ pub(super) fn evict(state: &State, ns: &str, name: &str, body: &[u8], dry_run: b
         )
     } else {
         resp
+    }
+}
+
+/// The pod's `DisruptionTarget` condition, as the eviction writes it.
+fn disruption_target(state: &State, ns: &str, name: &str) -> Option<Value> {
+    let s = state.store.get("/pods", ns, name)?;
+    let mut pod = s.value();
+    let condition = json!({"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
+        "message": "Eviction API: evicting", "lastTransitionTime": now_rfc3339()});
+    match pod["status"]["conditions"].as_array_mut() {
+        Some(c) => c.push(condition),
+        None => pod["status"]["conditions"] = json!([condition]),
+    }
+    state.store.update("/pods", pod, Some(s.rv), false).ok()
+}
+
+/// The budget over the pod records it in `disruptedPods` and allows one disruption less.
+fn note_disruption(
+    state: &State,
+    ns: &str,
+    name: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+) {
+    let (_, pdbs, _) = state.store.list(
+        "policy/poddisruptionbudgets",
+        Some(ns),
+        None,
+        None,
+        &|_, s| {
+            s.value()["spec"]["selector"]["matchLabels"]
+                .as_object()
+                .is_some_and(|ml| {
+                    !ml.is_empty()
+                        && ml
+                            .iter()
+                            .all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str())
+                })
+        },
+    );
+    for (_, s) in pdbs {
+        let mut pdb = s.value();
+        pdb["status"]["disruptedPods"][name] = json!(now_rfc3339());
+        let allowed = pdb["status"]["disruptionsAllowed"].as_i64().unwrap_or(0);
+        pdb["status"]["disruptionsAllowed"] = json!((allowed - 1).max(0));
+        let _ = state
+            .store
+            .update("policy/poddisruptionbudgets", pdb, Some(s.rv), false);
     }
 }

@@ -40,7 +40,7 @@ mod table;
 mod watch;
 mod write;
 
-pub use response::status;
+pub use response::{status, throttled};
 pub use state::{Faults, State};
 
 /// The one handler behind every URL.
@@ -112,11 +112,8 @@ pub async fn handle(
         );
     }
     if roll < f.error_500 + f.error_503 + f.error_429 {
-        return status(
-            429,
-            "TooManyRequests",
+        return throttled(
             "the server has received too many requests and has asked us to try again later (injected fault)",
-            None,
         );
     }
     let q = query(&uri);

@@ -11,26 +11,36 @@ use serde_json::{Value, json};
 
 use crate::{registry::Resource, store::StoreError};
 
-/// A `Status` failure body, shaped as the API server sends it.
+/// A `Status` failure body, shaped as the API server sends it (an empty `reason` is left out,
+/// as in the eviction subresource's 500). No `Retry-After`: the eviction's 429 carries none;
+/// see [`throttled`] for the one that does.
 pub fn status(code: u16, reason: &str, message: &str, details: Option<Value>) -> Response {
     let mut body = json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {},
         "status": "Failure", "message": message, "reason": reason, "code": code
     });
+    if reason.is_empty()
+        && let Some(o) = body.as_object_mut()
+    {
+        o.remove("reason");
+    }
     if let Some(d) = details {
         body["details"] = d;
     }
     let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = (
+    (
         code,
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
     )
-        .into_response();
-    if code == StatusCode::TOO_MANY_REQUESTS {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-    }
+        .into_response()
+}
+
+/// A 429 of API priority and fairness: unlike the eviction's, it says when to come back.
+pub fn throttled(message: &str) -> Response {
+    let mut resp = status(429, "TooManyRequests", message, None);
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     resp
 }
 
@@ -44,7 +54,16 @@ pub(super) fn qualified(r: &Resource) -> String {
 }
 
 pub(super) fn store_error(e: &StoreError, r: &Resource) -> Response {
-    let details = |name: &str| Some(json!({"name": name, "group": r.group, "kind": r.plural}));
+    // `group` is left out for the core group, as on the wire.
+    let details = |name: &str| {
+        let mut d = json!({"name": name, "group": r.group, "kind": r.plural});
+        if r.group.is_empty()
+            && let Some(o) = d.as_object_mut()
+        {
+            o.remove("group");
+        }
+        Some(d)
+    };
     match e {
         StoreError::NotFound { name, .. } => status(
             404,

@@ -16,6 +16,7 @@ use super::{
     state::State,
 };
 use crate::{
+    ownership,
     patch::{self, PatchType},
     registry::Resource,
     store::{StoreError, now_rfc3339},
@@ -73,9 +74,38 @@ pub(super) fn create(
     if r.plural == "pods" && v["status"].get("phase").is_none() {
         v["status"]["phase"] = json!("Pending");
     }
+    created_status(r, &mut v);
     match state.store.create(&r.storage_key(), v, dry_run) {
         Ok(v) => ok_json(StatusCode::CREATED, &v),
         Err(e) => store_error(&e, r),
+    }
+}
+
+/// What the API server's create strategies and admission put on a new object: a DaemonSet's
+/// and a PodDisruptionBudget's status start from zero (the fields without `omitempty` only),
+/// and a Node is created with the `node.kubernetes.io/not-ready:NoSchedule` taint
+/// (TaintNodesByCondition) that the node lifecycle controller removes once it is Ready.
+fn created_status(r: &Resource, v: &mut Value) {
+    match (r.group, r.plural) {
+        ("apps", "daemonsets") => {
+            v["status"] = json!({"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0});
+        }
+        ("policy", "poddisruptionbudgets") => {
+            v["status"] = json!({"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0});
+        }
+        ("", "nodes") => {
+            let taint = json!({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"});
+            let taints = &mut v["spec"]["taints"];
+            if !taints.is_array() {
+                *taints = json!([]);
+            }
+            if let Some(t) = taints.as_array_mut()
+                && !t.iter().any(|x| x["key"] == taint["key"])
+            {
+                t.push(taint);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -160,10 +190,8 @@ pub(super) fn patch_object(
         return status(
             415,
             "UnsupportedMediaType",
-            &format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct})"
-            ),
-            None,
+            "415: Unsupported Media Type",
+            Some(json!({})),
         );
     };
     let patch_v = match patch::parse_body(kind, body) {
@@ -172,22 +200,36 @@ pub(super) fn patch_object(
     };
     let key = r.storage_key();
     let manager = q.get("fieldManager").cloned();
+    let force = q.get("force").is_some_and(|f| f == "true");
+    if kind == PatchType::Apply {
+        if manager.is_none() {
+            return no_field_manager();
+        }
+        if let Some(body_name) = patch_v["metadata"]["name"].as_str()
+            && body_name != name
+        {
+            return status(
+                400,
+                "BadRequest",
+                &format!(
+                    "the name of the object ({body_name}) does not match the name on the URL ({name})"
+                ),
+                None,
+            );
+        }
+    }
     let Some(old) = state.store.get(&key, ns, name) else {
-        if kind == PatchType::Apply {
-            let Some(manager) = manager else {
-                return status(
-                    422,
-                    "Invalid",
-                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
-                    None,
-                );
-            };
-            let mut v = patch_v;
+        if let (PatchType::Apply, Some(manager)) = (kind, manager) {
+            let mut v = json!({});
+            if let Err(conflicts) =
+                ownership::apply(&mut v, &patch_v, &manager, true, &now_rfc3339())
+            {
+                return conflict(&conflicts);
+            }
             if let Err(resp) = check_identity(r, &mut v, ns) {
                 return resp;
             }
             v["metadata"]["name"] = json!(name);
-            patch::record_manager(&mut v, &manager, "Apply", None, &now_rfc3339());
             return match state.store.create(&key, v, dry_run) {
                 Ok(v) => ok_json(StatusCode::CREATED, &v),
                 Err(e) => store_error(&e, r),
@@ -203,16 +245,17 @@ pub(super) fn patch_object(
     };
     let old_v = old.value();
     let mut v = old_v.clone();
-    if kind == PatchType::Apply && manager.is_none() {
+    if let (PatchType::Apply, Some(m)) = (kind, &manager) {
+        if let Err(conflicts) = ownership::apply(&mut v, &patch_v, m, force, &now_rfc3339()) {
+            return conflict(&conflicts);
+        }
+    } else if patch::apply(kind, &mut v, &patch_v).is_err() {
         return status(
             422,
             "Invalid",
-            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
-            None,
+            "the server rejected our request due to an error in our request",
+            Some(json!({})),
         );
-    }
-    if let Err(e) = patch::apply(kind, &mut v, &patch_v) {
-        return status(422, "Invalid", &e.to_string(), None);
     }
     // A patch may carry a resourceVersion precondition.
     let expected = patch_v["metadata"]["resourceVersion"]
@@ -223,21 +266,53 @@ pub(super) fn patch_object(
     }
     v["metadata"]["name"] = json!(name);
     split_status(r, sub, &old_v, &mut v);
-    if let Some(m) = manager {
-        patch::record_manager(
-            &mut v,
-            &m,
-            if kind == PatchType::Apply {
-                "Apply"
-            } else {
-                "Update"
-            },
-            sub,
-            &now_rfc3339(),
-        );
+    if let Some(m) = manager.filter(|_| kind != PatchType::Apply) {
+        patch::record_manager(&mut v, &m, "Update", sub, &now_rfc3339());
+    }
+    // `unschedulable: false` is the default, left out on the wire.
+    if r.plural == "nodes"
+        && v["spec"]["unschedulable"] == false
+        && let Some(spec) = v["spec"].as_object_mut()
+    {
+        spec.remove("unschedulable");
+    }
+    // A patch that changes nothing writes nothing: the resourceVersion stays.
+    if without_times(&v) == without_times(&old_v) {
+        return ok_json(StatusCode::OK, &old_v);
     }
     match state.store.update(&key, v, expected, dry_run) {
         Ok(v) => ok_json(StatusCode::OK, &v),
         Err(e) => store_error(&e, r),
     }
+}
+
+/// The 422 of an apply patch without a field manager.
+fn no_field_manager() -> Response {
+    status(
+        422,
+        "Invalid",
+        "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+        Some(
+            json!({"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [{"reason": "FieldValueRequired", "message": "Required value: is required for apply patch", "field": "fieldManager"}]}),
+        ),
+    )
+}
+
+/// The 409 of an apply that conflicts with another applier's fields.
+fn conflict(conflicts: &[ownership::Conflict]) -> Response {
+    let (message, details) = ownership::conflict_message(conflicts);
+    status(409, "Conflict", &message, Some(details))
+}
+
+/// An object without its managedFields times (a no-op write does not refresh them).
+fn without_times(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(entries) = v["metadata"]["managedFields"].as_array_mut() {
+        for e in entries {
+            if let Some(e) = e.as_object_mut() {
+                e.remove("time");
+            }
+        }
+    }
+    v
 }
