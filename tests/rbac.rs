@@ -330,3 +330,18 @@ async fn helm_refused_by_rbac_fails_at_once() {
         started.elapsed()
     );
 }
+
+/// The other kinds of cluster (Calico through its operator, EKS overlay) migrate as the
+/// ServiceAccount too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_examples_migrate_as_the_service_account() {
+    for example in ["calico-operator-vxlan", "eks-overlay-al2"] {
+        let mut env = env(example, &same).await;
+        apply_rbac(&env, &[]);
+        let admin = as_service_account(&mut env).display().to_string();
+        let out = env
+            .run("apply", &["--helm-kubeconfig", &admin], LIMIT)
+            .await;
+        assert_eq!(out.status.code(), Some(0), "{example}: {}", show(&out));
+    }
+}
