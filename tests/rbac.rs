@@ -8,7 +8,7 @@ mod support;
 
 use std::{collections::BTreeSet, time::Duration};
 
-use cni_migrate::rbac::{RULES, granted, permission};
+use cni_migrate::rbac::{RULES, granted, permissions};
 use support::cluster::{Env, env, show};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -113,15 +113,14 @@ async fn the_printed_rbac_grants_exactly_what_full_migrations_use() {
             !uri.contains("/secrets"),
             "the tool read a Secret: {method} {uri}"
         );
-        let Some((group, resource, verb, namespace)) = permission(method, uri) else {
-            continue;
-        };
-        if !granted(&group, &resource, &verb, namespace.as_deref()) {
-            denied.insert(format!(
-                "{verb} {group}/{resource} in {namespace:?} ({method} {uri})"
-            ));
+        for (group, resource, verb, namespace) in permissions(method, uri) {
+            if !granted(&group, &resource, &verb, namespace.as_deref()) {
+                denied.insert(format!(
+                    "{verb} {group}/{resource} in {namespace:?} ({method} {uri})"
+                ));
+            }
+            used.insert((group, resource, verb, namespace));
         }
-        used.insert((group, resource, verb, namespace));
     }
     assert!(
         denied.is_empty(),
@@ -165,6 +164,29 @@ fn rbac_prints_valid_yaml_documents_naming_the_subject() {
     let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
     assert!(kinds.contains(&"ClusterRole") && kinds.contains(&"ClusterRoleBinding"));
     assert!(kinds.contains(&"Role") && kinds.contains(&"RoleBinding"));
+    let sa = docs
+        .iter()
+        .find(|d| d["kind"] == "ServiceAccount")
+        .expect("the bound ServiceAccount is printed too");
+    assert_eq!(sa["metadata"]["namespace"], "ops");
+    assert_eq!(sa["metadata"]["name"], "migrator");
+    let cnc = docs
+        .iter()
+        .filter(|d| d["kind"] == "ClusterRole")
+        .flat_map(|d| d["rules"].as_array().cloned().unwrap_or_default())
+        .find(|r| r["resources"][0] == "ciliumnodeconfigs")
+        .expect("a rule for the CiliumNodeConfig");
+    assert!(
+        cnc["verbs"]
+            .as_array()
+            .is_some_and(|v| v.contains(&"create".into())),
+        "the first server-side apply creates the CiliumNodeConfig: {cnc}"
+    );
+    assert!(
+        text.contains("--helm-kubeconfig"),
+        "says how Helm gets its rights"
+    );
+    assert!(!text.contains("name: cni-migrate-helm"));
     for d in docs
         .iter()
         .filter(|d| d["kind"].as_str().is_some_and(|k| k.ends_with("Binding")))
@@ -173,6 +195,153 @@ fn rbac_prints_valid_yaml_documents_naming_the_subject() {
         assert_eq!(d["subjects"][0]["namespace"], "ops");
     }
     assert!(!text.contains("secrets"));
+    let helm = support::run(&["rbac", "--helm-role"]);
+    assert!(helm.status.success(), "{}", show(&helm));
+    let helm = String::from_utf8_lossy(&helm.stdout);
+    assert!(helm.contains("name: cni-migrate-helm") && helm.contains("secrets"));
     let bad = support::run(&["rbac", "--service-account", "nope"]);
     assert_eq!(bad.status.code(), Some(2));
+}
+
+/// `cni-migrate rbac` output, applied to the simulated cluster as its objects.
+fn apply_rbac(env: &Env, extra: &[&str]) {
+    let mut args = vec!["rbac", "--service-account", "kube-system/cni-migrate"];
+    args.extend(extra);
+    let out = support::run(&args);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    for doc in text.split("\n---\n").filter(|d| d.contains("apiVersion")) {
+        let doc: serde_json::Value =
+            serde_yaml::from_str(doc.trim_start_matches("---\n")).expect("yaml");
+        assert!(
+            env.sim.insert(doc.clone()),
+            "the sim serves {}",
+            doc["kind"]
+        );
+    }
+}
+
+/// The run as the ServiceAccount: its kubeconfig for the tool, the admin's kept for ground truth.
+fn as_service_account(env: &mut Env) -> std::path::PathBuf {
+    let admin = env.kubeconfig.clone();
+    let sa = env.dir.path().join("sa-kubeconfig");
+    env.sim
+        .write_kubeconfig_for("kube-system", "cni-migrate", &sa)
+        .expect("the ServiceAccount was applied");
+    env.kubeconfig = sa;
+    admin
+}
+
+/// The printed RBAC is enough for a whole migration, request by request, as the simulated API
+/// server checks it (the first server-side apply of the CiliumNodeConfig needs `create`); Helm
+/// runs with its own kubeconfig (`--helm-kubeconfig`). A rollback of one node and its retry too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_runs_as_the_service_account_the_rbac_prints() {
+    let mut env = env("kind-flannel", &same).await;
+    apply_rbac(&env, &[]);
+    let admin = as_service_account(&mut env);
+    let admin = admin.display().to_string();
+    // The authorizer is on: the ServiceAccount may not read Secrets.
+    let sa_client = cluster::connect(&cluster::ClusterArgs {
+        kubeconfig: Some(env.kubeconfig.clone()),
+        context: None,
+    })
+    .await
+    .expect("client");
+    let sa = cluster::KubeCluster::new(sa_client);
+    use cluster::Cluster as _;
+    let denied = sa
+        .custom("v1", "secrets", Some("kube-system"), "x")
+        .await
+        .expect_err("Secrets are not granted");
+    assert!(
+        denied
+            .to_string()
+            .contains("cannot get resource \"secrets\""),
+        "{denied}"
+    );
+
+    let out = env
+        .run(
+            "apply",
+            &["--helm-kubeconfig", &admin, "--stop-before", "finalize"],
+            LIMIT,
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    let node = env
+        .nodes()
+        .await
+        .into_keys()
+        .last()
+        .expect("the cluster has nodes");
+    let out = env
+        .run("rollback", &[&node, "--helm-kubeconfig", &admin], LIMIT)
+        .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "rollback {node}: {}",
+        show(&out)
+    );
+    let out = env
+        .run(
+            "resume",
+            &["--helm-kubeconfig", &admin, "--retry", &node],
+            LIMIT,
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let forbidden: Vec<String> = env
+        .sim
+        .requests()
+        .into_iter()
+        .map(|(m, u)| format!("{m} {u}"))
+        .filter(|r| r.contains("/secrets"))
+        .collect();
+    assert_eq!(forbidden.len(), 1, "only the probe above: {forbidden:?}");
+}
+
+/// Helm run with the tool's least-privilege credentials is refused on `cilium-config`: the
+/// step fails at once (one Helm run, not five minutes of retries) and says what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_refused_by_rbac_fails_at_once() {
+    let mut env = env("kind-flannel", &same).await;
+    apply_rbac(&env, &[]);
+    as_service_account(&mut env);
+    let started = std::time::Instant::now();
+    let out = env.run("apply", &[], LIMIT).await;
+    let text = show(&out);
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("forbidden") && text.contains("--helm-kubeconfig"),
+        "{text}"
+    );
+    let helm_writes = env
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|(m, u)| m == "PATCH" && u.contains("/configmaps/cilium-config"))
+        .count();
+    assert_eq!(helm_writes, 1, "Helm ran once: {text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "no retries: {:?}",
+        started.elapsed()
+    );
+}
+
+/// The other kinds of cluster (Calico through its operator, EKS overlay) migrate as the
+/// ServiceAccount too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_examples_migrate_as_the_service_account() {
+    for example in ["calico-operator-vxlan", "eks-overlay-al2"] {
+        let mut env = env(example, &same).await;
+        apply_rbac(&env, &[]);
+        let admin = as_service_account(&mut env).display().to_string();
+        let out = env
+            .run("apply", &["--helm-kubeconfig", &admin], LIMIT)
+            .await;
+        assert_eq!(out.status.code(), Some(0), "{example}: {}", show(&out));
+    }
 }

@@ -1,9 +1,19 @@
-//! `cni-migrate rbac`: the ClusterRole, Roles and bindings granting exactly what the tool uses.
+//! `cni-migrate rbac`: the ServiceAccount, ClusterRole, Roles and bindings granting exactly what
+//! the tool uses.
 //!
-//! The rules are data ([`RULES`]) and [`permission`] maps any request the tool sends to the
-//! permission it needs; a test records every request of full migrations against the simulated
+//! ```text
+//! RULES (data) ──► render ──► ServiceAccount? · ClusterRole + binding · Role + binding per ns
+//!      ▲                      └─ --helm-role: cni-migrate-helm (what `helm upgrade` of the
+//!      │                         Cilium chart needs; secrets, RBAC objects: broad, opt-in)
+//! permissions(method, uri) ◄── requests recorded in full migrations (tests/rbac.rs)
+//!                               a server-side apply that can create needs `patch` and `create`
+//! ```
+//!
+//! The rules are data ([`RULES`]) and [`permissions`] maps any request the tool sends to the
+//! permissions it needs; a test records every request of full migrations against the simulated
 //! cluster and checks both directions: every request is granted, and every grant is used.
-//! Secrets are never read, so they are never granted.
+//! Secrets are never read by the tool, so they are never granted (the opt-in Helm role grants
+//! them: Helm keeps its releases in Secrets).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -186,9 +196,9 @@ pub const RULES: &[Rule] = &[
     Rule {
         group: "cilium.io",
         resource: "ciliumnodeconfigs",
-        verbs: &["delete", "get", "list", "patch"],
+        verbs: &["create", "delete", "get", "list", "patch"],
         namespace: None,
-        why: "the migration CiliumNodeConfig (server-side apply), deleted at the end",
+        why: "the migration CiliumNodeConfig (server-side apply: `create` the first time, `patch` after), deleted at the end",
     },
     Rule {
         group: "crd.projectcalico.org",
@@ -226,6 +236,32 @@ pub const RULES: &[Rule] = &[
         why: "the Tigera operator's Installation; removed with Calico",
     },
 ];
+
+/// The server-side applies that may create their object (the API server authorises an apply of a
+/// missing object as `create`, of an existing one as `patch`): `(group, resource)`. The EKS
+/// step's apply of `aws-node` only runs when the DaemonSet exists, so it needs `patch` only.
+pub const APPLY_CAN_CREATE: &[(&str, &str)] = &[("cilium.io", "ciliumnodeconfigs")];
+
+/// A permission: `(group, resource, verb, namespace)`.
+pub type Permission = (String, String, String, Option<String>);
+
+/// Every permission a request needs: [`permission`], and `create` too for a server-side apply
+/// (a PATCH naming a `fieldManager`) of a resource in [`APPLY_CAN_CREATE`].
+pub fn permissions(method: &str, uri: &str) -> Vec<Permission> {
+    let Some(p) = permission(method, uri) else {
+        return Vec::new();
+    };
+    let apply = method == "PATCH"
+        && uri
+            .split_once('?')
+            .is_some_and(|(_, q)| q.split('&').any(|kv| kv.starts_with("fieldManager=")));
+    let creates = apply && APPLY_CAN_CREATE.iter().any(|(g, r)| *g == p.0 && *r == p.1);
+    let mut out = vec![p.clone()];
+    if creates {
+        out.push((p.0, p.1, "create".to_owned(), p.3));
+    }
+    out
+}
 
 /// The permission a request needs: `(group, resource, verb, namespace)`, where the namespace is
 /// that of a namespaced request (a cluster-wide grant covers it too). `None` for discovery and
@@ -290,10 +326,116 @@ pub fn granted(group: &str, resource: &str, verb: &str, namespace: Option<&str>)
     })
 }
 
+/// What `helm upgrade --install cilium cilium/cilium` needs (printed with `--helm-role` as
+/// ClusterRole and Role `cni-migrate-helm`): the chart's objects, Helm's release Secrets in the
+/// Cilium namespace, and `bind`/`escalate` on RBAC objects because the chart creates the agent's
+/// and operator's (cluster) roles. This is close to cluster-admin: prefer `--helm-kubeconfig`.
+pub const HELM_RULES: &[Rule] = &[
+    Rule {
+        group: "",
+        resource: "nodes",
+        verbs: &["get", "list"],
+        namespace: None,
+        why: "Helm's lookups",
+    },
+    Rule {
+        group: "rbac.authorization.k8s.io",
+        resource: "clusterroles",
+        verbs: HELM_VERBS_ESCALATE,
+        namespace: None,
+        why: "the chart's ClusterRoles (bind/escalate: they grant what this role does not)",
+    },
+    Rule {
+        group: "rbac.authorization.k8s.io",
+        resource: "clusterrolebindings",
+        verbs: HELM_VERBS,
+        namespace: None,
+        why: "the chart's ClusterRoleBindings",
+    },
+    Rule {
+        group: "apiextensions.k8s.io",
+        resource: "customresourcedefinitions",
+        verbs: &["get", "list", "watch"],
+        namespace: None,
+        why: "Helm checks the CRDs the chart's objects use",
+    },
+    Rule {
+        group: "",
+        resource: "secrets",
+        verbs: HELM_VERBS,
+        namespace: Some("kube-system"),
+        why: "Helm's release records (sh.helm.release.v1.cilium.*) and the chart's certificates",
+    },
+    Rule {
+        group: "",
+        resource: "configmaps",
+        verbs: HELM_VERBS,
+        namespace: Some("kube-system"),
+        why: "cilium-config and the chart's other ConfigMaps",
+    },
+    Rule {
+        group: "",
+        resource: "serviceaccounts",
+        verbs: HELM_VERBS,
+        namespace: Some("kube-system"),
+        why: "the agent's and operator's ServiceAccounts",
+    },
+    Rule {
+        group: "",
+        resource: "services",
+        verbs: HELM_VERBS,
+        namespace: Some("kube-system"),
+        why: "hubble-peer and the chart's Services",
+    },
+    Rule {
+        group: "apps",
+        resource: "daemonsets",
+        verbs: HELM_VERBS,
+        namespace: Some("kube-system"),
+        why: "the cilium (and cilium-envoy) DaemonSets",
+    },
+    Rule {
+        group: "apps",
+        resource: "deployments",
+        verbs: HELM_VERBS,
+        namespace: Some("kube-system"),
+        why: "cilium-operator (and hubble-relay)",
+    },
+    Rule {
+        group: "policy",
+        resource: "poddisruptionbudgets",
+        verbs: HELM_VERBS,
+        namespace: Some("kube-system"),
+        why: "the operator's PodDisruptionBudget",
+    },
+    Rule {
+        group: "rbac.authorization.k8s.io",
+        resource: "roles",
+        verbs: HELM_VERBS_ESCALATE,
+        namespace: Some("kube-system"),
+        why: "the chart's Roles (bind/escalate as for ClusterRoles)",
+    },
+    Rule {
+        group: "rbac.authorization.k8s.io",
+        resource: "rolebindings",
+        verbs: HELM_VERBS,
+        namespace: Some("kube-system"),
+        why: "the chart's RoleBindings",
+    },
+];
+
+const HELM_VERBS: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
+const HELM_VERBS_ESCALATE: &[&str] = &[
+    "bind", "create", "delete", "escalate", "get", "list", "patch", "update", "watch",
+];
+
 /// `cni-migrate rbac`.
 #[derive(Debug, Args, Clone)]
 pub struct RbacArgs {
-    /// Bind to this ServiceAccount (`NAMESPACE/NAME`).
+    /// Bind to this ServiceAccount (`NAMESPACE/NAME`), printed too (default
+    /// `kube-system/cni-migrate`).
     #[arg(long, value_name = "NS/NAME", conflicts_with_all = ["user", "group"])]
     pub service_account: Option<String>,
     /// Bind to this user.
@@ -302,75 +444,116 @@ pub struct RbacArgs {
     /// Bind to this group.
     #[arg(long, value_name = "NAME")]
     pub group: Option<String>,
+    /// Also print `cni-migrate-helm`, what `helm upgrade` of the Cilium chart needs when Helm
+    /// runs with the tool's credentials (broad: Secrets, RBAC objects). Without it, give Helm
+    /// its own credentials with `apply --helm-kubeconfig`.
+    #[arg(long)]
+    pub helm_role: bool,
 }
 
-/// Renders the objects as YAML documents.
-pub fn render(subject: &serde_json::Value) -> String {
+fn meta(name: &str, ns: Option<&str>) -> serde_json::Value {
+    let mut m =
+        serde_json::json!({"name": name, "labels": {"app.kubernetes.io/name": "cni-migrate"}});
+    if let Some(ns) = ns {
+        m["namespace"] = ns.into();
+    }
+    m
+}
+
+/// The ClusterRole (rules without a namespace), a Role per namespace, and their bindings.
+fn role_docs(name: &str, rules: &[Rule], subject: &serde_json::Value) -> Vec<serde_json::Value> {
     use serde_json::json;
-    let name = "cni-migrate";
     let rules_of = |ns: Option<&str>| -> Vec<serde_json::Value> {
-        RULES
+        rules
             .iter()
             .filter(|r| r.namespace == ns)
-            .map(|r| {
-                json!({
-                    "apiGroups": [r.group],
-                    "resources": [r.resource],
-                    "verbs": r.verbs,
-                })
-            })
+            .map(|r| json!({"apiGroups": [r.group], "resources": [r.resource], "verbs": r.verbs}))
             .collect()
     };
     let mut docs = vec![
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
-            "metadata": {"name": name, "labels": {"app.kubernetes.io/name": name}},
+            "metadata": meta(name, None),
             "rules": rules_of(None),
         }),
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRoleBinding",
-            "metadata": {"name": name, "labels": {"app.kubernetes.io/name": name}},
+            "metadata": meta(name, None),
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
             "subjects": [subject],
         }),
     ];
-    let namespaces: BTreeSet<&str> = RULES.iter().filter_map(|r| r.namespace).collect();
+    let namespaces: BTreeSet<&str> = rules.iter().filter_map(|r| r.namespace).collect();
     for ns in namespaces {
         docs.push(json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
-            "metadata": {"name": name, "namespace": ns, "labels": {"app.kubernetes.io/name": name}},
+            "metadata": meta(name, Some(ns)),
             "rules": rules_of(Some(ns)),
         }));
         docs.push(json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "RoleBinding",
-            "metadata": {"name": name, "namespace": ns, "labels": {"app.kubernetes.io/name": name}},
+            "metadata": meta(name, Some(ns)),
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
             "subjects": [subject],
         }));
     }
+    docs
+}
+
+fn reasons(rules: &[Rule], out: &mut String) {
     let mut why: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-    for r in RULES {
-        why.entry(format!(
-            "{}{}",
-            if r.group.is_empty() {
-                String::new()
-            } else {
-                format!("{}/", r.group)
-            },
-            r.resource
-        ))
-        .or_default()
-        .push(r.why);
+    for r in rules {
+        let group = if r.group.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", r.group)
+        };
+        why.entry(format!("{group}{}", r.resource))
+            .or_default()
+            .push(r.why);
     }
+    for (res, reasons) in why {
+        out.push_str(&format!("#   {res}: {}\n", reasons.join("; ")));
+    }
+}
+
+/// Renders the objects as YAML documents: the ServiceAccount when the subject is one, the
+/// tool's roles, and with `helm_role` the Helm roles.
+pub fn render(subject: &serde_json::Value, helm_role: bool) -> String {
+    let mut docs = Vec::new();
+    if subject["kind"] == "ServiceAccount" {
+        docs.push(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": meta(
+                subject["name"].as_str().unwrap_or_default(),
+                subject["namespace"].as_str(),
+            ),
+        }));
+    }
+    docs.extend(role_docs("cni-migrate", RULES, subject));
     let mut out = String::from(
         "# RBAC for cni-migrate: exactly the requests it makes (Secrets are never read).\n",
     );
-    for (res, reasons) in why {
-        out.push_str(&format!("#   {res}: {}\n", reasons.join("; ")));
+    reasons(RULES, &mut out);
+    if helm_role {
+        docs.extend(role_docs("cni-migrate-helm", HELM_RULES, subject));
+        out.push_str(
+            "# cni-migrate-helm: what `helm upgrade --install cilium` needs when it runs with these\n\
+             # credentials (--helm without --helm-kubeconfig). Broad (Helm's release Secrets; bind and\n\
+             # escalate on RBAC objects): delete it after the migration.\n",
+        );
+        reasons(HELM_RULES, &mut out);
+    } else {
+        out.push_str(
+            "# Helm is not granted here: `cilium-config` and the chart's objects are refused to this\n\
+             # subject. Run Helm with its own credentials (apply --helm-kubeconfig PATH), or print the\n\
+             # separate role cni-migrate-helm with `cni-migrate rbac --helm-role`.\n",
+        );
     }
     for d in docs {
         out.push_str("---\n");
@@ -390,14 +573,17 @@ pub fn print(args: &RbacArgs) -> Result<u8, Failure> {
             .service_account
             .clone()
             .unwrap_or_else(|| "kube-system/cni-migrate".to_owned());
-        let (ns, name) = sa.split_once('/').ok_or_else(|| {
-            Failure::bad_input(anyhow::anyhow!(
-                "--service-account {sa}: expected NAMESPACE/NAME"
-            ))
-        })?;
+        let (ns, name) = sa
+            .split_once('/')
+            .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+            .ok_or_else(|| {
+                Failure::bad_input(anyhow::anyhow!(
+                    "--service-account {sa}: expected NAMESPACE/NAME"
+                ))
+            })?;
         serde_json::json!({"kind": "ServiceAccount", "namespace": ns, "name": name})
     };
-    print!("{}", render(&subject));
+    print!("{}", render(&subject, args.helm_role));
     Ok(exit::OK)
 }
 
@@ -441,6 +627,21 @@ mod tests {
         );
         assert_eq!(permission("GET", "/version"), None);
         assert_eq!(permission("GET", "/apis"), None);
+    }
+
+    #[test]
+    fn an_apply_that_can_create_needs_create() {
+        let uri = "/apis/cilium.io/v2/namespaces/kube-system/ciliumnodeconfigs/cilium-default?fieldManager=cni-migrate&force=true";
+        let verbs: Vec<String> = permissions("PATCH", uri).into_iter().map(|p| p.2).collect();
+        assert_eq!(verbs, ["patch", "create"]);
+        assert!(granted(
+            "cilium.io",
+            "ciliumnodeconfigs",
+            "create",
+            Some("kube-system")
+        ));
+        let merge = permissions("PATCH", "/api/v1/nodes/n1");
+        assert_eq!(merge.len(), 1);
     }
 
     #[test]

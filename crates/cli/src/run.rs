@@ -45,6 +45,10 @@ pub struct ApplyArgs {
     /// at a gate with the exact command to run, and `resume` checks the result.
     #[arg(long, value_name = "CMD")]
     pub helm: Option<String>,
+    /// Run Helm with this kubeconfig (`--kubeconfig PATH` to helm) instead of the tool's own
+    /// credentials: least-privilege RBAC (`cni-migrate rbac`) does not cover the Cilium chart.
+    #[arg(long, value_name = "PATH", requires = "helm")]
+    pub helm_kubeconfig: Option<PathBuf>,
     /// Take over a stale lock (a run that stopped renewing it). Never takes a fresh one.
     #[arg(long)]
     pub force_unlock: bool,
@@ -250,11 +254,16 @@ fn work_dir(args: &ApplyArgs, state: &StateLocation, plan: &planner::Plan) -> Pa
 
 fn run_config(args: &ApplyArgs, s: &RunSettings, plan: &planner::Plan, run_id: &str) -> RunConfig {
     let mut extra = Vec::new();
-    if let Some(k) = &args.kube.kubeconfig {
+    if let Some(k) = &args.helm_kubeconfig {
+        // Helm's own credentials: its kubeconfig's current context, not the tool's --context.
         extra.extend(["--kubeconfig".to_owned(), k.display().to_string()]);
-    }
-    if let Some(c) = &args.kube.context {
-        extra.extend(["--kube-context".to_owned(), c.clone()]);
+    } else {
+        if let Some(k) = &args.kube.kubeconfig {
+            extra.extend(["--kubeconfig".to_owned(), k.display().to_string()]);
+        }
+        if let Some(c) = &args.kube.context {
+            extra.extend(["--kube-context".to_owned(), c.clone()]);
+        }
     }
     let mut cfg = RunConfig::new(
         run_id,
@@ -477,12 +486,19 @@ fn resume_command(args: &ApplyArgs, s: &RunSettings) -> String {
         StateLocation::File(p) => format!(" --state file:{}", p.display()),
     };
     format!(
-        "cni-migrate resume --spec {}{}{}",
+        "cni-migrate resume --spec {}{}{}{}",
         args.spec.display(),
         state_flag,
         args.helm
             .as_deref()
             .map(|h| format!(" --helm {}", planner::plan::shell_quote(h)))
+            .unwrap_or_default(),
+        args.helm_kubeconfig
+            .as_deref()
+            .map(|k| format!(
+                " --helm-kubeconfig {}",
+                planner::plan::shell_quote(&k.display().to_string())
+            ))
             .unwrap_or_default()
     )
 }

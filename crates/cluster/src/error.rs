@@ -35,9 +35,13 @@ pub enum ClusterError {
         #[source]
         source: kube::Error,
     },
-    /// The API server refused a request because of RBAC.
+    /// The API server refused a request because of RBAC (HTTP 403). Never retried: the
+    /// message names what is missing (the server's own words: verb, resource, API group,
+    /// namespace) and what to do.
     #[error(
-        "{verb} {what} is forbidden for this user: grant it (see `cni-migrate rbac`) or use a kubeconfig with more rights"
+        "{verb} {what} is forbidden{}: grant it by re-applying `cni-migrate rbac ... | kubectl apply -f -` \
+         (the ServiceAccount's rules) or use a kubeconfig with more rights; retrying will not help",
+        denied(.source).map(|m| format!(" ({m})")).unwrap_or_default()
     )]
     Forbidden {
         /// `list`, `get`, ...
@@ -69,10 +73,59 @@ pub fn is_retriable(err: &kube::Error) -> bool {
     }
 }
 
+/// What the authorizer refused, in the API server's words, from a 403: `User "..." cannot create
+/// resource "ciliumnodeconfigs" in API group "cilium.io" in the namespace "kube-system"`.
+pub fn denied(err: &kube::Error) -> Option<String> {
+    match err {
+        kube::Error::Api(status) if status.code == 403 => {
+            let m = status.message.as_str();
+            Some(
+                m.split_once(" is forbidden: ")
+                    .map_or(m, |(_, why)| why)
+                    .to_owned(),
+            )
+        }
+        _ => None,
+    }
+}
+
 /// The HTTP status of a kube error, when it is an API error.
 pub fn status_code(err: &kube::Error) -> Option<u16> {
     match err {
         kube::Error::Api(status) => Some(status.code),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The 403 of the real API server for the first server-side apply of the CiliumNodeConfig
+    /// (rbac-denials.json): not retriable, and the message says what is missing and what to do.
+    #[test]
+    fn a_403_is_final_and_names_what_is_missing() {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "ciliumnodeconfigs.cilium.io \"cilium-default\" is forbidden: User \"system:serviceaccount:kube-system:cni-migrate\" cannot create resource \"ciliumnodeconfigs\" in API group \"cilium.io\" in the namespace \"kube-system\"",
+            "reason": "Forbidden",
+            "details": {"name": "cilium-default", "group": "cilium.io", "kind": "ciliumnodeconfigs"},
+            "code": 403
+        }))
+        .expect("a Status");
+        let source = kube::Error::Api(Box::new(status));
+        assert!(!is_retriable(&source));
+        let e = ClusterError::Forbidden {
+            verb: "apply",
+            what: "ciliumnodeconfigs cilium-default".into(),
+            source,
+        };
+        assert!(!e.is_retriable());
+        let s = e.to_string();
+        assert!(
+            s.contains("cannot create resource \"ciliumnodeconfigs\" in API group \"cilium.io\" in the namespace \"kube-system\"")
+                && s.contains("cni-migrate rbac"),
+            "{s}"
+        );
     }
 }

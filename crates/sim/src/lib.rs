@@ -77,6 +77,14 @@ pub enum SimError {
         #[source]
         source: std::io::Error,
     },
+    /// A token was asked for a ServiceAccount the cluster does not have.
+    #[error("no ServiceAccount {namespace}/{name} in the simulated cluster (apply it first)")]
+    NoServiceAccount {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
 }
 
 /// A running simulated API server.
@@ -198,6 +206,41 @@ impl Sim {
     /// [`SimError::Kubeconfig`] when the file cannot be written.
     pub fn write_kubeconfig(&self, path: &Path) -> Result<(), SimError> {
         std::fs::write(path, self.kubeconfig()).map_err(|source| SimError::Kubeconfig {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// Writes a kubeconfig that authenticates as ServiceAccount `namespace/name` with a fresh
+    /// token (its requests are checked against the cluster's RBAC objects, see
+    /// [`server::auth`]).
+    ///
+    /// # Errors
+    /// [`SimError::NoServiceAccount`] when it does not exist; [`SimError::Kubeconfig`] when the
+    /// file cannot be written.
+    pub fn write_kubeconfig_for(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        path: &Path,
+    ) -> Result<(), SimError> {
+        if self
+            .state
+            .store
+            .get("/serviceaccounts", namespace, service_account)
+            .is_none()
+        {
+            return Err(SimError::NoServiceAccount {
+                namespace: namespace.into(),
+                name: service_account.into(),
+            });
+        }
+        let token = server::auth::issue(namespace, service_account);
+        let text = self.kubeconfig().replace(
+            "- name: sim\n  user: {}\n",
+            &format!("- name: sim\n  user:\n    token: {token}\n"),
+        );
+        std::fs::write(path, text).map_err(|source| SimError::Kubeconfig {
             path: path.display().to_string(),
             source,
         })

@@ -295,6 +295,46 @@ pub const RESOURCES: &[Resource] = &[
         [],
         ["status"]
     ),
+    r!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterroles",
+        "clusterrole",
+        "ClusterRole",
+        false,
+        [],
+        []
+    ),
+    r!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        "ClusterRoleBinding",
+        false,
+        [],
+        []
+    ),
+    r!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "roles",
+        "role",
+        "Role",
+        true,
+        [],
+        []
+    ),
+    r!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "rolebindings",
+        "rolebinding",
+        "RoleBinding",
+        true,
+        [],
+        []
+    ),
 ];
 
 /// The preferred version of each group, in the order `/apis` lists them.

@@ -190,12 +190,15 @@ async fn helm_step(
         })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
-        // A refusal by the API server's authorizer does not go away by retrying.
-        let refused = stderr.contains("forbidden") || stderr.contains("Unauthorized");
+        let refusal = refused(&stderr);
         return Err(StepError::Helm {
             command,
-            reason: format!("{}: {stderr}", output.status),
-            retriable: !refused,
+            reason: format!(
+                "{}: {stderr}{}",
+                output.status,
+                refusal.map(|h| format!(" ({h})")).unwrap_or_default()
+            ),
+            retriable: refusal.is_none(),
         });
     }
     let waited = ctx.timing().install_timeout;
@@ -219,6 +222,22 @@ async fn helm_step(
     .await?;
     wait_agents_rolled_out(ctx, restart_agents).await?;
     Ok(Done::Done(format!("ran `{command}`; {what} live")))
+}
+
+/// When Helm's stderr shows a refusal by the API server (403 `forbidden`, 401 `Unauthorized`),
+/// which does not go away by retrying: what to do about it. `None`: another failure.
+fn refused(stderr: &str) -> Option<&'static str> {
+    if stderr.contains("is forbidden: ") || stderr.contains(" forbidden") {
+        Some(
+            "refused by RBAC, not retried: Helm's credentials lack the verb and resource named \
+             above; pass --helm-kubeconfig with credentials that may upgrade the Cilium chart, or \
+             grant `cni-migrate rbac --helm-role`",
+        )
+    } else if stderr.contains("Unauthorized") {
+        Some("Helm's credentials were not accepted (401), not retried: check its kubeconfig")
+    } else {
+        None
+    }
 }
 
 /// `cilium-installed`: Cilium in migration mode.
@@ -278,6 +297,22 @@ mod tests {
             "observedGeneration": 2, "desiredNumberScheduled": 3, "updatedNumberScheduled": 3,
             "numberReady": 3, "numberAvailable": 3}});
         assert_eq!(rollout_complete(&done), Ok(()));
+    }
+
+    /// What helm prints when the chart's upgrade is refused under least privilege.
+    #[test]
+    fn a_refusal_by_rbac_is_not_retried() {
+        let stderr = "Error: UPGRADE FAILED: failed to create resource: configmaps \"cilium-config\" is forbidden: \
+            User \"system:serviceaccount:kube-system:cni-migrate\" cannot patch resource \"configmaps\" \
+            in API group \"\" in the namespace \"kube-system\"";
+        assert!(refused(stderr).is_some_and(|h| h.contains("--helm-kubeconfig")));
+        let query = "Error: query: failed to query with labels: secrets is forbidden: User \"u\" cannot list resource \"secrets\"";
+        assert!(refused(query).is_some());
+        assert!(refused("Error: Kubernetes cluster unreachable: Unauthorized").is_some());
+        assert!(
+            refused("Error: UPGRADE FAILED: timed out waiting for the condition").is_none(),
+            "a passing failure is retried"
+        );
     }
 
     #[test]

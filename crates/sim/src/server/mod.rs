@@ -6,6 +6,8 @@
 //! /apis/G/V[/namespaces/NS]/PLURAL[/NAME[/SUB]]    everything else
 //!   GET (one, LIST with selectors and paging, ?watch=true)  POST  PUT  PATCH  DELETE
 //!   pods/NAME/eviction  pods/NAME/log  */status
+//! every request first passes auth::gate (Bearer tokens of ServiceAccounts against RBAC;
+//! no token: the admin)
 //! ```
 
 #![allow(clippy::result_large_err)] // handlers return ready HTTP responses as their errors
@@ -30,6 +32,7 @@ use self::{
 };
 use crate::store::StoreError;
 
+pub mod auth;
 mod delete;
 mod eviction;
 mod read;
@@ -60,6 +63,9 @@ pub async fn handle(
         if reqs.len() < 1_000_000 {
             reqs.push((method.to_string(), uri.to_string()));
         }
+    }
+    if let Some(refused) = auth::gate(&state, &method, &uri, &headers, &body) {
+        return refused;
     }
     let target = match route(&path) {
         Route::Discovery(v) => return ok_json(StatusCode::OK, &v),
