@@ -8,6 +8,7 @@
 //! ConfigMap  NS/cni-migrate-spec      the spec, mounted at /etc/cni-migrate/spec.yaml
 //! ServiceAccount NS/cni-migrate       the identity the run acts as
 //! RBAC                                `cni-migrate rbac`'s least-privilege rules, bound to it
+//!                                     (and `--helm-role`'s, when Helm runs in the pod)
 //! Job NS/cni-migrate                  one pod at a time: apply --or-resume (or rollback --all)
 //!   host network       it must depend on neither overlay
 //!   tolerates every taint (node.cilium.io/agent-not-ready included), system-cluster-critical
@@ -127,11 +128,6 @@ pub fn render(args: &JobArgs) -> Result<String, Failure> {
         "metadata": {"name": "cni-migrate-spec", "namespace": ns, "labels": labels},
         "data": {"spec.yaml": text},
     });
-    let service_account = json!({
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": {"name": name, "namespace": ns, "labels": labels},
-    });
     let job = json!({
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -171,12 +167,13 @@ pub fn render(args: &JobArgs) -> Result<String, Failure> {
         spec.metadata.name,
         spec.target.cilium_version,
     );
-    for doc in [config_map, service_account] {
-        out.push_str("---\n");
-        out.push_str(&planner::yaml::to_string(&doc).map_err(Failure::other)?);
-    }
+    out.push_str("---\n");
+    out.push_str(&planner::yaml::to_string(&config_map).map_err(Failure::other)?);
+    // The ServiceAccount and its least-privilege RBAC; with `--helm`, Helm runs in the pod
+    // with the same identity, so the chart's role comes too (`rbac --helm-role`).
     out.push_str(&crate::rbac::render(
         &json!({"kind": "ServiceAccount", "namespace": ns, "name": name}),
+        args.helm.is_some(),
     ));
     out.push_str("---\n");
     out.push_str(&planner::yaml::to_string(&job).map_err(Failure::other)?);

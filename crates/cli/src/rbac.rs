@@ -44,7 +44,7 @@ pub const RULES: &[Rule] = &[
         resource: "nodes",
         verbs: &["get", "list", "patch"],
         namespace: None,
-        why: "discovery, readiness, cordon/uncordon, the migration label",
+        why: "discovery, readiness, cordon/uncordon, the migration label, scale-down annotations while held",
     },
     Rule {
         group: "",
