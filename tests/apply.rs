@@ -589,17 +589,8 @@ async fn apply_or_resume_starts_then_goes_on_with_the_recorded_migration() {
     let env = env("kind-flannel", &same).await;
     let before_nodes = env.nodes().await;
     let before_pods = env.workload_pods().await;
-    let killed = tokio::time::timeout(
-        LIMIT,
-        env.command("apply", &["--or-resume"])
-            .env("CNI_MIGRATE_TEST_CRASH_AT", "kind-worker/drain@done")
-            .output(),
-    )
-    .await
-    .expect("in time")
-    .expect("runs");
-    assert_eq!(killed.status.code(), None, "{}", show(&killed));
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    env.killed_in("apply", &["--or-resume"], "kind-worker/drain@done")
+        .await;
     let plain = env.run("apply", &["--force-unlock"], LIMIT).await;
     assert_ne!(
         plain.status.code(),

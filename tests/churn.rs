@@ -221,17 +221,8 @@ async fn sigkill_while_a_joined_node_is_in_flight_then_resume() {
     assert_eq!(first.status.code(), Some(4), "{}", show(&first));
     join(&env, "kind-worker9", 9);
     let before_nodes = env.nodes().await;
-    let killed = tokio::time::timeout(
-        LIMIT,
-        env.command("resume", &[])
-            .env("CNI_MIGRATE_TEST_CRASH_AT", "kind-worker9/drain@started")
-            .output(),
-    )
-    .await
-    .expect("in time")
-    .expect("runs");
-    assert_eq!(killed.status.code(), None, "{}", show(&killed));
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    env.killed_in("resume", &[], "kind-worker9/drain@started")
+        .await;
     let resumed = env.run("resume", &["--force-unlock"], LIMIT).await;
     assert_eq!(resumed.status.code(), Some(0), "{}", show(&resumed));
     assert_migrated(&env, &before_nodes, &before_pods, POOL).await;

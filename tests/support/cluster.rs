@@ -139,9 +139,15 @@ impl Env {
     /// hook), and waits until its Lease is stale, as a human would before `resume
     /// --force-unlock`.
     pub async fn killed_at(&self, point: &str) {
+        self.killed_in("apply", &[], point).await;
+    }
+
+    /// Runs `cni-migrate SUB EXTRA`, killed with SIGKILL at `point`, and waits until its Lease
+    /// is stale.
+    pub async fn killed_in(&self, sub: &str, extra: &[&str], point: &str) {
         let out = tokio::time::timeout(
             Duration::from_secs(120),
-            self.command("apply", &[])
+            self.command(sub, extra)
                 .env("CNI_MIGRATE_TEST_CRASH_AT", point)
                 .output(),
         )

@@ -56,18 +56,7 @@ pub fn status(args: StatusArgs) -> Result<u8, Failure> {
         if args.follow {
             return follow(&*store, client.as_ref(), ck, json, args.interval.into()).await;
         }
-        let lock = match &client {
-            Some(c) => cluster::lease::holder(c)
-                .await
-                .ok()
-                .flatten()
-                .map(|h| LockView {
-                    holder: h.holder,
-                    fresh: h.fresh,
-                    renewed_seconds_ago: h.renewed_seconds_ago,
-                }),
-            None => None,
-        };
+        let lock = lock_view(client.as_ref()).await;
         let mut status = Status::new(&ck, &store.describe(), lock);
         if let Some(c) = &client {
             status.pods = executor::status::managed_pods(&KubeCluster::new(c.clone())).await;
@@ -81,6 +70,16 @@ pub fn status(args: StatusArgs) -> Result<u8, Failure> {
             print!("{}", text(&status));
         }
         Ok(exit::OK)
+    })
+}
+
+/// The Lease as `status` shows it, when the cluster answers.
+async fn lock_view(client: Option<&kube::Client>) -> Option<LockView> {
+    let h = cluster::lease::holder(client?).await.ok().flatten()?;
+    Some(LockView {
+        holder: h.holder,
+        fresh: h.fresh,
+        renewed_seconds_ago: h.renewed_seconds_ago,
     })
 }
 
@@ -125,18 +124,7 @@ async fn follow(
     let mut seen = std::collections::BTreeMap::new();
     let mut ck = first;
     loop {
-        let lock = match client {
-            Some(c) => cluster::lease::holder(c)
-                .await
-                .ok()
-                .flatten()
-                .map(|h| LockView {
-                    holder: h.holder,
-                    fresh: h.fresh,
-                    renewed_seconds_ago: h.renewed_seconds_ago,
-                }),
-            None => None,
-        };
+        let lock = lock_view(client).await;
         let status = Status::new(&ck, &store.describe(), lock);
         for (what, now) in positions(&status) {
             if seen.get(&what) != Some(&now) {
