@@ -32,6 +32,7 @@ pub mod progress;
 pub mod rbac;
 pub mod rehearse;
 pub mod run;
+pub mod signal;
 pub mod status;
 
 pub use args::KubeArgs;

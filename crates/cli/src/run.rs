@@ -427,7 +427,7 @@ async fn run(args: ApplyArgs, s: RunSettings, intent: Intent) -> Result<u8, Fail
     };
     let ended = tokio::select! {
         ended = work => ended,
-        signal = stop_signal() => {
+        signal = crate::signal::stop_signal() => {
             eprintln!(
                 "{}: stopping; steps under way stop where they are and stay recorded as running in the checkpoint ({}), and `resume` runs them again (every step observes before it acts); the lock is released, so this goes on at once: {}",
                 signal.name,
@@ -443,40 +443,6 @@ async fn run(args: ApplyArgs, s: RunSettings, intent: Intent) -> Result<u8, Fail
         eprintln!("warning: cannot release the lock: {e}");
     }
     ended
-}
-
-/// A signal that asks the run to stop.
-struct Stop {
-    name: &'static str,
-    code: u8,
-}
-
-/// Waits for SIGINT (Ctrl-C) or SIGTERM (what a drain, a deleted pod or `kill` sends). The
-/// run then stops where it is and releases its Lease, so the next `resume` (or the next pod of
-/// a Job) goes on at once instead of waiting for a stale lock.
-async fn stop_signal() -> Stop {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = term.recv() => Stop { name: "SIGTERM", code: exit::TERMINATED },
-            _ = int.recv() => Stop { name: "SIGINT", code: exit::INTERRUPTED },
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        Stop {
-            name: "interrupt",
-            code: exit::INTERRUPTED,
-        }
-    }
 }
 
 /// The command that goes on from here.

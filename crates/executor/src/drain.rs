@@ -247,7 +247,21 @@ pub async fn drain<C: Cluster + ?Sized>(
     node: &str,
     opts: &DrainOptions,
 ) -> Result<DrainReport, DrainError> {
-    evict_where(cluster, node, opts, &|_| true).await
+    drain_listed(cluster, node, opts, None).await
+}
+
+/// [`drain`], starting from the node's pods as just listed (by the step's announcement),
+/// so that announcing the count costs no second LIST.
+///
+/// # Errors
+/// As [`drain`].
+pub async fn drain_listed<C: Cluster + ?Sized>(
+    cluster: &C,
+    node: &str,
+    opts: &DrainOptions,
+    listed: Option<Vec<PodInfo>>,
+) -> Result<DrainReport, DrainError> {
+    evict_listed(cluster, node, opts, &|_| true, listed).await
 }
 
 /// Evicts the pods on a node that `select` picks, with the drain's filters, refusals, PDB
@@ -261,13 +275,26 @@ pub async fn evict_where<C: Cluster + ?Sized>(
     opts: &DrainOptions,
     select: &(dyn Fn(&PodInfo) -> bool + Send + Sync),
 ) -> Result<DrainReport, DrainError> {
+    evict_listed(cluster, node, opts, select, None).await
+}
+
+async fn evict_listed<C: Cluster + ?Sized>(
+    cluster: &C,
+    node: &str,
+    opts: &DrainOptions,
+    select: &(dyn Fn(&PodInfo) -> bool + Send + Sync),
+    listed: Option<Vec<PodInfo>>,
+) -> Result<DrainReport, DrainError> {
     let err = |source| DrainError::Cluster {
         node: node.to_owned(),
         source,
     };
     let start = Instant::now();
     let deadline = start + opts.timeout;
-    let pods = cluster.pods_on_node(node).await.map_err(err)?;
+    let pods = match listed {
+        Some(pods) => pods,
+        None => cluster.pods_on_node(node).await.map_err(err)?,
+    };
 
     let mut report = DrainReport::default();
     let mut refused = Vec::new();

@@ -34,7 +34,7 @@ use tokio::time::Instant;
 
 use crate::{
     admission::{self, Next},
-    checkpoint::{Checkpoint, FailureRecord, NodeChanges, NodePrior, StepIndex, StepState},
+    checkpoint::{Checkpoint, FailureRecord, StepIndex, StepState},
     config::RunConfig,
     error::StepError,
     events::{Event, EventKind, Observer, chain, unix_now},
@@ -45,6 +45,9 @@ use crate::{
     step::{self, Done, Shared, StepCtx},
     store::StateStore,
 };
+
+mod admit;
+mod membership;
 
 /// How [`Runner::run_step`] ended.
 pub(crate) enum StepEnd {
@@ -285,58 +288,6 @@ impl<'a> Runner<'a> {
         Ok(Outcome::Finished(summary))
     }
 
-    /// Before the finale switches Cilium to its final mode and again before it removes the old
-    /// CNI: the world, not the plan, must be migrated. A Ready node the record does not show
-    /// migrated (it joined after this run planned) stops the run at a gate naming it, and the
-    /// old CNI stays under it; `resume` adds it and migrates it first.
-    async fn world_check(&self, step: &Step) -> Result<Option<Outcome>, RunError> {
-        let nodes = match self.cluster.nodes().await {
-            Ok(n) => n,
-            Err(e) => {
-                let message = format!(
-                    "cannot list the nodes to check that every Ready node is migrated before {} ({e}); `cni-migrate resume` tries again",
-                    step.kind
-                );
-                return Ok(Some(self.gate(step, message).await?));
-            }
-        };
-        let ck = self.journal.ck.lock().await.clone();
-        let unmigrated: Vec<&str> = nodes
-            .iter()
-            .filter(|n| n.ready && !ck.node_migrated(&n.name))
-            .map(|n| n.name.as_str())
-            .collect();
-        if unmigrated.is_empty() {
-            return Ok(None);
-        }
-        let message = format!(
-            "node(s) {} are Ready but not migrated (they joined after this run planned): {} would take the old CNI from under them, so the run stops here; `cni-migrate resume` adds them and migrates them first",
-            unmigrated.join(", "),
-            step.kind
-        );
-        Ok(Some(self.gate(step, message).await?))
-    }
-
-    /// Events for the nodes that came and went since the checkpoint last saw the cluster.
-    fn announce(&self, changes: &NodeChanges) {
-        for n in &changes.joined {
-            self.emit(
-                EventKind::NodeJoined,
-                None,
-                Some(n),
-                format!("{n} joined the cluster after the migration started: it is migrated like the others"),
-            );
-        }
-        for n in &changes.left {
-            self.emit(
-                EventKind::NodeLeft,
-                None,
-                Some(n),
-                format!("{n} left the cluster: recorded as gone, not failed"),
-            );
-        }
-    }
-
     async fn gate(&self, step: &Step, message: String) -> Result<Outcome, RunError> {
         let mut ck = self.journal.ck.lock().await;
         ck.gate = Some(format!("{}: {message}", step.id));
@@ -427,33 +378,6 @@ impl<'a> Runner<'a> {
             }
             return self.fail(step, &err).await;
         }
-    }
-
-    /// Whether the node is gone from the cluster (a failed read is not "gone").
-    async fn node_is_gone(&self, node: &str) -> bool {
-        matches!(self.cluster.node(node).await, Ok(None))
-    }
-
-    /// Records that a node left the cluster mid-chain: its chain stops where it was, its slot
-    /// is freed, and the run goes on.
-    async fn node_left(&self, node: &str, err: &StepError) -> Result<(), RunError> {
-        let mut ck = self.journal.ck.lock().await;
-        let now = self.now();
-        if !ck.record_left(node, now) {
-            return Ok(());
-        }
-        self.journal.save(&mut ck).await?;
-        drop(ck);
-        self.emit(
-            EventKind::NodeLeft,
-            None,
-            Some(node),
-            format!(
-                "{node} left the cluster mid-chain ({}): recorded as gone, not failed; the run goes on",
-                chain(err)
-            ),
-        );
-        Ok(())
     }
 
     /// Records a step's failure; outside a rollback it also stops admissions.
@@ -702,54 +626,6 @@ impl<'a> Runner<'a> {
             );
         }
         Ok(())
-    }
-
-    /// Records the node's prior state before anything changes on it (only the first time).
-    /// `Ok(Err(why))` when it cannot be observed now: the node must not be touched (a guess
-    /// could make the tool uncordon a node someone else cordoned).
-    pub(crate) async fn record_prior(
-        &self,
-        node: &str,
-    ) -> Result<Result<NodePrior, String>, RunError> {
-        if let Some(prior) = self.journal.ck.lock().await.prior(node) {
-            return Ok(Ok(prior));
-        }
-        let observed = self
-            .cfg
-            .timing
-            .backoff()
-            .retry(
-                || step::node::observe_prior(&*self.cluster, node),
-                StepError::is_retriable,
-            )
-            .await;
-        let prior = match observed {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(chain(&e))),
-        };
-        let mut ck = self.journal.ck.lock().await;
-        ck.record_prior(node, &prior);
-        self.journal.save(&mut ck).await?;
-        Ok(Ok(prior))
-    }
-
-    /// Admits a node: its prior state recorded first. `false` when it cannot be observed now.
-    async fn admit(&self, node: &str) -> Result<bool, RunError> {
-        let fresh = self.journal.ck.lock().await.prior(node).is_none();
-        let prior = match self.record_prior(node).await? {
-            Ok(p) => p,
-            Err(why) => {
-                let message = format!("not admitting {node}: cannot observe its state ({why})");
-                self.emit(EventKind::Waiting, None, Some(node), message);
-                return Ok(false);
-            }
-        };
-        let mut message = format!("admitted {node}");
-        if fresh && prior.cordoned {
-            message.push_str(" (cordoned before the migration: it stays cordoned)");
-        }
-        self.emit(EventKind::NodeAdmitted, None, Some(node), message);
-        Ok(true)
     }
 
     async fn run_node(&self, node: String) -> (String, Result<(), RunError>) {

@@ -60,6 +60,10 @@ pub trait Ledger: Send + Sync {
 pub struct Shared {
     /// Held while beacons are placed or moved (nodes verify concurrently).
     pub beacons: tokio::sync::Mutex<()>,
+    /// A node's pods as the drain's announcement listed them, taken by the drain that follows
+    /// at once (one LIST for both).
+    pub listed:
+        std::sync::Mutex<std::collections::BTreeMap<String, Vec<planner::snapshot::PodInfo>>>,
 }
 
 /// Everything a step may use.

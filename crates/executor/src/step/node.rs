@@ -261,7 +261,13 @@ async fn guard_against_scale_down(
 pub(super) async fn drain_step(ctx: &StepCtx<'_>) -> Result<Done, StepError> {
     let (c, node) = (ctx.cluster, ctx.node);
     probe::remove_on_node(c, node, None).await?;
-    let report = match drain::drain(c, node, &drain_options(ctx)).await {
+    let listed = ctx
+        .shared
+        .listed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(node);
+    let report = match drain::drain_listed(c, node, &drain_options(ctx), listed).await {
         Ok(r) => r,
         Err(e) => {
             // What a failed drain did evict still counts in the summary.
@@ -351,6 +357,11 @@ pub(super) async fn drain_description(ctx: &StepCtx<'_>, planned: &str) -> Optio
         .filter(|p| matches!(drain::classify(p, &opts), Ok(None)))
         .count();
     let (_, rest) = planned.split_once(" pod(s) from ")?;
+    ctx.shared
+        .listed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(ctx.node.to_owned(), pods);
     Some(format!("evict {evict} pod(s) from {rest}"))
 }
 
