@@ -202,7 +202,12 @@ fn pod_spec(args: &JobArgs, name: &str, command: Vec<String>) -> Value {
             "name": name,
             "image": args.image,
             "args": command,
-            "env": [{"name": "HOME", "value": "/work"}],
+            // The run knows its own pod: a drain of its node evicts it last.
+            "env": [
+                {"name": "HOME", "value": "/work"},
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            ],
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
                 "limits": {"memory": "1Gi"}},
             "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,

@@ -44,6 +44,11 @@ pub struct DrainOptions {
     /// Evict DaemonSet pods too (their controller recreates them on the same node): the
     /// restart of pods Cilium does not manage, not a drain.
     pub include_daemonset_pods: bool,
+    /// The pod this process runs in (`namespace/name`, from the downward API's `POD_NAMESPACE`
+    /// and `POD_NAME`: an in-cluster Job): evicted last, after every other pod of the node is
+    /// gone, so that the run stops (SIGTERM) only when its drain's work is done and the Job's
+    /// next pod resumes on another node.
+    pub own_pod: Option<String>,
 }
 
 impl DrainOptions {
@@ -58,6 +63,7 @@ impl DrainOptions {
             poll: Duration::from_secs(1),
             node_check: Duration::from_secs(5),
             include_daemonset_pods: false,
+            own_pod: None,
         }
     }
 }
@@ -332,9 +338,16 @@ async fn evict_listed<C: Cluster + ?Sized>(
     loop {
         let now = Instant::now();
         // Evict what is due.
+        let others_left = pending.keys().any(|k| Some(k) != opts.own_pod.as_ref());
         for (key, p) in &mut pending {
             if p.evicted || p.next_try > now {
                 continue;
+            }
+            if Some(key) == opts.own_pod.as_ref() {
+                if others_left {
+                    continue;
+                }
+                tracing::warn!(node, pod = %key, "evicting this run's own pod last: the run stops on SIGTERM and the Job's next pod resumes");
             }
             match cluster
                 .evict(&p.namespace, &p.name, opts.grace_period_seconds)

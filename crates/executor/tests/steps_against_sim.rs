@@ -43,6 +43,7 @@ fn fast(timeout: Duration) -> DrainOptions {
         poll: Duration::from_millis(50),
         node_check: Duration::from_millis(200),
         include_daemonset_pods: false,
+        own_pod: None,
     }
 }
 
@@ -363,4 +364,23 @@ async fn basic_verification_explains_what_it_expected_and_saw() {
     .await
     .expect("verified");
     assert!(ok.contains("10.245.3.0/24"), "{ok}");
+}
+
+/// A run inside the cluster evicts its own pod last: every other pod of the node is gone
+/// before the eviction that stops the run (the Job's next pod resumes elsewhere).
+#[tokio::test]
+async fn the_runs_own_pod_is_evicted_last() {
+    let (sim, c, _dir) = start("kind-flannel.dump.yaml").await;
+    // cart-redis-0 sorts first: without the rule it would go first.
+    let own = "shop/cart-redis-0";
+    let opts = DrainOptions {
+        own_pod: Some(own.to_owned()),
+        ..fast(Duration::from_secs(10))
+    };
+    let report = drain::drain(&c, "kind-worker2", &opts)
+        .await
+        .expect("drains");
+    assert_eq!(report.evicted.len(), 2);
+    let order = sim.evictions();
+    assert_eq!(order.last().map(String::as_str), Some(own), "{order:?}");
 }

@@ -62,6 +62,16 @@ pub async fn observe_prior(cluster: &dyn Cluster, node: &str) -> Result<NodePrio
     })
 }
 
+/// The pod this process runs in, when it runs in one (`POD_NAMESPACE`/`POD_NAME` from the
+/// downward API, as `cni-migrate job` sets them).
+fn own_pod() -> Option<String> {
+    let ns = std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|s| !s.is_empty())?;
+    let name = std::env::var("POD_NAME").ok().filter(|s| !s.is_empty())?;
+    Some(format!("{ns}/{name}"))
+}
+
 /// The options of every drain and eviction the run makes: the spec's, paced by the run.
 pub fn drain_options(ctx: &StepCtx<'_>) -> DrainOptions {
     let t = ctx.timing();
@@ -69,6 +79,7 @@ pub fn drain_options(ctx: &StepCtx<'_>) -> DrainOptions {
     opts.retry_delay = t.drain_retry;
     opts.poll = t.drain_poll;
     opts.node_check = t.poll.max(t.drain_poll);
+    opts.own_pod = own_pod();
     opts
 }
 
@@ -357,12 +368,18 @@ pub(super) async fn drain_description(ctx: &StepCtx<'_>, planned: &str) -> Optio
         .filter(|p| matches!(drain::classify(p, &opts), Ok(None)))
         .count();
     let (_, rest) = planned.split_once(" pod(s) from ")?;
+    let last = opts
+        .own_pod
+        .as_ref()
+        .filter(|own| pods.iter().any(|p| p.key() == **own))
+        .map(|own| format!("; this run's own pod {own} goes last (the run then stops and the Job's next pod resumes)"))
+        .unwrap_or_default();
     ctx.shared
         .listed
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .insert(ctx.node.to_owned(), pods);
-    Some(format!("evict {evict} pod(s) from {rest}"))
+    Some(format!("evict {evict} pod(s) from {rest}{last}"))
 }
 
 /// `uncordon`, as the node was before the migration.
