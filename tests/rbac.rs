@@ -331,11 +331,16 @@ async fn helm_refused_by_rbac_fails_at_once() {
     );
 }
 
-/// The other kinds of cluster (Calico through its operator, EKS overlay) migrate as the
-/// ServiceAccount too.
+/// The other kinds of cluster (Calico through its operator and its manifests, both EKS
+/// profiles) migrate as the ServiceAccount too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_examples_migrate_as_the_service_account() {
-    for example in ["calico-operator-vxlan", "eks-overlay-al2"] {
+    for example in [
+        "calico-operator-vxlan",
+        "calico-manifest-ipip",
+        "eks-overlay-al2",
+        "eks-eni-al2023",
+    ] {
         let mut env = env(example, &same).await;
         apply_rbac(&env, &[]);
         let admin = as_service_account(&mut env).display().to_string();
