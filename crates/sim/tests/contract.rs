@@ -3,69 +3,18 @@
 //! `kind`, `apiVersion`, `status: Failure`, `message`, `reason`, `details`, `code`). Raw
 //! HTTP/1.1 over a TCP socket, so nothing in a client library hides what the server sent.
 
+mod support;
+
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
 use sim::{Faults, Sim};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-struct Reply {
-    code: u16,
-    headers: String,
-    body: String,
-}
+use support::{Reply, http};
 
 impl Reply {
     fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
-}
-
-async fn http(sim: &Sim, method: &str, path: &str, content_type: &str, body: &str) -> Reply {
-    let addr = sim.url().trim_start_matches("http://").to_owned();
-    let mut s = tokio::net::TcpStream::connect(&addr)
-        .await
-        .expect("connect");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.expect("read");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    Reply {
-        code,
-        headers: head.to_owned(),
-        body,
-    }
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 fn assert_status(r: &Reply, code: u16, reason: &str) -> Value {

@@ -13,14 +13,13 @@
 //! when the directory is absent. Names, UIDs, times, resourceVersions and managedFields are
 //! not compared.
 
+mod support;
+
 use std::{path::PathBuf, time::Duration};
 
 use serde_json::{Value, json};
 use sim::{Sim, model::ModelOptions, store::Event};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    sync::broadcast::Receiver,
-};
+use tokio::sync::broadcast::Receiver;
 
 /// The recorded case, or `None` (and a line saying why) when the corpus is not here.
 fn recording(case: &str) -> Option<Value> {
@@ -73,55 +72,17 @@ struct Reply {
 }
 
 async fn http(sim: &Sim, method: &str, path: &str, content_type: &str, body: &Value) -> Reply {
-    let addr = sim.url().trim_start_matches("http://").to_owned();
     let body = if body.is_null() {
         String::new()
     } else {
         body.to_string()
     };
-    let mut s = tokio::net::TcpStream::connect(&addr)
-        .await
-        .expect("connect");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.expect("read");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let rest = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(rest)
-    } else {
-        rest.to_owned()
-    };
+    let raw = support::http(sim, method, path, content_type, &body).await;
     Reply {
-        code,
-        headers: head.to_ascii_lowercase(),
-        body: serde_json::from_str(&rest).unwrap_or(Value::Null),
+        code: raw.code,
+        headers: raw.headers.to_ascii_lowercase(),
+        body: serde_json::from_str(&raw.body).unwrap_or(Value::Null),
     }
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 /// Replays a recorded request (its path with `names` swapped) and checks the status code.

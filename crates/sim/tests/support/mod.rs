@@ -1,0 +1,63 @@
+//! What the sim's own tests share: a raw HTTP/1.1 exchange with the simulated server, so that
+//! status lines, headers and chunked bodies are seen exactly as a client gets them.
+
+use sim::Sim;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// One answer, as sent.
+pub struct Reply {
+    /// The status code.
+    pub code: u16,
+    /// The status line and headers, as sent.
+    pub headers: String,
+    /// The body, de-chunked.
+    pub body: String,
+}
+
+/// Sends one request and reads the whole answer.
+pub async fn http(sim: &Sim, method: &str, path: &str, content_type: &str, body: &str) -> Reply {
+    let addr = sim.url().trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Reply {
+        code,
+        headers: head.to_owned(),
+        body,
+    }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
