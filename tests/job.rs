@@ -171,15 +171,20 @@ fn bad_input_is_named_and_prints_nothing() {
     }
 }
 
-/// What the Job's pod runs, run against the simulated cluster: the spec as the ConfigMap
-/// holds it, the container's arguments as the Job gives them.
+/// What the Job's pod runs, run against the simulated cluster as the Job's ServiceAccount
+/// under the sim's authorizer: the objects `job` prints applied (all but the Job itself, which
+/// the sim does not run), the spec as the ConfigMap holds it, the container's arguments as the
+/// Job gives them, Helm in the pod with the same identity (so the Helm role comes along).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_jobs_command_line_migrates_the_cluster() {
+async fn the_jobs_command_line_migrates_the_cluster_as_its_service_account() {
     let env = env("kind-flannel", &|s| s).await;
     let before_nodes = env.nodes().await;
     let before_pods = env.workload_pods().await;
     // The spec the tests adapt for the simulated cluster (no reboot hook, fast timeouts).
-    let objects = job_objects_for(&env.spec, &[]);
+    let objects = job_objects_for(&env.spec, &["--helm", "helm"]);
+    for o in objects.iter().filter(|o| o["kind"] != "Job") {
+        assert!(env.sim.insert(o.clone()), "the sim serves {}", o["kind"]);
+    }
     let cm = objects
         .iter()
         .find(|o| o["kind"] == "ConfigMap")
@@ -189,6 +194,12 @@ async fn the_jobs_command_line_migrates_the_cluster() {
     let spec = dir.path().join("spec.yaml");
     std::fs::write(&spec, cm["data"]["spec.yaml"].as_str().expect("spec")).expect("write");
     let work = dir.path().join("work");
+    let sa = dir.path().join("sa-kubeconfig");
+    env.sim
+        .write_kubeconfig_for("kube-system", "cni-migrate", &sa)
+        .expect("the ServiceAccount was applied");
+    // The image's helm is the simulated cluster's stand-in here.
+    let stand_in = format!("{} sim helm", support::binary().display());
     let args: Vec<String> = job["spec"]["template"]["spec"]["containers"][0]["args"]
         .as_array()
         .expect("args")
@@ -197,17 +208,13 @@ async fn the_jobs_command_line_migrates_the_cluster() {
         .map(|a| match a {
             "/etc/cni-migrate/spec.yaml" => spec.display().to_string(),
             "/work" => work.display().to_string(),
+            "helm" => stand_in.clone(),
             other => other.to_owned(),
         })
         .collect();
-    // The image's helm is the simulated cluster's stand-in here.
     let out = tokio::process::Command::new(support::binary())
         .args(&args)
-        .args(["--kubeconfig", &env.kubeconfig.display().to_string()])
-        .args([
-            "--helm",
-            &format!("{} sim helm", support::binary().display()),
-        ])
+        .args(["--kubeconfig", &sa.display().to_string()])
         .args(["--sim-timing", "--lease-seconds", "1"])
         .output()
         .await
