@@ -268,49 +268,20 @@ pub fn permissions(method: &str, uri: &str) -> Vec<Permission> {
 /// non-resource URLs, which every authenticated user may read.
 pub fn permission(method: &str, uri: &str) -> Option<(String, String, String, Option<String>)> {
     let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
-    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (group, rest) = match parts.as_slice() {
-        ["api", _v, rest @ ..] => ("", rest),
-        ["apis", g, _v, rest @ ..] => (*g, rest),
-        _ => return None,
+    // The simulated API server's authorizer reads requests the way the real one does: one
+    // reading of a URL for both.
+    let a = sim::server::auth::Attributes::of(method, path, query)?;
+    let resource = match &a.sub {
+        Some(s) => format!("{}/{s}", a.resource),
+        None => a.resource.clone(),
     };
-    let (namespace, rest) = match rest {
-        ["namespaces", ns, r, tail @ ..] => (Some((*ns).to_owned()), [&[*r][..], tail].concat()),
-        r => (None, r.to_vec()),
+    // A Namespace is cluster-scoped: the grant that matters is the cluster-wide one.
+    let namespace = if a.resource == "namespaces" {
+        None
+    } else {
+        a.namespace
     };
-    let (resource, name, sub) = match rest.as_slice() {
-        [] => return None,
-        [r] => (*r, None, None),
-        [r, n] => (*r, Some(*n), None),
-        [r, n, s, ..] => (*r, Some(*n), Some(*s)),
-    };
-    let resource = match sub {
-        Some(s) => format!("{resource}/{s}"),
-        None => resource.to_owned(),
-    };
-    Some((
-        group.to_owned(),
-        resource,
-        verb(method, name.is_some(), query).to_owned(),
-        namespace,
-    ))
-}
-
-fn verb(method: &str, named: bool, query: &str) -> &'static str {
-    let watch = query
-        .split('&')
-        .any(|kv| kv == "watch=true" || kv == "watch=1");
-    match (method, named) {
-        ("GET", _) if watch => "watch",
-        ("GET", true) => "get",
-        ("GET", false) => "list",
-        ("POST", _) => "create",
-        ("PUT", _) => "update",
-        ("PATCH", _) => "patch",
-        ("DELETE", true) => "delete",
-        ("DELETE", false) => "deletecollection",
-        _ => "unknown",
-    }
+    Some((a.group, resource, a.verb, namespace))
 }
 
 /// Whether the rules grant a permission.
