@@ -44,6 +44,17 @@ fn join(env: &Env, name: &str, n: u8) {
     assert!(env.sim.insert(node), "the node is stored");
 }
 
+/// Every node migrated, the run stopped before the finale; then `kind-worker9` joins. The nodes
+/// as they are then (the new one neither cordoned nor labelled).
+async fn migrated_then_joined(env: &Env) -> std::collections::BTreeMap<String, (bool, bool)> {
+    let first = env
+        .run("apply", &["--stop-before", "finalize"], LIMIT)
+        .await;
+    assert_eq!(first.status.code(), Some(4), "{}", show(&first));
+    join(env, "kind-worker9", 9);
+    env.nodes().await
+}
+
 fn leave(env: &Env, name: &str) {
     env.sim
         .store()
@@ -55,12 +66,7 @@ fn leave(env: &Env, name: &str) {
 async fn a_node_that_joins_before_the_finale_is_migrated_on_resume() {
     let env = env("kind-flannel", &same).await;
     let before_pods = env.workload_pods().await;
-    let first = env
-        .run("apply", &["--stop-before", "finalize"], LIMIT)
-        .await;
-    assert_eq!(first.status.code(), Some(4), "{}", show(&first));
-    join(&env, "kind-worker9", 9);
-    let before_nodes = env.nodes().await;
+    let before_nodes = migrated_then_joined(&env).await;
     // Its flannel pod comes up like on any new node.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let resumed = env.run("resume", &[], LIMIT).await;
@@ -215,12 +221,7 @@ async fn a_node_that_leaves_mid_drain_frees_its_slot_and_the_run_finishes() {
 async fn sigkill_while_a_joined_node_is_in_flight_then_resume() {
     let env = env("kind-flannel", &same).await;
     let before_pods = env.workload_pods().await;
-    let first = env
-        .run("apply", &["--stop-before", "finalize"], LIMIT)
-        .await;
-    assert_eq!(first.status.code(), Some(4), "{}", show(&first));
-    join(&env, "kind-worker9", 9);
-    let before_nodes = env.nodes().await;
+    let before_nodes = migrated_then_joined(&env).await;
     env.killed_in("resume", &[], "kind-worker9/drain@started")
         .await;
     let resumed = env.run("resume", &["--force-unlock"], LIMIT).await;
@@ -240,12 +241,7 @@ async fn new_nodes_hold_stops_at_a_gate_naming_them() {
     let hold = |s: String| s.replace("rollout:\n", "rollout:\n  newNodes: hold\n");
     let env = env("kind-flannel", &hold).await;
     let before_pods = env.workload_pods().await;
-    let first = env
-        .run("apply", &["--stop-before", "finalize"], LIMIT)
-        .await;
-    assert_eq!(first.status.code(), Some(4), "{}", show(&first));
-    join(&env, "kind-worker9", 9);
-    let before_nodes = env.nodes().await;
+    let before_nodes = migrated_then_joined(&env).await;
     let held = env.run("resume", &[], LIMIT).await;
     assert_eq!(held.status.code(), Some(4), "{}", show(&held));
     let err = String::from_utf8_lossy(&held.stderr);
