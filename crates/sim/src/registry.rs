@@ -165,6 +165,17 @@ pub const RESOURCES: &[Resource] = &[
         [],
         []
     ),
+    r!("batch", "v1", "jobs", "job", "Job", true, [], ["status"]),
+    r!(
+        "scheduling.k8s.io",
+        "v1",
+        "priorityclasses",
+        "priorityclass",
+        "PriorityClass",
+        false,
+        ["pc"],
+        []
+    ),
     r!(
         "policy",
         "v1",

@@ -287,3 +287,179 @@ async fn kubectl_drain_completes_once_replacements_are_ready() {
         "all moved off the drained node"
     );
 }
+
+/// Polls `kubectl get ... -o jsonpath=...` until it prints `want` (or ten seconds pass).
+async fn eventually(f: &Fixture, args: &[&str], want: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, out, err) = kubectl(f, args).await;
+        if out.trim() == want || std::time::Instant::now() > deadline {
+            return format!("{}{err}", out.trim());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What an SRE does with kubectl every day works against the sim as against a real server:
+/// `create -f` and `apply -f` with kubectl's default validation (it reads the OpenAPI v3
+/// documents, then the server validates strictly), an unknown field refused by name,
+/// `scale` of a Deployment and a StatefulSet (the `scale` subresource) acted on by the
+/// controllers, and `get ds,deploy,rs,sts` with their columns filled in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_apply_scale_and_tables() {
+    if !kubectl_available() {
+        return;
+    }
+    let mut f = fixture("kind-flannel.dump.yaml").await;
+    f.sim.start_model(
+        sim::model::ModelOptions::default(),
+        Duration::from_millis(200),
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let manifest = |name: &str, replicas_key: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  {replicas_key}: 2\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec: {{containers: [{{name: c, image: nginx}}]}}\n"
+        )
+    };
+    let good = dir.path().join("web.yaml");
+    std::fs::write(&good, manifest("web", "replicas")).expect("write");
+    let bad = dir.path().join("typo.yaml");
+    std::fs::write(&bad, manifest("typo", "replica")).expect("write");
+    let good = good.to_str().expect("utf-8");
+    let bad = bad.to_str().expect("utf-8");
+
+    let (code, out, err) = kubectl(&f, &["create", "-f", good]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = kubectl(&f, &["apply", "-f", good]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("deployment.apps/web configured"), "{out}");
+    // The Deployment controller makes a ReplicaSet, the ReplicaSet its pods.
+    let ready = [
+        "-n",
+        "default",
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.status.readyReplicas}",
+    ];
+    assert_eq!(eventually(&f, &ready, "2").await, "2");
+
+    let (code, _, err) = kubectl(&f, &["create", "-f", bad]).await;
+    assert_ne!(code, 0, "an unknown field is refused");
+    assert!(
+        err.contains("strict decoding error: unknown field \"spec.replica\""),
+        "{err}"
+    );
+    let (code, _, err) = kubectl(&f, &["apply", "-f", bad]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown field \"spec.replica\""), "{err}");
+    assert!(
+        f.sim
+            .store()
+            .get("apps/deployments", "default", "typo")
+            .is_none(),
+        "nothing stored"
+    );
+
+    let (code, out, err) = kubectl(
+        &f,
+        &["-n", "default", "scale", "deploy/web", "--replicas=4"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(eventually(&f, &ready, "4").await, "4");
+    let pods = [
+        "-n",
+        "default",
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].status.phase}",
+    ];
+    assert_eq!(
+        eventually(&f, &pods, "Running Running Running Running").await,
+        "Running Running Running Running"
+    );
+    let (code, out, err) = kubectl(
+        &f,
+        &["-n", "default", "scale", "deploy/web", "--replicas=1"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let live = [
+        "-n",
+        "default",
+        "get",
+        "rs",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].status.replicas}",
+    ];
+    assert_eq!(eventually(&f, &live, "1").await, "1");
+
+    // A StatefulSet scales in ordinal order and back down from the highest ordinal.
+    let (code, out, err) = kubectl(
+        &f,
+        &["-n", "shop", "scale", "sts/cart-redis", "--replicas=3"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let sts = [
+        "-n",
+        "shop",
+        "get",
+        "sts",
+        "cart-redis",
+        "-o",
+        "jsonpath={.status.readyReplicas}",
+    ];
+    assert_eq!(eventually(&f, &sts, "3").await, "3");
+    assert!(f.sim.store().get("/pods", "shop", "cart-redis-2").is_some());
+    let (code, out, err) = kubectl(
+        &f,
+        &["-n", "shop", "scale", "sts/cart-redis", "--replicas=2"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(eventually(&f, &sts, "2").await, "2");
+    let names = [
+        "-n",
+        "shop",
+        "get",
+        "pods",
+        "-l",
+        "app=cart-redis",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ];
+    assert_eq!(
+        eventually(&f, &names, "cart-redis-0 cart-redis-1").await,
+        "cart-redis-0 cart-redis-1"
+    );
+
+    let (code, out, err) = kubectl(&f, &["get", "ds,deploy,rs,sts", "-A"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    for header in [
+        "DESIRED   CURRENT   READY   UP-TO-DATE   AVAILABLE   NODE SELECTOR",
+        "READY   UP-TO-DATE   AVAILABLE",
+    ] {
+        assert!(out.contains(header), "{header}\n{out}");
+    }
+    let flannel = out
+        .lines()
+        .find(|l| l.contains("daemonset.apps/kube-flannel-ds"))
+        .expect("listed");
+    assert!(
+        flannel.split_whitespace().skip(2).take(5).all(|c| c == "3"),
+        "{flannel}"
+    );
+    let web = out
+        .lines()
+        .find(|l| l.contains("deployment.apps/web"))
+        .expect("listed");
+    assert!(web.contains("1/1"), "{web}");
+}

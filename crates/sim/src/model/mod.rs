@@ -54,6 +54,7 @@ use crate::store::{Event, Store, now_rfc3339};
 mod budgets;
 mod cilium;
 mod daemonset;
+mod replicas;
 mod template;
 mod workloads;
 
@@ -406,6 +407,44 @@ impl Model {
             ));
             return out;
         }
+        // The Deployment, ReplicaSet and StatefulSet controllers follow their objects (a
+        // status they wrote themselves changes nothing: they write only what differs).
+        if e.type_ != "DELETED" {
+            let (ns, name) = (e.namespace.clone(), e.name.clone());
+            match e.key.as_str() {
+                "apps/deployments" => {
+                    out.push((
+                        Duration::ZERO,
+                        Action::Deployment {
+                            namespace: ns,
+                            name,
+                        },
+                    ));
+                    return out;
+                }
+                "apps/replicasets" => {
+                    out.push((
+                        Duration::ZERO,
+                        Action::ReplicaSet {
+                            namespace: ns,
+                            name,
+                        },
+                    ));
+                    return out;
+                }
+                "apps/statefulsets" => {
+                    out.push((
+                        Duration::ZERO,
+                        Action::StatefulSet {
+                            namespace: ns,
+                            name,
+                        },
+                    ));
+                    return out;
+                }
+                _ => {}
+            }
+        }
         // The disruption controller follows a budget's spec.
         if e.key == "policy/poddisruptionbudgets" && e.type_ != "DELETED" {
             let pdb = e.object.value();
@@ -559,9 +598,30 @@ impl Model {
                         uid: pod["metadata"]["uid"].clone(),
                     },
                 ));
-                out.push((Duration::ZERO, Action::Replace { pod }));
+                out.push((Duration::ZERO, Action::Replace { pod: pod.clone() }));
             }
             _ => {}
+        }
+        // A ReplicaSet or StatefulSet follows its pods: as they come, go, turn Ready or start
+        // terminating (its status; a StatefulSet's next ordinal).
+        let moved = e.type_ != "MODIFIED"
+            || is_pod_ready(&pod)
+            || !pod["metadata"]["deletionTimestamp"].is_null();
+        let owner = pod["metadata"]["ownerReferences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|o| o["controller"] == true)
+            .and_then(|o| Some((o["kind"].as_str()?, o["name"].as_str()?.to_owned())));
+        if let (true, Some((kind, name))) = (moved, owner) {
+            let namespace = e.namespace.clone();
+            match kind {
+                "ReplicaSet" => out.push((Duration::ZERO, Action::ReplicaSet { namespace, name })),
+                "StatefulSet" => {
+                    out.push((Duration::ZERO, Action::StatefulSet { namespace, name }))
+                }
+                _ => {}
+            }
         }
         out
     }
@@ -741,6 +801,11 @@ impl Model {
             Action::Budgets { namespace, labels } => self.budgets(&namespace, &labels),
             Action::Budget { namespace, name } => self.budget(&namespace, &name),
             Action::Daemonset { namespace, name } => self.reconcile_daemonset(&namespace, &name),
+            Action::Deployment { namespace, name } => self.reconcile_deployment(&namespace, &name),
+            Action::ReplicaSet { namespace, name } => self.reconcile_replicaset(&namespace, &name),
+            Action::StatefulSet { namespace, name } => {
+                self.reconcile_statefulset(&namespace, &name);
+            }
             Action::Remove {
                 namespace,
                 name,
@@ -781,6 +846,19 @@ enum Action {
         name: String,
     },
     Daemonset {
+        namespace: String,
+        name: String,
+    },
+    /// The Deployment, ReplicaSet and StatefulSet controllers (see `replicas`).
+    Deployment {
+        namespace: String,
+        name: String,
+    },
+    ReplicaSet {
+        namespace: String,
+        name: String,
+    },
+    StatefulSet {
         namespace: String,
         name: String,
     },

@@ -35,11 +35,14 @@ use crate::store::StoreError;
 pub mod auth;
 mod delete;
 mod eviction;
+mod openapi;
 mod read;
 mod response;
 mod routing;
+mod scale;
 mod state;
 mod table;
+mod validate;
 mod watch;
 mod write;
 
@@ -160,6 +163,15 @@ pub async fn handle(
                 ),
             }
         }
+        (&Method::GET, Some(name), Some("scale")) if r.subresources.contains(&"scale") => {
+            scale::get(&state, r, &ns, name)
+        }
+        (&Method::PUT, Some(name), Some("scale")) if r.subresources.contains(&"scale") => {
+            scale::write(&state, r, &ns, name, None, &body, dry_run)
+        }
+        (&Method::PATCH, Some(name), Some("scale")) if r.subresources.contains(&"scale") => {
+            scale::write(&state, r, &ns, name, Some(&headers), &body, dry_run)
+        }
         (&Method::POST, None, None) => create(&state, r, &ns, &body, dry_run, &q),
         (&Method::POST, Some(name), Some("eviction")) if r.plural == "pods" => {
             evict(&state, &ns, name, &body, dry_run)
@@ -168,7 +180,7 @@ pub async fn handle(
             if roll < f.conflict {
                 return store_error(&StoreError::Conflict { kind: r.plural.into(), name: name.into(), reason: "the object has been modified; please apply your changes to the latest version and try again (injected fault)".into() }, r);
             }
-            replace(&state, r, &ns, name, sub, &body, dry_run)
+            replace(&state, r, &ns, name, sub, &body, dry_run, &q)
         }
         (&Method::PATCH, Some(name), sub @ (None | Some("status"))) => {
             if roll < f.conflict

@@ -106,6 +106,10 @@ pub(super) fn route(path: &str) -> Route {
         .filter(|s| !s.is_empty())
         .collect();
     match segs.as_slice() {
+        ["openapi", "v3"] => Route::Discovery(super::openapi::root()),
+        ["openapi", "v3", rest @ ..] => {
+            super::openapi::for_path(&rest.join("/")).map_or(Route::NotFound, Route::Discovery)
+        }
         ["version"] => Route::Discovery(
             json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-cni-migrate-sim", "gitCommit": "sim", "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24", "compiler": "gc", "platform": "linux/amd64"}),
         ),

@@ -38,6 +38,17 @@ pub(super) fn table(
     let extra: &[&str] = match r.plural {
         "pods" => &["Ready", "Status", "Restarts", "IP", "Node"],
         "nodes" => &["Status", "Roles", "Version"],
+        "daemonsets" => &[
+            "Desired",
+            "Current",
+            "Ready",
+            "Up-to-date",
+            "Available",
+            "Node Selector",
+        ],
+        "deployments" => &["Ready", "Up-to-date", "Available"],
+        "replicasets" => &["Desired", "Current", "Ready"],
+        "statefulsets" => &["Ready"],
         _ => &[],
     };
     for c in extra {
@@ -73,6 +84,24 @@ pub(super) fn table(
                     }
                     let roles: Vec<String> = s.labels.keys().filter_map(|k| k.strip_prefix("node-role.kubernetes.io/").map(str::to_owned)).collect();
                     cells.extend([json!(st), json!(if roles.is_empty() { "<none>".to_owned() } else { roles.join(",") }), v["status"]["nodeInfo"]["kubeletVersion"].clone()]);
+                }
+                "daemonsets" => {
+                    let n = |f: &str| v["status"][f].as_i64().unwrap_or(0);
+                    let selector = v["spec"]["template"]["spec"]["nodeSelector"].as_object().filter(|m| !m.is_empty()).map_or_else(|| "<none>".to_owned(), |m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(","));
+                    cells.extend([json!(n("desiredNumberScheduled")), json!(n("currentNumberScheduled")), json!(n("numberReady")), json!(n("updatedNumberScheduled")), json!(n("numberAvailable")), json!(selector)]);
+                }
+                "deployments" => {
+                    let n = |f: &str| v["status"][f].as_i64().unwrap_or(0);
+                    let want = v["spec"]["replicas"].as_i64().unwrap_or(1);
+                    cells.extend([json!(format!("{}/{want}", n("readyReplicas"))), json!(n("updatedReplicas")), json!(n("availableReplicas"))]);
+                }
+                "replicasets" => {
+                    let n = |f: &str| v["status"][f].as_i64().unwrap_or(0);
+                    cells.extend([json!(v["spec"]["replicas"].as_i64().unwrap_or(1)), json!(n("replicas")), json!(n("readyReplicas"))]);
+                }
+                "statefulsets" => {
+                    let want = v["spec"]["replicas"].as_i64().unwrap_or(1);
+                    cells.push(json!(format!("{}/{want}", v["status"]["readyReplicas"].as_i64().unwrap_or(0))));
                 }
                 _ => {}
             }

@@ -14,6 +14,7 @@ use super::{
     read::parse_rv,
     response::{body_json, ok_json, status, store_error},
     state::State,
+    validate::{self, Directive},
 };
 use crate::{
     ownership,
@@ -75,9 +76,31 @@ pub(super) fn create(
         v["status"]["phase"] = json!("Pending");
     }
     created_status(r, &mut v);
+    let warnings = match validated(r, &v, None, q) {
+        Ok(w) => w,
+        Err(resp) => return resp,
+    };
     match state.store.create(&r.storage_key(), v, dry_run) {
-        Ok(v) => ok_json(StatusCode::CREATED, &v),
+        Ok(v) => validate::warn(ok_json(StatusCode::CREATED, &v), &warnings),
         Err(e) => store_error(&e, r),
+    }
+}
+
+/// Server-side field validation of an object about to be stored (see [`validate`]). An
+/// object that was stored undecodable (a dump's or a synthetic cluster's controller without a
+/// template) is not refused for what it already was.
+fn validated(
+    r: &Resource,
+    v: &Value,
+    old: Option<&Value>,
+    q: &BTreeMap<String, String>,
+) -> Result<Vec<String>, Response> {
+    let directive = Directive::parse(q.get("fieldValidation"))?;
+    match validate::check(r, v, directive) {
+        Err(_) if old.is_some_and(|o| validate::check(r, o, Directive::Ignore).is_err()) => {
+            Ok(Vec::new())
+        }
+        other => other,
     }
 }
 
@@ -126,6 +149,7 @@ pub(super) fn split_status(r: &Resource, sub: Option<&str>, old: &Value, new: &m
     }
 }
 
+#[allow(clippy::too_many_arguments)] // one request's parts
 pub(super) fn replace(
     state: &State,
     r: &'static Resource,
@@ -134,6 +158,7 @@ pub(super) fn replace(
     sub: Option<&str>,
     body: &[u8],
     dry_run: bool,
+    q: &BTreeMap<String, String>,
 ) -> Response {
     let mut v = match body_json(body) {
         Ok(v) => v,
@@ -163,9 +188,14 @@ pub(super) fn replace(
         );
     };
     let expected = parse_rv(v["metadata"]["resourceVersion"].as_str());
-    split_status(r, sub, &old.value(), &mut v);
+    let old_v = old.value();
+    split_status(r, sub, &old_v, &mut v);
+    let warnings = match validated(r, &v, Some(&old_v), q) {
+        Ok(w) => w,
+        Err(resp) => return resp,
+    };
     match state.store.update(&r.storage_key(), v, expected, dry_run) {
-        Ok(v) => ok_json(StatusCode::OK, &v),
+        Ok(v) => validate::warn(ok_json(StatusCode::OK, &v), &warnings),
         Err(e) => store_error(&e, r),
     }
 }
@@ -230,8 +260,12 @@ pub(super) fn patch_object(
                 return resp;
             }
             v["metadata"]["name"] = json!(name);
+            let warnings = match validated(r, &v, None, q) {
+                Ok(w) => w,
+                Err(resp) => return resp,
+            };
             return match state.store.create(&key, v, dry_run) {
-                Ok(v) => ok_json(StatusCode::CREATED, &v),
+                Ok(v) => validate::warn(ok_json(StatusCode::CREATED, &v), &warnings),
                 Err(e) => store_error(&e, r),
             };
         }
@@ -277,11 +311,15 @@ pub(super) fn patch_object(
         spec.remove("unschedulable");
     }
     // A patch that changes nothing writes nothing: the resourceVersion stays.
+    let warnings = match validated(r, &v, Some(&old_v), q) {
+        Ok(w) => w,
+        Err(resp) => return resp,
+    };
     if without_times(&v) == without_times(&old_v) {
-        return ok_json(StatusCode::OK, &old_v);
+        return validate::warn(ok_json(StatusCode::OK, &old_v), &warnings);
     }
     match state.store.update(&key, v, expected, dry_run) {
-        Ok(v) => ok_json(StatusCode::OK, &v),
+        Ok(v) => validate::warn(ok_json(StatusCode::OK, &v), &warnings),
         Err(e) => store_error(&e, r),
     }
 }
