@@ -50,9 +50,21 @@ const ALL_VERBS: &[&str] = &[
     "watch",
 ];
 
-/// The verbs of every resource (the sim serves them all; Secrets are not served at all).
-pub fn verbs() -> &'static [&'static str] {
-    ALL_VERBS
+/// A Namespace cannot be deleted as a collection.
+const NAMESPACE_VERBS: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
+
+impl Resource {
+    /// The verbs discovery lists for the resource: all of them, except that Namespaces have no
+    /// `deletecollection` (as on a real server). Secrets are not served at all.
+    pub fn verbs(&self) -> &'static [&'static str] {
+        if self.group.is_empty() && self.plural == "namespaces" {
+            NAMESPACE_VERBS
+        } else {
+            ALL_VERBS
+        }
+    }
 }
 
 macro_rules! r {
@@ -113,7 +125,7 @@ pub const RESOURCES: &[Resource] = &[
         "ServiceAccount",
         true,
         ["sa"],
-        []
+        ["token"]
     ),
     r!(
         "apps",
@@ -254,7 +266,7 @@ pub const RESOURCES: &[Resource] = &[
         "CiliumEndpoint",
         true,
         ["cep", "ciliumep"],
-        ["status"]
+        []
     ),
     r!(
         "crd.projectcalico.org",

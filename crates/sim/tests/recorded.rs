@@ -738,3 +738,187 @@ async fn patches_and_server_side_apply_as_recorded() {
     );
     assert!(again.body["spec"].get("unschedulable").is_none());
 }
+
+/// `rbac-denials.json`, every exchange in order: the admin makes a ServiceAccount, a Role
+/// (get, list, patch, delete on ciliumnodeconfigs) and its binding, and takes a token; as that
+/// ServiceAccount a server-side apply that would create is refused naming `create`, a POST,
+/// Secrets and a cluster-scoped LIST are refused, an allowed GET of a missing object is a 404,
+/// the apply of an existing object is allowed (`patch`), the SelfSubjectAccessReview answers,
+/// and a bad token is a 401. Codes always; `Status` bodies exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_denials_as_recorded() {
+    let Some(rec) = recording("rbac-denials.json") else {
+        return;
+    };
+    let sim = sim().await;
+    let mut token: Option<String> = None;
+    for ex in rec["exchanges"].as_array().expect("exchanges") {
+        let req = &ex["request"];
+        let auth = req["auth"].as_str().unwrap_or_default();
+        let as_token = if ex["note"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("invalid bearer"))
+        {
+            Some("not-a-token".to_owned())
+        } else if auth.starts_with("bearer") {
+            Some(token.clone().expect("a token was taken before it is used"))
+        } else {
+            None
+        };
+        let mut path = req["path"].as_str().unwrap_or_default().to_owned();
+        if let Some(q) = req["query"].as_object().filter(|q| !q.is_empty()) {
+            let q: Vec<String> = q
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect();
+            path = format!("{path}?{}", q.join("&"));
+        }
+        let body = if req["body"].is_null() {
+            String::new()
+        } else {
+            req["body"].to_string()
+        };
+        let method = req["method"].as_str().unwrap_or("GET");
+        let content_type = req["contentType"].as_str().unwrap_or("application/json");
+        let raw = support::http_as(
+            &sim,
+            as_token.as_deref(),
+            method,
+            &path,
+            content_type,
+            &body,
+        )
+        .await;
+        let got: Value = serde_json::from_str(&raw.body).unwrap_or(Value::Null);
+        let want = &ex["response"];
+        assert_eq!(
+            u64::from(raw.code),
+            want["status"].as_u64().unwrap_or(0),
+            "{}: {method} {path}: {got}",
+            ex["note"]
+        );
+        if want["body"]["kind"] == "Status" {
+            assert_same_status(&got, ex, &[]);
+        } else if got["kind"] == "SelfSubjectAccessReview" {
+            assert_eq!(got["status"]["allowed"], want["body"]["status"]["allowed"]);
+        } else {
+            assert_eq!(got["kind"], want["body"]["kind"], "{}", ex["note"]);
+        }
+        if got["kind"] == "TokenRequest" {
+            token = got["status"]["token"].as_str().map(str::to_owned);
+        }
+    }
+    assert!(token.is_some(), "the recording takes a token");
+}
+
+/// `discovery.json`: `/api`, `/apis`, `/version`, the APIResourceLists and `/openapi/v3`,
+/// compared by shape: every resource the sim serves is listed as the real server lists it
+/// (name, namespaced, kind, verbs, short names); the OpenAPI v3 index gives each
+/// group-version a `serverRelativeURL` with a `hash`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_as_recorded() {
+    let Some(rec) = recording("discovery.json") else {
+        return;
+    };
+    let sim = sim().await;
+    for ex in rec["exchanges"].as_array().expect("exchanges") {
+        let req = &ex["request"];
+        let path = req["path"].as_str().unwrap_or_default();
+        let want = &ex["response"]["body"];
+        if req["accept"].is_string()
+            || matches!(path, "/healthz" | "/readyz" | "/openapi/v2" | "/openapi/v3")
+        {
+            // Aggregated discovery, health and OpenAPI v2 are not served (README); the v3
+            // index is compared below.
+            continue;
+        }
+        if path.starts_with("/openapi/v3/") {
+            let got = http(&sim, "GET", path, "application/json", &Value::Null).await;
+            assert_eq!(got.code, 200, "{path}");
+            assert!(got.body["paths"].is_object(), "{path}");
+            continue;
+        }
+        let got = http(&sim, "GET", path, "application/json", &Value::Null).await;
+        assert_eq!(got.code, 200, "{path}");
+        match want["kind"].as_str() {
+            Some("APIResourceList") => {
+                for r in got.body["resources"].as_array().expect("resources") {
+                    let Some(real) = want["resources"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|w| w["name"] == r["name"])
+                    else {
+                        panic!("{path}: {} is not served by the real server", r["name"]);
+                    };
+                    for field in ["namespaced", "kind"] {
+                        assert_eq!(r[field], real[field], "{path} {} {field}", r["name"]);
+                    }
+                    let mut verbs: Vec<&str> = r["verbs"]
+                        .as_array()
+                        .expect("verbs")
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    let mut real_verbs: Vec<&str> = real["verbs"]
+                        .as_array()
+                        .expect("verbs")
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    verbs.sort_unstable();
+                    real_verbs.sort_unstable();
+                    assert_eq!(verbs, real_verbs, "{path} {} verbs", r["name"]);
+                    if real["shortNames"].is_array() {
+                        assert_eq!(r["shortNames"], real["shortNames"], "{path} {}", r["name"]);
+                    }
+                }
+            }
+            Some("APIVersions") => assert_eq!(got.body["versions"], want["versions"]),
+            Some("APIGroupList") => {
+                for g in got.body["groups"].as_array().expect("groups") {
+                    let name = g["name"].as_str().unwrap_or_default();
+                    if name.ends_with("projectcalico.org") || name.ends_with("tigera.io") {
+                        continue; // not installed on the recorded cluster
+                    }
+                    let real = want["groups"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|w| w["name"] == name)
+                        .unwrap_or_else(|| panic!("group {name} is not on the real server"));
+                    assert_eq!(g["preferredVersion"], real["preferredVersion"], "{name}");
+                }
+            }
+            None if path == "/version" => {
+                for field in ["major", "minor", "gitVersion", "platform"] {
+                    assert!(got.body[field].is_string(), "/version {field}");
+                }
+            }
+            other => panic!("{path}: unexpected recorded kind {other:?}"),
+        }
+    }
+    let index = http(&sim, "GET", "/openapi/v3", "application/json", &Value::Null).await;
+    let real_index = rec["exchanges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["request"]["path"] == "/openapi/v3")
+        .map(|e| &e["response"]["body"])
+        .expect("the index is recorded");
+    for (key, entry) in index.body["paths"].as_object().expect("paths") {
+        let url = entry["serverRelativeURL"]
+            .as_str()
+            .expect("serverRelativeURL");
+        assert!(
+            url.starts_with(&format!("/openapi/v3/{key}?hash=")),
+            "{url}"
+        );
+        if !key.contains("projectcalico") && !key.contains("tigera") {
+            assert!(
+                real_index["paths"][key].is_object(),
+                "{key} is not in the real index"
+            );
+        }
+    }
+}

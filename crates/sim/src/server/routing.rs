@@ -72,13 +72,19 @@ pub(super) fn api_resource_list(group: &str, version: &str) -> Option<Value> {
     for r in rs {
         resources.push(json!({
             "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
-            "verbs": registry::verbs(), "shortNames": r.short,
+            "verbs": r.verbs(), "shortNames": r.short,
         }));
         for sub in r.subresources {
             let (kind, verbs, g, v) = match *sub {
                 "eviction" => ("Eviction", vec!["create"], "policy", "v1"),
                 "log" => ("Pod", vec!["get"], "", ""),
                 "scale" => ("Scale", vec!["get", "patch", "update"], "autoscaling", "v1"),
+                "token" => (
+                    "TokenRequest",
+                    vec!["create"],
+                    "authentication.k8s.io",
+                    "v1",
+                ),
                 _ => (r.kind, vec!["get", "patch", "update"], "", ""),
             };
             let mut entry = json!({"name": format!("{}/{sub}", r.plural), "singularName": "", "namespaced": r.namespaced, "kind": kind, "verbs": verbs});

@@ -16,12 +16,25 @@ pub struct Reply {
 
 /// Sends one request and reads the whole answer.
 pub async fn http(sim: &Sim, method: &str, path: &str, content_type: &str, body: &str) -> Reply {
+    http_as(sim, None, method, path, content_type, body).await
+}
+
+/// [`http`] with a bearer token (a ServiceAccount's, from a TokenRequest), or as the admin.
+pub async fn http_as(
+    sim: &Sim,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> Reply {
     let addr = sim.url().trim_start_matches("http://").to_owned();
     let mut s = tokio::net::TcpStream::connect(&addr)
         .await
         .expect("connect");
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.expect("write");
