@@ -279,3 +279,161 @@ async fn the_jobs_command_line_migrates_the_cluster_as_its_service_account() {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_migrated(&env, &before_nodes, &before_pods, "10.245.0.0/16").await;
 }
+
+/// The ServiceAccount volume as admission mounts it in the Job's pod (`token`, `ca.crt`,
+/// `namespace`), for the simulated cluster served over TLS.
+fn mount_service_account(env: &support::cluster::Env, ca_pem: &str) -> std::path::PathBuf {
+    let dir = env.dir.path().join("serviceaccount");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("token"),
+        sim::server::auth::issue("kube-system", "cni-migrate"),
+    )
+    .expect("token");
+    std::fs::write(dir.join("ca.crt"), ca_pem).expect("ca.crt");
+    std::fs::write(dir.join("namespace"), "kube-system").expect("namespace");
+    dir
+}
+
+/// The Lease's holder (`None` once released).
+fn lease_holder(env: &support::cluster::Env) -> Option<String> {
+    let (_, leases, _) = env.sim.store().list(
+        "coordination.k8s.io/leases",
+        Some("kube-system"),
+        None,
+        None,
+        &|_, _| true,
+    );
+    leases.iter().find_map(|(_, s)| {
+        s.value()["spec"]["holderIdentity"]
+            .as_str()
+            .map(str::to_owned)
+    })
+}
+
+/// The Job's pods, without containers: each is `cni-migrate` run with the Job's arguments and
+/// the in-cluster environment (no kubeconfig; `KUBERNETES_SERVICE_HOST`/`_PORT` pointing at the
+/// sim's TLS port; the ServiceAccount's token and CA where the volume is mounted), so kube-rs's
+/// in-cluster configuration is what connects. The first pod is sent SIGTERM mid-drain (its node
+/// drained): it writes the checkpoint, releases the Lease and exits 143; the second starts at
+/// once, without waiting for the Lease, and is killed without warning (SIGKILL); the third
+/// takes the stale Lease over, says so, and finishes the migration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_cluster_pods_survive_sigterm_and_sigkill() {
+    let env = env("kind-flannel", &|s| s).await;
+    let before_nodes = env.nodes().await;
+    let before_pods = env.workload_pods().await;
+    let objects = job_objects_for(&env.spec, &["--helm", "helm"]);
+    for o in objects.iter().filter(|o| o["kind"] != "Job") {
+        assert!(env.sim.insert(o.clone()), "the sim serves {}", o["kind"]);
+    }
+    let tls = env.sim.serve_tls().await.expect("TLS");
+    let sa_dir = mount_service_account(&env, &tls.ca_pem);
+    let cm = objects
+        .iter()
+        .find(|o| o["kind"] == "ConfigMap")
+        .expect("ConfigMap");
+    let job = objects.iter().find(|o| o["kind"] == "Job").expect("Job");
+    let spec = env.dir.path().join("mounted-spec.yaml");
+    std::fs::write(&spec, cm["data"]["spec.yaml"].as_str().expect("spec")).expect("write");
+    let home = env.dir.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let stand_in = format!("{} sim helm", support::binary().display());
+    let args: Vec<String> = job["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .map(|a| match a {
+            "/etc/cni-migrate/spec.yaml" => spec.display().to_string(),
+            "/work" => home.display().to_string(),
+            "helm" => stand_in.clone(),
+            other => other.to_owned(),
+        })
+        .collect();
+    let pod = |crash_at: Option<&str>| {
+        let mut c = tokio::process::Command::new(support::binary());
+        c.args(&args)
+            .args(["--sim-timing", "--lease-seconds", "1"])
+            .env_remove("KUBECONFIG")
+            .env("HOME", &home)
+            .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+            .env("KUBERNETES_SERVICE_PORT", tls.addr.port().to_string())
+            .env("CNI_MIGRATE_SERVICEACCOUNT_DIR", &sa_dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(point) = crash_at {
+            c.env("CNI_MIGRATE_TEST_CRASH_AT", point);
+        }
+        c
+    };
+
+    // The first pod: its node is drained under it.
+    let mut first = pod(None).spawn().expect("spawn");
+    let stdout = first.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let mut seen = Vec::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let drain = line.contains("\"step-started\"") && line.contains("/drain\"");
+        seen.push(line);
+        if drain {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().any(|l| l.contains("/drain\"")),
+        "a drain starts, in-cluster: {}",
+        seen.join("\n")
+    );
+    assert!(lease_holder(&env).is_some(), "the run holds the Lease");
+    let pid = first.id().expect("running").to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-s", "TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let out = first.wait_with_output().await.expect("exits");
+    assert_eq!(out.status.code(), Some(143), "{}", show(&out));
+    assert!(lease_holder(&env).is_none(), "SIGTERM released the Lease");
+    let ck = env.checkpoint().await.expect("the checkpoint is written");
+    assert!(!ck.finished());
+
+    // The second pod starts at once (the Lease was released) and dies without warning.
+    let started = std::time::Instant::now();
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        pod(Some("kind-worker2/cordon@done")).output(),
+    )
+    .await
+    .expect("in time")
+    .expect("runs");
+    assert_eq!(out.status.code(), None, "killed: {}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("going on with it (--or-resume)"),
+        "{}",
+        show(&out)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    assert!(
+        lease_holder(&env).is_some(),
+        "a killed run keeps the Lease until it is stale"
+    );
+
+    // The third pod waits for the Lease to go stale, takes it over and finishes.
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), pod(None).output())
+        .await
+        .expect("in time")
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let said = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(
+        said.contains("stale") || said.contains("took over") || said.contains("force"),
+        "{}",
+        show(&out)
+    );
+    assert_migrated(&env, &before_nodes, &before_pods, "10.245.0.0/16").await;
+}

@@ -1,8 +1,12 @@
 //! Building a `kube::Client` the way kubectl picks its cluster: `--kubeconfig`, else
 //! `$KUBECONFIG`, else `~/.kube/config`, else the in-cluster service account; `--context`
 //! selects a context, else the current one.
+//!
+//! The in-cluster configuration is kube-rs's, read from where the ServiceAccount volume is
+//! mounted: `/var/run/secrets/kubernetes.io/serviceaccount`, or `$CNI_MIGRATE_SERVICEACCOUNT_DIR`
+//! for a pod that mounts its token elsewhere (a projected volume of its own).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -77,10 +81,58 @@ pub async fn load_config(args: &ClusterArgs) -> Result<kube::Config, ClusterErro
             .map_err(|source| ClusterError::Kubeconfig { path: None, source }),
         None => match kube::Config::from_kubeconfig(&options).await {
             Ok(config) => Ok(config),
-            Err(source) => kube::Config::incluster()
-                .map_err(|_| ClusterError::Kubeconfig { path: None, source }),
+            Err(source) => {
+                let dir = std::env::var_os("CNI_MIGRATE_SERVICEACCOUNT_DIR")
+                    .map_or_else(|| PathBuf::from(SERVICE_ACCOUNT_DIR), PathBuf::from);
+                match in_cluster(&dir) {
+                    Some(kubeconfig) => kube::Config::from_custom_kubeconfig(
+                        kubeconfig,
+                        &KubeConfigOptions::default(),
+                    )
+                    .await
+                    .map_err(|source| ClusterError::Kubeconfig {
+                        path: Some(dir.display().to_string()),
+                        source,
+                    }),
+                    None => Err(ClusterError::Kubeconfig { path: None, source }),
+                }
+            }
         },
     }
+}
+
+/// Where Kubernetes mounts a pod's ServiceAccount token, CA and namespace.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The in-cluster configuration as a kubeconfig, the way kube-rs builds it: the API server at
+/// `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT`, the CA and the token file (read
+/// again as it is rotated) from `dir`, its namespace. `None` outside a pod (no service host, or
+/// no token in `dir`).
+fn in_cluster(dir: &Path) -> Option<Kubeconfig> {
+    let host = std::env::var("KUBERNETES_SERVICE_HOST").ok()?;
+    let port = std::env::var("KUBERNETES_SERVICE_PORT").ok()?;
+    let token = dir.join("token");
+    if !token.is_file() {
+        return None;
+    }
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let namespace = std::fs::read_to_string(dir.join("namespace"))
+        .map(|n| n.trim().to_owned())
+        .unwrap_or_else(|_| "default".to_owned());
+    let config = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": "in-cluster",
+        "clusters": [{"name": "in-cluster", "cluster": {
+            "server": format!("https://{host}:{port}"),
+            "certificate-authority": dir.join("ca.crt").display().to_string()}}],
+        "users": [{"name": "service-account", "user": {"tokenFile": token.display().to_string()}}],
+        "contexts": [{"name": "in-cluster", "context": {
+            "cluster": "in-cluster", "user": "service-account", "namespace": namespace}}],
+    });
+    serde_json::from_value(config).ok()
 }
 
 #[cfg(test)]

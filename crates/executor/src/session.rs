@@ -225,9 +225,24 @@ impl LockGuard {
             Duration::from_secs(2),
             Duration::from_secs(10),
         );
+        // With `force`, a Lease another run holds is waited out once: a run killed without
+        // warning (SIGKILL, its node gone) holds it until it goes stale, and the next pod of a
+        // Job starts before that. A holder that renews it meanwhile is alive: refused then.
+        let mut waited = false;
         loop {
             match lock.acquire(force).await {
                 Ok(()) => break,
+                Err(LockError::Held {
+                    holder, expires_in, ..
+                }) if force && !waited => {
+                    waited = true;
+                    tracing::warn!(
+                        %holder,
+                        "the lock is held by {holder}; waiting {}s for it to go stale before taking it over (--force-unlock)",
+                        expires_in + 1
+                    );
+                    tokio::time::sleep(Duration::from_secs(expires_in + 1)).await;
+                }
                 Err(LockError::Cluster(c)) if c.is_retriable() => match backoff.next_delay() {
                     Some(d) => {
                         tracing::warn!(error = %c, "cannot take the lock yet; retrying");

@@ -22,6 +22,7 @@ pub mod registry;
 pub mod selectors;
 pub mod server;
 pub mod store;
+pub mod tls;
 
 use std::{
     io::Read,
@@ -87,11 +88,24 @@ pub enum SimError {
     },
 }
 
+/// Every URL goes to [`server::handle`].
+fn router(state: &Arc<server::State>) -> Router {
+    Router::new()
+        .fallback(
+            |AxState(state): AxState<Arc<server::State>>, method, uri, headers, body| {
+                server::handle(state, method, uri, headers, body)
+            },
+        )
+        .with_state(state.clone())
+}
+
 /// A running simulated API server.
 pub struct Sim {
     addr: SocketAddr,
     state: Arc<server::State>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// `true` once stopped: the TLS listeners end with it.
+    stopping: tokio::sync::watch::Sender<bool>,
     model: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -109,13 +123,7 @@ impl Sim {
         let addr = listener
             .local_addr()
             .map_err(|source| SimError::Bind { port, source })?;
-        let app = Router::new()
-            .fallback(
-                |AxState(state): AxState<Arc<server::State>>, method, uri, headers, body| {
-                    server::handle(state, method, uri, headers, body)
-                },
-            )
-            .with_state(state.clone());
+        let app = router(&state);
         // Without TCP_NODELAY a response written in several pieces can wait on the client's
         // delayed ACK (~40 ms a request).
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -133,8 +141,22 @@ impl Sim {
             addr,
             state,
             shutdown: Some(tx),
+            stopping: tokio::sync::watch::channel(false).0,
             model: None,
         })
+    }
+
+    /// Serves the same API over TLS as well, on another port, for as long as the sim runs
+    /// (see [`tls`]).
+    ///
+    /// # Errors
+    /// [`tls::TlsError`] when the certificates or the listener cannot be made.
+    pub async fn serve_tls(&self) -> Result<tls::TlsEndpoint, tls::TlsError> {
+        let mut stopping = self.stopping.subscribe();
+        let stopped = async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        };
+        tls::serve(router(&self.state), stopped).await
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -376,6 +398,7 @@ impl Sim {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        self.stopping.send_replace(true);
     }
 }
 
