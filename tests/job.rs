@@ -101,7 +101,13 @@ fn the_job_lives_through_the_migration_it_runs() {
         .filter_map(Value::as_str)
         .collect();
     assert_eq!(&args[..2], ["apply", "--or-resume"]);
-    for want in ["--yes", "--helm", "--stop-before", "--force-unlock"] {
+    for want in [
+        "--in-cluster",
+        "--yes",
+        "--helm",
+        "--stop-before",
+        "--force-unlock",
+    ] {
         assert!(args.contains(&want), "{args:?}");
     }
     assert!(
@@ -171,6 +177,23 @@ fn bad_input_is_named_and_prints_nothing() {
     }
 }
 
+/// `--in-cluster` outside a pod says what it expected, and changes nothing.
+#[test]
+fn in_cluster_outside_a_pod_is_named() {
+    let out = std::process::Command::new(support::binary())
+        .args(["status", "--in-cluster"])
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("--in-cluster: not inside a pod") && said.contains("KUBERNETES_SERVICE_HOST"),
+        "{said}"
+    );
+}
+
 /// What `cni-migrate job ... | kubectl apply -f -` does, against the sim: first with
 /// `--dry-run=server` (every object, the Job included, validated by the server strictly:
 /// kubectl reads the sim's OpenAPI documents and sends `fieldValidation=Strict`), then for
@@ -226,60 +249,6 @@ fn kubectl_applies(env: &support::cluster::Env, objects: &[Value]) -> bool {
     true
 }
 
-/// What the Job's pod runs, run against the simulated cluster as the Job's ServiceAccount
-/// under the sim's authorizer: the objects `job` prints applied with kubectl (validated by a
-/// server dry run first; the sim stores the Job but runs no Job controller), the spec as the ConfigMap holds it, the container's arguments as the
-/// Job gives them, Helm in the pod with the same identity (so the Helm role comes along).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_jobs_command_line_migrates_the_cluster_as_its_service_account() {
-    let env = env("kind-flannel", &|s| s).await;
-    let before_nodes = env.nodes().await;
-    let before_pods = env.workload_pods().await;
-    // The spec the tests adapt for the simulated cluster (no reboot hook, fast timeouts).
-    let objects = job_objects_for(&env.spec, &["--helm", "helm"]);
-    if !kubectl_applies(&env, &objects) {
-        for o in objects.iter().filter(|o| o["kind"] != "Job") {
-            assert!(env.sim.insert(o.clone()), "the sim serves {}", o["kind"]);
-        }
-    }
-    let cm = objects
-        .iter()
-        .find(|o| o["kind"] == "ConfigMap")
-        .expect("ConfigMap");
-    let job = objects.iter().find(|o| o["kind"] == "Job").expect("Job");
-    let dir = tempfile::tempdir().expect("tmp");
-    let spec = dir.path().join("spec.yaml");
-    std::fs::write(&spec, cm["data"]["spec.yaml"].as_str().expect("spec")).expect("write");
-    let work = dir.path().join("work");
-    let sa = dir.path().join("sa-kubeconfig");
-    env.sim
-        .write_kubeconfig_for("kube-system", "cni-migrate", &sa)
-        .expect("the ServiceAccount was applied");
-    // The image's helm is the simulated cluster's stand-in here.
-    let stand_in = format!("{} sim helm", support::binary().display());
-    let args: Vec<String> = job["spec"]["template"]["spec"]["containers"][0]["args"]
-        .as_array()
-        .expect("args")
-        .iter()
-        .filter_map(Value::as_str)
-        .map(|a| match a {
-            "/etc/cni-migrate/spec.yaml" => spec.display().to_string(),
-            "/work" => work.display().to_string(),
-            "helm" => stand_in.clone(),
-            other => other.to_owned(),
-        })
-        .collect();
-    let out = tokio::process::Command::new(support::binary())
-        .args(&args)
-        .args(["--kubeconfig", &sa.display().to_string()])
-        .args(["--sim-timing", "--lease-seconds", "1"])
-        .output()
-        .await
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert_migrated(&env, &before_nodes, &before_pods, "10.245.0.0/16").await;
-}
-
 /// The ServiceAccount volume as admission mounts it in the Job's pod (`token`, `ca.crt`,
 /// `namespace`), for the simulated cluster served over TLS.
 fn mount_service_account(env: &support::cluster::Env, ca_pem: &str) -> std::path::PathBuf {
@@ -311,7 +280,9 @@ fn lease_holder(env: &support::cluster::Env) -> Option<String> {
     })
 }
 
-/// The Job's pods, without containers: each is `cni-migrate` run with the Job's arguments and
+/// The Job's pods, without containers, under the sim's authorizer: the objects `job` prints
+/// applied with kubectl (a server dry run first), the spec as the ConfigMap holds it, Helm in
+/// the pod with the same identity; each pod is `cni-migrate` run with the Job's arguments and
 /// the in-cluster environment (no kubeconfig; `KUBERNETES_SERVICE_HOST`/`_PORT` pointing at the
 /// sim's TLS port; the ServiceAccount's token and CA where the volume is mounted), so kube-rs's
 /// in-cluster configuration is what connects. The first pod is sent SIGTERM mid-drain (its node
@@ -324,8 +295,10 @@ async fn in_cluster_pods_survive_sigterm_and_sigkill() {
     let before_nodes = env.nodes().await;
     let before_pods = env.workload_pods().await;
     let objects = job_objects_for(&env.spec, &["--helm", "helm"]);
-    for o in objects.iter().filter(|o| o["kind"] != "Job") {
-        assert!(env.sim.insert(o.clone()), "the sim serves {}", o["kind"]);
+    if !kubectl_applies(&env, &objects) {
+        for o in objects.iter().filter(|o| o["kind"] != "Job") {
+            assert!(env.sim.insert(o.clone()), "the sim serves {}", o["kind"]);
+        }
     }
     let tls = env.sim.serve_tls().await.expect("TLS");
     let sa_dir = mount_service_account(&env, &tls.ca_pem);

@@ -18,6 +18,12 @@ pub struct KubeArgs {
     /// The kubeconfig context to use (default: the current context).
     #[arg(long, value_name = "NAME")]
     pub context: Option<String>,
+    /// Connect as the pod's ServiceAccount (what `cni-migrate job` runs): the API server at
+    /// $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT, token and CA from
+    /// /var/run/secrets/kubernetes.io/serviceaccount (or $CNI_MIGRATE_SERVICEACCOUNT_DIR);
+    /// --kubeconfig, $KUBECONFIG and --context are ignored.
+    #[arg(long)]
+    pub in_cluster: bool,
 }
 
 /// Where the checkpoint lives.
@@ -97,6 +103,11 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 /// # Errors
 /// Bad input: no usable kubeconfig or context.
 pub async fn connect(kube: &KubeArgs) -> Result<kube::Client, Failure> {
+    if kube.in_cluster {
+        return cluster::connect_in_cluster()
+            .await
+            .map_err(Failure::bad_input);
+    }
     let args = cluster::ClusterArgs {
         kubeconfig: kube.kubeconfig.clone(),
         context: kube.context.clone(),

@@ -105,6 +105,7 @@ pub fn render(args: &JobArgs) -> Result<String, Failure> {
     // fresh one, say a human's run from a laptop, is never taken over).
     command.extend(
         [
+            "--in-cluster",
             "--yes",
             "-o",
             "json",

@@ -81,24 +81,54 @@ pub async fn load_config(args: &ClusterArgs) -> Result<kube::Config, ClusterErro
             .map_err(|source| ClusterError::Kubeconfig { path: None, source }),
         None => match kube::Config::from_kubeconfig(&options).await {
             Ok(config) => Ok(config),
-            Err(source) => {
-                let dir = std::env::var_os("CNI_MIGRATE_SERVICEACCOUNT_DIR")
-                    .map_or_else(|| PathBuf::from(SERVICE_ACCOUNT_DIR), PathBuf::from);
-                match in_cluster(&dir) {
-                    Some(kubeconfig) => kube::Config::from_custom_kubeconfig(
-                        kubeconfig,
-                        &KubeConfigOptions::default(),
-                    )
-                    .await
-                    .map_err(|source| ClusterError::Kubeconfig {
-                        path: Some(dir.display().to_string()),
-                        source,
-                    }),
-                    None => Err(ClusterError::Kubeconfig { path: None, source }),
+            Err(source) => match in_cluster_config().await {
+                Err(ClusterError::InCluster(_)) => {
+                    Err(ClusterError::Kubeconfig { path: None, source })
                 }
-            }
+                other => other,
+            },
         },
     }
+}
+
+/// Where this pod's ServiceAccount files are: `$CNI_MIGRATE_SERVICEACCOUNT_DIR`, else the
+/// standard mount.
+fn service_account_dir() -> PathBuf {
+    std::env::var_os("CNI_MIGRATE_SERVICEACCOUNT_DIR")
+        .map_or_else(|| PathBuf::from(SERVICE_ACCOUNT_DIR), PathBuf::from)
+}
+
+/// The in-cluster configuration only (`--in-cluster`): no kubeconfig is read, even where one
+/// is found.
+///
+/// # Errors
+/// [`ClusterError::InCluster`] outside a pod (no `KUBERNETES_SERVICE_HOST`/`_PORT`) or without
+/// the token; [`ClusterError::Kubeconfig`] when the files do not make a configuration.
+pub async fn in_cluster_config() -> Result<kube::Config, ClusterError> {
+    let dir = service_account_dir();
+    let kubeconfig = in_cluster(&dir).ok_or_else(|| {
+        ClusterError::InCluster(format!(
+            "not inside a pod: expected KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT in the environment and a ServiceAccount token in {} (set CNI_MIGRATE_SERVICEACCOUNT_DIR where the pod mounts it elsewhere)",
+            dir.display()
+        ))
+    })?;
+    kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|source| ClusterError::Kubeconfig {
+            path: Some(dir.display().to_string()),
+            source,
+        })
+}
+
+/// A client from the in-cluster configuration only (see [`in_cluster_config`]), set up as
+/// [`connect`] sets it up.
+///
+/// # Errors
+/// As [`in_cluster_config`]; [`ClusterError::Client`] when the client cannot be built.
+pub async fn connect_in_cluster() -> Result<kube::Client, ClusterError> {
+    let mut config = in_cluster_config().await?;
+    configure(&mut config);
+    kube::Client::try_from(config).map_err(ClusterError::Client)
 }
 
 /// Where Kubernetes mounts a pod's ServiceAccount token, CA and namespace.

@@ -12,6 +12,9 @@ pub enum ClusterError {
         #[source]
         source: kube::config::KubeconfigError,
     },
+    /// `--in-cluster` outside a pod, or without the ServiceAccount's files.
+    #[error("--in-cluster: {0}")]
+    InCluster(String),
     /// A client could not be built from the configuration.
     #[error("cannot build a Kubernetes client")]
     Client(#[source] kube::Error),

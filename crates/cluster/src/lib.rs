@@ -19,7 +19,7 @@ pub mod error;
 pub mod lease;
 pub mod ops;
 
-pub use connect::{ClusterArgs, USER_AGENT, configure, connect};
+pub use connect::{ClusterArgs, USER_AGENT, configure, connect, connect_in_cluster};
 pub use discovery::discover;
 pub use error::{ClusterError, is_retriable, status_code};
 pub use ops::{CiliumNodeInfo, Cluster, EndpointInfo, Eviction, KubeCluster, cilium_node_ranges};
