@@ -1,5 +1,6 @@
 //! The annotations the simulated cluster keeps its invisible state in: a node's CNI directory,
-//! its faults, aws-node's NAT chains, the overlay a pod started on, an agent's resolved config.
+//! its faults, aws-node's NAT chains, the overlay a pod started on, an agent's resolved config,
+//! the Cilium datapath loaded on a node.
 
 /// The node annotation that stands for its CNI directory.
 pub const CNI_ANNOTATION: &str = "sim.cni-migrate.io/cni";
@@ -12,3 +13,7 @@ pub const VPC_NAT_ANNOTATION: &str = "sim.cni-migrate.io/vpc-cni-nat";
 pub const OVERLAY_ANNOTATION: &str = "sim.cni-migrate.io/overlay";
 /// The agent pod annotation holding its resolved `enable-host-legacy-routing`.
 pub const LEGACY_ROUTING_ANNOTATION: &str = "sim.cni-migrate.io/enable-host-legacy-routing";
+/// The node annotation for the Cilium datapath loaded on it (the BPF programs, which outlive
+/// the agent that loaded them): the `enable-host-legacy-routing` that agent resolved. Absent
+/// until an agent has been Ready on the node.
+pub const DATAPATH_ANNOTATION: &str = "sim.cni-migrate.io/datapath-legacy-routing";

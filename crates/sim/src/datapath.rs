@@ -2,13 +2,21 @@
 //!
 //! ```text
 //! pod A ──► its overlay: Cilium if its IP is in Cilium's cluster pool, else the old CNI's
-//!   same overlay        reachable (on Cilium: both nodes' agents must be Ready)
+//!   same overlay        reachable (on Cilium: both nodes have a datapath loaded)
 //!   across overlays     reachable only through the host routing stack: the Cilium side's
-//!                       agent runs with enable-host-legacy-routing=true (cilium-config plus
-//!                       its node's CiliumNodeConfigs), and the old pod's IP is outside
-//!                       Cilium's pool (else routes to one network shadow the other)
+//!                       datapath runs with enable-host-legacy-routing=true (cilium-config plus
+//!                       its node's CiliumNodeConfigs, as its agent resolved them), and the old
+//!                       pod's IP is outside Cilium's pool (else routes to one network shadow
+//!                       the other)
 //!   hostNetwork pods    on the node's own address: reachable from both overlays
 //! ```
+//!
+//! As on a real node, an agent restart does not stop established endpoints: the BPF programs
+//! the last agent loaded stay attached and keep forwarding with that agent's configuration
+//! until the next agent replaces them. What a restart stops is the start of new pods on the
+//! node (their CNI ADD fails until an agent is Ready: the model keeps them `ContainerCreating`)
+//! and policy and identity updates (not modelled). A node whose agent has never been Ready has
+//! no datapath: its Cilium pods cannot exist, and nothing on Cilium reaches it.
 //!
 //! The verification probe's log is written from these rules: a pod labelled
 //! `cni-migrate.io/probe=true` reports its IP, whether it reached the API server, and each
@@ -92,18 +100,32 @@ fn ready_agent(store: &Store, node: &str) -> Option<Value> {
     })
 }
 
-fn agent_ready(store: &Store, node: &str) -> bool {
+/// Whether a Cilium agent is Ready on the node (a CNI ADD there succeeds).
+pub fn agent_ready(store: &Store, node: &str) -> bool {
     ready_agent(store, node).is_some()
 }
 
-/// Whether the agent on the node routes through the host stack (its resolved configuration;
-/// `cilium-config` for agents the model did not start).
-fn host_legacy_routing(store: &Store, node: &str) -> bool {
-    let resolved = ready_agent(store, node).and_then(|a| {
-        a["metadata"]["annotations"][crate::annotations::LEGACY_ROUTING_ANNOTATION]
+/// The datapath loaded on the node (its `enable-host-legacy-routing`), by an agent Ready now or
+/// before; `None` when no agent has been Ready there.
+fn datapath(store: &Store, node: &str) -> Option<String> {
+    store.get("/nodes", "", node).and_then(|n| {
+        n.value()["metadata"]["annotations"][crate::annotations::DATAPATH_ANNOTATION]
             .as_str()
             .map(str::to_owned)
-    });
+    })
+}
+
+/// Whether the node's datapath routes through the host stack: the Ready agent's resolved
+/// configuration, else what the last agent loaded, else `cilium-config` (agents the model did
+/// not start).
+fn host_legacy_routing(store: &Store, node: &str) -> bool {
+    let resolved = ready_agent(store, node)
+        .and_then(|a| {
+            a["metadata"]["annotations"][crate::annotations::LEGACY_ROUTING_ANNOTATION]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .or_else(|| datapath(store, node));
     match resolved {
         Some(v) => v == "true",
         None => cilium_config(store)["enable-host-legacy-routing"].as_str() == Some("true"),
@@ -122,8 +144,10 @@ pub fn reach(store: &Store, a: &Value, b: &Value) -> Result<(), String> {
     for (pod, o) in [(a, oa), (b, ob)] {
         if o == Overlay::Cilium {
             let node = pod["spec"]["nodeName"].as_str().unwrap_or_default();
-            if !agent_ready(store, node) {
-                return Err(format!("the Cilium agent on {node} is not Ready"));
+            if !agent_ready(store, node) && datapath(store, node).is_none() {
+                return Err(format!(
+                    "no Cilium datapath on {node}: its agent has never been Ready"
+                ));
             }
         }
     }
@@ -160,13 +184,12 @@ pub fn reach(store: &Store, a: &Value, b: &Value) -> Result<(), String> {
 /// The probe's log for a pod, from the rules above.
 pub fn probe_log(store: &Store, probe: &Value) -> String {
     let mut out = format!("ip={}\n", probe["status"]["podIP"].as_str().unwrap_or(""));
-    let on_cilium_node_without_agent = overlay(store, probe) == Overlay::Cilium
-        && !agent_ready(
-            store,
-            probe["spec"]["nodeName"].as_str().unwrap_or_default(),
-        );
-    out.push_str(if on_cilium_node_without_agent {
-        "apiserver=fail (no Ready Cilium agent on the node)\n"
+    let node = probe["spec"]["nodeName"].as_str().unwrap_or_default();
+    let no_datapath = overlay(store, probe) == Overlay::Cilium
+        && !agent_ready(store, node)
+        && datapath(store, node).is_none();
+    out.push_str(if no_datapath {
+        "apiserver=fail (no Cilium datapath on the node)\n"
     } else {
         "apiserver=ok\n"
     });

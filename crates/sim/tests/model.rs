@@ -540,3 +540,127 @@ async fn budget_status_follows_the_pods() {
     assert_eq!(pdb["status"]["expectedPods"], 3);
     assert_eq!(pdb["status"]["currentHealthy"], 3);
 }
+
+/// Sets or clears a node fault (the `sim.cni-migrate.io/fault` annotation).
+fn set_fault(sim: &Sim, node: &str, fault: Option<&str>) {
+    let stored = sim.store().get("/nodes", "", node).expect("node");
+    let mut v = stored.value();
+    v["metadata"]["annotations"][sim::model::FAULT_ANNOTATION] =
+        fault.map_or(serde_json::Value::Null, |f| serde_json::json!(f));
+    sim.store()
+        .update("/nodes", v, None, false)
+        .expect("update");
+}
+
+fn pod_on(name: &str, node: &str) -> serde_json::Value {
+    serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "shop", "labels": {"app": name}},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "nginx"}]},
+        "status": {"phase": "Pending"}})
+}
+
+/// Cilium's datapath outlives its agent: while the agent on a migrated node is down (here it
+/// crash-loops), a pod already running there on Cilium keeps reaching the old overlay, and a
+/// pod started there meanwhile waits in `ContainerCreating` with the CNI plugin's error until
+/// an agent is Ready again, then runs.
+#[tokio::test]
+async fn an_agent_restart_keeps_established_endpoints_and_holds_new_pods() {
+    let (sim, c, _dir) = start().await;
+    migrate_kind_worker(&sim, &c, true).await;
+    assert!(sim.insert(pod_on("web", "kind-worker")));
+    eventually("web Running on Cilium", || async {
+        c.pod("shop", "web").await.expect("get").is_some_and(|p| {
+            p.phase == planner::snapshot::PodPhase::Running
+                && p.pod_ips
+                    .first()
+                    .is_some_and(|ip| ip.to_string().starts_with("10.245."))
+        })
+    })
+    .await;
+    // The agent goes down and stays down.
+    set_fault(&sim, "kind-worker", Some("agent-stuck"));
+    let agent = c
+        .pods_on_node("kind-worker")
+        .await
+        .expect("pods")
+        .into_iter()
+        .find(|p| p.labels.get("k8s-app").is_some_and(|a| a == "cilium"))
+        .expect("agent");
+    c.delete_pod(&agent.namespace, &agent.name, Some(&agent.uid))
+        .await
+        .expect("delete");
+    eventually("the new agent crash-looping", || async {
+        c.pods_on_node("kind-worker")
+            .await
+            .expect("pods")
+            .iter()
+            .any(|p| {
+                p.labels.get("k8s-app").is_some_and(|a| a == "cilium")
+                    && p.uid != agent.uid
+                    && !p.ready
+            })
+    })
+    .await;
+    assert!(!sim::datapath::agent_ready(sim.store(), "kind-worker"));
+    let web = sim
+        .store()
+        .get("/pods", "shop", "web")
+        .expect("web")
+        .value();
+    let old = sim
+        .store()
+        .list("/pods", Some("shop"), None, None, &|_, s| {
+            s.node_name.as_deref() == Some("kind-worker2")
+                && s.labels.get("app").is_some_and(|a| a == "frontend")
+        })
+        .1
+        .first()
+        .map(|(_, s)| s.value())
+        .expect("a frontend pod on the old overlay");
+    assert_eq!(sim::datapath::reach(sim.store(), &web, &old), Ok(()));
+    assert_eq!(sim::datapath::reach(sim.store(), &old, &web), Ok(()));
+    // A pod started now waits for the agent.
+    assert!(sim.insert(pod_on("late", "kind-worker")));
+    eventually("late held in ContainerCreating", || async {
+        sim.store().get("/pods", "shop", "late").is_some_and(|s| {
+            let v = s.value();
+            v["status"]["phase"] == "Pending"
+                && v["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+                    == "ContainerCreating"
+                && v["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("cilium-cni"))
+        })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        sim.store()
+            .get("/pods", "shop", "late")
+            .expect("late")
+            .value()["status"]["phase"],
+        "Pending",
+        "still waiting while no agent is Ready"
+    );
+    // The agent comes back: the pod runs, on Cilium.
+    set_fault(&sim, "kind-worker", None);
+    let stuck = c
+        .pods_on_node("kind-worker")
+        .await
+        .expect("pods")
+        .into_iter()
+        .find(|p| p.labels.get("k8s-app").is_some_and(|a| a == "cilium"))
+        .expect("agent");
+    c.delete_pod(&stuck.namespace, &stuck.name, Some(&stuck.uid))
+        .await
+        .expect("delete");
+    eventually("late Running on Cilium", || async {
+        c.pod("shop", "late").await.expect("get").is_some_and(|p| {
+            p.phase == planner::snapshot::PodPhase::Running
+                && p.pod_ips
+                    .first()
+                    .is_some_and(|ip| ip.to_string().starts_with("10.245."))
+        })
+    })
+    .await;
+}

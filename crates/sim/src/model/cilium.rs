@@ -136,6 +136,13 @@ impl Model {
         let mut node_v = node_v;
         let was = node_v["metadata"]["annotations"][CNI_ANNOTATION].as_str() == Some("cilium");
         let mut changed = false;
+        // The agent (re)loads the node's datapath: its BPF programs stay when it stops, and
+        // established endpoints keep forwarding through them until the next agent replaces them.
+        let loaded = pod["metadata"]["annotations"][LEGACY_ROUTING_ANNOTATION].clone();
+        if node_v["metadata"]["annotations"][DATAPATH_ANNOTATION] != loaded {
+            node_v["metadata"]["annotations"][DATAPATH_ANNOTATION] = loaded;
+            changed = true;
+        }
         // An agent that stops writing its CNI configuration leaves it in place.
         if writes_cni && !was {
             node_v["metadata"]["annotations"][CNI_ANNOTATION] = json!("cilium");
@@ -272,5 +279,50 @@ impl Model {
             .flatten()
             .map(|b| b.to_string())
             .find(|b| !used.contains(b))
+    }
+}
+
+impl Model {
+    /// A pod bound to a node whose CNI is Cilium while no agent is Ready there: the kubelet's
+    /// CNI ADD fails, so the pod stays `ContainerCreating` with the plugin's error, and its
+    /// sandbox is retried until an agent is Ready (then it starts as any pod does).
+    pub(super) fn wait_for_cni(&mut self, mut pod: Value, rv: u64, node: &str) {
+        let namespace = pod["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let name = pod["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let uid = pod["metadata"]["uid"].clone();
+        if !super::waiting_for_cni(&pod) {
+            let statuses: Vec<Value> = pod["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| json!({"name": c["name"], "image": c["image"], "ready": false, "started": false, "restartCount": 0,
+                                "state": {"waiting": {"reason": "ContainerCreating", "message": super::CNI_ADD_FAILED}}}))
+                .collect();
+            let now = crate::store::now_rfc3339();
+            pod["status"]["containerStatuses"] = json!(statuses);
+            pod["status"]["conditions"] = json!([
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+                {"type": "Ready", "status": "False", "reason": "ContainersNotReady", "lastTransitionTime": now}]);
+            tracing::debug!(%namespace, %name, node, "CNI ADD fails: no Ready Cilium agent");
+            let _ = self.store.update("/pods", pod, Some(rv), false);
+        }
+        let retry = self
+            .opts
+            .pod_start
+            .max(std::time::Duration::from_millis(100));
+        self.later.push((
+            retry,
+            super::Action::Start {
+                namespace,
+                name,
+                uid,
+            },
+        ));
     }
 }

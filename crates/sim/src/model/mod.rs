@@ -93,6 +93,16 @@ const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
 const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
 
 /// The node's Ready condition alone (cordoning aside).
+/// The kubelet's sandbox error on a node whose Cilium agent is not Ready (see
+/// [`Model::wait_for_cni`]).
+const CNI_ADD_FAILED: &str = "failed to setup network for sandbox: plugin type=\"cilium-cni\" failed (add): unable to connect to Cilium agent: the agent on this node is not Ready";
+
+/// Whether a pod is held in `ContainerCreating` by a failing CNI ADD (its retries are the
+/// model's, not the store events').
+fn waiting_for_cni(pod: &Value) -> bool {
+    pod["status"]["containerStatuses"][0]["state"]["waiting"]["message"] == CNI_ADD_FAILED
+}
+
 fn is_ready_node_status(n: &Value) -> bool {
     n["status"]["conditions"]
         .as_array()
@@ -577,7 +587,7 @@ impl Model {
                             name: e.name.clone(),
                         },
                     ));
-                } else if !running {
+                } else if !running && !waiting_for_cni(&pod) {
                     let factor = lognormal_factor(&mut self.rng, self.opts.spread);
                     out.push((
                         self.opts.pod_start.mul_f64(factor),
@@ -705,6 +715,10 @@ impl Model {
                     && self
                         .node_value(&node)
                         .is_some_and(|v| v["metadata"]["annotations"][CNI_ANNOTATION] == "cilium");
+                if on_cilium && !crate::datapath::agent_ready(&self.store, &node) {
+                    self.wait_for_cni(pod, s.rv, &node);
+                    return;
+                }
                 if pod["spec"]["hostNetwork"] != true {
                     pod["metadata"]["annotations"][OVERLAY_ANNOTATION] =
                         json!(if on_cilium { "cilium" } else { "old" });
