@@ -28,7 +28,7 @@ const EXPECT: &[Expect] = &[
         pod_cidrs: &["10.233.64.0/18"],
         encapsulation: "ipip",
         port: None,
-        codes: &["LOCAL_STORAGE_PODS"],
+        codes: &["HOST_ROUTING_STAYS_LEGACY", "LOCAL_STORAGE_PODS"],
     },
     Expect {
         name: "calico-operator-vxlan",
@@ -37,7 +37,7 @@ const EXPECT: &[Expect] = &[
         pod_cidrs: &["192.168.0.0/16"],
         encapsulation: "vxlan",
         port: Some(4789),
-        codes: &["NETWORK_POLICIES_PRESENT"],
+        codes: &["HOST_ROUTING_STAYS_LEGACY", "NETWORK_POLICIES_PRESENT"],
     },
     Expect {
         name: "eks-aws-vpc-cni",
@@ -46,7 +46,11 @@ const EXPECT: &[Expect] = &[
         pod_cidrs: &[],
         encapsulation: "none",
         port: None,
-        codes: &["NODE_AUTOSCALING_ACTIVE", "SERVICE_CIDR_UNKNOWN"],
+        codes: &[
+            "HOST_ROUTING_STAYS_LEGACY",
+            "NODE_AUTOSCALING_ACTIVE",
+            "SERVICE_CIDR_UNKNOWN",
+        ],
     },
     Expect {
         name: "eks-eni-al2-tainted",
@@ -56,6 +60,7 @@ const EXPECT: &[Expect] = &[
         encapsulation: "none",
         port: None,
         codes: &[
+            "HOST_ROUTING_STAYS_LEGACY",
             "NODE_AUTOSCALING_ACTIVE",
             "SERVICE_CIDR_UNKNOWN",
             "AWS_NODE_NOT_PATCHED",
@@ -72,6 +77,7 @@ const EXPECT: &[Expect] = &[
         encapsulation: "none",
         port: None,
         codes: &[
+            "HOST_ROUTING_STAYS_LEGACY",
             "NODE_AUTOSCALING_ACTIVE",
             "SERVICE_CIDR_UNKNOWN",
             "AWS_NODE_NOT_PATCHED",
@@ -87,6 +93,7 @@ const EXPECT: &[Expect] = &[
         encapsulation: "none",
         port: None,
         codes: &[
+            "HOST_ROUTING_STAYS_LEGACY",
             "NODE_AUTOSCALING_ACTIVE",
             "SERVICE_CIDR_UNKNOWN",
             "AWS_NODE_NOT_PATCHED",
@@ -103,6 +110,7 @@ const EXPECT: &[Expect] = &[
         encapsulation: "none",
         port: None,
         codes: &[
+            "HOST_ROUTING_STAYS_LEGACY",
             "NODE_AUTOSCALING_ACTIVE",
             "SERVICE_CIDR_UNKNOWN",
             "AWS_NODE_NOT_PATCHED",
@@ -118,6 +126,7 @@ const EXPECT: &[Expect] = &[
         encapsulation: "none",
         port: None,
         codes: &[
+            "HOST_ROUTING_STAYS_LEGACY",
             "NODE_AUTOSCALING_ACTIVE",
             "SERVICE_CIDR_UNKNOWN",
             "AWS_NODE_NOT_PATCHED",
@@ -133,7 +142,7 @@ const EXPECT: &[Expect] = &[
         pod_cidrs: &["10.244.0.0/16"],
         encapsulation: "vxlan",
         port: Some(8472),
-        codes: &[],
+        codes: &["HOST_ROUTING_STAYS_LEGACY"],
     },
     Expect {
         name: "pdb-blocks-drain",
@@ -142,7 +151,7 @@ const EXPECT: &[Expect] = &[
         pod_cidrs: &["10.244.0.0/16"],
         encapsulation: "vxlan",
         port: Some(8472),
-        codes: &["PDB_BLOCKS_DRAIN"],
+        codes: &["HOST_ROUTING_STAYS_LEGACY", "PDB_BLOCKS_DRAIN"],
     },
 ];
 

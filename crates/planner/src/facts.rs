@@ -329,6 +329,10 @@ pub enum Platform {
     Rke2,
     /// k3s.
     K3s,
+    /// Talos Linux.
+    Talos,
+    /// A cluster deployed by kubespray.
+    Kubespray,
 }
 
 impl fmt::Display for Platform {
@@ -339,6 +343,8 @@ impl fmt::Display for Platform {
             Platform::Gke => "GKE",
             Platform::Rke2 => "RKE2",
             Platform::K3s => "k3s",
+            Platform::Talos => "Talos",
+            Platform::Kubespray => "kubespray",
         })
     }
 }

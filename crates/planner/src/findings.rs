@@ -90,6 +90,14 @@ pub enum FindingCode {
     /// Something adds, removes or replaces nodes on its own (cluster-autoscaler, Karpenter,
     /// managed node groups, Cluster API) while the migration runs.
     NodeAutoscalingActive,
+    /// The final values turn `bpf.hostLegacyRouting` off, but without kube-proxy replacement
+    /// Cilium keeps legacy host routing.
+    HostRoutingStaysLegacy,
+    /// An installed Cilium runs the netkit datapath, which refuses legacy host routing.
+    NetkitDuringMigration,
+    /// A distribution that re-applies its own CNI (k3s, RKE2, Talos, kubespray) unless its
+    /// configuration is changed before the finale.
+    DistributionReappliesCni,
 }
 
 impl FindingCode {

@@ -12,7 +12,9 @@
 //!  ├─ source       the old CNI (SOURCE_CNI_*, CALICO_AUTODETECT_FIRST_FOUND, AWS_CNI_SNAT_*)
 //!  ├─ pool         the new pool and tunnel, overlay modes (POD_CIDR_*, TUNNEL_PORT_COLLISION)
 //!  ├─ workloads    policies, pods and PDBs the drains meet
-//!  ├─ cluster      an installed Cilium, IPv6, managed platforms, the service range
+//!  ├─ cluster      an installed Cilium, IPv6, managed platforms and distributions that
+//!  │               re-apply their CNI, the service range
+//!  ├─ datapath     what recent Cilium releases changed (HOST_ROUTING_STAYS_LEGACY, netkit)
 //!  ├─ churn        who adds and removes nodes mid-migration (NODE_AUTOSCALING_ACTIVE)
 //!  ├─ eks          the EKS profiles' checks
 //!  └─ common       finding(), list limits (MAX_OBJECTS)
@@ -21,6 +23,7 @@
 mod churn;
 mod cluster;
 mod common;
+mod datapath;
 mod eks;
 mod pool;
 mod source;
@@ -60,6 +63,8 @@ pub fn preflight(
     cluster::cilium_config(spec, facts, &mut out);
     cluster::ipv6(spec, facts, &mut out);
     cluster::platform(facts, &mut out);
+    datapath::host_routing(spec, snapshot, &mut out);
+    datapath::netkit(facts, &mut out);
     cluster::service_unknown(facts, &mut out);
     churn::node_autoscaling(snapshot, &mut out);
     out.sort_by(|a, b| {
@@ -187,9 +192,20 @@ mod tests {
     fn no_edit(_: &mut MigrationSpec) {}
     fn no_snap(_: &mut ClusterSnapshot) {}
 
+    /// The spec that keeps legacy host routing (what a cluster without kube-proxy
+    /// replacement gets anyway), so the plan has nothing to say about it.
+    fn legacy_routing(s: &mut MigrationSpec) {
+        s.finalize.host_legacy_routing = true;
+    }
+
     #[test]
     fn a_healthy_flannel_cluster_has_no_findings() {
-        assert_eq!(codes(&spec(&no_edit), &base()), vec![]);
+        assert_eq!(codes(&spec(&legacy_routing), &base()), vec![]);
+    }
+
+    /// An object of the snapshot, as a dump has it.
+    fn object<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+        serde_json::from_value(v).expect("a valid object")
     }
 
     fn set_cidr(c: &'static str) -> impl Fn(&mut MigrationSpec) {
@@ -218,7 +234,13 @@ mod tests {
     #[case::local_storage_allowed(FindingCode::LocalStoragePods, Severity::Warning, &|s: &mut MigrationSpec| s.rollout.drain.delete_empty_dir_data = true, &|s: &mut ClusterSnapshot| s.pods[0].empty_dir = true)]
     #[case::ipv6_cluster(FindingCode::Ipv6NotSupported, Severity::Error, &no_edit, &|s: &mut ClusterSnapshot| s.nodes[0].addresses.push(NodeAddress { type_: "InternalIP".into(), address: "fd00::2".into() }))]
     #[case::service_unknown(FindingCode::ServiceCidrUnknown, Severity::Warning, &no_edit, &|s: &mut ClusterSnapshot| s.configmaps.retain(|c| c.metadata.name.as_deref() != Some("kubeadm-config")))]
-    #[case::k3s(FindingCode::ManagedPlatform, Severity::Warning, &no_edit, &|s: &mut ClusterSnapshot| s.nodes[0].kubelet_version = Some("v1.31.1+k3s1".into()))]
+    #[case::k3s(FindingCode::DistributionReappliesCni, Severity::Warning, &no_edit, &|s: &mut ClusterSnapshot| s.nodes[0].kubelet_version = Some("v1.31.1+k3s1".into()))]
+    #[case::rke2(FindingCode::DistributionReappliesCni, Severity::Warning, &no_edit, &|s: &mut ClusterSnapshot| s.nodes[1].kubelet_version = Some("v1.31.1+rke2r1".into()))]
+    #[case::talos(FindingCode::DistributionReappliesCni, Severity::Warning, &no_edit, &|s: &mut ClusterSnapshot| s.nodes[0].os_image = Some("Talos (v1.9.2)".into()))]
+    #[case::kubespray(FindingCode::DistributionReappliesCni, Severity::Warning, &no_edit, &|s: &mut ClusterSnapshot| s.daemonsets.push(object(serde_json::json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "nodelocaldns", "namespace": "kube-system"}}))))]
+    #[case::aks(FindingCode::ManagedPlatform, Severity::Warning, &no_edit, &|s: &mut ClusterSnapshot| s.nodes[0].provider_id = Some("azure:///subscriptions/x".into()))]
+    #[case::host_routing_stays_legacy(FindingCode::HostRoutingStaysLegacy, Severity::Warning, &no_edit, &no_snap)]
+    #[case::netkit(FindingCode::NetkitDuringMigration, Severity::Error, &no_edit, &|s: &mut ClusterSnapshot| s.configmaps.push(object(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cilium-config", "namespace": "kube-system"}, "data": {"datapath-mode": "netkit"}}))))]
     fn each_finding_fires(
         #[case] code: FindingCode,
         #[case] severity: Severity,
@@ -245,6 +267,8 @@ mod tests {
     #[case::daemonset_pods_are_not_unreplicated(FindingCode::UnreplicatedPods, &no_edit, &|s: &mut ClusterSnapshot| s.pods[0].owner = Some(OwnerRef { kind: "DaemonSet".into(), name: "d".into(), uid: "d".into() }))]
     #[case::finished_pods_do_not_count(FindingCode::LocalStoragePods, &no_edit, &|s: &mut ClusterSnapshot| { s.pods[0].empty_dir = true; s.pods[0].phase = PodPhase::Succeeded; })]
     #[case::mirror_pods_do_not_count(FindingCode::UnreplicatedPods, &no_edit, &|s: &mut ClusterSnapshot| { s.pods[0].owner = None; s.pods[0].mirror = true; })]
+    #[case::legacy_routing_kept_by_the_spec(FindingCode::HostRoutingStaysLegacy, &legacy_routing, &no_snap)]
+    #[case::veth_datapath(FindingCode::NetkitDuringMigration, &no_edit, &|s: &mut ClusterSnapshot| s.configmaps.push(object(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cilium-config", "namespace": "kube-system"}, "data": {"datapath-mode": "veth"}}))))]
     fn each_finding_stays_quiet(
         #[case] code: FindingCode,
         #[case] edit_spec: &dyn Fn(&mut MigrationSpec),
@@ -311,7 +335,7 @@ mod tests {
                 .replace("ENCAP", "IPIP")
                 .replace("AUTODETECT", pinned),
         );
-        assert_eq!(codes(&spec(&no_edit), &snap), vec![]);
+        assert_eq!(codes(&spec(&legacy_routing), &snap), vec![]);
     }
 
     fn aws_snapshot(exclude: &str) -> ClusterSnapshot {
@@ -377,7 +401,7 @@ mod tests {
         snap.configmaps.extend(cm(r#"{"custom-cni-conf": "true", "enable-policy": "never", "ipam": "cluster-pool", "cluster-pool-ipv4-cidr": "10.245.0.0/16",
             "tunnel-protocol": "vxlan", "tunnel-port": "8473", "routing-mode": "tunnel", "enable-host-legacy-routing": "true", "unmanaged-pod-watcher-interval": "0"}"#));
         assert_eq!(
-            codes(&spec(&no_edit), &snap),
+            codes(&spec(&legacy_routing), &snap),
             vec![],
             "a Cilium installed by the plan's own values passes"
         );

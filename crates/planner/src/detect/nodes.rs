@@ -92,6 +92,10 @@ pub(super) fn detect_platform(snap: &ClusterSnapshot) -> Option<PlatformFacts> {
                 format!("node {} runs kubelet {kubelet}", n.name),
             );
         }
+        let os = n.os_image.as_deref().unwrap_or_default();
+        if os.starts_with("Talos") {
+            return found(Platform::Talos, format!("node {} runs {os}", n.name));
+        }
         if provider.starts_with("azure://")
             || n.labels
                 .keys()
@@ -126,9 +130,19 @@ pub(super) fn detect_platform(snap: &ClusterSnapshot) -> Option<PlatformFacts> {
             );
         }
     }
-    snap.daemonsets
-        .iter()
-        .filter_map(|d| d.metadata.name.as_deref())
-        .find(|n| n.starts_with("rke2-"))
-        .and_then(|n| found(Platform::Rke2, format!("DaemonSet {n}")))
+    let daemonsets = || {
+        snap.daemonsets
+            .iter()
+            .filter_map(|d| d.metadata.name.as_deref())
+    };
+    if let Some(n) = daemonsets().find(|n| n.starts_with("rke2-")) {
+        return found(Platform::Rke2, format!("DaemonSet {n}"));
+    }
+    // kubespray names NodeLocal DNSCache `nodelocaldns` (upstream: node-local-dns).
+    daemonsets().find(|n| *n == "nodelocaldns").and_then(|n| {
+        found(
+            Platform::Kubespray,
+            format!("DaemonSet kube-system/{n} (kubespray's name for NodeLocal DNSCache)"),
+        )
+    })
 }

@@ -4,7 +4,8 @@
 //! ```text
 //! CILIUM_CONFIG_MISMATCH  a Cilium beside the old CNI, not in migration mode
 //! IPV6_NOT_SUPPORTED      IPv6 anywhere (eks-eni says so as ENI_MODE_IPV4_ONLY)
-//! MANAGED_PLATFORM        AKS, GKE, RKE2, k3s: the platform owns the CNI
+//! MANAGED_PLATFORM        AKS, GKE: the platform owns the CNI
+//! DISTRIBUTION_REAPPLIES_CNI  k3s, RKE2, Talos, kubespray: the exact change before the finale
 //! SERVICE_CIDR_UNKNOWN    only the kubernetes Service IP, or nothing, is known
 //! ```
 
@@ -101,33 +102,59 @@ pub(super) fn ipv6(spec: &MigrationSpec, facts: &NetworkFacts, out: &mut Vec<Fin
     ));
 }
 
-/// Managed platforms own their CNI.
+/// Managed platforms own their CNI; distributions re-apply theirs unless told not to.
 pub(super) fn platform(facts: &NetworkFacts, out: &mut Vec<Finding>) {
     let Some(p) = &facts.platform else { return };
-    let why = match p.platform {
+    let managed = match p.platform {
         Platform::Eks => return,
-        Platform::Aks => {
-            "AKS manages the CNI itself and re-images every node pool at once when switching to Cilium (az aks update --network-dataplane cilium); a node-by-node migration fights the platform"
-        }
-        Platform::Gke => {
-            "GKE's dataplane is managed (Dataplane V2 is GKE's Cilium); migrate with GKE's own Dataplane V2 migration"
-        }
-        Platform::Rke2 => {
-            "RKE2 deploys its CNI from its own HelmCharts and does not support switching the CNI of a running cluster"
-        }
-        Platform::K3s => {
-            "k3s embeds Flannel in its own binary (no DaemonSet to remove) and keeps CNI configuration in /var/lib/rancher/k3s/agent/etc/cni/net.d"
-        }
+        Platform::Aks => Some(
+            "AKS manages the CNI itself and re-images every node pool at once when switching to Cilium (az aks update --network-dataplane cilium); a node-by-node migration fights the platform",
+        ),
+        Platform::Gke => Some(
+            "GKE's dataplane is managed (Dataplane V2 is GKE's Cilium); migrate with GKE's own Dataplane V2 migration",
+        ),
+        Platform::Rke2 | Platform::K3s | Platform::Talos | Platform::Kubespray => None,
+    };
+    if let Some(why) = managed {
+        out.push(finding(
+            FindingCode::ManagedPlatform,
+            Severity::Warning,
+            format!("{} detected ({}): {why}", p.platform, p.evidence),
+            vec![],
+            "use the platform's supported path, or rehearse thoroughly before running this on it"
+                .to_owned(),
+        ));
+        return;
+    }
+    // What the distribution re-applies, and the exact change that stops it, before the finale
+    // removes the old CNI (else the next restart, upgrade or playbook run brings it back).
+    let (what, change) = match p.platform {
+        Platform::K3s => (
+            "k3s runs Flannel inside its own binary (no DaemonSet to remove) and starts it again at every restart; its CNI configuration is in /var/lib/rancher/k3s/agent/etc/cni/net.d",
+            "set target.cniConfDir: /var/lib/rancher/k3s/agent/etc/cni/net.d; run `apply --stop-before finalize`, then (every pod is on Cilium by then) add `flannel-backend: none` and `disable-network-policy: true` to /etc/rancher/k3s/config.yaml on every server, restart k3s on the servers, then the agents, and `resume`",
+        ),
+        Platform::Rke2 => (
+            "RKE2 deploys its CNI (rke2-canal, rke2-calico or rke2-cilium) from its own HelmChart objects and re-deploys it when rke2-server restarts",
+            "run `apply --stop-before finalize`, then set `cni: none` in /etc/rancher/rke2/config.yaml on every server, restart rke2-server on each, and `resume`; RKE2 documents switching the CNI of a running cluster as unsupported, so rehearse it first",
+        ),
+        Platform::Talos => (
+            "Talos applies the CNI named in its machine configuration (cluster.network.cni, Flannel by default) at bootstrap and on every upgrade",
+            "run `apply --stop-before finalize`, then patch every control-plane node's machine configuration, and `resume`: talosctl patch mc --patch '[{\"op\": \"add\", \"path\": \"/cluster/network/cni\", \"value\": {\"name\": \"none\"}}]'",
+        ),
+        _ => (
+            "kubespray installs the CNI named by kube_network_plugin on every cluster.yml, scale.yml or upgrade-cluster.yml run",
+            "before the finale (and before any playbook run during the migration), set `kube_network_plugin: cni` in your inventory's group_vars/k8s_cluster/k8s-cluster.yml (kubespray then installs no CNI of its own) and keep it so for every later playbook run",
+        ),
     };
     out.push(finding(
-        FindingCode::ManagedPlatform,
+        FindingCode::DistributionReappliesCni,
         Severity::Warning,
-        format!("{} detected ({}): {why}", p.platform, p.evidence),
+        format!(
+            "{} detected ({}): {what}; unless its configuration changes, the old CNI comes back after the finale removes it",
+            p.platform, p.evidence
+        ),
         vec![],
-        match p.platform {
-            Platform::K3s => "restart k3s with --flannel-backend=none after finalize, and set target.cniConfDir: /var/lib/rancher/k3s/agent/etc/cni/net.d".to_owned(),
-            _ => "use the platform's supported path, or rehearse thoroughly before running this on it".to_owned(),
-        },
+        change.to_owned(),
     ));
 }
 
