@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::path::Path;
+use std::{collections::BTreeSet, path::Path};
 
 use support::cluster::show;
 
@@ -210,4 +210,153 @@ fn faults_are_injected_and_reported() {
     ]);
     assert_eq!(nobody.status.code(), Some(2), "{}", show(&nobody));
     assert!(String::from_utf8_lossy(&nobody.stderr).contains("nobody"));
+}
+
+/// The HTML report, parsed: one self-contained page whose verdict box comes first, findings
+/// in a table with coloured severities, the timeline inline with a lane per node, a legend,
+/// time ticks and a title on every bar, the loss chart under Connectivity with the phases
+/// marked, and the evictions and PDB waits as tables. Where Debian's Chromium is installed, a
+/// headless screenshot of it is taken (and must be a PNG); elsewhere that part is skipped
+/// with a note.
+#[test]
+fn the_html_report_is_a_page_with_its_parts_in_place() {
+    use scraper::{Html, Selector};
+    let sel = |s: &str| Selector::parse(s).expect("selector");
+    let dir = tempfile::tempdir().expect("tmp");
+    let plans = support::plans_dir();
+    let (out, report) = rehearse(
+        &plans.join("pdb-blocks-drain.yaml"),
+        Some(&plans.join("pdb-blocks-drain.dump.yaml")),
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", show(&out));
+    let text = std::fs::read_to_string(dir.path().join("report.html")).expect("html");
+    let page = Html::parse_document(&text);
+    assert!(page.errors.is_empty(), "parse errors: {:?}", page.errors);
+    for external in ["script[src]", "link", "img"] {
+        assert_eq!(
+            page.select(&sel(external)).count(),
+            0,
+            "no external asset: {external}"
+        );
+    }
+    // The verdict first: before any h2, red because the drain would time out.
+    let body_children: Vec<(String, bool)> = page
+        .select(&sel("body > *"))
+        .map(|e| {
+            let v = e.value();
+            let verdict = v.classes().any(|c| c == "verdict");
+            (v.name().to_owned(), verdict)
+        })
+        .collect();
+    let verdict_at = body_children
+        .iter()
+        .position(|(name, verdict)| name == "section" && *verdict)
+        .expect("a verdict box");
+    let first_h2 = body_children
+        .iter()
+        .position(|(name, _)| name == "h2")
+        .expect("sections");
+    assert!(verdict_at < first_h2, "{body_children:?}");
+    let verdict = page
+        .select(&sel("section.verdict.stop"))
+        .next()
+        .expect("a red verdict");
+    let said: String = verdict.text().collect();
+    assert!(
+        said.contains("PDB_BLOCKS_DRAIN") || said.contains("timed out"),
+        "{said}"
+    );
+    // Findings: a table whose severity cells carry a coloured badge.
+    assert!(
+        page.select(&sel("table td span.sev.sev-error")).count() >= 1,
+        "an error badge"
+    );
+    // The timeline: a lane per node and one for the cluster, a legend, ticks, titled bars.
+    let timeline = page
+        .select(&sel("svg.timeline"))
+        .next()
+        .expect("the timeline, inline");
+    let lanes = timeline.select(&sel("g.lane")).count();
+    let nodes = report["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["node"].as_str())
+        .collect::<BTreeSet<_>>()
+        .len();
+    assert!(
+        lanes > nodes,
+        "{lanes} lanes for {nodes} nodes and the cluster"
+    );
+    assert!(timeline.select(&sel("g.legend rect")).count() >= 6);
+    assert!(timeline.select(&sel("g.tick")).count() >= 2);
+    let bars = timeline.select(&sel("rect.bar")).count();
+    assert_eq!(bars, report["steps"].as_array().expect("steps").len());
+    assert_eq!(timeline.select(&sel("rect.bar > title")).count(), bars);
+    // Connectivity: the loss chart with the phases marked.
+    let chart = page
+        .select(&sel("svg.loss"))
+        .next()
+        .expect("the loss chart");
+    assert!(chart.select(&sel("polyline.series")).next().is_some());
+    assert!(chart.select(&sel("g.phase")).count() >= 2);
+    // Evictions and PDB waits as tables.
+    let headings: Vec<String> = page
+        .select(&sel("h2"))
+        .map(|h| h.text().collect())
+        .collect();
+    for h in [
+        "Pods evicted per node",
+        "Time waiting on PodDisruptionBudgets",
+        "Connectivity",
+        "Findings",
+    ] {
+        let at = headings
+            .iter()
+            .position(|x| x == h)
+            .unwrap_or_else(|| panic!("no section {h}: {headings:?}"));
+        let _ = at;
+    }
+    assert!(
+        page.select(&sel("table")).count() >= 5,
+        "the report's tables are tables"
+    );
+    screenshot(&dir.path().join("report.html"));
+}
+
+/// A headless Chromium screenshot of the page, where Debian's `chromium` is installed.
+fn screenshot(page: &Path) {
+    let Some(browser) = ["chromium", "chromium-browser"].into_iter().find(|b| {
+        std::process::Command::new(b)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        eprintln!("note: no Chromium on this machine; the report's screenshot is skipped");
+        return;
+    };
+    let png = page.with_extension("png");
+    let out = std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1280,2400",
+        ])
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium runs");
+    assert!(out.status.success(), "{}", show(&out));
+    let bytes = std::fs::read(&png).expect("a screenshot");
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
+        "{} bytes",
+        bytes.len()
+    );
+    if let Ok(keep) = std::env::var("CNI_MIGRATE_KEEP_SCREENSHOT") {
+        let _ = std::fs::copy(&png, keep);
+    }
 }

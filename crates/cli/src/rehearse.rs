@@ -14,6 +14,8 @@
 //! them back into real-time estimates. The rehearsal goes on past preflight errors (a real
 //! `apply` would stop there) to show what they lead to, and says so.
 
+mod html;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::PathBuf,
@@ -169,6 +171,8 @@ struct Connectivity {
     phases: BTreeMap<String, (u64, u64)>,
     /// Why probes failed, by reason.
     reasons: BTreeMap<String, u64>,
+    /// Each round: (milliseconds of wall time from the start, probes, failures).
+    series: Vec<(u64, u64, u64)>,
 }
 
 /// The machine-readable report (the tests check it against the model's ground truth).
@@ -363,7 +367,7 @@ async fn run(
         let every = Duration::from_secs(1).div_f64(speed);
         tokio::spawn(async move {
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                probe(&store, &connectivity, &record);
+                probe(&store, &connectivity, &record, start);
                 tokio::time::sleep(every).await;
             }
         })
@@ -507,7 +511,12 @@ fn crash_looping(sim: &Sim) -> Vec<(String, String)> {
 }
 
 /// One round of the prober over a bounded sample of workload pods.
-fn probe(store: &sim::Store, conn: &Mutex<Connectivity>, record: &Mutex<Record>) {
+fn probe(
+    store: &sim::Store,
+    conn: &Mutex<Connectivity>,
+    record: &Mutex<Record>,
+    start: std::time::Instant,
+) {
     let (_, pods, _) = store.list("/pods", None, None, None, &|_, _| true);
     let mut sample: Vec<serde_json::Value> = pods
         .iter()
@@ -548,6 +557,10 @@ fn probe(store: &sim::Store, conn: &Mutex<Connectivity>, record: &Mutex<Record>)
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     c.samples += 1;
+    let at = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let round_probes = u64::try_from(results.len()).unwrap_or(u64::MAX);
+    let round_lost = u64::try_from(results.iter().filter(|r| r.2.is_err()).count()).unwrap_or(0);
+    c.series.push((at, round_probes, round_lost));
     for (a, b, r) in results {
         let pair = format!("{} → {}", workload(&a), workload(&b));
         let failed = u64::from(r.is_err());
@@ -632,66 +645,6 @@ fn escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-/// The Gantt chart: a row for the cluster's steps, one per node, bars per step.
-fn timeline_svg(report: &Report, plan: &planner::Plan) -> String {
-    let mut rows: Vec<String> = vec!["cluster".into()];
-    rows.extend(plan.nodes.iter().map(|n| n.name.clone()));
-    let total = report
-        .steps
-        .iter()
-        .map(|s| s.end_ms.unwrap_or(s.start_ms))
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    let (label_w, chart_w, row_h) = (220.0, 900.0, 22.0);
-    #[allow(clippy::cast_precision_loss)] // drawing only
-    let x = |ms: u64| label_w + chart_w * (ms as f64) / (total as f64);
-    #[allow(clippy::cast_precision_loss)]
-    let height = row_h * (rows.len() as f64 + 2.0);
-    let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{height}" font-family="sans-serif" font-size="11">"#,
-        label_w + chart_w + 20.0
-    );
-    for (i, row) in rows.iter().enumerate() {
-        #[allow(clippy::cast_precision_loss)]
-        let y = row_h * (i as f64 + 1.0);
-        svg.push_str(&format!(
-            r#"<text x="4" y="{}">{}</text>"#,
-            y + 14.0,
-            escape(row)
-        ));
-        for s in report.steps.iter().filter(|s| match &s.node {
-            Some(n) => n == row,
-            None => i == 0,
-        }) {
-            let x0 = x(s.start_ms);
-            let x1 = x(s.end_ms.unwrap_or(total)).max(x0 + 1.5);
-            #[allow(clippy::cast_precision_loss)]
-            let secs = (s.end_ms.unwrap_or(total) - s.start_ms) as f64 / 1000.0 * report.speed;
-            svg.push_str(&format!(
-                r#"<rect x="{x0:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}"{}><title>{} ~{}</title></rect>"#,
-                y + 2.0,
-                x1 - x0,
-                row_h - 6.0,
-                colour(s.kind),
-                if s.failed { r#" stroke="red" stroke-width="2""# } else { "" },
-                escape(&s.id),
-                human(secs)
-            ));
-        }
-    }
-    #[allow(clippy::cast_precision_loss)]
-    let axis_y = row_h * (rows.len() as f64 + 1.5);
-    #[allow(clippy::cast_precision_loss)]
-    let total_real = total as f64 / 1000.0 * report.speed;
-    svg.push_str(&format!(
-        r#"<text x="{label_w}" y="{axis_y}">0</text><text x="{}" y="{axis_y}" text-anchor="end">{} (real-time estimate)</text></svg>"#,
-        label_w + chart_w,
-        human(total_real)
-    ));
-    svg
 }
 
 fn markdown(report: &Report, plan: &planner::Plan, rebooting: bool) -> String {
@@ -803,17 +756,16 @@ fn write_report(
     use anyhow::Context as _;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create report directory {}", dir.display()))?;
-    let svg = timeline_svg(report, plan);
+    // A lane per node: the plan's, then any the run met besides (nodes that joined).
+    let mut lanes: Vec<String> = plan.nodes.iter().map(|n| n.name.clone()).collect();
+    for n in report.steps.iter().filter_map(|s| s.node.as_ref()) {
+        if !lanes.contains(n) {
+            lanes.push(n.clone());
+        }
+    }
+    let svg = html::timeline(report, &lanes);
     let md = markdown(report, plan, rebooting);
-    let html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Rehearsal of {}</title>\
-         <style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto}}table{{border-collapse:collapse}}\
-         td,th{{border:1px solid #ccc;padding:2px 6px}}pre{{white-space:pre-wrap}}</style></head><body>\
-         <h1>Rehearsal of {}</h1>{svg}<pre>{}</pre></body></html>\n",
-        escape(&report.plan),
-        escape(&report.plan),
-        escape(&md)
-    );
+    let html = html::page(report, &md, &svg);
     for (name, body) in [
         ("report.md", md),
         ("report.html", html),
