@@ -216,21 +216,128 @@ async fn a_node_that_leaves_mid_drain_frees_its_slot_and_the_run_finishes() {
 }
 
 /// SIGKILL while a node that joined is in flight, then `resume`: it ends as an uninterrupted
-/// run, the joined node migrated.
+/// run, the joined node migrated. It joined empty: the decision to skip its cordon and drain
+/// is in the checkpoint, so the resumed run skips them too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_while_a_joined_node_is_in_flight_then_resume() {
     let env = env("kind-flannel", &same).await;
     let before_pods = env.workload_pods().await;
     let before_nodes = migrated_then_joined(&env).await;
-    env.killed_in("resume", &[], "kind-worker9/drain@started")
+    env.killed_in("resume", &[], "kind-worker9/label@started")
         .await;
     let resumed = env.run("resume", &["--force-unlock"], LIMIT).await;
     assert_eq!(resumed.status.code(), Some(0), "{}", show(&resumed));
+    assert!(
+        !events(&resumed)
+            .iter()
+            .any(|e| e["event"] == "step-started" && e["step"] == "kind-worker9/cordon"),
+        "{}",
+        show(&resumed)
+    );
+    assert_migrated(&env, &before_nodes, &before_pods, POOL).await;
+    let ck = env.checkpoint().await.expect("a checkpoint");
+    let rec = ck.node("kind-worker9").expect("recorded");
+    assert!(rec.done() && rec.joined.is_some());
+    assert!(rec.prior.as_ref().is_some_and(|p| p.light), "{rec:?}");
+}
+
+/// A workload pod of the frontend ReplicaSet on `node` (its replicas raised by one, as a
+/// scale-up would), started by the node's kubelet.
+fn workload_on(env: &Env, node: &str) {
+    let (_, pods, _) = env
+        .sim
+        .store()
+        .list("/pods", Some("shop"), None, None, &|_, s| {
+            s.value()["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("frontend-"))
+        });
+    let mut pod = pods.first().expect("a frontend pod").1.value();
+    let meta = pod["metadata"].as_object_mut().expect("metadata");
+    for k in ["uid", "resourceVersion", "creationTimestamp"] {
+        meta.remove(k);
+    }
+    pod["metadata"]["name"] = json!(format!("frontend-on-{node}"));
+    pod["spec"]["nodeName"] = json!(node);
+    pod["status"] = json!({"phase": "Pending"});
+    assert!(env.sim.insert(pod), "the pod is stored");
+    let rs = env
+        .sim
+        .store()
+        .get("apps/replicasets", "shop", "frontend-6b8d9f5c7d")
+        .expect("the ReplicaSet");
+    let mut value = rs.value();
+    let replicas = value["spec"]["replicas"].as_u64().unwrap_or(1);
+    value["spec"]["replicas"] = json!(replicas + 1);
+    env.sim
+        .store()
+        .update("apps/replicasets", value, Some(rs.rv), false)
+        .expect("update");
+}
+
+/// A node that joins after Cilium was installed and runs only DaemonSet pods needs the label,
+/// the agent restart and verification: no cordon, no drain, and the events say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_joins_empty_is_neither_cordoned_nor_drained() {
+    let env = env("kind-flannel", &same).await;
+    let before_pods = env.workload_pods().await;
+    let before_nodes = migrated_then_joined(&env).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let resumed = env.run("resume", &[], LIMIT).await;
+    assert_eq!(resumed.status.code(), Some(0), "{}", show(&resumed));
+    let ev = events(&resumed);
+    let of = |step: &str, event: &str| {
+        ev.iter()
+            .any(|e| e["step"] == format!("kind-worker9/{step}") && e["event"] == event)
+    };
+    assert!(
+        ev.iter().any(|e| e["node"] == "kind-worker9"
+            && e["message"].as_str().is_some_and(
+                |m| m.contains("kind-worker9 joined with no workload pods: no cordon or drain")
+            )),
+        "{}",
+        show(&resumed)
+    );
+    for step in ["cordon", "drain", "uncordon"] {
+        assert!(
+            of(step, "step-skipped"),
+            "{step} skipped: {}",
+            show(&resumed)
+        );
+        assert!(!of(step, "step-started"), "{step} never started");
+    }
+    for step in ["label", "restart-agent", "verify"] {
+        assert!(of(step, "step-done"), "{step} done: {}", show(&resumed));
+    }
+    assert_migrated(&env, &before_nodes, &before_pods, POOL).await;
+}
+
+/// A node that joins with a workload pod on it gets the full chain: cordoned and drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_joins_with_workloads_gets_the_full_chain() {
+    let env = env("kind-flannel", &same).await;
+    let before_nodes = migrated_then_joined(&env).await;
+    workload_on(&env, "kind-worker9");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before_pods = env.workload_pods().await;
+    let resumed = env.run("resume", &[], LIMIT).await;
+    assert_eq!(resumed.status.code(), Some(0), "{}", show(&resumed));
+    let ev = events(&resumed);
+    for step in ["cordon", "drain", "uncordon"] {
+        assert!(
+            ev.iter()
+                .any(|e| e["step"] == format!("kind-worker9/{step}") && e["event"] == "step-done"),
+            "{step} done: {}",
+            show(&resumed)
+        );
+    }
+    assert!(!ev.iter().any(|e| e["event"] == "step-skipped"));
     assert_migrated(&env, &before_nodes, &before_pods, POOL).await;
     let ck = env.checkpoint().await.expect("a checkpoint");
     assert!(
         ck.node("kind-worker9")
-            .is_some_and(|r| r.done() && r.joined.is_some())
+            .and_then(|r| r.prior.as_ref())
+            .is_some_and(|p| !p.light)
     );
 }
 

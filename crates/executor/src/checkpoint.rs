@@ -114,6 +114,10 @@ pub struct NodePrior {
     /// tool neither adds nor removes those annotations.
     #[serde(default)]
     pub guarded: bool,
+    /// It joined after Cilium was installed and ran no workload pods when admitted: only the
+    /// label, the agent restart and verification; no cordon, drain, reboot or uncordon.
+    #[serde(default)]
+    pub light: bool,
 }
 
 /// Where a node is, derived from its record.
@@ -918,6 +922,7 @@ impl From<NodeWire> for NodeRecord {
                 cordoned: p.contains('c'),
                 labelled: p.contains('l'),
                 guarded: p.contains('g'),
+                light: p.contains('e'),
             }),
             agent_uids,
             message: w.message,
@@ -947,6 +952,9 @@ impl From<NodeRecord> for NodeWire {
                 }
                 if p.guarded {
                     flags.push('g');
+                }
+                if p.light {
+                    flags.push('e');
                 }
                 flags
             }),

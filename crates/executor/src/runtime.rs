@@ -637,7 +637,18 @@ impl<'a> Runner<'a> {
         if self.journal.ck.lock().await.prior(node).is_none() && !self.admit(node).await? {
             return Ok(());
         }
+        let light = self
+            .journal
+            .ck
+            .lock()
+            .await
+            .prior(node)
+            .is_some_and(|p| p.light);
         for step in self.plan.node_steps(node) {
+            if light && admit::not_needed_when_light(step.kind) {
+                self.skip_light(step, node).await?;
+                continue;
+            }
             match self.run_step(step).await? {
                 StepEnd::Done(_) => {}
                 // Node steps have no gates; a failure is recorded and stops admissions.

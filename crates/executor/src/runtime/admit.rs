@@ -1,14 +1,29 @@
-//! Admitting a node: its prior state (cordoned? labelled? guarded against scale-down?)
-//! observed and recorded in the checkpoint before anything changes on it.
+//! Admitting a node: its prior state (cordoned? labelled? guarded against scale-down? joined
+//! empty?) observed and recorded in the checkpoint before anything changes on it.
+//!
+//! A node that joined after Cilium was installed and runs no workload pods (only DaemonSet and
+//! mirror pods) needs no cordon and no drain: nothing on it must move. That is decided once, at
+//! admission, and recorded with the prior state (`light`), so a resumed run skips the same
+//! steps; a node with workloads gets the full chain.
+
+use planner::{Step, StepKind};
 
 use super::Runner;
 use crate::{
-    checkpoint::NodePrior,
+    checkpoint::{NodePrior, StepState},
     error::StepError,
     events::{EventKind, chain},
     outcome::RunError,
     step,
 };
+
+/// The steps a node admitted `light` does not need: nothing on it must move.
+pub(super) fn not_needed_when_light(kind: StepKind) -> bool {
+    matches!(
+        kind,
+        StepKind::Cordon | StepKind::Drain | StepKind::Reboot | StepKind::Uncordon
+    )
+}
 
 impl Runner<'_> {
     /// Records the node's prior state before anything changes on it (only the first time).
@@ -30,14 +45,43 @@ impl Runner<'_> {
                 StepError::is_retriable,
             )
             .await;
-        let prior = match observed {
+        let mut prior = match observed {
             Ok(p) => p,
             Err(e) => return Ok(Err(chain(&e))),
         };
+        prior.light = self.joined_empty(node).await;
         let mut ck = self.journal.ck.lock().await;
         ck.record_prior(node, &prior);
         self.journal.save(&mut ck).await?;
         Ok(Ok(prior))
+    }
+
+    /// Whether the node joined after Cilium was installed and runs no workload pod now (a
+    /// pod a drain would evict). A failed read answers `false`: the full chain is always safe.
+    async fn joined_empty(&self, node: &str) -> bool {
+        let joined_after_install = {
+            let ck = self.journal.ck.lock().await;
+            let joined = ck.node(node).and_then(|r| r.joined);
+            let installed = self
+                .plan
+                .steps
+                .iter()
+                .find(|s| s.kind == StepKind::CiliumInstalled)
+                .and_then(|s| ck.global.get(&s.id))
+                .filter(|g| g.state.is_complete())
+                .and_then(|g| g.finished);
+            matches!((joined, installed), (Some(j), Some(i)) if i <= j)
+        };
+        if !joined_after_install {
+            return false;
+        }
+        match self.cluster.pods_on_node(node).await {
+            Ok(pods) => !pods.iter().any(planner::plan::evictable),
+            Err(e) => {
+                tracing::debug!(node, error = %e, "cannot list the pods of a joined node");
+                false
+            }
+        }
     }
 
     /// Admits a node: its prior state recorded first. `false` when it cannot be observed now.
@@ -55,7 +99,28 @@ impl Runner<'_> {
         if fresh && prior.cordoned {
             message.push_str(" (cordoned before the migration: it stays cordoned)");
         }
+        if fresh && prior.light {
+            message.push_str(&format!(
+                "; {node} joined with no workload pods: no cordon or drain (label, agent restart, verification)"
+            ));
+        }
         self.emit(EventKind::NodeAdmitted, None, Some(node), message);
         Ok(true)
+    }
+
+    /// Skips a step a node admitted `light` does not need, recorded like any transition.
+    pub(super) async fn skip_light(&self, step: &Step, node: &str) -> Result<(), RunError> {
+        let state = self.journal.state(&*self.journal.ck.lock().await, step);
+        if state.is_complete() {
+            return Ok(());
+        }
+        self.transition(step, StepState::Skipped, None).await?;
+        self.emit(
+            EventKind::StepSkipped,
+            Some(step),
+            None,
+            format!("skipped: {node} joined with no workload pods: no cordon or drain"),
+        );
+        Ok(())
     }
 }
