@@ -241,6 +241,135 @@ async fn sigkill_while_a_joined_node_is_in_flight_then_resume() {
     assert!(rec.prior.as_ref().is_some_and(|p| p.light), "{rec:?}");
 }
 
+/// The most nodes in flight at once, from the events: admitted until done or gone.
+fn most_in_flight(ev: &[serde_json::Value]) -> usize {
+    let mut in_flight = std::collections::BTreeSet::new();
+    let mut most = 0;
+    for e in ev {
+        let node = e["node"].as_str().unwrap_or_default().to_owned();
+        match e["event"].as_str() {
+            Some("node-admitted") => {
+                in_flight.insert(node);
+            }
+            Some("node-done" | "node-left") => {
+                in_flight.remove(&node);
+            }
+            _ => {}
+        }
+        most = most.max(in_flight.len());
+    }
+    most
+}
+
+/// A node that joins during the rollout (not between runs) is noticed by the run, planned
+/// and admitted under the same `maxUnavailable` rule as the others, and migrated in the same
+/// run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_joins_mid_run_is_admitted_under_max_unavailable_and_migrated() {
+    let two = |s: String| s.replace("maxUnavailable: 1 ", "maxUnavailable: 2 ");
+    let env = env("kind-flannel", &two).await;
+    let before_pods = env.workload_pods().await;
+    let mut before_nodes = env.nodes().await;
+    let mut run = env.watch("apply", &[]);
+    assert!(
+        run.until(|l| l.contains("\"step-started\"") && l.contains("/drain\""))
+            .await
+            .is_some(),
+        "the canary's drain starts"
+    );
+    join(&env, "kind-worker9", 9);
+    before_nodes.insert("kind-worker9".into(), (false, false));
+    let (status, lines) = tokio::time::timeout(LIMIT, run.finish())
+        .await
+        .expect("the run ends");
+    let all = lines.join("\n");
+    assert_eq!(status.code(), Some(0), "{all}");
+    let ev: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        ev.iter()
+            .any(|e| e["event"] == "node-joined" && e["node"] == "kind-worker9"),
+        "{all}"
+    );
+    assert!(
+        ev.iter()
+            .any(|e| e["event"] == "node-done" && e["node"] == "kind-worker9"),
+        "{all}"
+    );
+    assert_eq!(
+        most_in_flight(&ev),
+        2,
+        "never more than maxUnavailable: {all}"
+    );
+    assert_migrated(&env, &before_nodes, &before_pods, POOL).await;
+    let ck = env.checkpoint().await.expect("a checkpoint");
+    assert!(
+        ck.node("kind-worker9")
+            .is_some_and(|r| r.done() && r.joined.is_some())
+    );
+    assert!(ck.finished());
+}
+
+/// A node deleted and created again under the same name mid-run (a new UID): the old one is
+/// recorded as replaced (gone), the new one joins and is migrated in the same run; `status`
+/// shows both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_replaced_under_the_same_name_mid_run_ends_migrated() {
+    let env = env("kind-flannel", &same).await;
+    let before_pods = env.workload_pods().await;
+    let before_nodes = env.nodes().await;
+    let old_uid = env
+        .sim
+        .store()
+        .get("/nodes", "", "kind-worker2")
+        .expect("kind-worker2")
+        .value()["metadata"]["uid"]
+        .as_str()
+        .expect("a UID")
+        .to_owned();
+    env.sim
+        .set_faults("latency.evict=1s".parse().expect("a fault spec"));
+    let mut run = env.watch("apply", &[]);
+    assert!(
+        run.until(|l| l.contains("\"step-started\"") && l.contains("kind-worker2/drain\""))
+            .await
+            .is_some(),
+        "kind-worker2's drain starts"
+    );
+    leave(&env, "kind-worker2");
+    join(&env, "kind-worker2", 12);
+    let (status, lines) = tokio::time::timeout(LIMIT, run.finish())
+        .await
+        .expect("the run ends");
+    let all = lines.join("\n");
+    assert_eq!(status.code(), Some(0), "{all}");
+    assert!(all.contains("\"node-left\""), "{all}");
+    assert_migrated(&env, &before_nodes, &before_pods, POOL).await;
+    let ck = env.checkpoint().await.expect("a checkpoint");
+    assert!(ck.finished());
+    let new = ck.node("kind-worker2").expect("the successor");
+    assert!(new.done() && new.joined.is_some(), "{new:?}");
+    assert_ne!(new.uid.as_deref(), Some(&old_uid[..8]));
+    assert_eq!(ck.replaced.len(), 1, "{:?}", ck.replaced);
+    assert_eq!(ck.replaced[0].name, "kind-worker2");
+    assert_eq!(ck.replaced[0].record.uid.as_deref(), Some(&old_uid[..8]));
+    assert!(ck.replaced[0].record.gone());
+    let json = env.cli(&["status", "-o", "json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).expect("status is JSON");
+    assert_eq!(doc["counts"]["replaced"], 1, "{doc}");
+    assert_eq!(doc["replaced"][0]["name"], "kind-worker2", "{doc}");
+    assert_eq!(doc["replaced"][0]["state"], "left", "{doc}");
+    assert_eq!(doc["replaced"][0]["uid"], old_uid[..8], "{doc}");
+    let text = env.cli(&["status"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("replaced   kind-worker2") && text.contains("joined     kind-worker2"),
+        "{text}"
+    );
+}
+
 /// A workload pod of the frontend ReplicaSet on `node` (its replicas raised by one, as a
 /// scale-up would), started by the node's kubelet.
 fn workload_on(env: &Env, node: &str) {

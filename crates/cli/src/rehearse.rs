@@ -346,11 +346,10 @@ async fn run(
     let session = Session::open(kc, store, Intent::Apply)
         .await
         .map_err(Failure::session)?;
-    let locked = session
+    let mut locked = session
         .lock(LockSpec::None, &plan, &cfg.run_id, false)
         .await
         .map_err(Failure::session)?;
-    let runner = locked.runner(&plan, cfg, &recorder);
 
     // The prober: every simulated second, every ordered pair of sampled workload pods.
     let connectivity = Arc::new(Mutex::new(Connectivity::default()));
@@ -368,8 +367,9 @@ async fn run(
             }
         })
     };
-    let outcome = runner.run().await;
-    let summary = runner.summary().await;
+    // Nodes that join mid-run (`--faults node-join=`): the cluster is planned again.
+    let discover = || async { cluster::discover(&client).await.ok() };
+    let (outcome, summary) = locked.run(&plan, cfg, &recorder, discover).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = prober.await;
     let wall_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);

@@ -6,15 +6,18 @@
 //! admission, and recorded with the prior state (`light`), so a resumed run skips the same
 //! steps; a node with workloads gets the full chain.
 
+use std::collections::BTreeSet;
+
 use planner::{Step, StepKind};
 
 use super::Runner;
 use crate::{
-    checkpoint::{NodePrior, StepState},
+    admission::{self, Next},
+    checkpoint::{Checkpoint, FailureRecord, NodePrior, StepState},
     error::StepError,
     events::{EventKind, chain},
     outcome::RunError,
-    step,
+    scheduler, step,
 };
 
 /// The steps a node admitted `light` does not need: nothing on it must move.
@@ -122,5 +125,53 @@ impl Runner<'_> {
             format!("skipped: {node} joined with no workload pods: no cordon or drain"),
         );
         Ok(())
+    }
+
+    /// Which nodes may start now (see [`crate::admission`]); a regression that lasted stops
+    /// the run here.
+    pub(super) async fn decide(
+        &self,
+        ck: &Checkpoint,
+        running: &BTreeSet<String>,
+        free: usize,
+    ) -> Result<scheduler::Admission, RunError> {
+        let view = admission::View {
+            plan: self.plan,
+            ck,
+            running,
+            free,
+            now: self.now(),
+        };
+        Ok(
+            match admission::next(&view, &self.ctx(""), &self.recheck).await {
+                Next::Decided(a) => a,
+                Next::Regressed { node, reason } => scheduler::Admission {
+                    stopped: Some(self.regressed(&node, reason).await?),
+                    ..scheduler::Admission::default()
+                },
+            },
+        )
+    }
+
+    /// A migrated node regressed for longer than the grace: the failure stops the run.
+    async fn regressed(&self, node: &str, reason: String) -> Result<String, RunError> {
+        let step = format!("{node}/verify");
+        {
+            let mut ck = self.journal.ck.lock().await;
+            if ck.failure.is_none() {
+                ck.failure = Some(FailureRecord {
+                    step: step.clone(),
+                    reason: reason.clone(),
+                    at: u32::try_from(self.now().saturating_sub(ck.created)).unwrap_or(u32::MAX),
+                });
+                self.journal.save(&mut ck).await?;
+            }
+        }
+        self.emit(EventKind::StepFailed, None, Some(node), reason.clone());
+        if let Some(s) = self.plan.steps.iter().find(|s| s.id == step) {
+            self.node_event(s, "MigrationRegressed", &reason, true)
+                .await;
+        }
+        Ok(format!("stopped: {reason}"))
     }
 }

@@ -1,23 +1,67 @@
 //! The run and a node set that changes under it: nodes that joined and left announced, a
-//! node gone mid-chain recorded as left (its slot freed), and the finale's check that every
-//! Ready node in the cluster, not only in the plan, is migrated.
+//! node gone mid-chain recorded as left (its slot freed), nodes that join mid-run noticed
+//! (the run then asks its caller for a new plan), and the finale's check that every Ready
+//! node in the cluster, not only in the plan, is migrated.
 
 use planner::plan::Step;
 
 use super::Runner;
 use crate::{
-    checkpoint::NodeChanges,
+    checkpoint::{Checkpoint, NodeChanges, NodeRecord},
     error::StepError,
     events::{EventKind, chain},
     outcome::{Outcome, RunError},
+    step,
 };
 
+/// How one pass of [`Runner::run_pass`] ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Pass {
+    /// The run ended (finished, gate, pause, failure).
+    Ended(Outcome),
+    /// Nodes joined that the plan does not have, and no node is in flight: plan the cluster
+    /// as it is now and run again over the same checkpoint (why, in words).
+    Replan(String),
+}
+
 impl Runner<'_> {
+    /// A runner whose caller re-plans when nodes join mid-run ([`Pass::Replan`]); without
+    /// it, joined nodes wait for the finale's gate and the next `resume`.
+    #[must_use]
+    pub fn replanning(mut self) -> Self {
+        self.replan = true;
+        self
+    }
+
+    /// Ready nodes in the cluster that this plan does not have, in words; `None` when there
+    /// are none, the cluster cannot be listed now, or the caller cannot re-plan.
+    pub(super) async fn watch_joins(&self) -> Option<String> {
+        if !self.replan {
+            return None;
+        }
+        let nodes = self.cluster.nodes().await.ok()?;
+        let ck = self.journal.ck.lock().await.clone();
+        let new: Vec<&str> = nodes
+            .iter()
+            .filter(|n| n.ready && self.unplanned(&ck, &n.name, &n.uid))
+            .map(|n| n.name.as_str())
+            .collect();
+        if new.is_empty() {
+            return None;
+        }
+        let message = format!(
+            "node(s) {} joined the cluster: no new node starts until the nodes in flight finish, then the run plans again with them",
+            new.join(", ")
+        );
+        self.emit(EventKind::Waiting, None, None, message.clone());
+        Some(message)
+    }
+
     /// Before the finale switches Cilium to its final mode and again before it removes the old
     /// CNI: the world, not the plan, must be migrated. A Ready node the record does not show
     /// migrated (it joined after this run planned) stops the run at a gate naming it, and the
     /// old CNI stays under it; `resume` adds it and migrates it first.
-    pub(super) async fn world_check(&self, step: &Step) -> Result<Option<Outcome>, RunError> {
+    pub(super) async fn world_check(&self, step: &Step) -> Result<Option<Pass>, RunError> {
         let nodes = match self.cluster.nodes().await {
             Ok(n) => n,
             Err(e) => {
@@ -25,7 +69,7 @@ impl Runner<'_> {
                     "cannot list the nodes to check that every Ready node is migrated before {} ({e}); `cni-migrate resume` tries again",
                     step.kind
                 );
-                return Ok(Some(self.gate(step, message).await?));
+                return Ok(Some(Pass::Ended(self.gate(step, message).await?)));
             }
         };
         let ck = self.journal.ck.lock().await.clone();
@@ -37,16 +81,75 @@ impl Runner<'_> {
         if unmigrated.is_empty() {
             return Ok(None);
         }
+        let unplanned: Vec<&str> = nodes
+            .iter()
+            .filter(|n| n.ready && self.unplanned(&ck, &n.name, &n.uid))
+            .map(|n| n.name.as_str())
+            .collect();
+        if self.replan && !unplanned.is_empty() {
+            step::verify::remove_beacons(&*self.cluster).await;
+            return Ok(Some(Pass::Replan(format!(
+                "node(s) {} joined the cluster before {}: the run plans again and migrates them first",
+                unplanned.join(", "),
+                step.kind
+            ))));
+        }
         let message = format!(
             "node(s) {} are Ready but not migrated (they joined after this run planned): {} would take the old CNI from under them, so the run stops here; `cni-migrate resume` adds them and migrates them first",
             unmigrated.join(", "),
             step.kind
         );
-        Ok(Some(self.gate(step, message).await?))
+        Ok(Some(Pass::Ended(self.gate(step, message).await?)))
+    }
+
+    /// Whether the cluster's node `name` (with `uid`) is one this plan does not migrate: not
+    /// in it, in it under another UID (replaced under the same name), or recorded as gone.
+    fn unplanned(&self, ck: &Checkpoint, name: &str, uid: &str) -> bool {
+        match self.plan.nodes.iter().find(|p| p.name == name) {
+            None => true,
+            Some(p) => {
+                (!p.uid.is_empty() && !uid.is_empty() && p.uid != uid)
+                    || ck.node_replaced_by(name, uid)
+                    || ck.node(name).is_some_and(NodeRecord::gone)
+            }
+        }
+    }
+
+    /// Before each step of a node's chain: whether the node was replaced under the same name
+    /// (another UID than the recorded one). Then the old node is recorded as gone, its chain
+    /// stops, and the run plans the new one (a failed read is not a replacement).
+    pub(super) async fn replaced_mid_chain(&self, node: &str) -> Result<bool, RunError> {
+        let Ok(Some(now)) = self.cluster.node(node).await else {
+            return Ok(false);
+        };
+        let mut ck = self.journal.ck.lock().await;
+        if !ck.node_replaced_by(node, &now.uid) || !ck.record_left(node, self.now()) {
+            return Ok(false);
+        }
+        self.journal.save(&mut ck).await?;
+        drop(ck);
+        self.emit(
+            EventKind::NodeLeft,
+            None,
+            Some(node),
+            format!(
+                "{node} was replaced mid-chain (same name, new UID {}): the old node is recorded as gone, its chain stops here; the new one is migrated as a joined node",
+                now.uid
+            ),
+        );
+        Ok(true)
     }
 
     /// Events for the nodes that came and went since the checkpoint last saw the cluster.
     pub(super) fn announce(&self, changes: &NodeChanges) {
+        for n in &changes.replaced {
+            self.emit(
+                EventKind::NodeLeft,
+                None,
+                Some(n),
+                format!("{n} was replaced (same name, new UID): the old node is recorded as gone"),
+            );
+        }
         for n in &changes.joined {
             self.emit(
                 EventKind::NodeJoined,
