@@ -48,7 +48,15 @@ use crate::{
 mod admit;
 mod membership;
 
-pub use membership::Pass;
+/// How one pass of [`Runner::run_pass`] ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Pass {
+    /// The run ended (finished, gate, pause, failure).
+    Ended(Outcome),
+    /// Nodes joined that the plan does not have, and no node is in flight: plan the cluster
+    /// as it is now and run again over the same checkpoint (why, in words).
+    Replan(String),
+}
 
 /// How [`Runner::run_step`] ended.
 pub(crate) enum StepEnd {
@@ -629,8 +637,7 @@ impl<'a> Runner<'a> {
             if self.replaced_mid_chain(node).await? {
                 return Ok(());
             }
-            if light && admit::not_needed_when_light(step.kind) {
-                self.skip_light(step, node).await?;
+            if light && self.skip_light(step, node).await? {
                 continue;
             }
             match self.run_step(step).await? {

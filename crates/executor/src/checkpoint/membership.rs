@@ -3,14 +3,7 @@
 
 use planner::plan::Plan;
 
-use super::{Checkpoint, FormerNode, NodeChanges, NodeRecord, StepState, rel};
-
-/// How a node's UID is recorded: its first 8 characters (32 random bits tell a replacement
-/// apart; the whole UID would cost 5,000 nodes 200 KB of the ConfigMap's 1 MiB). `None` for
-/// an unknown UID.
-pub(super) fn short_uid(uid: &str) -> Option<String> {
-    (!uid.is_empty()).then(|| uid.chars().take(8).collect())
-}
+use super::{Checkpoint, FormerNode, NodeChanges, NodeRecord, StepState, rel, short_uid};
 
 impl Checkpoint {
     /// What the recorded migration has already changed, in words (`2 of 3 node(s) done, 1 in

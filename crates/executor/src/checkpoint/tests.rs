@@ -214,8 +214,8 @@ fn a_node_replaced_under_the_same_name_is_recorded_gone_and_its_successor_joins(
     assert!(c.node_replaced_by(&name, &replaced.nodes[1].uid));
     assert!(!c.node_replaced_by(&name, &p.nodes[1].uid));
     let changes = c.reconcile_nodes(&replaced, 1_090);
-    assert_eq!(changes.replaced, [name.clone()]);
-    assert_eq!(changes.joined, [name.clone()]);
+    assert_eq!(changes.replaced, std::slice::from_ref(&name));
+    assert_eq!(changes.joined, std::slice::from_ref(&name));
     let new = c.node(&name).expect("the successor");
     assert_eq!(new.uid.as_deref(), Some("ffffffff"));
     assert_eq!(new.joined, Some(90));

@@ -21,7 +21,7 @@ use crate::{
 };
 
 /// The steps a node admitted `light` does not need: nothing on it must move.
-pub(super) fn not_needed_when_light(kind: StepKind) -> bool {
+fn not_needed_when_light(kind: StepKind) -> bool {
     matches!(
         kind,
         StepKind::Cordon | StepKind::Drain | StepKind::Reboot | StepKind::Uncordon
@@ -111,11 +111,15 @@ impl Runner<'_> {
         Ok(true)
     }
 
-    /// Skips a step a node admitted `light` does not need, recorded like any transition.
-    pub(super) async fn skip_light(&self, step: &Step, node: &str) -> Result<(), RunError> {
+    /// Skips the step when a node admitted `light` does not need it (recorded like any
+    /// transition); `false` when the step must run.
+    pub(super) async fn skip_light(&self, step: &Step, node: &str) -> Result<bool, RunError> {
+        if !not_needed_when_light(step.kind) {
+            return Ok(false);
+        }
         let state = self.journal.state(&*self.journal.ck.lock().await, step);
         if state.is_complete() {
-            return Ok(());
+            return Ok(true);
         }
         self.transition(step, StepState::Skipped, None).await?;
         self.emit(
@@ -124,7 +128,7 @@ impl Runner<'_> {
             None,
             format!("skipped: {node} joined with no workload pods: no cordon or drain"),
         );
-        Ok(())
+        Ok(true)
     }
 
     /// Which nodes may start now (see [`crate::admission`]); a regression that lasted stops

@@ -5,24 +5,14 @@
 
 use planner::plan::Step;
 
-use super::Runner;
+use super::{Pass, Runner};
 use crate::{
     checkpoint::{Checkpoint, NodeChanges, NodeRecord},
     error::StepError,
     events::{EventKind, chain},
-    outcome::{Outcome, RunError},
+    outcome::RunError,
     step,
 };
-
-/// How one pass of [`Runner::run_pass`] ended.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Pass {
-    /// The run ended (finished, gate, pause, failure).
-    Ended(Outcome),
-    /// Nodes joined that the plan does not have, and no node is in flight: plan the cluster
-    /// as it is now and run again over the same checkpoint (why, in words).
-    Replan(String),
-}
 
 impl Runner<'_> {
     /// A runner whose caller re-plans when nodes join mid-run ([`Pass::Replan`]); without
