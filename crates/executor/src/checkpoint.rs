@@ -9,9 +9,12 @@
 //!                  prior state (was it cordoned? labelled?), the agent UIDs when the label went
 //!                  on (until verified), the failure message, and, once rolled back, when and
 //!                  the rollback chain's steps
+//!                  when it joined or left, its UID (first 8 characters), held as a new node
+//!   nodes replaced under the same name (their records when they left)
 //!   paused, gate, failure
 //! stored as   {"s": "DDRPPPP", "t": [3,9,9,41,...], "p": "c", "u": [...], "m": ..., "r": ...,
-//!              "b": "DDP...", "bt": [...]}   one letter a step: P R D F S
+//!              "b": "DDP...", "bt": [...], "j", "l", "w", "i"}   one letter a step: P R D F S
+//!              (checkpoint/wire.rs; every field but "s" optional, so older records read)
 //! ```
 //!
 //! The per-node record is a few dozen bytes, so 5,000 nodes fit a ConfigMap's 1 MiB with room

@@ -9,7 +9,9 @@
 //!                                   ├─ a node finishes: its slot frees at once (no waves)
 //!                                   ├─ a node fails: no new admissions, in-flight nodes go on
 //!                                   │  to the end of their chains (the safe point), exit 5
-//!                                   └─ paused (by `cni-migrate pause`): the same, exit 4
+//!                                   ├─ paused (by `cni-migrate pause`): the same, exit 4
+//!                                   └─ a node joined (a LIST every pause check, when the
+//!                                      caller re-plans): no admissions, then Pass::Replan
 //! finale (in order) ─► Finished, with a summary
 //! ```
 //!

@@ -14,6 +14,9 @@
 //!                  start) ─► fingerprint checked against the plan ─► Locked
 //! Locked::runner ─► Runner over the checkpoint (`--retry` applied; rollback chains of the
 //!                   nodes to roll back)
+//! Locked::run ────► runners, one pass each: a pass that ends in Pass::Replan (nodes joined
+//!                   mid-run, none in flight) ─► discover ─► plan again ─► next pass over the
+//!                   same checkpoint (counters carried) ─► the Outcome and Summary
 //! ```
 
 use std::{
