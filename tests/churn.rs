@@ -35,6 +35,10 @@ fn join(env: &Env, name: &str, n: u8) {
     if let Some(labels) = node["metadata"]["labels"].as_object_mut() {
         labels.remove("io.cilium.migration/cilium-default");
     }
+    // A new machine: none of the sim's node state (its CNI directory is the old CNI's).
+    if let Some(annotations) = node["metadata"]["annotations"].as_object_mut() {
+        annotations.retain(|k, _| !k.starts_with("sim.cni-migrate.io/"));
+    }
     node["spec"]["podCIDR"] = json!(format!("10.244.{n}.0/24"));
     node["spec"]["podCIDRs"] = json!([format!("10.244.{n}.0/24")]);
     if let Some(spec) = node["spec"].as_object_mut() {
@@ -438,6 +442,48 @@ async fn a_node_that_joins_empty_is_neither_cordoned_nor_drained() {
     for step in ["label", "restart-agent", "verify"] {
         assert!(of(step, "step-done"), "{step} done: {}", show(&resumed));
     }
+    assert_migrated(&env, &before_nodes, &before_pods, POOL).await;
+}
+
+/// A workload pod scheduled onto an empty joined node after its admission (no cordon, no
+/// drain) and before its agent restarts starts on the old overlay: `verify` evicts it, and
+/// its ReplicaSet starts it again on Cilium, so the run finishes with every pod in the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_scheduled_onto_an_empty_joined_node_before_its_agent_restarts_is_moved() {
+    let env = env("kind-flannel", &same).await;
+    let mut before_pods = env.workload_pods().await;
+    let before_nodes = migrated_then_joined(&env).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The agent's restart takes a while: the pod starts on the old overlay before it.
+    env.sim
+        .set_faults("latency.delete=1s".parse().expect("a fault spec"));
+    let mut run = env.watch("resume", &[]);
+    assert!(
+        run.until(|l| l.contains("joined with no workload pods"))
+            .await
+            .is_some(),
+        "kind-worker9 is admitted without a drain"
+    );
+    workload_on(&env, "kind-worker9");
+    let (status, lines) = tokio::time::timeout(LIMIT, run.finish())
+        .await
+        .expect("the run ends");
+    let all = lines.join("\n");
+    assert_eq!(status.code(), Some(0), "{all}");
+    let verified = lines
+        .iter()
+        .find(|l| l.contains("\"step-done\"") && l.contains("kind-worker9/verify\""))
+        .expect("kind-worker9 verified");
+    assert!(
+        verified.contains("evicted 1 workload pod(s)")
+            && verified.contains("frontend-on-kind-worker9"),
+        "{all}"
+    );
+    env.sim.set_faults(sim::Faults::default());
+    let frontend = before_pods
+        .get_mut("shop/ReplicaSet/frontend-6b8d9f5c7d")
+        .expect("the frontend's pods");
+    frontend.push(frontend[0].clone());
     assert_migrated(&env, &before_nodes, &before_pods, POOL).await;
 }
 
