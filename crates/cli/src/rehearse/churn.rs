@@ -141,3 +141,94 @@ pub fn markdown(fired: &[FaultFired], nodes: &[NodeChurn]) -> String {
     md.push('\n');
     md
 }
+
+#[cfg(test)]
+mod tests {
+    use executor::checkpoint::{FormerNode, NodePrior, StepRecord, StepState};
+
+    use super::*;
+
+    fn record(states: &str) -> NodeRecord {
+        let steps = states
+            .chars()
+            .map(|c| StepRecord {
+                state: match c {
+                    'D' => StepState::Done,
+                    'S' => StepState::Skipped,
+                    'R' => StepState::Running,
+                    _ => StepState::Pending,
+                },
+                started: None,
+                finished: None,
+            })
+            .collect();
+        NodeRecord {
+            steps,
+            ..NodeRecord::default()
+        }
+    }
+
+    #[test]
+    fn each_change_says_what_the_run_did() {
+        let mut ck: Checkpoint = serde_json::from_value(serde_json::json!({
+            "version": 1, "fingerprint": "f", "plan": "p", "run_id": "r", "created": 0,
+            "updated": 0, "generation": 0, "cilium_version": "1.17.3", "global": {},
+            "chain": ["cordon", "drain", "label", "restart-agent", "verify", "uncordon"],
+            "nodes": {}
+        }))
+        .expect("a checkpoint");
+        let mut light = record("SSDDDS");
+        light.joined = Some(30);
+        light.prior = Some(NodePrior {
+            light: true,
+            ..NodePrior::default()
+        });
+        ck.nodes.insert("empty".into(), light);
+        let mut full = record("DDDDDD");
+        full.joined = Some(30);
+        full.prior = Some(NodePrior::default());
+        ck.nodes.insert("busy".into(), full);
+        let mut gone = record("DRPPPP");
+        gone.left = Some(60);
+        ck.nodes.insert("spot".into(), gone);
+        ck.nodes.insert("steady".into(), record("DDDDDD"));
+        let mut old = record("DDDDDD");
+        old.left = Some(90);
+        ck.replaced.push(FormerNode {
+            name: "same".into(),
+            record: old,
+        });
+        let said: Vec<(String, String, String)> = outcomes(&ck)
+            .into_iter()
+            .map(|n| (n.node, n.change, n.outcome))
+            .collect();
+        let of = |node: &str| {
+            said.iter()
+                .find(|(n, _, _)| n == node)
+                .map(|(_, c, o)| (c.as_str(), o.as_str()))
+                .unwrap_or_else(|| panic!("{node} in {said:?}"))
+        };
+        assert!(of("empty").1.starts_with("migrated without drain"));
+        assert!(of("busy").1.starts_with("migrated with the full chain"));
+        assert_eq!(of("spot").0, "left");
+        assert!(
+            of("spot").1.contains("its chain stopped at step drain"),
+            "{said:?}"
+        );
+        assert_eq!(of("same").0, "replaced");
+        assert!(of("same").1.contains("after it was migrated"), "{said:?}");
+        assert!(!said.iter().any(|(n, _, _)| n == "steady"));
+        let md = markdown(
+            &[FaultFired {
+                at_seconds: 60.0,
+                what: "node spot left".into(),
+            }],
+            &outcomes(&ck),
+        );
+        assert!(
+            md.contains("- at 60 s (model time): node spot left"),
+            "{md}"
+        );
+        assert!(md.contains("| spot | left | recorded gone"), "{md}");
+    }
+}
