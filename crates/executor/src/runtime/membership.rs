@@ -3,7 +3,9 @@
 //! (the run then asks its caller for a new plan), and the finale's check that every Ready
 //! node in the cluster, not only in the plan, is migrated.
 
-use planner::plan::Step;
+use std::collections::HashMap;
+
+use planner::{plan::Step, snapshot::NodeInfo};
 
 use super::{Pass, Runner};
 use crate::{
@@ -30,12 +32,10 @@ impl Runner<'_> {
             return None;
         }
         let nodes = self.cluster.nodes().await.ok()?;
-        let ck = self.journal.ck.lock().await.clone();
-        let new: Vec<&str> = nodes
-            .iter()
-            .filter(|n| n.ready && self.unplanned(&ck, &n.name, &n.uid))
-            .map(|n| n.name.as_str())
-            .collect();
+        let new = {
+            let ck = self.journal.ck.lock().await;
+            self.unplanned(&ck, &nodes)
+        };
         if new.is_empty() {
             return None;
         }
@@ -71,11 +71,7 @@ impl Runner<'_> {
         if unmigrated.is_empty() {
             return Ok(None);
         }
-        let unplanned: Vec<&str> = nodes
-            .iter()
-            .filter(|n| n.ready && self.unplanned(&ck, &n.name, &n.uid))
-            .map(|n| n.name.as_str())
-            .collect();
+        let unplanned = self.unplanned(&ck, &nodes);
         if self.replan && !unplanned.is_empty() {
             step::verify::remove_beacons(&*self.cluster).await;
             return Ok(Some(Pass::Replan(format!(
@@ -92,17 +88,28 @@ impl Runner<'_> {
         Ok(Some(Pass::Ended(self.gate(step, message).await?)))
     }
 
-    /// Whether the cluster's node `name` (with `uid`) is one this plan does not migrate: not
-    /// in it, in it under another UID (replaced under the same name), or recorded as gone.
-    fn unplanned(&self, ck: &Checkpoint, name: &str, uid: &str) -> bool {
-        match self.plan.nodes.iter().find(|p| p.name == name) {
-            None => true,
-            Some(p) => {
-                (!p.uid.is_empty() && !uid.is_empty() && p.uid != uid)
-                    || ck.node_replaced_by(name, uid)
-                    || ck.node(name).is_some_and(NodeRecord::gone)
-            }
-        }
+    /// The cluster's Ready nodes this plan does not migrate: not in it, in it under another
+    /// UID (replaced under the same name), or recorded as gone.
+    fn unplanned<'n>(&self, ck: &Checkpoint, nodes: &'n [NodeInfo]) -> Vec<&'n str> {
+        let planned: HashMap<&str, &str> = self
+            .plan
+            .nodes
+            .iter()
+            .map(|p| (p.name.as_str(), p.uid.as_str()))
+            .collect();
+        nodes
+            .iter()
+            .filter(|n| n.ready)
+            .filter(|n| match planned.get(n.name.as_str()) {
+                None => true,
+                Some(uid) => {
+                    (!uid.is_empty() && !n.uid.is_empty() && *uid != n.uid)
+                        || ck.node_replaced_by(&n.name, &n.uid)
+                        || ck.node(&n.name).is_some_and(NodeRecord::gone)
+                }
+            })
+            .map(|n| n.name.as_str())
+            .collect()
     }
 
     /// Before each step of a node's chain: whether the node was replaced under the same name
