@@ -11,7 +11,8 @@
 //!                                   │  to the end of their chains (the safe point), exit 5
 //!                                   ├─ paused (by `cni-migrate pause`): the same, exit 4
 //!                                   └─ a node joined (a LIST every pause check, when the
-//!                                      caller re-plans): no admissions, then Pass::Replan
+//!                                      caller re-plans): this plan's nodes go on; once none
+//!                                      is in flight, Pass::Replan
 //! finale (in order) ─► Finished, with a summary
 //! ```
 //!
@@ -508,7 +509,7 @@ impl<'a> Runner<'a> {
             }
             let limit = self.plan.summary.max_in_flight.max(1);
             let free = limit.saturating_sub(running.len());
-            if free > 0 && ck.failure.is_none() && !ck.paused && !all_done && joining.is_none() {
+            if free > 0 && ck.failure.is_none() && !ck.paused && !all_done {
                 let decision = drive(
                     &mut in_flight,
                     &mut finished,

@@ -508,9 +508,9 @@ impl Locked {
         }
     }
 
-    /// Runs the migration, planning again whenever nodes join mid-run: the runner stops
-    /// admitting, lets the nodes in flight finish, and this asks `discover` for the cluster as
-    /// it is now, plans it (same spec, same recorded old CNI) and goes on over the same
+    /// Runs the migration, planning again whenever nodes join mid-run: the runner goes on with
+    /// the nodes it planned and, once none is in flight, this asks `discover` for the cluster
+    /// as it is now, plans it (same spec, same recorded old CNI) and goes on over the same
     /// checkpoint, so a joined node is admitted under the same rules as any other. Returns
     /// how the run ended and what it did (over every pass).
     ///

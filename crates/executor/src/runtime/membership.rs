@@ -40,7 +40,7 @@ impl Runner<'_> {
             return None;
         }
         let message = format!(
-            "node(s) {} joined the cluster: no new node starts until the nodes in flight finish, then the run plans again with them",
+            "node(s) {} joined the cluster: the run goes on with the nodes it planned and, once none is in flight, plans again with the new ones",
             new.join(", ")
         );
         self.emit(EventKind::Waiting, None, None, message.clone());
