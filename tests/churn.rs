@@ -35,6 +35,10 @@ fn join(env: &Env, name: &str, n: u8) {
     if let Some(labels) = node["metadata"]["labels"].as_object_mut() {
         labels.remove("io.cilium.migration/cilium-default");
     }
+    // A new machine: none of the sim's node state (its CNI directory is the old CNI's).
+    if let Some(annotations) = node["metadata"]["annotations"].as_object_mut() {
+        annotations.retain(|k, _| !k.starts_with("sim.cni-migrate.io/"));
+    }
     node["spec"]["podCIDR"] = json!(format!("10.244.{n}.0/24"));
     node["spec"]["podCIDRs"] = json!([format!("10.244.{n}.0/24")]);
     if let Some(spec) = node["spec"].as_object_mut() {
@@ -216,21 +220,299 @@ async fn a_node_that_leaves_mid_drain_frees_its_slot_and_the_run_finishes() {
 }
 
 /// SIGKILL while a node that joined is in flight, then `resume`: it ends as an uninterrupted
-/// run, the joined node migrated.
+/// run, the joined node migrated. It joined empty: the decision to skip its cordon and drain
+/// is in the checkpoint, so the resumed run skips them too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_while_a_joined_node_is_in_flight_then_resume() {
     let env = env("kind-flannel", &same).await;
     let before_pods = env.workload_pods().await;
     let before_nodes = migrated_then_joined(&env).await;
-    env.killed_in("resume", &[], "kind-worker9/drain@started")
+    env.killed_in("resume", &[], "kind-worker9/label@started")
         .await;
     let resumed = env.run("resume", &["--force-unlock"], LIMIT).await;
     assert_eq!(resumed.status.code(), Some(0), "{}", show(&resumed));
+    assert!(
+        !events(&resumed)
+            .iter()
+            .any(|e| e["event"] == "step-started" && e["step"] == "kind-worker9/cordon"),
+        "{}",
+        show(&resumed)
+    );
+    assert_migrated(&env, &before_nodes, &before_pods, POOL).await;
+    let ck = env.checkpoint().await.expect("a checkpoint");
+    let rec = ck.node("kind-worker9").expect("recorded");
+    assert!(rec.done() && rec.joined.is_some());
+    assert!(rec.prior.as_ref().is_some_and(|p| p.light), "{rec:?}");
+}
+
+/// The most nodes in flight at once, from the events: admitted until done or gone.
+fn most_in_flight(ev: &[serde_json::Value]) -> usize {
+    let mut in_flight = std::collections::BTreeSet::new();
+    let mut most = 0;
+    for e in ev {
+        let node = e["node"].as_str().unwrap_or_default().to_owned();
+        match e["event"].as_str() {
+            Some("node-admitted") => {
+                in_flight.insert(node);
+            }
+            Some("node-done" | "node-left") => {
+                in_flight.remove(&node);
+            }
+            _ => {}
+        }
+        most = most.max(in_flight.len());
+    }
+    most
+}
+
+/// A node that joins during the rollout (not between runs) is noticed by the run, planned
+/// and admitted under the same `maxUnavailable` rule as the others, and migrated in the same
+/// run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_joins_mid_run_is_admitted_under_max_unavailable_and_migrated() {
+    let two = |s: String| s.replace("maxUnavailable: 1 ", "maxUnavailable: 2 ");
+    let env = env("kind-flannel", &two).await;
+    let before_pods = env.workload_pods().await;
+    let mut before_nodes = env.nodes().await;
+    let mut run = env.watch("apply", &[]);
+    assert!(
+        run.until(|l| l.contains("\"step-started\"") && l.contains("/drain\""))
+            .await
+            .is_some(),
+        "the canary's drain starts"
+    );
+    join(&env, "kind-worker9", 9);
+    before_nodes.insert("kind-worker9".into(), (false, false));
+    let (status, lines) = tokio::time::timeout(LIMIT, run.finish())
+        .await
+        .expect("the run ends");
+    let all = lines.join("\n");
+    assert_eq!(status.code(), Some(0), "{all}");
+    let ev: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        ev.iter()
+            .any(|e| e["event"] == "node-joined" && e["node"] == "kind-worker9"),
+        "{all}"
+    );
+    assert!(
+        ev.iter()
+            .any(|e| e["event"] == "node-done" && e["node"] == "kind-worker9"),
+        "{all}"
+    );
+    assert_eq!(
+        most_in_flight(&ev),
+        2,
+        "never more than maxUnavailable: {all}"
+    );
     assert_migrated(&env, &before_nodes, &before_pods, POOL).await;
     let ck = env.checkpoint().await.expect("a checkpoint");
     assert!(
         ck.node("kind-worker9")
             .is_some_and(|r| r.done() && r.joined.is_some())
+    );
+    assert!(ck.finished());
+}
+
+/// A node deleted and created again under the same name mid-run (a new UID): the old one is
+/// recorded as replaced (gone), the new one joins and is migrated in the same run; `status`
+/// shows both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_replaced_under_the_same_name_mid_run_ends_migrated() {
+    let env = env("kind-flannel", &same).await;
+    let before_pods = env.workload_pods().await;
+    let before_nodes = env.nodes().await;
+    let old_uid = env
+        .sim
+        .store()
+        .get("/nodes", "", "kind-worker2")
+        .expect("kind-worker2")
+        .value()["metadata"]["uid"]
+        .as_str()
+        .expect("a UID")
+        .to_owned();
+    env.sim
+        .set_faults("latency.evict=1s".parse().expect("a fault spec"));
+    let mut run = env.watch("apply", &[]);
+    assert!(
+        run.until(|l| l.contains("\"step-started\"") && l.contains("kind-worker2/drain\""))
+            .await
+            .is_some(),
+        "kind-worker2's drain starts"
+    );
+    leave(&env, "kind-worker2");
+    join(&env, "kind-worker2", 12);
+    let (status, lines) = tokio::time::timeout(LIMIT, run.finish())
+        .await
+        .expect("the run ends");
+    let all = lines.join("\n");
+    assert_eq!(status.code(), Some(0), "{all}");
+    assert!(all.contains("\"node-left\""), "{all}");
+    assert_migrated(&env, &before_nodes, &before_pods, POOL).await;
+    let ck = env.checkpoint().await.expect("a checkpoint");
+    assert!(ck.finished());
+    let new = ck.node("kind-worker2").expect("the successor");
+    assert!(new.done() && new.joined.is_some(), "{new:?}");
+    assert_ne!(new.uid.as_deref(), Some(&old_uid[..8]));
+    assert_eq!(ck.replaced.len(), 1, "{:?}", ck.replaced);
+    assert_eq!(ck.replaced[0].name, "kind-worker2");
+    assert_eq!(ck.replaced[0].record.uid.as_deref(), Some(&old_uid[..8]));
+    assert!(ck.replaced[0].record.gone());
+    let json = env.cli(&["status", "-o", "json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).expect("status is JSON");
+    assert_eq!(doc["counts"]["replaced"], 1, "{doc}");
+    assert_eq!(doc["replaced"][0]["name"], "kind-worker2", "{doc}");
+    assert_eq!(doc["replaced"][0]["state"], "left", "{doc}");
+    assert_eq!(doc["replaced"][0]["uid"], old_uid[..8], "{doc}");
+    let text = env.cli(&["status"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("replaced   kind-worker2") && text.contains("joined     kind-worker2"),
+        "{text}"
+    );
+}
+
+/// A workload pod of the frontend ReplicaSet on `node` (its replicas raised by one, as a
+/// scale-up would), started by the node's kubelet.
+fn workload_on(env: &Env, node: &str) {
+    let (_, pods, _) = env
+        .sim
+        .store()
+        .list("/pods", Some("shop"), None, None, &|_, s| {
+            s.value()["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("frontend-"))
+        });
+    let mut pod = pods.first().expect("a frontend pod").1.value();
+    let meta = pod["metadata"].as_object_mut().expect("metadata");
+    for k in ["uid", "resourceVersion", "creationTimestamp"] {
+        meta.remove(k);
+    }
+    pod["metadata"]["name"] = json!(format!("frontend-on-{node}"));
+    pod["spec"]["nodeName"] = json!(node);
+    pod["status"] = json!({"phase": "Pending"});
+    assert!(env.sim.insert(pod), "the pod is stored");
+    let rs = env
+        .sim
+        .store()
+        .get("apps/replicasets", "shop", "frontend-6b8d9f5c7d")
+        .expect("the ReplicaSet");
+    let mut value = rs.value();
+    let replicas = value["spec"]["replicas"].as_u64().unwrap_or(1);
+    value["spec"]["replicas"] = json!(replicas + 1);
+    env.sim
+        .store()
+        .update("apps/replicasets", value, Some(rs.rv), false)
+        .expect("update");
+}
+
+/// A node that joins after Cilium was installed and runs only DaemonSet pods needs the label,
+/// the agent restart and verification: no cordon, no drain, and the events say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_joins_empty_is_neither_cordoned_nor_drained() {
+    let env = env("kind-flannel", &same).await;
+    let before_pods = env.workload_pods().await;
+    let before_nodes = migrated_then_joined(&env).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let resumed = env.run("resume", &[], LIMIT).await;
+    assert_eq!(resumed.status.code(), Some(0), "{}", show(&resumed));
+    let ev = events(&resumed);
+    let of = |step: &str, event: &str| {
+        ev.iter()
+            .any(|e| e["step"] == format!("kind-worker9/{step}") && e["event"] == event)
+    };
+    assert!(
+        ev.iter().any(|e| e["node"] == "kind-worker9"
+            && e["message"].as_str().is_some_and(
+                |m| m.contains("kind-worker9 joined with no workload pods: no cordon or drain")
+            )),
+        "{}",
+        show(&resumed)
+    );
+    for step in ["cordon", "drain", "uncordon"] {
+        assert!(
+            of(step, "step-skipped"),
+            "{step} skipped: {}",
+            show(&resumed)
+        );
+        assert!(!of(step, "step-started"), "{step} never started");
+    }
+    for step in ["label", "restart-agent", "verify"] {
+        assert!(of(step, "step-done"), "{step} done: {}", show(&resumed));
+    }
+    assert_migrated(&env, &before_nodes, &before_pods, POOL).await;
+}
+
+/// A workload pod scheduled onto an empty joined node after its admission (no cordon, no
+/// drain) and before its agent restarts starts on the old overlay: `verify` evicts it, and
+/// its ReplicaSet starts it again on Cilium, so the run finishes with every pod in the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_scheduled_onto_an_empty_joined_node_before_its_agent_restarts_is_moved() {
+    let env = env("kind-flannel", &same).await;
+    let mut before_pods = env.workload_pods().await;
+    let before_nodes = migrated_then_joined(&env).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The agent's restart takes a while: the pod starts on the old overlay before it.
+    env.sim
+        .set_faults("latency.delete=1s".parse().expect("a fault spec"));
+    let mut run = env.watch("resume", &[]);
+    assert!(
+        run.until(|l| l.contains("joined with no workload pods"))
+            .await
+            .is_some(),
+        "kind-worker9 is admitted without a drain"
+    );
+    workload_on(&env, "kind-worker9");
+    let (status, lines) = tokio::time::timeout(LIMIT, run.finish())
+        .await
+        .expect("the run ends");
+    let all = lines.join("\n");
+    assert_eq!(status.code(), Some(0), "{all}");
+    let verified = lines
+        .iter()
+        .find(|l| l.contains("\"step-done\"") && l.contains("kind-worker9/verify\""))
+        .expect("kind-worker9 verified");
+    assert!(
+        verified.contains("evicted 1 workload pod(s)")
+            && verified.contains("frontend-on-kind-worker9"),
+        "{all}"
+    );
+    env.sim.set_faults(sim::Faults::default());
+    let frontend = before_pods
+        .get_mut("shop/ReplicaSet/frontend-6b8d9f5c7d")
+        .expect("the frontend's pods");
+    frontend.push(frontend[0].clone());
+    assert_migrated(&env, &before_nodes, &before_pods, POOL).await;
+}
+
+/// A node that joins with a workload pod on it gets the full chain: cordoned and drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_joins_with_workloads_gets_the_full_chain() {
+    let env = env("kind-flannel", &same).await;
+    let before_nodes = migrated_then_joined(&env).await;
+    workload_on(&env, "kind-worker9");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before_pods = env.workload_pods().await;
+    let resumed = env.run("resume", &[], LIMIT).await;
+    assert_eq!(resumed.status.code(), Some(0), "{}", show(&resumed));
+    let ev = events(&resumed);
+    for step in ["cordon", "drain", "uncordon"] {
+        assert!(
+            ev.iter()
+                .any(|e| e["step"] == format!("kind-worker9/{step}") && e["event"] == "step-done"),
+            "{step} done: {}",
+            show(&resumed)
+        );
+    }
+    assert!(!ev.iter().any(|e| e["event"] == "step-skipped"));
+    assert_migrated(&env, &before_nodes, &before_pods, POOL).await;
+    let ck = env.checkpoint().await.expect("a checkpoint");
+    assert!(
+        ck.node("kind-worker9")
+            .and_then(|r| r.prior.as_ref())
+            .is_some_and(|p| !p.light)
     );
 }
 

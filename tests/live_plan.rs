@@ -95,6 +95,24 @@ fn bad_sim_flags_are_bad_input() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("`nodes` needs a number"));
     let out = run(&["sim", "--from-dump", "plans/none.json"]);
     assert_eq!(out.status.code(), Some(2));
+    // Node churn faults: the fault and its syntax named, before anything is served.
+    for (faults, says) in [
+        ("node-join=kind-worker9", "expected node-join=NAME@DELAY"),
+        ("node-leave=@30s", "expected node-leave=NAME@DELAY"),
+        ("node-leave=nobody@30s", "node-leave=nobody"),
+        ("node-join=kind-worker@30s", "exists already"),
+    ] {
+        let out = run(&[
+            "sim",
+            "--from-dump",
+            "plans/kind-flannel.dump.yaml",
+            "--faults",
+            faults,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{faults}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{faults}: {err}");
+    }
     let out = run(&[
         "plan",
         "--spec",

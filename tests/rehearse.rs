@@ -360,3 +360,89 @@ fn screenshot(page: &Path) {
         let _ = std::fs::copy(&png, keep);
     }
 }
+
+/// `rehearse --faults node-join=...,node-leave=...`: the model grows and loses a node while
+/// the run goes on; the run migrates the new node and records the other as gone, and the
+/// report (Markdown, JSON, the summary on stdout) says what happened and what the run did.
+#[test]
+fn nodes_joining_and_leaving_are_rehearsed_and_reported() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let spec = support::plans_dir().join("kind-flannel.yaml");
+    let spec = spec.display().to_string();
+    let report_dir = dir.path().join("report");
+    let report_arg = report_dir.display().to_string();
+    let faults = "node-join=kind-worker9@30s,node-leave=kind-worker2@60s";
+    let out = support::run(&[
+        "rehearse",
+        "--spec",
+        &spec,
+        "--speed",
+        "120",
+        "--report",
+        &report_arg,
+        "--faults",
+        faults,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(report_dir.join("report.json")).expect("report.json"),
+    )
+    .expect("parses");
+    let fired = report["nodeFaults"].to_string();
+    assert!(
+        fired.contains("node kind-worker9 joined") && fired.contains("node kind-worker2 left"),
+        "{fired}"
+    );
+    let churn = report["nodeChurn"].as_array().expect("nodeChurn");
+    let of = |node: &str| {
+        churn
+            .iter()
+            .find(|c| c["node"] == node)
+            .unwrap_or_else(|| panic!("{node} in {churn:?}"))
+    };
+    assert_eq!(of("kind-worker9")["change"], "joined");
+    assert!(
+        of("kind-worker9")["outcome"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("migrated")),
+        "{churn:?}"
+    );
+    assert_eq!(of("kind-worker2")["change"], "left");
+    assert!(
+        of("kind-worker2")["outcome"]
+            .as_str()
+            .is_some_and(|o| o.contains("recorded gone")),
+        "{churn:?}"
+    );
+    let md = std::fs::read_to_string(report_dir.join("report.md")).expect("md");
+    assert!(md.contains("## Nodes that joined and left"), "{md}");
+    assert!(md.contains("| kind-worker9 | joined | migrated"), "{md}");
+    assert!(md.contains("| kind-worker2 | left | recorded gone"), "{md}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("node kind-worker9 joined: migrated"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("node kind-worker2 left: recorded gone"),
+        "{stdout}"
+    );
+    for (bad, says) in [
+        ("node-join=kind-worker9", "expected node-join=NAME@DELAY"),
+        ("node-leave=nobody@10s", "node-leave=nobody"),
+        ("node-join=kind-worker@10s", "exists already"),
+    ] {
+        let out = support::run(&[
+            "rehearse",
+            "--spec",
+            &spec,
+            "--report",
+            &report_arg,
+            "--faults",
+            bad,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", show(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{bad}: {err}");
+    }
+}

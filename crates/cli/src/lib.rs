@@ -98,7 +98,8 @@ pub struct SimArgs {
     /// Faults for the whole run, e.g.
     /// `error-500=0.05,error-429=0.05,conflict=0.05,latency=0ms-200ms,drop-watch=5s,not-ready=kind-worker@30s`;
     /// node faults of the model: `agent-stuck=NODE` (its agent crash-loops once the node is
-    /// labelled), `cnc-ignored=NODE` (its agent does not see CiliumNodeConfigs).
+    /// labelled), `cnc-ignored=NODE` (its agent does not see CiliumNodeConfigs); node churn:
+    /// `node-join=NAME@30s` (a new Ready worker), `node-leave=NAME@60s` (a node deleted).
     #[arg(long, value_name = "SPEC")]
     pub faults: Option<String>,
 }
@@ -283,7 +284,11 @@ fn sim(args: SimArgs) -> Result<u8, Failure> {
     };
     args::runtime()?
         .block_on(sim::serve(opts))
-        .map_err(Failure::other)?;
+        .map_err(|e| match e {
+            // A fault naming a node the cluster cannot have is bad input, like a bad spec.
+            sim::SimError::Fault(_) => Failure::bad_input(anyhow::Error::new(e)),
+            e => Failure::other(e),
+        })?;
     Ok(exit::OK)
 }
 

@@ -41,6 +41,7 @@ pub fn plain_line(e: &Event) -> String {
         EventKind::StepStarted => "begin",
         EventKind::StepDone => "done",
         EventKind::StepFailed => "FAILED",
+        EventKind::StepSkipped => "skip",
         EventKind::Retrying => "retry",
         EventKind::NodeDone => "node done",
         EventKind::NodeJoined => "joined",

@@ -38,6 +38,8 @@ use sim::{Sim, model::ModelOptions};
 
 use crate::failure::{Failure, exit};
 
+mod churn;
+
 /// The Cilium guide's kind cluster, embedded so `rehearse` needs no files but the spec.
 const KIND_FLANNEL_DUMP: &str = include_str!("../../../plans/kind-flannel.dump.yaml");
 
@@ -70,7 +72,8 @@ pub struct RehearseArgs {
     pub report: PathBuf,
     /// Faults injected into the rehearsal, with `cni-migrate sim`'s syntax, e.g.
     /// `error-500=0.05,latency=0ms-200ms,not-ready=kind-worker@30s,agent-stuck=kind-worker2`
-    /// (times of `not-ready` are the model's, scaled by `--speed`).
+    /// or `node-join=kind-worker9@30s,node-leave=kind-worker2@60s` (times of `not-ready`,
+    /// `node-join` and `node-leave` are the model's, scaled by `--speed`).
     #[arg(long, value_name = "SPEC")]
     pub faults: Option<String>,
 }
@@ -197,6 +200,10 @@ struct Report {
     crash_looping_agents: Vec<(String, String)>,
     /// The faults injected (`--faults`), as given.
     faults: Option<String>,
+    /// What the `node-join` / `node-leave` faults did to the model.
+    node_faults: Vec<churn::FaultFired>,
+    /// Nodes that joined, left or were replaced, and what the run did about each.
+    node_churn: Vec<churn::NodeChurn>,
 }
 
 fn scaled(d: Duration, speed: f64, floor: Duration) -> Duration {
@@ -266,6 +273,7 @@ async fn run(
         POD_TERMINATION.div_f64(speed),
     );
     sim.set_termination_spread(0.5);
+    let fired = churn::Fired::default();
     if let Some(text) = &args.faults {
         let faults: sim::Faults = text
             .parse()
@@ -289,6 +297,9 @@ async fn run(
                 let _ = sim::node_ready_in(&store, &node, false);
             });
         }
+        sim::churn::check(sim.store(), &faults)
+            .map_err(|e| Failure::bad_input(anyhow::anyhow!("--faults {e}")))?;
+        sim::churn::spawn(sim.store(), &faults, speed, churn::recorder(&fired));
         sim.set_faults(faults);
     }
     let kubeconfig = tmp.path().join("kubeconfig");
@@ -350,11 +361,10 @@ async fn run(
     let session = Session::open(kc, store, Intent::Apply)
         .await
         .map_err(Failure::session)?;
-    let locked = session
+    let mut locked = session
         .lock(LockSpec::None, &plan, &cfg.run_id, false)
         .await
         .map_err(Failure::session)?;
-    let runner = locked.runner(&plan, cfg, &recorder);
 
     // The prober: every simulated second, every ordered pair of sampled workload pods.
     let connectivity = Arc::new(Mutex::new(Connectivity::default()));
@@ -372,8 +382,10 @@ async fn run(
             }
         })
     };
-    let outcome = runner.run().await;
-    let summary = runner.summary().await;
+    // Nodes that join mid-run (`--faults node-join=`): the cluster is planned again.
+    let discover = || async { cluster::discover(&client).await.ok() };
+    let (outcome, summary) = locked.run(&plan, cfg, &recorder, discover).await;
+    let node_churn = churn::outcomes(locked.checkpoint());
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = prober.await;
     let wall_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -447,6 +459,12 @@ async fn run(
         ground_truth_evicted,
         crash_looping_agents,
         faults: args.faults.clone(),
+        node_faults: std::mem::take(
+            &mut *fired
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        ),
+        node_churn,
     };
     drop(rec);
     write_report(&args.report, &report, &plan, rebooting).map_err(Failure::other)?;
@@ -458,6 +476,9 @@ async fn run(
     );
     for w in &report.would_stop {
         println!("  would stop the run: {w}");
+    }
+    for n in &report.node_churn {
+        println!("  node {} {}: {}", n.node, n.change, n.outcome);
     }
     if code == exit::OK && real_plan.has_errors() {
         return Ok(exit::PREFLIGHT);
@@ -674,6 +695,7 @@ fn markdown(report: &Report, plan: &planner::Plan, rebooting: bool) -> String {
         }
         md.push('\n');
     }
+    md.push_str(&churn::markdown(&report.node_faults, &report.node_churn));
     md.push_str("## Findings\n\n| severity | code | message |\n|---|---|---|\n");
     for (sev, code, msg) in &report.findings {
         let _ = writeln!(md, "| {sev} | {code} | {} |", msg.replace('|', "\\|"));
@@ -697,9 +719,15 @@ fn markdown(report: &Report, plan: &planner::Plan, rebooting: bool) -> String {
         report.critical_path.join(" → ")
     );
     md.push_str("## Pods evicted per node\n\n| node | pods |\n|---|---|\n");
-    for n in &plan.nodes {
-        let pods = report.evicted.get(&n.name).map_or(0, Vec::len);
-        let _ = writeln!(md, "| {} | {pods} |", n.name);
+    // The plan's nodes, and any that joined mid-run.
+    let names: BTreeSet<&String> = plan.nodes.iter().map(|n| &n.name).collect();
+    for name in names
+        .iter()
+        .copied()
+        .chain(report.evicted.keys().filter(|k| !names.contains(k)))
+    {
+        let pods = report.evicted.get(name).map_or(0, Vec::len);
+        let _ = writeln!(md, "| {name} | {pods} |");
     }
     let _ = writeln!(
         md,

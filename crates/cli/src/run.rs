@@ -404,7 +404,7 @@ async fn run(args: ApplyArgs, s: RunSettings, intent: Intent) -> Result<u8, Fail
         force: args.force_unlock,
     };
     let declined = unchanged(&session, "run again when ready");
-    let locked = session
+    let mut locked = session
         .lock(lock, &plan, &run_id, args.ignore_fingerprint)
         .await
         .map_err(Failure::session)?;
@@ -416,12 +416,15 @@ async fn run(args: ApplyArgs, s: RunSettings, intent: Intent) -> Result<u8, Fail
         return Ok(exit::OTHER);
     }
     let observer = progress::observer(s.json, plan.nodes.len());
-    let runner = locked.runner(&plan, run_config(&args, &s, &plan, &run_id), &*observer);
+    let cfg = run_config(&args, &s, &plan, &run_id);
     let work = async {
         if rolling_back {
+            let runner = locked.runner(&plan, cfg, &*observer);
             rollback_nodes(&runner, &locked.rollback_targets(), s.json).await
         } else {
-            let outcome = runner.run().await;
+            // Nodes that join mid-run: the cluster is planned again and the run goes on.
+            let discover = || async { cluster::discover(&client).await.ok() };
+            let (outcome, _) = locked.run(&plan, cfg, &*observer, discover).await;
             report(outcome, &args, &s)
         }
     };
@@ -437,7 +440,6 @@ async fn run(args: ApplyArgs, s: RunSettings, intent: Intent) -> Result<u8, Fail
             Ok(signal.code)
         }
     };
-    drop(runner);
     drop(observer);
     if let Err(e) = locked.release().await {
         eprintln!("warning: cannot release the lock: {e}");

@@ -230,11 +230,16 @@ fn text(s: &Status) -> String {
         c.in_flight,
         c.failed,
         c.pending,
-        if c.rolled_back > 0 {
-            format!(", {} rolled back", c.rolled_back)
-        } else {
-            String::new()
-        }
+        [
+            (c.rolled_back, "rolled back"),
+            (c.joined, "joined mid-migration"),
+            (c.left, "left the cluster"),
+            (c.replaced, "replaced under the same name"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!(", {n} {what}"))
+        .collect::<String>()
     );
     let line = |state: NodeState| s.nodes.iter().filter(move |n| n.state == state);
     for n in line(NodeState::Failed) {
@@ -252,6 +257,45 @@ fn text(s: &Status) -> String {
             "  in flight  {}: {}",
             n.name,
             n.message.as_deref().unwrap_or_default()
+        );
+    }
+    for n in line(NodeState::Left) {
+        let _ = writeln!(
+            out,
+            "  left       {}: {}",
+            n.name,
+            n.message.as_deref().unwrap_or_default()
+        );
+    }
+    for n in &s.replaced {
+        let _ = writeln!(
+            out,
+            "  replaced   {}{}: {}",
+            n.name,
+            n.uid
+                .as_deref()
+                .map(|u| format!(" (UID {u})"))
+                .unwrap_or_default(),
+            n.message.as_deref().unwrap_or_default()
+        );
+    }
+    for n in s
+        .nodes
+        .iter()
+        .filter(|n| n.joined.is_some() && n.state != NodeState::Left)
+    {
+        let _ = writeln!(
+            out,
+            "  joined     {}{}: {}",
+            n.name,
+            n.uid
+                .as_deref()
+                .map(|u| format!(" (UID {u})"))
+                .unwrap_or_default(),
+            serde_json::to_value(n.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
         );
     }
     if c.done <= 20 {

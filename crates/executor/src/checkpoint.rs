@@ -9,9 +9,12 @@
 //!                  prior state (was it cordoned? labelled?), the agent UIDs when the label went
 //!                  on (until verified), the failure message, and, once rolled back, when and
 //!                  the rollback chain's steps
+//!                  when it joined or left, its UID (first 8 characters), held as a new node
+//!   nodes replaced under the same name (their records when they left)
 //!   paused, gate, failure
 //! stored as   {"s": "DDRPPPP", "t": [3,9,9,41,...], "p": "c", "u": [...], "m": ..., "r": ...,
-//!              "b": "DDP...", "bt": [...]}   one letter a step: P R D F S
+//!              "b": "DDP...", "bt": [...], "j", "l", "w", "i"}   one letter a step: P R D F S
+//!              (checkpoint/wire.rs; every field but "s" optional, so older records read)
 //! ```
 //!
 //! The per-node record is a few dozen bytes, so 5,000 nodes fit a ConfigMap's 1 MiB with room
@@ -114,6 +117,10 @@ pub struct NodePrior {
     /// tool neither adds nor removes those annotations.
     #[serde(default)]
     pub guarded: bool,
+    /// It joined after Cilium was installed and ran no workload pods when admitted: only the
+    /// label, the agent restart and verification; no cordon, drain, reboot or uncordon.
+    #[serde(default)]
+    pub light: bool,
 }
 
 /// Where a node is, derived from its record.
@@ -146,7 +153,7 @@ pub enum NodeStatus {
 
 /// One node's record.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "NodeWire", into = "NodeWire")]
+#[serde(from = "wire::NodeWire", into = "wire::NodeWire")]
 pub struct NodeRecord {
     /// The node's chain, step by step.
     pub steps: Vec<StepRecord>,
@@ -171,6 +178,10 @@ pub struct NodeRecord {
     pub left: Option<u32>,
     /// Joined under `rollout.newNodes: hold`: not admitted until `resume --retry NODE`.
     pub awaiting: bool,
+    /// The node's `metadata.uid` (its first 8 characters) when it was recorded: a node of the
+    /// same name with another UID is a replacement. `None` in checkpoints written before UIDs were recorded (the
+    /// next run adopts the UID it finds).
+    pub uid: Option<String>,
 }
 
 impl NodeRecord {
@@ -268,7 +279,7 @@ impl NodeRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GlobalStep {
     /// Its state.
-    #[serde(rename = "s", with = "letter")]
+    #[serde(rename = "s", with = "wire::letter")]
     pub state: StepState,
     /// Seconds after `created` when it started.
     #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
@@ -338,6 +349,10 @@ pub struct Checkpoint {
     pub source: Option<planner::facts::SourceCni>,
     /// Per-node records.
     pub nodes: BTreeMap<String, NodeRecord>,
+    /// Nodes that were replaced by a node of the same name (a new UID), oldest first: their
+    /// records as they were when they left. The name's entry in `nodes` is the successor's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replaced: Vec<FormerNode>,
     /// Paused: no new admissions.
     #[serde(default)]
     pub paused: bool,
@@ -349,6 +364,17 @@ pub struct Checkpoint {
     pub failure: Option<FailureRecord>,
 }
 
+/// A node replaced by another of the same name: its record when it left.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FormerNode {
+    /// The name it shares with its successor.
+    #[serde(rename = "n")]
+    pub name: String,
+    /// Its record (`left` set; `uid` its own, when recorded).
+    #[serde(rename = "r")]
+    pub record: NodeRecord,
+}
+
 /// Nodes that came and went since the checkpoint last saw the cluster.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeChanges {
@@ -356,12 +382,15 @@ pub struct NodeChanges {
     pub joined: Vec<String>,
     /// Nodes no longer in the cluster: recorded as gone, not failed.
     pub left: Vec<String>,
+    /// Nodes replaced by a node of the same name and a new UID: the old one recorded as gone,
+    /// the new one (also in `joined`) migrated.
+    pub replaced: Vec<String>,
 }
 
 impl NodeChanges {
     /// Nothing changed.
     pub fn is_empty(&self) -> bool {
-        self.joined.is_empty() && self.left.is_empty()
+        self.joined.is_empty() && self.left.is_empty() && self.replaced.is_empty()
     }
 }
 
@@ -406,6 +435,13 @@ pub enum CheckpointError {
     },
 }
 
+/// How a node's UID is recorded: its first 8 characters (32 random bits tell a replacement
+/// apart; the whole UID would cost 5,000 nodes 200 KB of the ConfigMap's 1 MiB). `None` for
+/// an unknown UID.
+fn short_uid(uid: &str) -> Option<String> {
+    (!uid.is_empty()).then(|| uid.chars().take(8).collect())
+}
+
 fn rel(created: u64, now: u64) -> u32 {
     u32::try_from(now.saturating_sub(created))
         .unwrap_or(u32::MAX)
@@ -419,10 +455,9 @@ impl Checkpoint {
             .nodes
             .iter()
             .map(|n| {
-                (
-                    n.name.clone(),
-                    NodeRecord::pending(plan.node_steps(&n.name).count()),
-                )
+                let mut record = NodeRecord::pending(plan.node_steps(&n.name).count());
+                record.uid = short_uid(&n.uid);
+                (n.name.clone(), record)
             })
             .collect();
         let global = plan
@@ -453,6 +488,7 @@ impl Checkpoint {
             global,
             source: Some(plan.facts.source.clone()),
             nodes,
+            replaced: Vec::new(),
             paused: false,
             gate: None,
             failure: None,
@@ -852,139 +888,7 @@ impl StepIndex {
     }
 }
 
-/// A node's record as stored: one letter a step, times flattened.
-#[derive(Serialize, Deserialize)]
-struct NodeWire {
-    #[serde(rename = "s")]
-    states: String,
-    #[serde(rename = "t", default)]
-    times: Vec<u32>,
-    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
-    prior: Option<String>,
-    #[serde(rename = "u", default, skip_serializing_if = "Vec::is_empty")]
-    agent_uids: Vec<String>,
-    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
-    message: Option<String>,
-    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
-    rolled_back: Option<u32>,
-    #[serde(rename = "b", default, skip_serializing_if = "String::is_empty")]
-    rollback_states: String,
-    #[serde(rename = "bt", default, skip_serializing_if = "Vec::is_empty")]
-    rollback_times: Vec<u32>,
-    #[serde(rename = "j", default, skip_serializing_if = "Option::is_none")]
-    joined: Option<u32>,
-    #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
-    left: Option<u32>,
-    #[serde(rename = "w", default, skip_serializing_if = "std::ops::Not::not")]
-    awaiting: bool,
-}
-
-/// Marks "no agent pod was on the node when the label went on" in the stored UIDs.
-const NO_AGENT: &str = "-";
-
-fn steps_from(states: &str, times: &[u32]) -> Vec<StepRecord> {
-    let time = |i: usize| times.get(i).copied().filter(|t| *t > 0);
-    states
-        .chars()
-        .enumerate()
-        .map(|(i, c)| StepRecord {
-            // An unknown letter reads as Pending: re-running a step is always safe.
-            state: StepState::from_letter(c).unwrap_or(StepState::Pending),
-            started: time(2 * i),
-            finished: time(2 * i + 1),
-        })
-        .collect()
-}
-
-fn steps_to(steps: &[StepRecord]) -> (String, Vec<u32>) {
-    let states = steps.iter().map(|s| s.state.letter()).collect();
-    let times = steps
-        .iter()
-        .flat_map(|s| [s.started.unwrap_or(0), s.finished.unwrap_or(0)])
-        .collect();
-    (states, times)
-}
-
-impl From<NodeWire> for NodeRecord {
-    fn from(w: NodeWire) -> Self {
-        let agent_uids = if w.agent_uids.is_empty() {
-            None
-        } else {
-            Some(w.agent_uids.into_iter().filter(|u| u != NO_AGENT).collect())
-        };
-        NodeRecord {
-            steps: steps_from(&w.states, &w.times),
-            prior: w.prior.map(|p| NodePrior {
-                cordoned: p.contains('c'),
-                labelled: p.contains('l'),
-                guarded: p.contains('g'),
-            }),
-            agent_uids,
-            message: w.message,
-            rolled_back: w.rolled_back,
-            rollback: steps_from(&w.rollback_states, &w.rollback_times),
-            joined: w.joined,
-            left: w.left,
-            awaiting: w.awaiting,
-        }
-    }
-}
-
-impl From<NodeRecord> for NodeWire {
-    fn from(r: NodeRecord) -> Self {
-        let (states, times) = steps_to(&r.steps);
-        let (rollback_states, rollback_times) = steps_to(&r.rollback);
-        NodeWire {
-            states,
-            times,
-            prior: r.prior.map(|p| {
-                let mut flags = String::new();
-                if p.cordoned {
-                    flags.push('c');
-                }
-                if p.labelled {
-                    flags.push('l');
-                }
-                if p.guarded {
-                    flags.push('g');
-                }
-                flags
-            }),
-            agent_uids: match r.agent_uids {
-                None => Vec::new(),
-                Some(u) if u.is_empty() => vec![NO_AGENT.to_owned()],
-                Some(u) => u,
-            },
-            message: r.message,
-            rolled_back: r.rolled_back,
-            rollback_states,
-            rollback_times,
-            joined: r.joined,
-            left: r.left,
-            awaiting: r.awaiting,
-        }
-    }
-}
-
-/// A step state stored as its letter.
-mod letter {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use super::StepState;
-
-    pub fn serialize<S: Serializer>(s: &StepState, ser: S) -> Result<S::Ok, S::Error> {
-        ser.serialize_str(&s.letter().to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<StepState, D::Error> {
-        let s = String::deserialize(d)?;
-        Ok(s.chars()
-            .next()
-            .and_then(StepState::from_letter)
-            .unwrap_or(StepState::Pending))
-    }
-}
-
 mod membership;
 #[cfg(test)]
 mod tests;
+mod wire;

@@ -3,7 +3,7 @@
 //! recorder), and the error chains in the one-line form users read.
 //!
 //! ```text
-//! run-started ─► node-admitted ─► step-started ─► step-done | retrying | step-failed ─► node-done
+//! run-started ─► node-admitted ─► step-started ─► step-done | retrying | step-failed | step-skipped ─► node-done
 //!             └► waiting (why nothing can start) · gate · paused · stopped · finished
 //! ```
 
@@ -26,6 +26,9 @@ pub enum EventKind {
     StepDone,
     /// A step failed.
     StepFailed,
+    /// A step was skipped: not needed on this node (a node that joined with no workload pods
+    /// is neither cordoned nor drained).
+    StepSkipped,
     /// A step hit a retriable error and will try again.
     Retrying,
     /// Every step of a node is done.

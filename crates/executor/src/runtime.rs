@@ -9,7 +9,10 @@
 //!                                   ├─ a node finishes: its slot frees at once (no waves)
 //!                                   ├─ a node fails: no new admissions, in-flight nodes go on
 //!                                   │  to the end of their chains (the safe point), exit 5
-//!                                   └─ paused (by `cni-migrate pause`): the same, exit 4
+//!                                   ├─ paused (by `cni-migrate pause`): the same, exit 4
+//!                                   └─ a node joined (a LIST every pause check, when the
+//!                                      caller re-plans): this plan's nodes go on; once none
+//!                                      is in flight, Pass::Replan
 //! finale (in order) ─► Finished, with a summary
 //! ```
 //!
@@ -33,7 +36,6 @@ use planner::{Plan, Step, StepKind, plan::Phase};
 use tokio::time::Instant;
 
 use crate::{
-    admission::{self, Next},
     checkpoint::{Checkpoint, FailureRecord, StepIndex, StepState},
     config::RunConfig,
     error::StepError,
@@ -48,6 +50,16 @@ use crate::{
 
 mod admit;
 mod membership;
+
+/// How one pass of [`Runner::run_pass`] ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Pass {
+    /// The run ended (finished, gate, pause, failure).
+    Ended(Outcome),
+    /// Nodes joined that the plan does not have, and no node is in flight: plan the cluster
+    /// as it is now and run again over the same checkpoint (why, in words).
+    Replan(String),
+}
 
 /// How [`Runner::run_step`] ended.
 pub(crate) enum StepEnd {
@@ -76,6 +88,8 @@ pub struct Runner<'a> {
     pub(crate) stats: std::sync::Mutex<Counters>,
     shared: Shared,
     recheck: Recheck,
+    /// The caller re-plans when nodes join mid-run ([`Runner::replanning`]).
+    replan: bool,
 }
 
 /// Awaits `fut` while polling the node chains in flight, collecting those that finish.
@@ -136,6 +150,7 @@ impl<'a> Runner<'a> {
             stats: std::sync::Mutex::new(Counters::default()),
             shared: Shared::default(),
             recheck: Recheck::default(),
+            replan: false,
         }
     }
 
@@ -209,6 +224,23 @@ impl<'a> Runner<'a> {
     /// [`RunError`] when the checkpoint cannot be kept or the lock is lost; a failing step is
     /// an [`Outcome::Failed`], not an error.
     pub async fn run(&self) -> Result<Outcome, RunError> {
+        match self.run_pass().await? {
+            Pass::Ended(outcome) => Ok(outcome),
+            // Only a runner built `replanning` asks for a new plan.
+            Pass::Replan(message) => Ok(Outcome::Gate {
+                step: String::new(),
+                message,
+            }),
+        }
+    }
+
+    /// Runs the plan from wherever the checkpoint is, until it ends or (when
+    /// [`Runner::replanning`]) nodes joined that this plan does not have: then, with no node in
+    /// flight, [`Pass::Replan`] asks the caller for a plan of the cluster as it is now.
+    ///
+    /// # Errors
+    /// As [`Runner::run`].
+    pub async fn run_pass(&self) -> Result<Pass, RunError> {
         let (done, changes) = {
             let mut ck = self.journal.ck.lock().await;
             ck.run_id.clone_from(&self.cfg.run_id);
@@ -241,7 +273,7 @@ impl<'a> Runner<'a> {
         self.announce(&changes);
         for step in self.plan.steps.iter().filter(|s| s.phase == Phase::Prelude) {
             if let Some(stop) = self.run_global(step).await? {
-                return Ok(stop);
+                return Ok(Pass::Ended(stop));
             }
         }
         if let Some(stop) = self.run_nodes().await? {
@@ -260,7 +292,7 @@ impl<'a> Runner<'a> {
                                (--stop-before finalize): soak the cluster, then `cni-migrate resume` \
                                finalizes (final Helm values, CiliumNodeConfig deleted, old CNI removed)"
                     .to_owned();
-                return self.gate(step, message).await;
+                return self.gate(step, message).await.map(Pass::Ended);
             }
             if matches!(step.kind, StepKind::FinalValues | StepKind::RemoveOldCni)
                 && !self
@@ -272,7 +304,7 @@ impl<'a> Runner<'a> {
                 return Ok(stop);
             }
             if let Some(stop) = self.run_global(step).await? {
-                return Ok(stop);
+                return Ok(Pass::Ended(stop));
             }
         }
         let summary = self.summary().await;
@@ -285,7 +317,7 @@ impl<'a> Runner<'a> {
                 summary.nodes, summary.seconds
             ),
         );
-        Ok(Outcome::Finished(summary))
+        Ok(Pass::Ended(Outcome::Finished(summary)))
     }
 
     async fn gate(&self, step: &Step, message: String) -> Result<Outcome, RunError> {
@@ -412,7 +444,7 @@ impl<'a> Runner<'a> {
     /// The node chains run as futures of this one task, so every wait of the scheduler itself
     /// goes through [`drive`], which keeps polling them meanwhile: a chain holding the
     /// checkpoint's lock across a slow write must never wait on a scheduler that waits on it.
-    async fn run_nodes(&self) -> Result<Option<Outcome>, RunError> {
+    async fn run_nodes(&self) -> Result<Option<Pass>, RunError> {
         let mut in_flight = FuturesUnordered::new();
         let mut finished: Vec<(String, Result<(), RunError>)> = Vec::new();
         let mut running: BTreeSet<String> = BTreeSet::new();
@@ -437,6 +469,7 @@ impl<'a> Runner<'a> {
         }
         let mut last_wait = String::new();
         let mut last_pause_check = Instant::now();
+        let mut joining: Option<String> = None;
         loop {
             for (node, result) in finished.drain(..) {
                 running.remove(&node);
@@ -450,6 +483,9 @@ impl<'a> Runner<'a> {
             if last_pause_check.elapsed() >= self.cfg.timing.pause_check {
                 last_pause_check = Instant::now();
                 drive(&mut in_flight, &mut finished, self.check_pause()).await?;
+                if joining.is_none() {
+                    joining = drive(&mut in_flight, &mut finished, self.watch_joins()).await;
+                }
             }
             let ck = drive(&mut in_flight, &mut finished, async {
                 self.journal.ck.lock().await.clone()
@@ -461,7 +497,11 @@ impl<'a> Runner<'a> {
             let all_done = self.plan.nodes.iter().all(|n| ck.node_settled(&n.name));
             if in_flight.is_empty() && finished.is_empty() {
                 if let Some(stop) = self.stop_now(&ck, all_done).await? {
-                    return Ok(Some(stop));
+                    return Ok(Some(Pass::Ended(stop)));
+                }
+                if let Some(why) = joining.take() {
+                    step::verify::remove_beacons(&*self.cluster).await;
+                    return Ok(Some(Pass::Replan(why)));
                 }
                 if all_done {
                     return Ok(None);
@@ -567,54 +607,6 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Which nodes may start now (see [`crate::admission`]); a regression that lasted stops
-    /// the run here.
-    async fn decide(
-        &self,
-        ck: &Checkpoint,
-        running: &BTreeSet<String>,
-        free: usize,
-    ) -> Result<scheduler::Admission, RunError> {
-        let view = admission::View {
-            plan: self.plan,
-            ck,
-            running,
-            free,
-            now: self.now(),
-        };
-        Ok(
-            match admission::next(&view, &self.ctx(""), &self.recheck).await {
-                Next::Decided(a) => a,
-                Next::Regressed { node, reason } => scheduler::Admission {
-                    stopped: Some(self.regressed(&node, reason).await?),
-                    ..scheduler::Admission::default()
-                },
-            },
-        )
-    }
-
-    /// A migrated node regressed for longer than the grace: the failure stops the run.
-    async fn regressed(&self, node: &str, reason: String) -> Result<String, RunError> {
-        let step = format!("{node}/verify");
-        {
-            let mut ck = self.journal.ck.lock().await;
-            if ck.failure.is_none() {
-                ck.failure = Some(FailureRecord {
-                    step: step.clone(),
-                    reason: reason.clone(),
-                    at: u32::try_from(self.now().saturating_sub(ck.created)).unwrap_or(u32::MAX),
-                });
-                self.journal.save(&mut ck).await?;
-            }
-        }
-        self.emit(EventKind::StepFailed, None, Some(node), reason.clone());
-        if let Some(s) = self.plan.steps.iter().find(|s| s.id == step) {
-            self.node_event(s, "MigrationRegressed", &reason, true)
-                .await;
-        }
-        Ok(format!("stopped: {reason}"))
-    }
-
     /// Picks up a `pause` another process wrote into the checkpoint.
     async fn check_pause(&self) -> Result<(), RunError> {
         if self.journal.refresh_pause().await? {
@@ -637,7 +629,20 @@ impl<'a> Runner<'a> {
         if self.journal.ck.lock().await.prior(node).is_none() && !self.admit(node).await? {
             return Ok(());
         }
+        let light = self
+            .journal
+            .ck
+            .lock()
+            .await
+            .prior(node)
+            .is_some_and(|p| p.light);
         for step in self.plan.node_steps(node) {
+            if self.replaced_mid_chain(node).await? {
+                return Ok(());
+            }
+            if light && self.skip_light(step, node).await? {
+                continue;
+            }
             match self.run_step(step).await? {
                 StepEnd::Done(_) => {}
                 // Node steps have no gates; a failure is recorded and stops admissions.

@@ -14,6 +14,9 @@
 //!                  start) ─► fingerprint checked against the plan ─► Locked
 //! Locked::runner ─► Runner over the checkpoint (`--retry` applied; rollback chains of the
 //!                   nodes to roll back)
+//! Locked::run ────► runners, one pass each: a pass that ends in Pass::Replan (nodes joined
+//!                   mid-run, none in flight) ─► discover ─► plan again ─► next pass over the
+//!                   same checkpoint (counters carried) ─► the Outcome and Summary
 //! ```
 
 use std::{
@@ -35,7 +38,8 @@ use crate::{
     checkpoint::{Checkpoint, CheckpointError},
     config::RunConfig,
     events::{Observer, unix_now},
-    runtime::Runner,
+    outcome::{Counters, Outcome, RunError, Summary},
+    runtime::{Pass, Runner},
     store::{StateStore, StoreError},
     wait::Backoff,
 };
@@ -509,6 +513,82 @@ impl Locked {
             lost,
         )
         .with_rollback(&self.rollback_targets())
+    }
+
+    /// The plan of the cluster as it is now, for this run: with the old CNI it recorded.
+    pub fn plan(&self, spec: &planner::MigrationSpec, snapshot: &planner::ClusterSnapshot) -> Plan {
+        match &self.checkpoint.source {
+            Some(source) => planner::plan_in_progress(spec, snapshot, source),
+            None => planner::plan(spec, snapshot),
+        }
+    }
+
+    /// Runs the migration, planning again whenever nodes join mid-run: the runner goes on with
+    /// the nodes it planned and, once none is in flight, this asks `discover` for the cluster
+    /// as it is now, plans it (same spec, same recorded old CNI) and goes on over the same
+    /// checkpoint, so a joined node is admitted under the same rules as any other. Returns
+    /// how the run ended and what it did (over every pass).
+    ///
+    /// # Errors
+    /// As [`Runner::run`].
+    pub async fn run<F, Fut>(
+        &mut self,
+        plan: &Plan,
+        cfg: RunConfig,
+        observer: &dyn Observer,
+        discover: F,
+    ) -> (Result<Outcome, RunError>, Summary)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Option<planner::ClusterSnapshot>>,
+    {
+        let mut owned: Option<Plan> = None;
+        let mut counters = Counters::default();
+        loop {
+            let current = owned.as_ref().unwrap_or(plan);
+            let runner = self.runner(current, cfg.clone(), observer).replanning();
+            *runner
+                .stats
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = counters;
+            let pass = runner.run_pass().await;
+            let summary = runner.summary().await;
+            counters = runner
+                .stats
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            let checkpoint = runner.checkpoint().await;
+            drop(runner);
+            self.checkpoint = checkpoint;
+            let why = match pass {
+                Ok(Pass::Replan(why)) => why,
+                Ok(Pass::Ended(outcome)) => return (Ok(outcome), summary),
+                Err(e) => return (Err(e), summary),
+            };
+            let stop = |message: String| {
+                let outcome = Outcome::Gate {
+                    step: "final-values".into(),
+                    message: format!("{why}, but {message}; `cni-migrate resume` plans again"),
+                };
+                (Ok(outcome), summary.clone())
+            };
+            let Some(snapshot) = discover().await else {
+                return stop("the cluster cannot be read now".into());
+            };
+            let next = self.plan(&current.spec, &snapshot);
+            if let Err(e) = self.checkpoint.verify_fingerprint(&next) {
+                return stop(format!("the plan of the cluster now differs: {e}"));
+            }
+            let same = |a: &Plan, b: &Plan| {
+                let key = |n: &planner::plan::PlannedNode| (n.name.clone(), n.uid.clone());
+                a.nodes.iter().map(key).eq(b.nodes.iter().map(key))
+            };
+            if same(current, &next) {
+                return stop("its plan has the same nodes".into());
+            }
+            owned = Some(next);
+        }
     }
 
     /// Whether the lock was lost during the run.

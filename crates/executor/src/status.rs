@@ -18,7 +18,7 @@ use cluster::Cluster;
 use serde::Serialize;
 
 use crate::{
-    checkpoint::{Checkpoint, NodePrior, NodeStatus, StepRecord, StepState},
+    checkpoint::{Checkpoint, NodePrior, NodeRecord, NodeStatus, StepRecord, StepState},
     endpoints::{Endpoints, on_pod_network},
 };
 
@@ -91,6 +91,9 @@ pub struct Counts {
     pub left: usize,
     /// Joined the cluster after the migration started.
     pub joined: usize,
+    /// Replaced by a node of the same name and a new UID (also counted in `left`; the
+    /// successor is in `nodes`).
+    pub replaced: usize,
 }
 
 /// A step as `status` shows it.
@@ -160,6 +163,9 @@ pub struct NodeView {
     /// When it left the cluster (Unix seconds).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub left: Option<u64>,
+    /// Its `metadata.uid`, when recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
 }
 
 /// Pods off the host network and how many Cilium manages.
@@ -210,6 +216,10 @@ pub struct Status {
     pub cluster_steps: Vec<StepView>,
     /// Every node.
     pub nodes: Vec<NodeView>,
+    /// Nodes replaced by a node of the same name and a new UID, as they were when they left
+    /// (state `left`); the successor is in `nodes`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replaced: Vec<NodeView>,
     /// Pods Cilium manages (when the cluster could be read).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pods: Option<ManagedPods>,
@@ -249,89 +259,118 @@ impl Status {
                 .cloned()
                 .unwrap_or_else(|| format!("step {}", i + 1))
         };
-        let nodes: Vec<NodeView> = ck
-            .nodes
-            .iter()
-            .map(|(name, rec)| {
-                if rec.joined.is_some() {
-                    counts.joined += 1;
+        let mut view = |name: &String, rec: &NodeRecord| {
+            if rec.joined.is_some() {
+                counts.joined += 1;
+            }
+            let (state, step, message) = match rec.status() {
+                NodeStatus::Left => {
+                    counts.left += 1;
+                    let was = if rec.done() {
+                        "after it was migrated".to_owned()
+                    } else {
+                        match rec.status_ignoring_left() {
+                            NodeStatus::Pending => "before it started".to_owned(),
+                            _ => "mid-chain; its chain stopped there".to_owned(),
+                        }
+                    };
+                    (
+                        NodeState::Left,
+                        None,
+                        Some(format!(
+                            "left the cluster {was}: nothing more is done on it"
+                        )),
+                    )
                 }
-                let (state, step, message) = match rec.status() {
-                    NodeStatus::Left => {
-                        counts.left += 1;
-                        let was = if rec.done() {
-                            "after it was migrated".to_owned()
-                        } else {
-                            match rec.status_ignoring_left() {
-                                NodeStatus::Pending => "before it started".to_owned(),
-                                _ => "mid-chain; its chain stopped there".to_owned(),
-                            }
-                        };
-                        (
-                            NodeState::Left,
-                            None,
-                            Some(format!("left the cluster {was}: nothing more is done on it")),
-                        )
-                    }
-                    NodeStatus::Awaiting => {
-                        counts.pending += 1;
-                        (
-                            NodeState::Awaiting,
-                            None,
-                            Some(format!(
-                                "joined after the migration started; held (rollout.newNodes: hold) until `cni-migrate resume --retry {name}`"
-                            )),
-                        )
-                    }
-                    NodeStatus::RolledBack => {
-                        counts.rolled_back += 1;
-                        let message = match rec.rollback.iter().position(|s| !s.state.is_complete()) {
-                            None => format!(
-                                "rolled back to the old CNI; held until `cni-migrate resume --retry {name}`"
-                            ),
-                            Some(_) if rec.rollback.iter().any(|s| s.state == StepState::Failed) => format!(
+                NodeStatus::Awaiting => {
+                    counts.pending += 1;
+                    (
+                        NodeState::Awaiting,
+                        None,
+                        Some(format!(
+                            "joined after the migration started; held (rollout.newNodes: hold) until `cni-migrate resume --retry {name}`"
+                        )),
+                    )
+                }
+                NodeStatus::RolledBack => {
+                    counts.rolled_back += 1;
+                    let message = match rec.rollback.iter().position(|s| !s.state.is_complete()) {
+                        None => format!(
+                            "rolled back to the old CNI; held until `cni-migrate resume --retry {name}`"
+                        ),
+                        Some(_) if rec.rollback.iter().any(|s| s.state == StepState::Failed) => {
+                            format!(
                                 "the rollback failed: {}; run `cni-migrate rollback {name}` again once fixed",
                                 rec.message.clone().unwrap_or_default()
-                            ),
-                            Some(_) => format!("being rolled back; `cni-migrate rollback {name}` goes on with it"),
-                        };
-                        (NodeState::RolledBack, None, Some(message))
-                    }
-                    NodeStatus::Failed { step } => {
-                        counts.failed += 1;
-                        (NodeState::Failed, Some(step_name(step)), rec.message.clone())
-                    }
-                    NodeStatus::Done => {
-                        counts.done += 1;
-                        (NodeState::Done, None, None)
-                    }
-                    NodeStatus::InFlight { step, running } => {
-                        counts.in_flight += 1;
-                        let what = if running { "running" } else { "next" };
-                        (
-                            NodeState::InFlight,
-                            Some(step_name(step)),
-                            Some(format!("{what}: {}", step_name(step))),
-                        )
-                    }
-                    NodeStatus::Pending => {
-                        counts.pending += 1;
-                        (NodeState::Pending, None, None)
-                    }
-                };
-                NodeView {
-                    name: name.clone(),
-                    state,
-                    step,
-                    message,
-                    prior: rec.prior.clone(),
-                    steps: steps(ck, &ck.chain, &rec.steps),
-                    rollback: steps(ck, &ck.rollback_chain, &rec.rollback),
-                    joined: at(ck, rec.joined),
-                    left: at(ck, rec.left),
+                            )
+                        }
+                        Some(_) => format!(
+                            "being rolled back; `cni-migrate rollback {name}` goes on with it"
+                        ),
+                    };
+                    (NodeState::RolledBack, None, Some(message))
                 }
+                NodeStatus::Failed { step } => {
+                    counts.failed += 1;
+                    (
+                        NodeState::Failed,
+                        Some(step_name(step)),
+                        rec.message.clone(),
+                    )
+                }
+                NodeStatus::Done => {
+                    counts.done += 1;
+                    (NodeState::Done, None, None)
+                }
+                NodeStatus::InFlight { step, running } => {
+                    counts.in_flight += 1;
+                    let what = if running { "running" } else { "next" };
+                    (
+                        NodeState::InFlight,
+                        Some(step_name(step)),
+                        Some(format!("{what}: {}", step_name(step))),
+                    )
+                }
+                NodeStatus::Pending => {
+                    counts.pending += 1;
+                    (NodeState::Pending, None, None)
+                }
+            };
+            NodeView {
+                name: name.clone(),
+                state,
+                step,
+                message,
+                prior: rec.prior.clone(),
+                steps: steps(ck, &ck.chain, &rec.steps),
+                rollback: steps(ck, &ck.rollback_chain, &rec.rollback),
+                joined: at(ck, rec.joined),
+                left: at(ck, rec.left),
+                uid: rec.uid.clone(),
+            }
+        };
+        let nodes: Vec<NodeView> = ck.nodes.iter().map(|(n, r)| view(n, r)).collect();
+        let replaced: Vec<NodeView> = ck
+            .replaced
+            .iter()
+            .map(|f| {
+                let mut v = view(&f.name, &f.record);
+                v.message = Some(format!(
+                    "replaced by a node of the same name{}: the old node is recorded as gone, the new one joined",
+                    ck.node(&f.name)
+                        .and_then(|r| r.uid.as_deref())
+                        .map(|u| format!(" (new UID {u})"))
+                        .unwrap_or_default()
+                ));
+                v
             })
             .collect();
+        for v in &replaced {
+            if v.state == NodeState::Left {
+                counts.replaced += 1;
+            }
+        }
+
         let cluster_steps = ck
             .global
             .iter()
@@ -396,6 +435,7 @@ impl Status {
             counts,
             cluster_steps,
             nodes,
+            replaced,
             pods: None,
         }
     }

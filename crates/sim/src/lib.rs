@@ -13,6 +13,7 @@
 //! through `kube`, and the tests exercise that same code against this server.
 
 pub mod annotations;
+pub mod churn;
 pub mod datapath;
 pub mod helm;
 pub mod model;
@@ -493,6 +494,11 @@ pub async fn serve(opts: ServeOptions) -> Result<(), SimError> {
         })?;
         eprintln!("fault: node {node} has {fault}");
     }
+    churn::check(sim.store(), &opts.faults).map_err(SimError::Fault)?;
+    churn::spawn(sim.store(), &opts.faults, 1.0, |_, r| match r {
+        Ok(what) => eprintln!("fault: {what}"),
+        Err(e) => eprintln!("fault {e}"),
+    });
     sim.set_faults(opts.faults.clone());
     println!(
         "serving a simulated cluster of {loaded} objects at {}",

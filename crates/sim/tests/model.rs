@@ -664,3 +664,60 @@ async fn an_agent_restart_keeps_established_endpoints_and_holds_new_pods() {
     })
     .await;
 }
+
+/// `node-join`: a Ready copy of a worker with its own pod CIDR and address, not cordoned, and a
+/// pod of every DaemonSet on it. `node-leave`: the node and its pods go; the ReplicaSet's and
+/// the StatefulSet's pods come back on other nodes (the StatefulSet's under the same name).
+#[tokio::test]
+async fn nodes_join_with_daemonset_pods_and_leave_with_their_pods_rescheduled() {
+    let (sim, c, _dir) = start().await;
+    let faults: sim::Faults = "node-join=kind-worker9@0s,node-leave=kind-worker2@0s"
+        .parse()
+        .expect("faults");
+    assert!(sim::churn::check(sim.store(), &faults).is_ok());
+    let said = sim::churn::node_join_in(sim.store(), "kind-worker9").expect("joins");
+    assert!(said.contains("kind-worker9"), "{said}");
+    let node = c.node("kind-worker9").await.expect("read").expect("there");
+    let worker = c.node("kind-worker").await.expect("read").expect("there");
+    assert!(node.ready && !node.unschedulable);
+    assert_ne!(node.uid, worker.uid);
+    assert_eq!(node.pod_cidrs, ["10.244.3.0/24"], "the first free block");
+    assert!(!node.addresses.iter().any(|a| worker.addresses.contains(a)));
+    eventually("a pod of every DaemonSet on the new node", || async {
+        let pods = c.pods_on_node("kind-worker9").await.expect("pods");
+        pods.iter()
+            .filter(|p| p.is_daemonset_pod() && p.ready)
+            .count()
+            == 2
+    })
+    .await;
+    let again = sim::churn::node_join_in(sim.store(), "kind-worker9").expect_err("exists");
+    assert!(
+        again.contains("node-join=kind-worker9") && again.contains("exists"),
+        "{again}"
+    );
+
+    let on_it = c.pods_on_node("kind-worker2").await.expect("pods");
+    assert!(on_it.iter().any(|p| p.name == "cart-redis-0"));
+    sim::churn::node_leave_in(sim.store(), "kind-worker2").expect("leaves");
+    assert!(c.node("kind-worker2").await.expect("read").is_none());
+    eventually("the workloads back on other nodes", || async {
+        let pods = c.pods(None, "").await.expect("pods");
+        let frontend = pods
+            .iter()
+            .filter(|p| p.labels.get("app").is_some_and(|a| a == "frontend"));
+        let redis = pods.iter().find(|p| p.name == "cart-redis-0");
+        !pods
+            .iter()
+            .any(|p| p.node_name.as_deref() == Some("kind-worker2"))
+            && frontend.clone().count() == 3
+            && frontend.clone().all(|p| p.ready)
+            && redis.is_some_and(|p| p.ready)
+    })
+    .await;
+    let gone = sim::churn::node_leave_in(sim.store(), "kind-worker2").expect_err("gone");
+    assert!(gone.contains("node-leave=kind-worker2"), "{gone}");
+    let bad: sim::Faults = "node-leave=kind-worker7@1s".parse().expect("parses");
+    let err = sim::churn::check(sim.store(), &bad).expect_err("no such node");
+    assert!(err.contains("node-leave=kind-worker7"), "{err}");
+}

@@ -605,6 +605,8 @@ fn checkpoint_5000() -> anyhow::Result<()> {
         nodes: (0..5000)
             .map(|i| planner::snapshot::NodeInfo {
                 name: bench::fake::node_name(i),
+                // Recorded as its first 8 characters, as real (random) UIDs are.
+                uid: format!("{i:08x}-1a2b-4c3d-8e9f-0a1b2c3d4e5f"),
                 ready: true,
                 ..planner::snapshot::NodeInfo::default()
             })

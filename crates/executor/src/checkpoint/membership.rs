@@ -3,7 +3,7 @@
 
 use planner::plan::Plan;
 
-use super::{Checkpoint, NodeChanges, NodeRecord, StepState, rel};
+use super::{Checkpoint, FormerNode, NodeChanges, NodeRecord, StepState, rel, short_uid};
 
 impl Checkpoint {
     /// What the recorded migration has already changed, in words (`2 of 3 node(s) done, 1 in
@@ -37,6 +37,16 @@ impl Checkpoint {
         self.nodes.get(node).is_some_and(|n| n.done() || n.gone())
     }
 
+    /// Whether `uid` is another node than the one recorded under `node` (a replacement under
+    /// the same name); `false` when either UID is unknown.
+    pub fn node_replaced_by(&self, node: &str, uid: &str) -> bool {
+        self.nodes
+            .get(node)
+            .and_then(|r| r.uid.as_deref())
+            .zip(short_uid(uid))
+            .is_some_and(|(recorded, now)| recorded != now)
+    }
+
     /// Migrated and still in the cluster.
     pub fn node_migrated(&self, node: &str) -> bool {
         self.nodes.get(node).is_some_and(|n| n.done() && !n.gone())
@@ -55,22 +65,43 @@ impl Checkpoint {
     }
 
     /// Brings the record's node set in line with the plan's (the cluster's nodes now): a node
-    /// of the plan without a record (or whose record says it left) joins with a fresh record
-    /// of pending steps; a recorded node the plan no longer has left. The fingerprint does not
-    /// cover the node set, so this is how a resumed run learns of nodes that came and went.
+    /// of the plan without a record joins with a fresh record of pending steps; a node whose
+    /// record says it left, or whose UID is not the recorded one, is a replacement: the old
+    /// record is kept in `replaced` and the new node joins; a recorded node the plan no
+    /// longer has left. The fingerprint does not cover the node set, so this is how a run
+    /// learns of nodes that came and went. A record without a UID (an older checkpoint)
+    /// adopts the node's.
     pub fn reconcile_nodes(&mut self, plan: &Plan, now: u64) -> NodeChanges {
         let at = rel(self.created, now);
         let mut changes = NodeChanges::default();
         for n in &plan.nodes {
-            let fresh = match self.nodes.get(&n.name) {
+            let uid = short_uid(&n.uid);
+            let fresh = match self.nodes.get_mut(&n.name) {
                 None => true,
-                Some(r) => r.gone(),
+                Some(r) if r.gone() => true,
+                Some(r) if r.uid.is_some() && uid.is_some() && r.uid != uid => {
+                    r.left = Some(at);
+                    changes.replaced.push(n.name.clone());
+                    true
+                }
+                Some(r) => {
+                    if r.uid.is_none() {
+                        r.uid.clone_from(&uid);
+                    }
+                    false
+                }
             };
             if fresh {
                 let mut record = NodeRecord::pending(plan.node_steps(&n.name).count());
                 record.joined = Some(at);
                 record.awaiting = plan.spec.rollout.new_nodes == planner::spec::NewNodes::Hold;
-                self.nodes.insert(n.name.clone(), record);
+                record.uid = uid;
+                if let Some(old) = self.nodes.insert(n.name.clone(), record) {
+                    self.replaced.push(FormerNode {
+                        name: n.name.clone(),
+                        record: old,
+                    });
+                }
                 changes.joined.push(n.name.clone());
             }
         }

@@ -14,6 +14,7 @@ fn plan(nodes: usize) -> Plan {
         nodes: (0..nodes)
             .map(|i| NodeInfo {
                 name: format!("ip-10-0-{}-{}.eu-west-1.compute.internal", i / 250, i % 250),
+                uid: format!("{i:08x}-1a2b-4c3d-8e9f-0a1b2c3d4e5f"),
                 ready: true,
                 ..NodeInfo::default()
             })
@@ -111,7 +112,8 @@ fn prior_state_is_recorded_once() {
         &NodePrior {
             cordoned: true,
             labelled: false,
-            guarded: false
+            guarded: false,
+            light: false,
         }
     ));
     assert!(
@@ -120,7 +122,8 @@ fn prior_state_is_recorded_once() {
             &NodePrior {
                 cordoned: false,
                 labelled: true,
-                guarded: false
+                guarded: false,
+                light: false,
             }
         ),
         "a resumed run must not overwrite it"
@@ -130,7 +133,8 @@ fn prior_state_is_recorded_once() {
         Some(NodePrior {
             cordoned: true,
             labelled: false,
-            guarded: false
+            guarded: false,
+            light: false,
         })
     );
 }
@@ -193,6 +197,55 @@ fn nodes_that_join_and_leave_are_reconciled_into_the_record() {
     let changes = c.reconcile_nodes(&four, 1_180);
     assert_eq!(changes.joined.len(), 2);
     assert!(!c.node(gone).expect("fresh").gone());
+    assert_eq!(c.replaced.len(), 2, "the old records are kept");
+}
+
+/// A node deleted and created again under the same name has a new UID: the old record is
+/// kept as replaced (gone), the new node joins with a fresh record and its own UID.
+#[test]
+fn a_node_replaced_under_the_same_name_is_recorded_gone_and_its_successor_joins() {
+    let p = plan(2);
+    let mut c = Checkpoint::new(&p, "r", 1_000);
+    let name = p.nodes[1].name.clone();
+    let old_uid = c.node(&name).and_then(|r| r.uid.clone()).expect("a UID");
+    assert_eq!(old_uid.len(), 8, "the first 8 characters");
+    let mut replaced = p.clone();
+    replaced.nodes[1].uid = "ffffffff-0000-4000-8000-000000000000".into();
+    assert!(c.node_replaced_by(&name, &replaced.nodes[1].uid));
+    assert!(!c.node_replaced_by(&name, &p.nodes[1].uid));
+    let changes = c.reconcile_nodes(&replaced, 1_090);
+    assert_eq!(changes.replaced, std::slice::from_ref(&name));
+    assert_eq!(changes.joined, std::slice::from_ref(&name));
+    let new = c.node(&name).expect("the successor");
+    assert_eq!(new.uid.as_deref(), Some("ffffffff"));
+    assert_eq!(new.joined, Some(90));
+    assert_eq!(c.replaced.len(), 1);
+    assert_eq!(c.replaced[0].record.uid.as_deref(), Some(old_uid.as_str()));
+    assert_eq!(c.replaced[0].record.status(), NodeStatus::Left);
+    assert_eq!(Checkpoint::from_json(&c.to_json()).expect("reads"), c);
+}
+
+/// A checkpoint written before UIDs were recorded still reads and resumes: its records
+/// adopt the UIDs the next run finds, and nothing counts as replaced.
+#[test]
+fn a_checkpoint_without_uids_reads_and_adopts_them() {
+    let p = plan(2);
+    let mut c = Checkpoint::new(&p, "r", 1_000);
+    for r in c.nodes.values_mut() {
+        r.uid = None;
+    }
+    let text = c.to_json();
+    assert!(!text.contains("\"i\":"), "{text}");
+    let mut back = Checkpoint::from_json(&text).expect("reads");
+    let changes = back.reconcile_nodes(&p, 1_010);
+    assert!(changes.is_empty(), "{changes:?}");
+    assert!(back.replaced.is_empty());
+    for n in &p.nodes {
+        assert_eq!(
+            back.node(&n.name).and_then(|r| r.uid.as_deref()),
+            Some(&n.uid[..8])
+        );
+    }
 }
 
 /// A node record as the first release wrote it: the encoding is the stored format, and must
@@ -211,7 +264,8 @@ fn the_stored_encoding_reads_and_writes_back_unchanged() {
         Some(NodePrior {
             cordoned: true,
             labelled: false,
-            guarded: false
+            guarded: false,
+            light: false,
         })
     );
     assert_eq!(

@@ -1,14 +1,32 @@
-//! Admitting a node: its prior state (cordoned? labelled? guarded against scale-down?)
-//! observed and recorded in the checkpoint before anything changes on it.
+//! Admitting a node: its prior state (cordoned? labelled? guarded against scale-down? joined
+//! empty?) observed and recorded in the checkpoint before anything changes on it.
+//!
+//! A node that joined after Cilium was installed and runs no workload pods (only DaemonSet and
+//! mirror pods) needs no cordon and no drain: nothing on it must move. That is decided once, at
+//! admission, and recorded with the prior state (`light`), so a resumed run skips the same
+//! steps; a node with workloads gets the full chain.
+
+use std::collections::BTreeSet;
+
+use planner::{Step, StepKind};
 
 use super::Runner;
 use crate::{
-    checkpoint::NodePrior,
+    admission::{self, Next},
+    checkpoint::{Checkpoint, FailureRecord, NodePrior, StepState},
     error::StepError,
     events::{EventKind, chain},
     outcome::RunError,
-    step,
+    scheduler, step,
 };
+
+/// The steps a node admitted `light` does not need: nothing on it must move.
+fn not_needed_when_light(kind: StepKind) -> bool {
+    matches!(
+        kind,
+        StepKind::Cordon | StepKind::Drain | StepKind::Reboot | StepKind::Uncordon
+    )
+}
 
 impl Runner<'_> {
     /// Records the node's prior state before anything changes on it (only the first time).
@@ -30,14 +48,43 @@ impl Runner<'_> {
                 StepError::is_retriable,
             )
             .await;
-        let prior = match observed {
+        let mut prior = match observed {
             Ok(p) => p,
             Err(e) => return Ok(Err(chain(&e))),
         };
+        prior.light = self.joined_empty(node).await;
         let mut ck = self.journal.ck.lock().await;
         ck.record_prior(node, &prior);
         self.journal.save(&mut ck).await?;
         Ok(Ok(prior))
+    }
+
+    /// Whether the node joined after Cilium was installed and runs no workload pod now (a
+    /// pod a drain would evict). A failed read answers `false`: the full chain is always safe.
+    async fn joined_empty(&self, node: &str) -> bool {
+        let joined_after_install = {
+            let ck = self.journal.ck.lock().await;
+            let joined = ck.node(node).and_then(|r| r.joined);
+            let installed = self
+                .plan
+                .steps
+                .iter()
+                .find(|s| s.kind == StepKind::CiliumInstalled)
+                .and_then(|s| ck.global.get(&s.id))
+                .filter(|g| g.state.is_complete())
+                .and_then(|g| g.finished);
+            matches!((joined, installed), (Some(j), Some(i)) if i <= j)
+        };
+        if !joined_after_install {
+            return false;
+        }
+        match self.cluster.pods_on_node(node).await {
+            Ok(pods) => !pods.iter().any(planner::plan::evictable),
+            Err(e) => {
+                tracing::debug!(node, error = %e, "cannot list the pods of a joined node");
+                false
+            }
+        }
     }
 
     /// Admits a node: its prior state recorded first. `false` when it cannot be observed now.
@@ -55,7 +102,80 @@ impl Runner<'_> {
         if fresh && prior.cordoned {
             message.push_str(" (cordoned before the migration: it stays cordoned)");
         }
+        if fresh && prior.light {
+            message.push_str(&format!(
+                "; {node} joined with no workload pods: no cordon or drain (label, agent restart, verification)"
+            ));
+        }
         self.emit(EventKind::NodeAdmitted, None, Some(node), message);
         Ok(true)
+    }
+
+    /// Skips the step when a node admitted `light` does not need it (recorded like any
+    /// transition); `false` when the step must run.
+    pub(super) async fn skip_light(&self, step: &Step, node: &str) -> Result<bool, RunError> {
+        if !not_needed_when_light(step.kind) {
+            return Ok(false);
+        }
+        let state = self.journal.state(&*self.journal.ck.lock().await, step);
+        if state.is_complete() {
+            return Ok(true);
+        }
+        self.transition(step, StepState::Skipped, None).await?;
+        self.emit(
+            EventKind::StepSkipped,
+            Some(step),
+            None,
+            format!("skipped: {node} joined with no workload pods: no cordon or drain"),
+        );
+        Ok(true)
+    }
+
+    /// Which nodes may start now (see [`crate::admission`]); a regression that lasted stops
+    /// the run here.
+    pub(super) async fn decide(
+        &self,
+        ck: &Checkpoint,
+        running: &BTreeSet<String>,
+        free: usize,
+    ) -> Result<scheduler::Admission, RunError> {
+        let view = admission::View {
+            plan: self.plan,
+            ck,
+            running,
+            free,
+            now: self.now(),
+        };
+        Ok(
+            match admission::next(&view, &self.ctx(""), &self.recheck).await {
+                Next::Decided(a) => a,
+                Next::Regressed { node, reason } => scheduler::Admission {
+                    stopped: Some(self.regressed(&node, reason).await?),
+                    ..scheduler::Admission::default()
+                },
+            },
+        )
+    }
+
+    /// A migrated node regressed for longer than the grace: the failure stops the run.
+    async fn regressed(&self, node: &str, reason: String) -> Result<String, RunError> {
+        let step = format!("{node}/verify");
+        {
+            let mut ck = self.journal.ck.lock().await;
+            if ck.failure.is_none() {
+                ck.failure = Some(FailureRecord {
+                    step: step.clone(),
+                    reason: reason.clone(),
+                    at: u32::try_from(self.now().saturating_sub(ck.created)).unwrap_or(u32::MAX),
+                });
+                self.journal.save(&mut ck).await?;
+            }
+        }
+        self.emit(EventKind::StepFailed, None, Some(node), reason.clone());
+        if let Some(s) = self.plan.steps.iter().find(|s| s.id == step) {
+            self.node_event(s, "MigrationRegressed", &reason, true)
+                .await;
+        }
+        Ok(format!("stopped: {reason}"))
     }
 }

@@ -59,6 +59,7 @@ pub async fn observe_prior(cluster: &dyn Cluster, node: &str) -> Result<NodePrio
         labelled: n.labels.get(MIGRATION_LABEL).is_some_and(|v| v == "true"),
         guarded: n.annotations.contains_key(SCALE_DOWN_DISABLED)
             || n.annotations.contains_key(DO_NOT_DISRUPT),
+        light: false,
     })
 }
 

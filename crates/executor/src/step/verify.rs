@@ -6,6 +6,8 @@
 //! verify NODE   agent fresh + Ready, CiliumNode CIDRs in the pool   (API, retried to timeout)
 //!               CiliumNode CIDRs clash with no node's old pod CIDR   (API)
 //!               pods created on NODE since its agent restarted: IPs in the pool
+//!               (a node admitted without a drain: its workload pods on the old overlay,
+//!               scheduled there before the agent restarted, are evicted first)
 //!               probe on NODE: new-pool IP, API server, beacon "old" (unmigrated node),
 //!                              beacon "cilium" (migrated node, or NODE itself at first)
 //! verify-rollback NODE   probe on NODE: an old-overlay IP, API server, the beacons
@@ -19,10 +21,14 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use planner::snapshot::{NodeInfo, PodInfo, PodPhase};
 
-use super::ctx::{Done, StepCtx};
+use super::{
+    ctx::{Done, StepCtx},
+    node::drain_options,
+};
 use crate::{
     agent,
     checkpoint::NodeStatus,
+    drain,
     error::{CidrsSeen, ProbeProblem, StepError, cl},
     probe::{self, ProbeLog},
     ranges::Ranges,
@@ -198,6 +204,7 @@ pub(super) async fn verify(ctx: &StepCtx<'_>) -> Result<Done, StepError> {
             clashes: clash,
         });
     }
+    let moved = restart_old_overlay_workloads(ctx, pool).await?;
     let since = ctx.on_cilium_since(node).await;
     let pods = c
         .pods_on_node(node)
@@ -217,7 +224,39 @@ pub(super) async fn verify(ctx: &StepCtx<'_>) -> Result<Done, StepError> {
         });
     }
     let probe = probe_with_retries(ctx, true).await?;
-    Ok(Done::Done(format!("{basic}; {probe}")))
+    Ok(Done::Done(format!("{basic}; {probe}{moved}")))
+}
+
+/// On a node admitted without a drain (it joined empty), a workload pod scheduled there after
+/// the admission and before the agent restarted runs on the old overlay: it is evicted, as a
+/// drain evicts (PDBs honoured), and its controller starts it again on Cilium. What was done,
+/// as a clause for the step's message (empty when nothing was).
+async fn restart_old_overlay_workloads(
+    ctx: &StepCtx<'_>,
+    pool: &Ranges,
+) -> Result<String, StepError> {
+    let node = ctx.node;
+    if !ctx.ledger.prior(node).await.is_some_and(|p| p.light) {
+        return Ok(String::new());
+    }
+    let select = |p: &PodInfo| {
+        planner::plan::evictable(p)
+            && !p.host_network
+            && !p.pod_ips.is_empty()
+            && !p.pod_ips.iter().any(|ip| pool.contains(ip))
+    };
+    let report = drain::evict_where(ctx.cluster, node, &drain_options(ctx), &select).await?;
+    ctx.ledger
+        .count_evictions(node, &report.evicted, &report.pdb_waits);
+    Ok(if report.evicted.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; evicted {} workload pod(s) scheduled onto it on the old overlay before its agent restarted: {}",
+            report.evicted.len(),
+            report.evicted.join(", ")
+        )
+    })
 }
 
 /// `verify-rollback`: the node hands out old-overlay addresses again, and they reach.

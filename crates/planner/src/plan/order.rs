@@ -84,6 +84,7 @@ pub(super) fn order_nodes(spec: &MigrationSpec, snapshot: &ClusterSnapshot) -> V
         .map(
             |(i, (_, cp, node, critical_pods, pods_to_evict, pdbs))| PlannedNode {
                 name: node.name.clone(),
+                uid: node.uid.clone(),
                 order: i + 1,
                 role: if cp { "control-plane" } else { "worker" }.to_owned(),
                 canary: i < canaries,

@@ -182,6 +182,10 @@ pub struct PlannedNode {
     pub cordoned: bool,
     /// The node is not Ready now.
     pub not_ready: bool,
+    /// `metadata.uid`: a node replaced under the same name has another. Not part of the
+    /// plan's JSON (the plan's identity is not the node set); the executor records it.
+    #[serde(skip)]
+    pub uid: String,
 }
 
 /// The old CNI in brief, as the JSON interface promises.

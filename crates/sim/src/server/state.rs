@@ -31,13 +31,19 @@ pub struct Faults {
     pub not_ready: Vec<(String, Duration)>,
     /// Node faults of the model (`agent-stuck`, `cnc-ignored`), by node (`cni-migrate sim` only).
     pub node_faults: Vec<(String, String)>,
+    /// Nodes that join this long after the faults are set: copies of a worker under these
+    /// names (`cni-migrate sim` and `rehearse` only; see [`crate::churn`]).
+    pub node_join: Vec<(String, Duration)>,
+    /// Nodes deleted this long after the faults are set, their pods with them.
+    pub node_leave: Vec<(String, Duration)>,
 }
 
 impl std::str::FromStr for Faults {
     type Err = String;
 
     /// `error-500=0.05,error-503=0.01,error-429=0.05,conflict=0.05,latency=0ms-200ms,
-    /// latency.EVICT=50ms-1s,drop-watch=5s,not-ready=kind-worker@30s`.
+    /// latency.EVICT=50ms-1s,drop-watch=5s,not-ready=kind-worker@30s,
+    /// node-join=kind-worker9@30s,node-leave=kind-worker2@60s`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut f = Faults::default();
         let dur = |v: &str, what: &str| {
@@ -60,13 +66,24 @@ impl std::str::FromStr for Faults {
                 "error-429" => f.error_429 = share(v, k)?,
                 "conflict" => f.conflict = share(v, k)?,
                 "drop-watch" => f.drop_watch_after = Some(dur(v, k)?),
-                "not-ready" => {
-                    let (node, at) = v.split_once('@').ok_or_else(|| {
-                        format!(
-                            "faults `{part}`: expected not-ready=NODE@DELAY, e.g. kind-worker@30s"
-                        )
-                    })?;
-                    f.not_ready.push((node.to_owned(), dur(at, k)?));
+                "not-ready" | "node-join" | "node-leave" => {
+                    let (node, at) = v
+                        .split_once('@')
+                        .filter(|(n, a)| !n.is_empty() && !a.is_empty())
+                        .ok_or_else(|| {
+                            let (what, e) = match k {
+                                "node-join" => ("NAME", "kind-worker9@30s"),
+                                "node-leave" => ("NAME", "kind-worker2@60s"),
+                                _ => ("NODE", "kind-worker@30s"),
+                            };
+                            format!("faults `{part}`: expected {k}={what}@DELAY, e.g. {k}={e}")
+                        })?;
+                    let list = match k {
+                        "node-join" => &mut f.node_join,
+                        "node-leave" => &mut f.node_leave,
+                        _ => &mut f.not_ready,
+                    };
+                    list.push((node.to_owned(), dur(at, k)?));
                 }
                 "agent-stuck" | "cnc-ignored" => {
                     if v.is_empty() {
@@ -85,7 +102,7 @@ impl std::str::FromStr for Faults {
                 }
                 other => {
                     return Err(format!(
-                        "faults: unknown key `{other}` (known: error-500, error-503, error-429, conflict, latency, latency.VERB, drop-watch, not-ready, agent-stuck, cnc-ignored)"
+                        "faults: unknown key `{other}` (known: error-500, error-503, error-429, conflict, latency, latency.VERB, drop-watch, not-ready, node-join, node-leave, agent-stuck, cnc-ignored)"
                     ));
                 }
             }
@@ -180,11 +197,26 @@ mod tests {
             f.not_ready,
             [("kind-worker".to_owned(), Duration::from_secs(30))]
         );
+        let f: Faults = "node-join=kind-worker9@30s,node-leave=kind-worker2@1m"
+            .parse()
+            .expect("parses");
+        assert_eq!(
+            f.node_join,
+            [("kind-worker9".to_owned(), Duration::from_secs(30))]
+        );
+        assert_eq!(
+            f.node_leave,
+            [("kind-worker2".to_owned(), Duration::from_secs(60))]
+        );
         for (bad, says) in [
             ("error-500=2", "between 0 and 1"),
             ("latency=1s-1ms", "goes down"),
             ("nope=1", "unknown key"),
             ("not-ready=kind-worker", "NODE@DELAY"),
+            ("node-join=kind-worker9", "expected node-join=NAME@DELAY"),
+            ("node-join=@30s", "expected node-join=NAME@DELAY"),
+            ("node-leave=kind-worker2@soon", "not a duration"),
+            ("node-leave=kind-worker2", "expected node-leave=NAME@DELAY"),
             ("error-429", "KEY=VALUE"),
             ("agent-stuck=", "agent-stuck=NODE"),
         ] {
