@@ -374,38 +374,43 @@ async fn a_node_replaced_under_the_same_name_mid_run_ends_migrated() {
     );
 }
 
-/// A workload pod of the frontend ReplicaSet on `node` (its replicas raised by one, as a
-/// scale-up would), started by the node's kubelet.
-fn workload_on(env: &Env, node: &str) {
-    let (_, pods, _) = env
+/// A workload pod of the frontend ReplicaSet on `node`, as a scale-up puts one there (its
+/// replicas raised by one; the scheduler picks the emptiest node); returns its name.
+async fn workload_on(env: &Env, node: &str) -> String {
+    // As a scale-up puts one there: the Deployment's ReplicaSet makes the pod, the scheduler
+    // binds it to the least loaded schedulable node, which an empty new node is.
+    let deploy = env
         .sim
         .store()
-        .list("/pods", Some("shop"), None, None, &|_, s| {
-            s.value()["metadata"]["name"]
-                .as_str()
-                .is_some_and(|n| n.starts_with("frontend-"))
-        });
-    let mut pod = pods.first().expect("a frontend pod").1.value();
-    let meta = pod["metadata"].as_object_mut().expect("metadata");
-    for k in ["uid", "resourceVersion", "creationTimestamp"] {
-        meta.remove(k);
-    }
-    pod["metadata"]["name"] = json!(format!("frontend-on-{node}"));
-    pod["spec"]["nodeName"] = json!(node);
-    pod["status"] = json!({"phase": "Pending"});
-    assert!(env.sim.insert(pod), "the pod is stored");
-    let rs = env
-        .sim
-        .store()
-        .get("apps/replicasets", "shop", "frontend-6b8d9f5c7d")
-        .expect("the ReplicaSet");
-    let mut value = rs.value();
+        .get("apps/deployments", "shop", "frontend")
+        .expect("the Deployment");
+    let mut value = deploy.value();
     let replicas = value["spec"]["replicas"].as_u64().unwrap_or(1);
     value["spec"]["replicas"] = json!(replicas + 1);
     env.sim
         .store()
-        .update("apps/replicasets", value, Some(rs.rv), false)
+        .update("apps/deployments", value, Some(deploy.rv), false)
         .expect("update");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, pods, _) = env
+            .sim
+            .store()
+            .list("/pods", Some("shop"), None, None, &|_, s| {
+                s.node_name.as_deref() == Some(node)
+                    && s.value()["metadata"]["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("frontend-"))
+            });
+        if let Some(((_, name), _)) = pods.first() {
+            return name.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scheduler put no frontend pod on {node}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A node that joins after Cilium was installed and runs only DaemonSet pods needs the label,
@@ -464,7 +469,7 @@ async fn a_pod_scheduled_onto_an_empty_joined_node_before_its_agent_restarts_is_
             .is_some(),
         "kind-worker9 is admitted without a drain"
     );
-    workload_on(&env, "kind-worker9");
+    let moved = workload_on(&env, "kind-worker9").await;
     let (status, lines) = tokio::time::timeout(LIMIT, run.finish())
         .await
         .expect("the run ends");
@@ -475,8 +480,7 @@ async fn a_pod_scheduled_onto_an_empty_joined_node_before_its_agent_restarts_is_
         .find(|l| l.contains("\"step-done\"") && l.contains("kind-worker9/verify\""))
         .expect("kind-worker9 verified");
     assert!(
-        verified.contains("evicted 1 workload pod(s)")
-            && verified.contains("frontend-on-kind-worker9"),
+        verified.contains("evicted 1 workload pod(s)") && verified.contains(&moved),
         "{all}"
     );
     env.sim.set_faults(sim::Faults::default());
@@ -492,7 +496,8 @@ async fn a_pod_scheduled_onto_an_empty_joined_node_before_its_agent_restarts_is_
 async fn a_node_that_joins_with_workloads_gets_the_full_chain() {
     let env = env("kind-flannel", &same).await;
     let before_nodes = migrated_then_joined(&env).await;
-    workload_on(&env, "kind-worker9");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    workload_on(&env, "kind-worker9").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before_pods = env.workload_pods().await;
     let resumed = env.run("resume", &[], LIMIT).await;

@@ -791,9 +791,9 @@ fn write_report(
             lanes.push(n.clone());
         }
     }
-    let svg = html::timeline(report, &lanes);
+    let svg = report.timeline_svg(&lanes);
     let md = markdown(report, plan, rebooting);
-    let html = html::page(report, &md, &svg);
+    let html = report.html_page(&md, &svg);
     for (name, body) in [
         ("report.md", md),
         ("report.html", html),

@@ -155,6 +155,41 @@ async fn with_retries<T: DeserializeOwned>(
     }
 }
 
+/// The versions of `ciliumnodeconfigs.cilium.io` the API server serves, from API discovery
+/// (which every authenticated user may read): empty when Cilium's CRDs are not installed.
+async fn node_config_versions(client: &kube::Client) -> Result<Vec<String>, ClusterError> {
+    let mut out = Vec::new();
+    for version in ["v2", "v2alpha1"] {
+        let path = format!("/apis/cilium.io/{version}");
+        let request =
+            http::Request::get(&path)
+                .body(Vec::new())
+                .map_err(|e| ClusterError::BuildRequest {
+                    what: path.clone(),
+                    source: kube::core::request::Error::BuildRequest(e),
+                })?;
+        match with_retries::<serde_json::Value>(client, request, &path).await {
+            Ok(list) => {
+                let served = list["resources"]
+                    .as_array()
+                    .is_some_and(|rs| rs.iter().any(|r| r["name"] == "ciliumnodeconfigs"));
+                if served {
+                    out.push(version.to_owned());
+                }
+            }
+            Err(e) if status_code(&e) == Some(404) => {}
+            Err(source) => {
+                return Err(ClusterError::Api {
+                    verb: "get",
+                    what: path,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn clone_request(r: &http::Request<Vec<u8>>) -> http::Request<Vec<u8>> {
     let mut out = http::Request::new(r.body().clone());
     *out.method_mut() = r.method().clone();
@@ -260,6 +295,7 @@ pub async fn discover(client: &kube::Client) -> Result<ClusterSnapshot, ClusterE
             });
         }
     }
+    snap.node_config_versions = Some(node_config_versions(client).await?);
     snap.normalize();
     // The LISTs grew these by doubling: give the slack back before planning (a third of the
     // pods' vector at 150,000 pods).

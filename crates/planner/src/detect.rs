@@ -82,6 +82,7 @@ pub fn detect(snapshot: &ClusterSnapshot) -> NetworkFacts {
         ip_families,
         platform,
         eks,
+        node_config_versions: snapshot.node_config_versions.clone(),
     }
 }
 

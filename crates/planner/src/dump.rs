@@ -273,6 +273,8 @@ enum WholeKind {
     DaemonSet,
     Namespace,
     Custom,
+    /// Only `ciliumnodeconfigs.cilium.io`, for the versions it serves.
+    Crd,
 }
 
 fn group_of(api_version: &str) -> &str {
@@ -286,6 +288,7 @@ fn builder_for(kind: &str, api_version: Option<&str>) -> Option<Builder> {
         "ConfigMap" => return whole(WholeKind::ConfigMap),
         "DaemonSet" => return whole(WholeKind::DaemonSet),
         "Namespace" => return whole(WholeKind::Namespace),
+        "CustomResourceDefinition" => return whole(WholeKind::Crd),
         "Node"
         | "Pod"
         | "PodDisruptionBudget"
@@ -543,6 +546,18 @@ fn finish<E: de::Error>(
                         )));
                     }
                     snap.namespaces.push(name);
+                }
+                WholeKind::Crd => {
+                    if value["metadata"]["name"] == "ciliumnodeconfigs.cilium.io" {
+                        let served: Vec<String> = value["spec"]["versions"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter(|v| v["served"] == true)
+                            .filter_map(|v| v["name"].as_str().map(str::to_owned))
+                            .collect();
+                        snap.node_config_versions = Some(served);
+                    }
                 }
                 WholeKind::Custom => {
                     let meta = &value["metadata"];

@@ -479,4 +479,8 @@ pub struct NetworkFacts {
     /// EKS specifics, on EKS or with the AWS VPC CNI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eks: Option<EksFacts>,
+    /// The versions of `ciliumnodeconfigs.cilium.io` the cluster serves, when known (see
+    /// [`crate::values::node_config_api`] for the one the plan uses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_config_versions: Option<Vec<String>>,
 }

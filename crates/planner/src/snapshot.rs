@@ -522,6 +522,10 @@ pub struct ClusterSnapshot {
     pub network_policies: Vec<NetworkPolicyInfo>,
     /// Kept custom resources (see [`KEPT_CUSTOM_KINDS`]).
     pub custom: Vec<CustomObject>,
+    /// The versions of `ciliumnodeconfigs.cilium.io` the cluster serves (`v2`, `v2alpha1`),
+    /// when known: from API discovery on a live cluster (empty when Cilium's CRDs are not
+    /// installed), from the CustomResourceDefinition in a dump; `None` when the dump has none.
+    pub node_config_versions: Option<Vec<String>>,
     /// Namespaces that exist (names only).
     pub namespaces: Vec<String>,
 }

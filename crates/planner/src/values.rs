@@ -151,11 +151,42 @@ pub fn final_config(spec: &MigrationSpec) -> std::collections::BTreeMap<&'static
     .collect()
 }
 
-/// The migration `CiliumNodeConfig`, in the API version the target Cilium serves.
-pub fn node_config_object(spec: &MigrationSpec) -> Value {
+/// The `CiliumNodeConfig` API version the plan uses, and why: the one the cluster serves
+/// (`cilium.io/v2` preferred; `v2alpha1` where only it is served, as on clusters whose stored
+/// version it was, cilium/cilium#40110 and #47774), else the one the target chart installs
+/// (Cilium not installed yet, or a dump that holds no CustomResourceDefinition).
+pub fn node_config_api(spec: &MigrationSpec, facts: &NetworkFacts) -> (String, String) {
+    let chart = spec.target.cilium_version.node_config_api_version();
+    let version = spec.target.cilium_version;
+    match facts.node_config_versions.as_deref() {
+        Some(served) if served.iter().any(|v| v == "v2") => (
+            "cilium.io/v2".to_owned(),
+            "served by the cluster's CiliumNodeConfig CRD".to_owned(),
+        ),
+        Some(served) if served.iter().any(|v| v == "v2alpha1") => (
+            "cilium.io/v2alpha1".to_owned(),
+            "the cluster's CiliumNodeConfig CRD serves only v2alpha1".to_owned(),
+        ),
+        Some(_) => (
+            chart.to_owned(),
+            format!(
+                "no CiliumNodeConfig CRD in the cluster yet: Cilium {version} installs {chart}"
+            ),
+        ),
+        None => (
+            chart.to_owned(),
+            format!(
+                "assumed from Cilium {version}: the dump holds no CiliumNodeConfig CRD (add `kubectl get crd ciliumnodeconfigs.cilium.io -o json` to it to check)"
+            ),
+        ),
+    }
+}
+
+/// The migration `CiliumNodeConfig`, in the API version [`node_config_api`] picks.
+pub fn node_config_object(spec: &MigrationSpec, facts: &NetworkFacts) -> Value {
     let dir = spec.target.cni_conf_dir.trim_end_matches('/');
     json!({
-        "apiVersion": spec.target.cilium_version.node_config_api_version(),
+        "apiVersion": node_config_api(spec, facts).0,
         "kind": "CiliumNodeConfig",
         "metadata": {"namespace": CILIUM_NAMESPACE, "name": NODE_CONFIG_NAME},
         "spec": {
@@ -205,7 +236,7 @@ pub fn generate(spec: &MigrationSpec, facts: &NetworkFacts) -> Artifacts {
                 &format!(
                     "{who}# Applies only to nodes labelled {MIGRATION_LABEL}=true, once their agent restarts.\n# Apply: kubectl apply --server-side -f ciliumnodeconfig.yaml\n"
                 ),
-                &node_config_object(spec),
+                &node_config_object(spec, facts),
             )
         },
     }
@@ -261,9 +292,11 @@ mod tests {
 
     #[test]
     fn node_config_version_and_path_follow_the_spec() {
-        let v = node_config_object(&spec(
-            ", cniConfDir: /var/lib/rancher/k3s/agent/etc/cni/net.d",
-        ));
+        let unknown = NetworkFacts::default();
+        let v = node_config_object(
+            &spec(", cniConfDir: /var/lib/rancher/k3s/agent/etc/cni/net.d"),
+            &unknown,
+        );
         assert_eq!(v["apiVersion"], "cilium.io/v2");
         assert_eq!(
             v["spec"]["defaults"]["write-cni-conf-when-ready"],
@@ -273,13 +306,47 @@ mod tests {
         assert_eq!(old.node_config_api_version(), "cilium.io/v2");
         let mut s = spec("");
         s.target.cilium_version = "1.15.7".parse().unwrap();
-        assert_eq!(node_config_object(&s)["apiVersion"], "cilium.io/v2alpha1");
-        for (_, val) in node_config_object(&s)["spec"]["defaults"]
+        assert_eq!(
+            node_config_object(&s, &unknown)["apiVersion"],
+            "cilium.io/v2alpha1"
+        );
+        for (_, val) in node_config_object(&s, &unknown)["spec"]["defaults"]
             .as_object()
             .unwrap()
         {
             assert!(val.is_string(), "CiliumNodeConfig defaults must be strings");
         }
+    }
+
+    /// The version comes from what the cluster serves, then from the chart; the reason says
+    /// which.
+    #[test]
+    fn node_config_version_follows_what_the_cluster_serves() {
+        let s = spec("");
+        let served = |v: &[&str]| NetworkFacts {
+            node_config_versions: Some(v.iter().map(|x| (*x).to_owned()).collect()),
+            ..NetworkFacts::default()
+        };
+        let (v, why) = node_config_api(&s, &served(&["v2", "v2alpha1"]));
+        assert_eq!(v, "cilium.io/v2");
+        assert!(why.contains("served by the cluster"), "{why}");
+        // A 1.17 chart, but a cluster whose CRD serves only v2alpha1 (cilium/cilium#40110).
+        let (v, why) = node_config_api(&s, &served(&["v2alpha1"]));
+        assert_eq!(v, "cilium.io/v2alpha1");
+        assert!(why.contains("only v2alpha1"), "{why}");
+        assert_eq!(
+            node_config_object(&s, &served(&["v2alpha1"]))["apiVersion"],
+            "cilium.io/v2alpha1"
+        );
+        let (v, why) = node_config_api(&s, &served(&[]));
+        assert_eq!(v, "cilium.io/v2");
+        assert!(
+            why.contains("no CiliumNodeConfig CRD in the cluster yet"),
+            "{why}"
+        );
+        let (v, why) = node_config_api(&s, &NetworkFacts::default());
+        assert_eq!(v, "cilium.io/v2");
+        assert!(why.contains("assumed from Cilium 1.17.3"), "{why}");
     }
 
     #[test]

@@ -170,4 +170,9 @@ fn the_crd_manifests_load_without_being_mistaken_for_objects() {
     };
     assert!(snap.custom.is_empty() && snap.daemonsets.is_empty());
     assert_eq!(detect(&snap).source.cni, CniKind::Unknown);
+    // Cilium's own CiliumNodeConfig CRD tells which versions the cluster would serve.
+    let served = snap
+        .node_config_versions
+        .expect("the CRD's served versions");
+    assert!(served.iter().any(|v| v == "v2"), "{served:?}");
 }

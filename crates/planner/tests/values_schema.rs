@@ -141,7 +141,7 @@ fn node_config_fits_the_crd() {
     .expect("yaml");
     let versions = crd["spec"]["versions"].as_array().expect("versions");
     for spec in specs() {
-        let cnc = values::node_config_object(&spec);
+        let cnc = values::node_config_object(&spec, &planner::NetworkFacts::default());
         let version = cnc["apiVersion"]
             .as_str()
             .expect("apiVersion")

@@ -249,7 +249,7 @@ async fn cluster_verbs_cordon_label_apply_and_delete() {
     assert!(c.node("nope").await.expect("get").is_none());
 
     let spec = planner::MigrationSpec::from_file(&plans().join("kind-flannel.yaml")).expect("spec");
-    let cnc = planner::values::node_config_object(&spec);
+    let cnc = planner::values::node_config_object(&spec, &planner::NetworkFacts::default());
     c.apply("ciliumnodeconfigs", &cnc)
         .await
         .expect("apply creates");

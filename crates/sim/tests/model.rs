@@ -242,7 +242,7 @@ async fn a_labelled_node_moves_to_cilium_only_when_its_agent_restarts() {
 
     c.apply(
         "ciliumnodeconfigs",
-        &planner::values::node_config_object(&spec),
+        &planner::values::node_config_object(&spec, &planner::NetworkFacts::default()),
     )
     .await
     .expect("cnc");
@@ -365,7 +365,7 @@ async fn migrate_kind_worker(sim: &Sim, c: &KubeCluster, host_legacy_routing: bo
     .await;
     c.apply(
         "ciliumnodeconfigs",
-        &planner::values::node_config_object(&spec),
+        &planner::values::node_config_object(&spec, &planner::NetworkFacts::default()),
     )
     .await
     .expect("cnc");

@@ -56,9 +56,21 @@ fn tick_step(total: f64) -> f64 {
         .unwrap_or(28_800.0)
 }
 
+impl Report {
+    /// The timeline (see [`timeline`]).
+    pub(super) fn timeline_svg(&self, lanes: &[String]) -> String {
+        timeline(self, lanes)
+    }
+
+    /// The whole HTML page (see [`page`]).
+    pub(super) fn html_page(&self, markdown: &str, timeline_svg: &str) -> String {
+        page(self, markdown, timeline_svg)
+    }
+}
+
 /// The timeline: a lane per node (the cluster's own steps first), a bar per step with its id
 /// and duration as its title, time ticks in real-time estimates, and a legend.
-pub(super) fn timeline(report: &Report, lanes: &[String]) -> String {
+fn timeline(report: &Report, lanes: &[String]) -> String {
     let mut rows: Vec<&str> = vec!["cluster"];
     rows.extend(lanes.iter().map(String::as_str));
     let total = report
@@ -168,7 +180,7 @@ pub(super) fn timeline(report: &Report, lanes: &[String]) -> String {
 
 /// Loss over time: the share of probes lost in each round, with the cluster's steps and each
 /// node's migration marked as bands under the line.
-pub(super) fn loss_chart(report: &Report) -> String {
+fn loss_chart(report: &Report) -> String {
     let series = &report.connectivity.series;
     let (left, width, height, top) = (60.0, 1000.0, 160.0, 10.0);
     let end = series
@@ -292,7 +304,7 @@ fn verdict(report: &Report) -> String {
 }
 
 /// The whole page, from the report and its Markdown.
-pub(super) fn page(report: &Report, markdown: &str, timeline_svg: &str) -> String {
+fn page(report: &Report, markdown: &str, timeline_svg: &str) -> String {
     let mut events: Vec<Event<'_>> = Vec::new();
     let mut first_heading_done = false;
     let mut heading_text = String::new();

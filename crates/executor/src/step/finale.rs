@@ -54,7 +54,7 @@ pub(super) async fn preflight(ctx: &StepCtx<'_>) -> Result<Done, StepError> {
 /// `node-config`: the migration CiliumNodeConfig, applied unless it is in place.
 pub(super) async fn node_config(ctx: &StepCtx<'_>) -> Result<Done, StepError> {
     let c = ctx.cluster;
-    let object = planner::values::node_config_object(ctx.spec());
+    let object = planner::values::node_config_object(ctx.spec(), &ctx.plan.facts);
     let api_version = object["apiVersion"].as_str().unwrap_or("cilium.io/v2");
     let existing = c
         .custom(
@@ -90,10 +90,10 @@ pub(super) async fn delete_node_config(ctx: &StepCtx<'_>) -> Result<Done, StepEr
     if !diffs.is_empty() {
         return Err(StepError::FinalValuesNotLive { diffs });
     }
-    let api_version = ctx.spec().target.cilium_version.node_config_api_version();
+    let (api_version, _) = planner::values::node_config_api(ctx.spec(), &ctx.plan.facts);
     let existed = c
         .delete(
-            api_version,
+            &api_version,
             "ciliumnodeconfigs",
             Some(CILIUM_NAMESPACE),
             NODE_CONFIG_NAME,

@@ -35,7 +35,8 @@ pub(super) fn steps(spec: &MigrationSpec, facts: &NetworkFacts) -> (Vec<Step>, &
     if !mode.is_overlay() {
         return (steps, "cilium-installed");
     }
-    steps.push(node_config(spec).global(Phase::Prelude, vec!["cilium-installed".to_owned()]));
+    steps
+        .push(node_config(spec, facts).global(Phase::Prelude, vec!["cilium-installed".to_owned()]));
     (steps, "node-config")
 }
 
@@ -88,13 +89,13 @@ fn cilium_installed(spec: &MigrationSpec, facts: &NetworkFacts) -> Link {
 }
 
 /// Apply the migration `CiliumNodeConfig`, which selects no node until the first is labelled.
-fn node_config(spec: &MigrationSpec) -> Link {
+fn node_config(spec: &MigrationSpec, facts: &NetworkFacts) -> Link {
+    let (version, why) = values::node_config_api(spec, facts);
     Link::new(
         StepKind::NodeConfig,
         60,
         format!(
-            "apply CiliumNodeConfig {CILIUM_NAMESPACE}/{NODE_CONFIG_NAME} ({}), selecting nodes labelled {MIGRATION_LABEL}=true (none yet)",
-            spec.target.cilium_version.node_config_api_version()
+            "apply CiliumNodeConfig {CILIUM_NAMESPACE}/{NODE_CONFIG_NAME} ({version}: {why}), selecting nodes labelled {MIGRATION_LABEL}=true (none yet)"
         ),
         vec!["kubectl apply --server-side -f ciliumnodeconfig.yaml".to_owned()],
     )
