@@ -258,18 +258,7 @@ async fn a_labelled_node_moves_to_cilium_only_when_its_agent_restarts() {
         node_cni(&sim, "kind-worker").is_none(),
         "the CiliumNodeConfig applies only when the agent restarts"
     );
-    let agent = c
-        .pods_on_node("kind-worker")
-        .await
-        .expect("pods")
-        .into_iter()
-        .find(|p| p.labels.get("k8s-app").is_some_and(|a| a == "cilium"))
-        .expect("agent");
-    assert!(
-        c.delete_pod(&agent.namespace, &agent.name, Some(&agent.uid))
-            .await
-            .expect("delete")
-    );
+    restart_agent(&c, "kind-worker").await;
     eventually("kind-worker on Cilium", || async {
         node_cni(&sim, "kind-worker").as_deref() == Some("cilium")
     })
@@ -340,6 +329,23 @@ async fn a_tunnel_port_equal_to_flannels_makes_the_agents_crash_loop() {
     assert!(sim.store().get("/nodes", "", "kind-worker").is_some());
 }
 
+/// Deletes the Cilium agent pod on `node` (its DaemonSet starts another); returns the old one.
+async fn restart_agent(c: &KubeCluster, node: &str) -> planner::snapshot::PodInfo {
+    let agent = c
+        .pods_on_node(node)
+        .await
+        .expect("pods")
+        .into_iter()
+        .find(|p| p.labels.get("k8s-app").is_some_and(|a| a == "cilium"))
+        .expect("agent");
+    assert!(
+        c.delete_pod(&agent.namespace, &agent.name, Some(&agent.uid))
+            .await
+            .expect("delete")
+    );
+    agent
+}
+
 fn probe(name: &str, node: &str, targets: &[String]) -> serde_json::Value {
     serde_json::json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": "kube-system", "labels": {"cni-migrate.io/probe": "true"},
@@ -376,16 +382,7 @@ async fn migrate_kind_worker(sim: &Sim, c: &KubeCluster, host_legacy_routing: bo
     )
     .await
     .expect("label");
-    let agent = c
-        .pods_on_node("kind-worker")
-        .await
-        .expect("pods")
-        .into_iter()
-        .find(|p| p.labels.get("k8s-app").is_some_and(|a| a == "cilium"))
-        .expect("agent");
-    c.delete_pod(&agent.namespace, &agent.name, Some(&agent.uid))
-        .await
-        .expect("delete");
+    restart_agent(c, "kind-worker").await;
     eventually("kind-worker on Cilium", || async {
         node_cni(sim, "kind-worker").as_deref() == Some("cilium")
     })
@@ -579,16 +576,7 @@ async fn an_agent_restart_keeps_established_endpoints_and_holds_new_pods() {
     .await;
     // The agent goes down and stays down.
     set_fault(&sim, "kind-worker", Some("agent-stuck"));
-    let agent = c
-        .pods_on_node("kind-worker")
-        .await
-        .expect("pods")
-        .into_iter()
-        .find(|p| p.labels.get("k8s-app").is_some_and(|a| a == "cilium"))
-        .expect("agent");
-    c.delete_pod(&agent.namespace, &agent.name, Some(&agent.uid))
-        .await
-        .expect("delete");
+    let agent = restart_agent(&c, "kind-worker").await;
     eventually("the new agent crash-looping", || async {
         c.pods_on_node("kind-worker")
             .await
@@ -644,16 +632,7 @@ async fn an_agent_restart_keeps_established_endpoints_and_holds_new_pods() {
     );
     // The agent comes back: the pod runs, on Cilium.
     set_fault(&sim, "kind-worker", None);
-    let stuck = c
-        .pods_on_node("kind-worker")
-        .await
-        .expect("pods")
-        .into_iter()
-        .find(|p| p.labels.get("k8s-app").is_some_and(|a| a == "cilium"))
-        .expect("agent");
-    c.delete_pod(&stuck.namespace, &stuck.name, Some(&stuck.uid))
-        .await
-        .expect("delete");
+    restart_agent(&c, "kind-worker").await;
     eventually("late Running on Cilium", || async {
         c.pod("shop", "late").await.expect("get").is_some_and(|p| {
             p.phase == planner::snapshot::PodPhase::Running

@@ -85,17 +85,25 @@ async fn http(sim: &Sim, method: &str, path: &str, content_type: &str, body: &Va
     }
 }
 
+/// A recorded request's path with its query string.
+fn path_and_query(req: &Value) -> String {
+    let path = req["path"].as_str().unwrap_or_default();
+    match req["query"].as_object().filter(|q| !q.is_empty()) {
+        Some(q) => {
+            let q: Vec<String> = q
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect();
+            format!("{path}?{}", q.join("&"))
+        }
+        None => path.to_owned(),
+    }
+}
+
 /// Replays a recorded request (its path with `names` swapped) and checks the status code.
 async fn replay(sim: &Sim, ex: &Value, names: &[(&str, &str)]) -> Reply {
     let req = &ex["request"];
-    let mut path = swap(req["path"].as_str().unwrap_or_default(), names);
-    if let Some(q) = req["query"].as_object().filter(|q| !q.is_empty()) {
-        let q: Vec<String> = q
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-            .collect();
-        path = format!("{path}?{}", q.join("&"));
-    }
+    let path = swap(&path_and_query(req), names);
     let body: Value = serde_json::from_str(&swap(&req["body"].to_string(), names)).expect("body");
     let content_type = req["contentType"].as_str().unwrap_or("application/json");
     let reply = http(
@@ -765,14 +773,7 @@ async fn rbac_denials_as_recorded() {
         } else {
             None
         };
-        let mut path = req["path"].as_str().unwrap_or_default().to_owned();
-        if let Some(q) = req["query"].as_object().filter(|q| !q.is_empty()) {
-            let q: Vec<String> = q
-                .iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect();
-            path = format!("{path}?{}", q.join("&"));
-        }
+        let path = path_and_query(req);
         let body = if req["body"].is_null() {
             String::new()
         } else {

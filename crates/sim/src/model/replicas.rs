@@ -117,6 +117,21 @@ impl Model {
         }))
     }
 
+    /// The ReplicaSets a Deployment owns.
+    fn replica_sets_of(&self, ns: &str, deployment: &Value) -> Vec<Value> {
+        let uid = &deployment["metadata"]["uid"];
+        let (_, sets, _) = self
+            .store
+            .list("apps/replicasets", Some(ns), None, None, &|_, s| {
+                s.value()["metadata"]["ownerReferences"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|o| o["uid"] == *uid)
+            });
+        sets.into_iter().map(|(_, s)| s.value()).collect()
+    }
+
     /// The Deployment controller (see the module's text).
     pub(super) fn reconcile_deployment(&mut self, ns: &str, name: &str) {
         let Some(d) = self
@@ -126,17 +141,7 @@ impl Model {
         else {
             return;
         };
-        let uid = d["metadata"]["uid"].clone();
-        let (_, sets, _) = self
-            .store
-            .list("apps/replicasets", Some(ns), None, None, &|_, s| {
-                s.value()["metadata"]["ownerReferences"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|o| o["uid"] == uid)
-            });
-        let sets: Vec<Value> = sets.into_iter().map(|(_, s)| s.value()).collect();
+        let sets = self.replica_sets_of(ns, &d);
         let template = &d["spec"]["template"];
         let want = replicas(&d);
         let current = sets
@@ -202,26 +207,16 @@ impl Model {
         else {
             return;
         };
-        let uid = d["metadata"]["uid"].clone();
-        let (_, sets, _) = self
-            .store
-            .list("apps/replicasets", Some(ns), None, None, &|_, s| {
-                s.value()["metadata"]["ownerReferences"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|o| o["uid"] == uid)
-            });
+        let sets = self.replica_sets_of(ns, &d);
         let count = |rs: &Value, f: &str| rs["status"][f].as_i64().unwrap_or(0);
         let (mut total, mut ready, mut available, mut updated, mut terminating) = (0, 0, 0, 0, 0);
-        for (_, s) in &sets {
-            let rs = s.value();
-            total += count(&rs, "replicas");
-            ready += count(&rs, "readyReplicas");
-            available += count(&rs, "availableReplicas");
-            terminating += count(&rs, "terminatingReplicas");
+        for rs in &sets {
+            total += count(rs, "replicas");
+            ready += count(rs, "readyReplicas");
+            available += count(rs, "availableReplicas");
+            terminating += count(rs, "terminatingReplicas");
             if rs["metadata"]["name"].as_str() == current {
-                updated += count(&rs, "replicas");
+                updated += count(rs, "replicas");
             }
         }
         let want = replicas(&d);
