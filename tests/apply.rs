@@ -61,6 +61,30 @@ async fn migrates_completely(example: &str) {
             assert!(left.is_none(), "{} {} still exists", o.kind, o.name);
         }
     }
+    // Flannel's and Calico's leftovers (chains, devices, routes) are gone from every node that
+    // ran the old CNI: the finale's cleanup pods removed them, and said what they removed.
+    if matches!(
+        plan.facts.source.cni,
+        planner::facts::CniKind::Flannel | planner::facts::CniKind::Calico
+    ) {
+        let cleaned = ev
+            .iter()
+            .find(|e| e["step"] == "clean-old-cni" && e["event"] == "step-done")
+            .and_then(|e| e["message"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(cleaned.contains("leftovers removed from"), "{}", show(&out));
+        let (_, nodes, _) = env
+            .sim
+            .store()
+            .list("/nodes", None, None, None, &|_, _| true);
+        for ((_, name), n) in nodes {
+            let left =
+                n.value()["metadata"]["annotations"][sim::model::LEFTOVERS_ANNOTATION].clone();
+            assert_eq!(left, "cleaned", "{name}: the old CNI's leftovers");
+            assert!(cleaned.contains(&format!("{name}: removed")), "{cleaned}");
+        }
+    }
     // A second apply finds the migration complete and changes nothing.
     let again = env.run("apply", &[], LIMIT).await;
     assert_eq!(again.status.code(), Some(0), "{}", show(&again));

@@ -648,6 +648,7 @@ fn colour(kind: StepKind) -> &'static str {
         StepKind::NodeConfig
         | StepKind::DeleteNodeConfig
         | StepKind::RemoveOldCni
+        | StepKind::CleanOldCni
         | StepKind::RestoreCni => "#6c8ec0",
         StepKind::Cordon | StepKind::Uncordon => "#b0b0b0",
         StepKind::Drain | StepKind::RestartUnmanagedPods => "#e0a040",

@@ -11,7 +11,7 @@
 //!            ├─ proof:         AgentNotFresh · CiliumNodeCidrs · CidrClash · PodsOffCilium ·
 //!            │                 Probe · PodNotDone · RestoreFailed · FinalCheck
 //!            ├─ EKS:           AwsNodeNotConfined · AwsNodeStayed · AwsNodeNotBack · NatFlush
-//!            └─ the run:       Preflight · FinalValuesNotLive · StillThere · Record
+//!            └─ the run:       Preflight · FinalValuesNotLive · StillThere · OldCniCleanup · Record
 //! ```
 
 use std::time::Duration;
@@ -364,6 +364,18 @@ pub enum StepError {
         node: String,
         /// What the flush pod printed.
         seen: String,
+    },
+    /// The old CNI's leftovers could not be removed from some nodes.
+    #[error(
+        "the old CNI's leftovers were not removed from {}: {}; the step is safe to run again (`resume`), or reboot those nodes",
+        .nodes.join(", "),
+        .seen.join("; ")
+    )]
+    OldCniCleanup {
+        /// The nodes whose cleanup failed.
+        nodes: Vec<String>,
+        /// What each cleanup pod printed or why it did not run.
+        seen: Vec<String>,
     },
     /// Preflight found errors.
     #[error("preflight found errors: {}", .codes.join(", "))]

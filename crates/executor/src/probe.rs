@@ -138,6 +138,20 @@ pub fn flush_pod(node: &str, image: &str) -> Pod {
     typed(v)
 }
 
+/// The label of the finale's cleanup pods (the old CNI's leftovers on a node).
+pub const CLEANUP_LABEL: &str = "cni-migrate.io/clean-old-cni";
+
+/// A privileged host-network pod on `node` that runs the old CNI's cleanup `script`
+/// (`planner::commands::old_cni_cleanup_script`) and exits.
+pub fn cleanup_pod(node: &str, image: &str, script: &str) -> Pod {
+    let mut v = base("clean-old-cni", node, image, json!({CLEANUP_LABEL: "true"}));
+    v["spec"]["hostNetwork"] = json!(true);
+    v["spec"]["activeDeadlineSeconds"] = json!(300);
+    v["spec"]["containers"][0]["command"] = json!(["/bin/sh", "-c", script]);
+    v["spec"]["containers"][0]["securityContext"] = json!({"privileged": true});
+    typed(v)
+}
+
 /// What the probe printed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProbeLog {

@@ -160,3 +160,34 @@ pub fn restore_cni_command(spec: &MigrationSpec, node: &str) -> String {
         shell_quote(&overrides.to_string()),
     )
 }
+
+/// The script of the old CNI's cleanup pod on a node (privileged, host network): it removes
+/// exactly what the old CNI leaves behind when it is deleted without a reboot, prints
+/// `removed WHAT` for each thing it removed and `failed WHAT` for each it could not, and
+/// `done` at the end. Re-running it finds nothing to do.
+///
+/// - Flannel: the `FLANNEL-POSTRTG` (nat) and `FLANNEL-FWD` (filter) chains and the rules that
+///   jump to them, the `flannel.1`, `flannel-wg` and `cni0` devices;
+/// - Calico: every `cali-` chain in the raw, mangle, nat and filter tables and the rules that
+///   jump to them, the `vxlan.calico` and `vxlan-v6.calico` devices, `tunl0` taken down;
+/// - both: the routes left inside the old pod network (`old_cidrs`).
+pub fn old_cni_cleanup_script(cni: &str, old_cidrs: &[String]) -> String {
+    let (chains, links) = if cni == "calico" {
+        ("cali-", "vxlan.calico vxlan-v6.calico")
+    } else {
+        ("FLANNEL-", "flannel.1 flannel-wg cni0")
+    };
+    let mut s = format!(
+        r#"for t in iptables-legacy iptables-nft; do command -v $t >/dev/null 2>&1 || continue; for tb in raw mangle nat filter; do $t -t $tb -S 2>/dev/null | grep -E -- '^-A [A-Z]+ .*-j {chains}' | sed 's/^-A/-D/' | while read -r r; do eval $t -t $tb $r && echo "removed $t $tb rule $r" || echo "failed $t $tb rule $r"; done; for c in $($t -t $tb -S 2>/dev/null | sed -n 's/^-N \({chains}[^ ]*\)$//p'); do $t -t $tb -F $c; done; for c in $($t -t $tb -S 2>/dev/null | sed -n 's/^-N \({chains}[^ ]*\)$//p'); do if $t -t $tb -X $c; then echo "removed $t $tb chain $c"; else echo "failed $t $tb chain $c"; fi; done; done; done; for l in {links}; do if ip link show $l >/dev/null 2>&1; then if ip link delete $l; then echo "removed link $l"; else echo "failed link $l"; fi; fi; done; "#
+    );
+    if cni == "calico" {
+        s.push_str(r#"if ip link show tunl0 >/dev/null 2>&1; then ip link set tunl0 down && ip addr flush dev tunl0 && echo "removed link tunl0 (down, addresses flushed)"; fi; "#);
+    }
+    for cidr in old_cidrs {
+        s.push_str(&format!(
+            r#"ip route show root {cidr} | while read -r r; do if ip route del $r; then echo "removed route $r"; else echo "failed route $r"; fi; done; "#
+        ));
+    }
+    s.push_str("echo done");
+    s
+}

@@ -98,6 +98,9 @@ pub enum FindingCode {
     /// A distribution that re-applies its own CNI (k3s, RKE2, Talos, kubespray) unless its
     /// configuration is changed before the finale.
     DistributionReappliesCni,
+    /// The old CNI's iptables chains, devices and routes stay on the nodes after the finale
+    /// (no rolling reboot, and `finalize.cleanOldCni: false`).
+    OldCniLeftovers,
 }
 
 impl FindingCode {

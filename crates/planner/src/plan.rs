@@ -196,6 +196,48 @@ mod tests {
         }
     }
 
+    /// Flannel's or Calico's leftovers are cleaned in the finale, unless a rolling reboot
+    /// clears them or the spec opts out; the VPC CNI leaves nothing for it.
+    #[test]
+    fn the_finale_cleans_the_old_cnis_leftovers_unless_told_otherwise() {
+        let mut facts = NetworkFacts::default();
+        facts.source.cni = crate::facts::CniKind::Flannel;
+        facts.source.pod_cidrs = vec!["10.244.0.0/16".parse().unwrap()];
+        let plan = build(&spec(1, "1"), &snapshot(), &facts, vec![]);
+        let clean = plan.step("clean-old-cni").expect("a cleanup step");
+        assert_eq!(clean.depends_on, ["remove-old-cni"]);
+        assert!(
+            clean.description.contains("10.244.0.0/16"),
+            "{}",
+            clean.description
+        );
+        assert!(
+            clean.commands[0].contains("FLANNEL-"),
+            "{}",
+            clean.commands[0]
+        );
+        assert_eq!(
+            plan.step("final-verify").unwrap().depends_on,
+            ["clean-old-cni"]
+        );
+        let mut opted_out = spec(1, "1");
+        opted_out.finalize.clean_old_cni = false;
+        assert!(
+            build(&opted_out, &snapshot(), &facts, vec![])
+                .step("clean-old-cni")
+                .is_none()
+        );
+        facts.source.cni = crate::facts::CniKind::AwsVpcCni;
+        assert!(
+            build(&spec(1, "1"), &snapshot(), &facts, vec![])
+                .step("clean-old-cni")
+                .is_none()
+        );
+        facts.source.cni = crate::facts::CniKind::Calico;
+        let calico = build(&spec(1, "1"), &snapshot(), &facts, vec![]);
+        assert!(calico.step("clean-old-cni").unwrap().commands[0].contains("cali-"));
+    }
+
     #[test]
     fn workers_first_control_plane_then_critical_last() {
         let plan = build(&spec(1, "1"), &snapshot(), &NetworkFacts::default(), vec![]);

@@ -65,6 +65,7 @@ pub fn preflight(
     cluster::platform(facts, &mut out);
     datapath::host_routing(spec, snapshot, &mut out);
     datapath::netkit(facts, &mut out);
+    datapath::old_cni_leftovers(spec, facts, &mut out);
     cluster::service_unknown(facts, &mut out);
     churn::node_autoscaling(snapshot, &mut out);
     out.sort_by(|a, b| {
@@ -239,6 +240,7 @@ mod tests {
     #[case::talos(FindingCode::DistributionReappliesCni, Severity::Warning, &no_edit, &|s: &mut ClusterSnapshot| s.nodes[0].os_image = Some("Talos (v1.9.2)".into()))]
     #[case::kubespray(FindingCode::DistributionReappliesCni, Severity::Warning, &no_edit, &|s: &mut ClusterSnapshot| s.daemonsets.push(object(serde_json::json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "nodelocaldns", "namespace": "kube-system"}}))))]
     #[case::aks(FindingCode::ManagedPlatform, Severity::Warning, &no_edit, &|s: &mut ClusterSnapshot| s.nodes[0].provider_id = Some("azure:///subscriptions/x".into()))]
+    #[case::old_cni_leftovers(FindingCode::OldCniLeftovers, Severity::Warning, &|s: &mut MigrationSpec| s.finalize.clean_old_cni = false, &no_snap)]
     #[case::host_routing_stays_legacy(FindingCode::HostRoutingStaysLegacy, Severity::Warning, &no_edit, &no_snap)]
     #[case::netkit(FindingCode::NetkitDuringMigration, Severity::Error, &no_edit, &|s: &mut ClusterSnapshot| s.configmaps.push(object(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cilium-config", "namespace": "kube-system"}, "data": {"datapath-mode": "netkit"}}))))]
     fn each_finding_fires(
@@ -267,6 +269,7 @@ mod tests {
     #[case::daemonset_pods_are_not_unreplicated(FindingCode::UnreplicatedPods, &no_edit, &|s: &mut ClusterSnapshot| s.pods[0].owner = Some(OwnerRef { kind: "DaemonSet".into(), name: "d".into(), uid: "d".into() }))]
     #[case::finished_pods_do_not_count(FindingCode::LocalStoragePods, &no_edit, &|s: &mut ClusterSnapshot| { s.pods[0].empty_dir = true; s.pods[0].phase = PodPhase::Succeeded; })]
     #[case::mirror_pods_do_not_count(FindingCode::UnreplicatedPods, &no_edit, &|s: &mut ClusterSnapshot| { s.pods[0].owner = None; s.pods[0].mirror = true; })]
+    #[case::old_cni_cleaned_by_default(FindingCode::OldCniLeftovers, &no_edit, &no_snap)]
     #[case::legacy_routing_kept_by_the_spec(FindingCode::HostRoutingStaysLegacy, &legacy_routing, &no_snap)]
     #[case::veth_datapath(FindingCode::NetkitDuringMigration, &no_edit, &|s: &mut ClusterSnapshot| s.configmaps.push(object(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cilium-config", "namespace": "kube-system"}, "data": {"datapath-mode": "veth"}}))))]
     fn each_finding_stays_quiet(

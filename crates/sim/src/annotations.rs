@@ -17,3 +17,7 @@ pub const LEGACY_ROUTING_ANNOTATION: &str = "sim.cni-migrate.io/enable-host-lega
 /// the agent that loaded them): the `enable-host-legacy-routing` that agent resolved. Absent
 /// until an agent has been Ready on the node.
 pub const DATAPATH_ANNOTATION: &str = "sim.cni-migrate.io/datapath-legacy-routing";
+/// The node annotation for the old CNI's leftovers (iptables chains, devices, routes):
+/// `flannel` or `calico` once that CNI's agent started on the node, `cleaned` once the tool's
+/// cleanup pod ran there. Only a reboot or the cleanup removes them, not deleting the CNI.
+pub const LEFTOVERS_ANNOTATION: &str = "sim.cni-migrate.io/old-cni-leftovers";

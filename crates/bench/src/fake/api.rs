@@ -356,6 +356,13 @@ impl Cluster for FakeCluster {
             .unwrap_or_default();
         let ip = format!("{}.{}", cidr.trim_end_matches(".0/24"), 250 + seq % 4);
         let labels = pod.metadata.labels.clone().unwrap_or_default();
+        // The finale's cleanup pod finds the old CNI's leftovers and removes them.
+        let cleanup = labels
+            .contains_key("cni-migrate.io/clean-old-cni")
+            .then(|| {
+                "removed iptables-nft nat chain FLANNEL-POSTRTG\nremoved link flannel.1\ndone\n"
+                    .to_owned()
+            });
         let exits = labels.contains_key("cni-migrate.io/probe").then(|| {
             let targets = pod
                 .metadata
@@ -370,6 +377,7 @@ impl Cluster for FakeCluster {
             }
             log
         });
+        let exits = exits.or(cleanup);
         let start = Physics::pod_start(&mut st.rng);
         let uid = st.next_uid();
         let info = PodInfo {

@@ -24,6 +24,7 @@ use super::{
 use crate::{
     endpoints::{Endpoints, on_pod_network},
     error::{StepError, cl},
+    probe,
     wait::{self, Check},
 };
 
@@ -296,4 +297,131 @@ async fn pods_without_endpoints(
             .map(|p| p.key())
             .collect(),
     ))
+}
+
+/// How many nodes the cleanup runs on at once: a tenth of the cluster, at least 10 and at most
+/// 100 (the pods are short and disturb nothing; a 5,000-node cluster takes 50 rounds).
+fn cleanup_width(nodes: usize) -> usize {
+    (nodes / 10).clamp(10, 100)
+}
+
+/// `clean-old-cni`: the old CNI's leftovers (iptables chains, devices, routes) removed on every
+/// Linux node by a privileged host-network pod running the plan's script, a bounded number at a
+/// time. Every node is tried; the step fails naming the nodes whose cleanup failed, and running
+/// it again is safe (the script removes only what is still there).
+pub(super) async fn clean_old_cni(ctx: &StepCtx<'_>) -> Result<Done, StepError> {
+    use futures::StreamExt as _;
+    let c = ctx.cluster;
+    let cni = ctx.plan.facts.source.cni.to_string().to_lowercase();
+    let cidrs: Vec<String> = ctx
+        .plan
+        .facts
+        .source
+        .pod_cidrs
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let script = planner::commands::old_cni_cleanup_script(&cni, &cidrs);
+    let image = ctx.spec().rollout.verify.image.clone();
+    let t = ctx.timing();
+    let nodes: Vec<String> = c
+        .nodes()
+        .await
+        .map_err(cl("listing the nodes"))?
+        .into_iter()
+        .filter(|n| {
+            n.labels
+                .get("kubernetes.io/os")
+                .is_none_or(|os| os == "linux")
+        })
+        .map(|n| n.name)
+        .collect();
+    let width = cleanup_width(nodes.len());
+    let results: Vec<(String, Result<String, String>)> = futures::stream::iter(nodes)
+        .map(|node| {
+            let (script, image) = (&script, &image);
+            async move {
+                let outcome = async {
+                    probe::remove_on_node(c, &node, Some(probe::CLEANUP_LABEL))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let pod = probe::cleanup_pod(&node, image, script);
+                    let (_, log) = probe::run_to_completion(
+                        c,
+                        &pod,
+                        "old CNI cleanup",
+                        &node,
+                        t.agent_timeout,
+                        t.poll,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                    let failed: Vec<&str> = log
+                        .lines()
+                        .filter_map(|l| l.strip_prefix("failed "))
+                        .collect();
+                    if !failed.is_empty() {
+                        return Err(format!("failed {}", failed.join(", ")));
+                    }
+                    if !log.lines().any(|l| l.trim() == "done") {
+                        return Err(format!("the pod ended without finishing: {:?}", log.trim()));
+                    }
+                    Ok(log
+                        .lines()
+                        .filter_map(|l| l.strip_prefix("removed "))
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                }
+                .await;
+                (node, outcome)
+            }
+        })
+        .buffer_unordered(width)
+        .collect()
+        .await;
+    let mut failed = Vec::new();
+    let mut seen = Vec::new();
+    let mut cleaned = Vec::new();
+    let mut clean = 0;
+    for (node, outcome) in results {
+        match outcome {
+            Ok(removed) if removed.is_empty() => clean += 1,
+            Ok(removed) => cleaned.push(format!("{node}: removed {removed}")),
+            Err(why) => {
+                seen.push(format!("{node}: {why}"));
+                failed.push(node);
+            }
+        }
+    }
+    if !failed.is_empty() {
+        failed.sort();
+        seen.sort();
+        return Err(StepError::OldCniCleanup {
+            nodes: failed,
+            seen,
+        });
+    }
+    cleaned.sort();
+    let mut message = format!(
+        "{cni}'s leftovers removed from {} node(s), {clean} had none left",
+        cleaned.len()
+    );
+    if !cleaned.is_empty() {
+        const SHOWN: usize = 5;
+        message.push_str(&format!(
+            ": {}{}",
+            cleaned
+                .iter()
+                .take(SHOWN)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; "),
+            if cleaned.len() > SHOWN {
+                format!("; and {} more", cleaned.len() - SHOWN)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    Ok(Done::Done(message))
 }

@@ -71,6 +71,7 @@ pub async fn dispatch(kind: StepKind, ctx: &StepCtx<'_>) -> Result<Done, StepErr
         StepKind::FinalValues => helm::final_values(ctx).await,
         StepKind::DeleteNodeConfig => finale::delete_node_config(ctx).await,
         StepKind::RemoveOldCni => finale::remove_old_cni(ctx).await,
+        StepKind::CleanOldCni => finale::clean_old_cni(ctx).await,
         StepKind::FinalVerify => finale::final_verify(ctx).await,
     }
 }

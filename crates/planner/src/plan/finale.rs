@@ -2,20 +2,22 @@
 //!
 //! ```text
 //! every node's last step ─► final-values ─► [delete-node-config] ─► remove-old-cni
-//!                           ─► [final-reboot/NODE, one after another] ─► final-verify
+//!                           ─► [final-reboot/NODE, one after another | clean-old-cni] ─► final-verify
 //! ```
 //!
 //! The CiliumNodeConfig goes only once the final values are live (until then it is what keeps
 //! the migrated nodes on Cilium); eks-eni has none. The final reboots run when
-//! `finalize.rollingReboot` is set.
+//! `finalize.rollingReboot` is set; without them, `clean-old-cni` removes Flannel's or Calico's
+//! leftovers on every node (unless `finalize.cleanOldCni: false`, which preflight reports as
+//! `OLD_CNI_LEFTOVERS`).
 
 use super::{
     link::Link,
     types::{Phase, PlannedNode, Step, StepKind},
 };
 use crate::{
-    commands::{helm_command, reboot_command_line, secs},
-    facts::NetworkFacts,
+    commands::{helm_command, old_cni_cleanup_script, reboot_command_line, secs, shell_quote},
+    facts::{CniKind, NetworkFacts},
     names::{CILIUM_NAMESPACE, NODE_CONFIG_NAME},
     spec::{MigrationSpec, Reboot},
 };
@@ -43,6 +45,9 @@ pub(super) fn steps(
             last = step.id.clone();
             steps.push(step);
         }
+    } else if let Some(cni) = cleans_old_cni(spec, facts) {
+        steps.push(clean_old_cni(spec, facts, cni).global(Phase::Finale, vec![last]));
+        last = "clean-old-cni".to_owned();
     }
     steps.push(final_verify(overlay).global(Phase::Finale, vec![last]));
     steps
@@ -119,6 +124,55 @@ fn remove_old_cni_commands(facts: &NetworkFacts) -> Vec<String> {
         cmds.push("# no objects of the old CNI were detected: nothing to delete".to_owned());
     }
     cmds
+}
+
+/// The old CNI whose leftovers the finale removes (`flannel`, `calico`), or `None`: a rolling
+/// reboot clears them, the spec opts out (`finalize.cleanOldCni: false`), or the old CNI
+/// leaves nothing a pod can remove (the VPC CNI's nat chains are flushed node by node already).
+fn cleans_old_cni(spec: &MigrationSpec, facts: &NetworkFacts) -> Option<&'static str> {
+    if (spec.finalize.rolling_reboot && spec.rollout.reboot.is_some())
+        || !spec.finalize.clean_old_cni
+    {
+        return None;
+    }
+    match facts.source.cni {
+        CniKind::Flannel => Some("flannel"),
+        CniKind::Calico => Some("calico"),
+        _ => None,
+    }
+}
+
+/// The old CNI's leftovers go, on every node.
+fn clean_old_cni(spec: &MigrationSpec, facts: &NetworkFacts, cni: &str) -> Link {
+    let cidrs: Vec<String> = facts
+        .source
+        .pod_cidrs
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let script = old_cni_cleanup_script(cni, &cidrs);
+    let what = if cni == "calico" {
+        "its cali- iptables chains, vxlan.calico, tunl0"
+    } else {
+        "FLANNEL-POSTRTG and FLANNEL-FWD, flannel.1, cni0"
+    };
+    Link::new(
+        StepKind::CleanOldCni,
+        1800,
+        format!(
+            "remove {cni}'s leftovers on every node ({what}, routes inside {}), a privileged host-network pod per node, several at a time; idempotent, each removal logged",
+            if cidrs.is_empty() {
+                "the old pod network".to_owned()
+            } else {
+                cidrs.join(", ")
+            }
+        ),
+        vec![format!(
+            "for n in $(kubectl get nodes -o name); do kubectl debug \"$n\" --profile=sysadmin --image {} -- sh -c {}; done",
+            spec.rollout.verify.image,
+            shell_quote(&script)
+        )],
+    )
 }
 
 /// One node's reboot at the end, after `after`.

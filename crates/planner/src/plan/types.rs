@@ -57,6 +57,9 @@ pub enum StepKind {
     DeleteNodeConfig,
     /// Remove the old CNI's objects.
     RemoveOldCni,
+    /// Remove the old CNI's leftovers (iptables chains, devices, routes) on every node, with a
+    /// privileged host-network pod per node, a bounded number at a time.
+    CleanOldCni,
     /// Final check: every pod on Cilium, policy enforcement on.
     FinalVerify,
     /// Rollback: remove the node's migration label, so the `CiliumNodeConfig` no longer
@@ -93,6 +96,7 @@ impl StepKind {
             StepKind::FinalValues => "final-values",
             StepKind::DeleteNodeConfig => "delete-node-config",
             StepKind::RemoveOldCni => "remove-old-cni",
+            StepKind::CleanOldCni => "clean-old-cni",
             StepKind::FinalVerify => "final-verify",
             StepKind::Unlabel => "unlabel",
             StepKind::RestoreCni => "restore-cni",

@@ -6,11 +6,13 @@
 //!                            logs it): the plan says which routing the cluster ends with
 //! NETKIT_DURING_MIGRATION    an installed Cilium with the netkit datapath refuses the legacy
 //!                            host routing the migration needs (cilium/cilium PR #46032)
+//! OLD_CNI_LEFTOVERS          Flannel's or Calico's chains, devices and routes stay on the
+//!                            nodes: no rolling reboot and `finalize.cleanOldCni: false`
 //! ```
 
 use super::common::finding;
 use crate::{
-    facts::NetworkFacts,
+    facts::{CniKind, NetworkFacts},
     findings::{Finding, FindingCode, Severity},
     snapshot::{ClusterSnapshot, ObjectRef},
     spec::MigrationSpec,
@@ -66,5 +68,36 @@ pub(super) fn netkit(facts: &NetworkFacts, out: &mut Vec<Finding>) {
         ),
         vec![ObjectRef::namespaced("ConfigMap", &c.namespace, "cilium-config")],
         "install Cilium with bpf.datapathMode=veth for the migration (helm upgrade ... --set bpf.datapathMode=veth), and switch to netkit only after the finale, with eBPF host routing (kube-proxy replacement) in place".to_owned(),
+    ));
+}
+
+/// The user opted out of the finale's cleanup and no rolling reboot clears the old CNI's
+/// leftovers: they stay until each node reboots.
+pub(super) fn old_cni_leftovers(
+    spec: &MigrationSpec,
+    facts: &NetworkFacts,
+    out: &mut Vec<Finding>,
+) {
+    let rebooted = spec.finalize.rolling_reboot && spec.rollout.reboot.is_some();
+    if rebooted || spec.finalize.clean_old_cni {
+        return;
+    }
+    let what = match facts.source.cni {
+        CniKind::Flannel => {
+            "Flannel's FLANNEL-POSTRTG masquerade chain keeps SNATing cross-node pod traffic (which breaks NetworkPolicy matching on source addresses), and flannel.1, cni0 and its routes stay"
+        }
+        CniKind::Calico => {
+            "Calico's cali- iptables chains, vxlan.calico or tunl0 and its routes stay, and its chains can still drop or mark traffic"
+        }
+        _ => return,
+    };
+    out.push(finding(
+        FindingCode::OldCniLeftovers,
+        Severity::Warning,
+        format!(
+            "finalize.cleanOldCni is false and no rolling reboot runs: after the old CNI is removed, {what} on every node until it reboots"
+        ),
+        vec![],
+        "remove finalize.cleanOldCni: false (the finale then removes them node by node with a privileged host-network pod), or set finalize.rollingReboot: true with a reboot hook, or reboot every node after the migration".to_owned(),
     ));
 }

@@ -355,7 +355,7 @@ impl Default for Verify {
 }
 
 /// `finalize`: the switch to Cilium as the only CNI.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Finalize {
     /// Keep `bpf.hostLegacyRouting: true` after the migration (false switches to eBPF host
@@ -366,4 +366,23 @@ pub struct Finalize {
     /// interfaces and iptables rules.
     #[serde(default)]
     pub rolling_reboot: bool,
+    /// Without a rolling reboot: remove the old CNI's leftovers on every node once it is
+    /// removed (Flannel's and Calico's iptables chains, devices and routes), with a privileged
+    /// host-network pod per node (default true; false leaves them until each node reboots).
+    #[serde(default = "yes")]
+    pub clean_old_cni: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Finalize {
+    fn default() -> Self {
+        Self {
+            host_legacy_routing: false,
+            rolling_reboot: false,
+            clean_old_cni: true,
+        }
+    }
 }

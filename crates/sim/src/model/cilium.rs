@@ -326,3 +326,37 @@ impl Model {
         ));
     }
 }
+
+impl Model {
+    /// Notes the old CNI's leftovers on a node (its agent started there).
+    pub(super) fn set_leftovers(&mut self, node: &str, cni: &str) {
+        if let Some(mut n) = self.node_value(node)
+            && n["metadata"]["annotations"][LEFTOVERS_ANNOTATION] != cni
+        {
+            n["metadata"]["annotations"][LEFTOVERS_ANNOTATION] = json!(cni);
+            let _ = self.store.update("/nodes", n, None, false);
+        }
+    }
+
+    /// What the tool's cleanup pod does on a node: the old CNI's chains, devices and routes
+    /// removed (its log says which), or nothing when none are left.
+    pub(super) fn clean_leftovers(&mut self, node: &str) -> String {
+        let Some(mut n) = self.node_value(node) else {
+            return "done\n".into();
+        };
+        let log = match n["metadata"]["annotations"][LEFTOVERS_ANNOTATION].as_str() {
+            Some("flannel") => {
+                "removed iptables-nft nat rule -D POSTROUTING -m comment --comment \"flanneld masq\" -j FLANNEL-POSTRTG\nremoved iptables-nft nat chain FLANNEL-POSTRTG\nremoved iptables-nft filter chain FLANNEL-FWD\nremoved link flannel.1\nremoved link cni0\ndone\n"
+            }
+            Some("calico") => {
+                "removed iptables-nft filter chain cali-INPUT\nremoved iptables-nft nat chain cali-nat-outgoing\nremoved link vxlan.calico\nremoved link tunl0 (down, addresses flushed)\ndone\n"
+            }
+            _ => "done\n",
+        };
+        if n["metadata"]["annotations"][LEFTOVERS_ANNOTATION].is_string() {
+            n["metadata"]["annotations"][LEFTOVERS_ANNOTATION] = json!("cleaned");
+            let _ = self.store.update("/nodes", n, None, false);
+        }
+        log.to_owned()
+    }
+}

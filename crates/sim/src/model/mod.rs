@@ -49,8 +49,10 @@ use std::{
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
+use self::action::Action;
 use crate::store::{Event, Store, now_rfc3339};
 
+mod action;
 mod budgets;
 mod cilium;
 mod daemonset;
@@ -101,6 +103,18 @@ const CNI_ADD_FAILED: &str = "failed to setup network for sandbox: plugin type=\
 /// model's, not the store events').
 fn waiting_for_cni(pod: &Value) -> bool {
     pod["status"]["containerStatuses"][0]["state"]["waiting"]["message"] == CNI_ADD_FAILED
+}
+
+/// `flannel` or `calico` for a pod of the old CNI's agent DaemonSet.
+fn old_cni_agent(pod: &Value) -> Option<&'static str> {
+    let labels = &pod["metadata"]["labels"];
+    if labels["app"] == "flannel" {
+        Some("flannel")
+    } else if labels["k8s-app"] == "calico-node" {
+        Some("calico")
+    } else {
+        None
+    }
 }
 
 fn is_ready_node_status(n: &Value) -> bool {
@@ -750,6 +764,11 @@ impl Model {
                     // aws-node (re)writes its nat chains on the node it starts on.
                     self.set_vpc_nat(&node, "present");
                 }
+                // Flannel and calico-node write their chains, devices and routes.
+                if let Some(cni) = old_cni_agent(&pod) {
+                    self.set_leftovers(&node, cni);
+                }
+                let cleanup = pod["metadata"]["labels"]["cni-migrate.io/clean-old-cni"] == "true";
                 let Ok(mut pod) = self.store.update("/pods", pod, Some(s.rv), false) else {
                     return;
                 };
@@ -769,6 +788,15 @@ impl Model {
                     };
                     self.set_vpc_nat(&node, "flushed");
                     self.store.set_log(&namespace, &name, log.to_owned());
+                    pod["status"]["phase"] = json!("Succeeded");
+                    pod["status"]["conditions"] =
+                        json!([{"type": "Ready", "status": "False", "reason": "PodCompleted"}]);
+                    let _ = self.store.update("/pods", pod, None, false);
+                    return;
+                }
+                if cleanup {
+                    let log = self.clean_leftovers(&node);
+                    self.store.set_log(&namespace, &name, log);
                     pod["status"]["phase"] = json!("Succeeded");
                     pod["status"]["conditions"] =
                         json!([{"type": "Ready", "status": "False", "reason": "PodCompleted"}]);
@@ -842,83 +870,6 @@ impl Model {
     }
 }
 
-enum Action {
-    /// Garbage collection of what a deleted controller owned.
-    Collect {
-        namespace: String,
-        uid: Value,
-    },
-    /// The Tigera operator's uninstall of calico-system.
-    TigeraUninstall,
-    Budgets {
-        namespace: String,
-        labels: BTreeMap<String, String>,
-    },
-    /// One budget whose spec changed.
-    Budget {
-        namespace: String,
-        name: String,
-    },
-    Daemonset {
-        namespace: String,
-        name: String,
-    },
-    /// The Deployment, ReplicaSet and StatefulSet controllers (see `replicas`).
-    Deployment {
-        namespace: String,
-        name: String,
-    },
-    ReplicaSet {
-        namespace: String,
-        name: String,
-    },
-    StatefulSet {
-        namespace: String,
-        name: String,
-    },
-    /// A pod the model deleted gracefully goes.
-    Remove {
-        namespace: String,
-        name: String,
-        uid: Value,
-    },
-    /// The kubelet's not-Ready on a terminating pod.
-    MarkTerminating {
-        namespace: String,
-        name: String,
-    },
-    /// The node lifecycle controller's removal of the `not-ready` taint.
-    Untaint {
-        name: String,
-    },
-    /// The node lifecycle controller's `unschedulable` taint following `spec.unschedulable`.
-    Unschedulable {
-        name: String,
-    },
-    Bind {
-        namespace: String,
-        name: String,
-    },
-    Start {
-        namespace: String,
-        name: String,
-        uid: Value,
-    },
-    Replace {
-        pod: Value,
-    },
-    /// The pod garbage collector removes the pods of a deleted node.
-    Orphans {
-        node: String,
-    },
-    /// Cilium removes a deleted pod's CiliumEndpoint.
-    DropEndpoint {
-        namespace: String,
-        name: String,
-        uid: Value,
-    },
-}
-
 /// From a pod's `deletionTimestamp` to its kubelet marking it not Ready (the controllers
 /// react first, as on a real cluster).
 const KUBELET_SYNC: Duration = Duration::from_millis(20);
@@ -945,6 +896,16 @@ pub fn start(store: Arc<Store>, opts: ModelOptions, termination: Duration) -> Jo
         later: Vec::new(),
     };
     model.remember_daemonsets();
+    // The old CNI's agents already running have written their chains, devices and routes.
+    let (_, pods, _) = model.store.list("/pods", None, None, None, &|_, _| true);
+    for (_, p) in pods {
+        let pod = p.value();
+        if let (Some(cni), Some(node)) = (old_cni_agent(&pod), pod["spec"]["nodeName"].as_str())
+            && pod["status"]["phase"] == "Running"
+        {
+            model.set_leftovers(node, cni);
+        }
+    }
     let schedule = move |model: &mut Model, actions: Vec<(Duration, Action)>| {
         let mut queue = actions;
         while !queue.is_empty() {
