@@ -291,7 +291,14 @@ impl LockGuard {
 async fn renew(lock: Arc<tokio::sync::Mutex<LeaseLock>>, lost: Arc<AtomicBool>, every: Duration) {
     let mut failing_since: Option<tokio::time::Instant> = None;
     loop {
-        tokio::time::sleep(every).await;
+        // After a failed renewal, try again sooner: a passing 500 or 429 must not cost the
+        // Lease (it is lost only once renewals kept failing for two periods).
+        let pause = if failing_since.is_some() {
+            every / 4
+        } else {
+            every
+        };
+        tokio::time::sleep(pause).await;
         match lock.lock().await.renew().await {
             Ok(()) => failing_since = None,
             Err(LockError::Lost { holder }) => {

@@ -337,14 +337,12 @@ pub(super) async fn clean_old_cni(ctx: &StepCtx<'_>) -> Result<Done, StepError> 
         .map(|n| n.name)
         .collect();
     let width = cleanup_width(nodes.len());
-    let results: Vec<(String, Result<String, String>)> = futures::stream::iter(nodes)
+    let results: Vec<(String, Result<String, StepError>)> = futures::stream::iter(nodes)
         .map(|node| {
             let (script, image) = (&script, &image);
             async move {
                 let outcome = async {
-                    probe::remove_on_node(c, &node, Some(probe::CLEANUP_LABEL))
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    probe::remove_on_node(c, &node, Some(probe::CLEANUP_LABEL)).await?;
                     let pod = probe::cleanup_pod(&node, image, script);
                     let (_, log) = probe::run_to_completion(
                         c,
@@ -354,17 +352,21 @@ pub(super) async fn clean_old_cni(ctx: &StepCtx<'_>) -> Result<Done, StepError> 
                         t.agent_timeout,
                         t.poll,
                     )
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
                     let failed: Vec<&str> = log
                         .lines()
                         .filter_map(|l| l.strip_prefix("failed "))
                         .collect();
-                    if !failed.is_empty() {
-                        return Err(format!("failed {}", failed.join(", ")));
-                    }
-                    if !log.lines().any(|l| l.trim() == "done") {
-                        return Err(format!("the pod ended without finishing: {:?}", log.trim()));
+                    let unfinished = !log.lines().any(|l| l.trim() == "done");
+                    if !failed.is_empty() || unfinished {
+                        return Err(StepError::OldCniCleanup {
+                            nodes: vec![node.clone()],
+                            seen: vec![if failed.is_empty() {
+                                format!("the pod ended without finishing: {:?}", log.trim())
+                            } else {
+                                format!("failed {}", failed.join(", "))
+                            }],
+                        });
                     }
                     Ok(log
                         .lines()
@@ -387,6 +389,12 @@ pub(super) async fn clean_old_cni(ctx: &StepCtx<'_>) -> Result<Done, StepError> 
         match outcome {
             Ok(removed) if removed.is_empty() => clean += 1,
             Ok(removed) => cleaned.push(format!("{node}: removed {removed}")),
+            // A passing API failure: the whole step is retried (it is safe to run again).
+            Err(e) if e.is_retriable() => return Err(e),
+            Err(StepError::OldCniCleanup { seen: what, .. }) => {
+                seen.push(format!("{node}: {}", what.join("; ")));
+                failed.push(node);
+            }
             Err(why) => {
                 seen.push(format!("{node}: {why}"));
                 failed.push(node);
