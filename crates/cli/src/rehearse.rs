@@ -269,6 +269,7 @@ async fn run(
         ModelOptions {
             pod_start: POD_START.div_f64(speed),
             spread: 0.5,
+            heartbeat: Duration::from_secs(10).div_f64(speed),
         },
         POD_TERMINATION.div_f64(speed),
     );

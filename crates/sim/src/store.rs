@@ -174,6 +174,11 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
+/// Now as a `MicroTime` (RFC 3339 with microseconds), as Leases carry it.
+pub fn now_rfc3339_micro() -> String {
+    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
+}
+
 fn index(v: &Value) -> (BTreeMap<String, String>, Option<String>, Option<String>) {
     let labels = v["metadata"]["labels"]
         .as_object()

@@ -700,3 +700,52 @@ async fn nodes_join_with_daemonset_pods_and_leave_with_their_pods_rescheduled() 
     let err = sim::churn::check(sim.store(), &bad).expect_err("no such node");
     assert!(err.contains("node-leave=kind-worker7"), "{err}");
 }
+
+/// The kubelets' heartbeats: every Ready node renews its Lease in `kube-node-lease`, a node
+/// that joins starts renewing one, and a node that goes renews nothing more.
+#[tokio::test]
+async fn ready_nodes_renew_their_leases_and_a_joined_node_starts_to() {
+    let mut sim = Sim::start(0).await.expect("sim");
+    sim.load_dump(&PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../plans/kind-flannel.dump.yaml"
+    )))
+    .expect("dump");
+    sim.start_model(
+        ModelOptions {
+            heartbeat: Duration::from_millis(50),
+            ..ModelOptions::default()
+        },
+        Duration::from_millis(100),
+    );
+    let renewed = |node: &str| {
+        sim.store()
+            .get("coordination.k8s.io/leases", "kube-node-lease", node)
+            .and_then(|l| l.value()["spec"]["renewTime"].as_str().map(str::to_owned))
+    };
+    eventually("every node's Lease", || async {
+        ["kind-control-plane", "kind-worker", "kind-worker2"]
+            .iter()
+            .all(|n| renewed(n).is_some())
+    })
+    .await;
+    let first = renewed("kind-worker").expect("renewed");
+    eventually("a renewal", || async {
+        renewed("kind-worker").as_deref() != Some(&first)
+    })
+    .await;
+    sim::churn::node_join_in(sim.store(), "kind-worker9").expect("joins");
+    eventually("the joined node's Lease", || async {
+        renewed("kind-worker9").is_some()
+    })
+    .await;
+    sim::churn::node_leave_in(sim.store(), "kind-worker2").expect("leaves");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let last = renewed("kind-worker2");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        renewed("kind-worker2"),
+        last,
+        "a deleted node renews nothing"
+    );
+}

@@ -69,11 +69,15 @@ pub struct ModelOptions {
     /// this sigma (0: every pod takes exactly `pod_start`), so starts vary as they do on real
     /// nodes (image pulls, probes).
     pub spread: f64,
+    /// How often each Ready node's kubelet renews its Lease in `kube-node-lease` (the
+    /// heartbeat; a real kubelet's is 10 s).
+    pub heartbeat: Duration,
 }
 
 impl Default for ModelOptions {
     fn default() -> Self {
         Self {
+            heartbeat: Duration::from_secs(10),
             pod_start: Duration::from_millis(200),
             spread: 0.0,
         }
@@ -923,9 +927,11 @@ pub fn start(store: Arc<Store>, opts: ModelOptions, termination: Duration) -> Jo
             queue = std::mem::take(&mut model.later);
         }
     };
+    let mut heartbeat = tokio::time::interval(model.opts.heartbeat.max(Duration::from_millis(10)));
     tokio::spawn(async move {
         loop {
             tokio::select! {
+                _ = heartbeat.tick() => model.heartbeats(),
                 ev = rx.recv() => match ev {
                     Ok(e) => {
                         let out = model.on_event(&e);

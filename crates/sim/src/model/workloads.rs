@@ -86,3 +86,34 @@ impl Model {
         let _ = self.store.create("/pods", fresh, false);
     }
 }
+
+/// The namespace of the kubelets' heartbeat Leases.
+pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+
+impl Model {
+    /// The kubelets' heartbeats: every Ready node's Lease in `kube-node-lease` renewed (created
+    /// for a node that joined). A node that is not Ready, or is gone, renews nothing.
+    pub(super) fn heartbeats(&mut self) {
+        let (_, nodes, _) = self.store.list("/nodes", None, None, None, &|_, _| true);
+        let now = crate::store::now_rfc3339_micro();
+        for ((_, name), n) in nodes {
+            if !super::is_ready_node(&n.value()) {
+                continue;
+            }
+            let key = "coordination.k8s.io/leases";
+            match self.store.get(key, NODE_LEASE_NAMESPACE, &name) {
+                Some(l) => {
+                    let mut v = l.value();
+                    v["spec"]["renewTime"] = json!(now);
+                    let _ = self.store.update(key, v, Some(l.rv), false);
+                }
+                None => {
+                    let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                        "metadata": {"name": name, "namespace": NODE_LEASE_NAMESPACE},
+                        "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now}});
+                    let _ = self.store.create(key, lease, false);
+                }
+            }
+        }
+    }
+}
