@@ -485,14 +485,31 @@ async fn ensure_beacons(ctx: &StepCtx<'_>, on_cilium: bool) -> Result<Vec<Beacon
 /// again by the final check. Returns how many were removed.
 pub async fn remove_beacons(c: &dyn cluster::Cluster) -> usize {
     let selector = format!("{}={}", probe::MANAGED_BY.0, probe::MANAGED_BY.1);
-    let Ok(pods) = c.pods(Some(probe::NAMESPACE), &selector).await else {
-        return 0;
-    };
     let mut n = 0;
-    for p in pods.iter().filter(|p| p.is_cni_migrate_pod()) {
-        match c.delete_pod(&p.namespace, &p.name, None).await {
-            Ok(_) => n += 1,
-            Err(e) => tracing::warn!(pod = %p.key(), error = %e, "cannot remove a beacon"),
+    // A few rounds: a passing API failure (a 500, a 429) must not leave a pod of ours behind.
+    for round in 0u32..5 {
+        if round > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(200) * round).await;
+        }
+        let pods = match c.pods(Some(probe::NAMESPACE), &selector).await {
+            Ok(pods) => pods,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the tool's pods to remove them");
+                continue;
+            }
+        };
+        let left: Vec<&PodInfo> = pods
+            .iter()
+            .filter(|p| p.is_cni_migrate_pod() && !p.terminating)
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        for p in left {
+            match c.delete_pod(&p.namespace, &p.name, None).await {
+                Ok(_) => n += 1,
+                Err(e) => tracing::warn!(pod = %p.key(), error = %e, "cannot remove a beacon"),
+            }
         }
     }
     n
