@@ -13,6 +13,16 @@ fn rehearse(
     dump: Option<&Path>,
     dir: &Path,
 ) -> (std::process::Output, serde_json::Value) {
+    rehearse_with(spec, dump, dir, &[])
+}
+
+/// [`rehearse`] with more arguments (`--faults ...`).
+fn rehearse_with(
+    spec: &Path,
+    dump: Option<&Path>,
+    dir: &Path,
+    extra: &[&str],
+) -> (std::process::Output, serde_json::Value) {
     let mut args = vec![
         "rehearse".to_owned(),
         "--spec".to_owned(),
@@ -26,6 +36,7 @@ fn rehearse(
         args.push("--from-dump".into());
         args.push(d.display().to_string());
     }
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = support::run(&refs);
     let json = std::fs::read_to_string(dir.join("report.json"))
@@ -169,26 +180,17 @@ fn with_only_a_spec_rehearse_uses_the_embedded_kind_cluster() {
 #[test]
 fn faults_are_injected_and_reported() {
     let dir = tempfile::tempdir().expect("tmp");
-    let spec = support::plans_dir().join("kind-flannel.yaml");
-    let spec = spec.display().to_string();
+    let spec_path = support::plans_dir().join("kind-flannel.yaml");
+    let spec = spec_path.display().to_string();
     let report_dir = dir.path().join("report");
     let report_arg = report_dir.display().to_string();
-    let out = support::run(&[
-        "rehearse",
-        "--spec",
-        &spec,
-        "--speed",
-        "120",
-        "--report",
-        &report_arg,
-        "--faults",
-        "agent-stuck=kind-worker",
-    ]);
+    let (out, report) = rehearse_with(
+        &spec_path,
+        None,
+        &report_dir,
+        &["--faults", "agent-stuck=kind-worker"],
+    );
     assert_eq!(out.status.code(), Some(5), "{}", show(&out));
-    let report: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(report_dir.join("report.json")).expect("report.json"),
-    )
-    .expect("parses");
     assert_eq!(report["faults"], "agent-stuck=kind-worker");
     assert!(report["wouldStop"].to_string().contains("kind-worker"));
     let md = std::fs::read_to_string(report_dir.join("report.md")).expect("md");
@@ -367,27 +369,13 @@ fn screenshot(page: &Path) {
 #[test]
 fn nodes_joining_and_leaving_are_rehearsed_and_reported() {
     let dir = tempfile::tempdir().expect("tmp");
-    let spec = support::plans_dir().join("kind-flannel.yaml");
-    let spec = spec.display().to_string();
+    let spec_path = support::plans_dir().join("kind-flannel.yaml");
+    let spec = spec_path.display().to_string();
     let report_dir = dir.path().join("report");
     let report_arg = report_dir.display().to_string();
     let faults = "node-join=kind-worker9@30s,node-leave=kind-worker2@60s";
-    let out = support::run(&[
-        "rehearse",
-        "--spec",
-        &spec,
-        "--speed",
-        "120",
-        "--report",
-        &report_arg,
-        "--faults",
-        faults,
-    ]);
+    let (out, report) = rehearse_with(&spec_path, None, &report_dir, &["--faults", faults]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    let report: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(report_dir.join("report.json")).expect("report.json"),
-    )
-    .expect("parses");
     let fired = report["nodeFaults"].to_string();
     assert!(
         fired.contains("node kind-worker9 joined") && fired.contains("node kind-worker2 left"),

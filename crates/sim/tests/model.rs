@@ -7,20 +7,24 @@ use std::{path::PathBuf, time::Duration};
 use cluster::{Cluster, ClusterArgs, Eviction, KubeCluster};
 use sim::{Sim, model::ModelOptions};
 
-async fn start() -> (Sim, KubeCluster, tempfile::TempDir) {
+/// The kind-flannel dump in a sim whose model runs with `opts` (pods go in 100 ms).
+async fn sim_with(opts: ModelOptions) -> Sim {
     let mut sim = Sim::start(0).await.expect("sim");
     sim.load_dump(&PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../plans/kind-flannel.dump.yaml"
     )))
     .expect("dump");
-    sim.start_model(
-        ModelOptions {
-            pod_start: Duration::from_millis(100),
-            ..ModelOptions::default()
-        },
-        Duration::from_millis(100),
-    );
+    sim.start_model(opts, Duration::from_millis(100));
+    sim
+}
+
+async fn start() -> (Sim, KubeCluster, tempfile::TempDir) {
+    let sim = sim_with(ModelOptions {
+        pod_start: Duration::from_millis(100),
+        ..ModelOptions::default()
+    })
+    .await;
     let dir = tempfile::tempdir().expect("tmp");
     let kc = dir.path().join("kubeconfig");
     sim.write_kubeconfig(&kc).expect("kubeconfig");
@@ -705,19 +709,11 @@ async fn nodes_join_with_daemonset_pods_and_leave_with_their_pods_rescheduled() 
 /// that joins starts renewing one, and a node that goes renews nothing more.
 #[tokio::test]
 async fn ready_nodes_renew_their_leases_and_a_joined_node_starts_to() {
-    let mut sim = Sim::start(0).await.expect("sim");
-    sim.load_dump(&PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../plans/kind-flannel.dump.yaml"
-    )))
-    .expect("dump");
-    sim.start_model(
-        ModelOptions {
-            heartbeat: Duration::from_millis(50),
-            ..ModelOptions::default()
-        },
-        Duration::from_millis(100),
-    );
+    let sim = sim_with(ModelOptions {
+        heartbeat: Duration::from_millis(50),
+        ..ModelOptions::default()
+    })
+    .await;
     let renewed = |node: &str| {
         sim.store()
             .get("coordination.k8s.io/leases", "kube-node-lease", node)
