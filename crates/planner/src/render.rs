@@ -199,6 +199,9 @@ fn table(plan: &Plan) -> String {
         plan.summary.max_in_flight,
         plan.summary.pods_to_evict
     );
+    for (what, line) in controls(&plan.spec.rollout) {
+        let _ = writeln!(out, "      {what}: {line}");
+    }
     out.push('\n');
     if plan.findings.is_empty() {
         out.push_str("FINDINGS: none\n");
@@ -322,6 +325,11 @@ fn markdown(plan: &Plan) -> String {
         plan.summary.nodes, plan.summary.canaries, plan.summary.max_in_flight
     );
     let _ = writeln!(out, "| Soak after canaries | {} |", s.rollout.soak);
+    for (what, line) in controls(&s.rollout) {
+        let mut what = what.to_owned();
+        what[..1].make_ascii_uppercase();
+        let _ = writeln!(out, "| {what} | {line} |");
+    }
     let _ = writeln!(
         out,
         "| Pods evicted by drains | {} |",
@@ -670,5 +678,57 @@ fn runbook(plan: &Plan) -> String {
         }
     }
     out.push_str("  finale\n}\n\n\"${1:-all}\"\n");
+    out
+}
+
+/// The rollout's operational controls, one line each, only those set: maintenance windows,
+/// the Prometheus gate, the health budget.
+fn controls(r: &crate::spec::Rollout) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if !r.windows.is_empty() {
+        let list: Vec<String> = r.windows.iter().map(ToString::to_string).collect();
+        out.push((
+            "windows",
+            format!("{} (nodes are admitted only inside one)", list.join("; ")),
+        ));
+    }
+    if let Some(p) = &r.gates.prometheus {
+        let mut what = Vec::new();
+        if let Some(q) = &p.query {
+            what.push(format!("query `{q}` empty"));
+        }
+        if let Some(a) = &p.alerts {
+            what.push(format!(
+                "no {}alert{}",
+                if a.firing_only { "firing " } else { "" },
+                a.match_regexp
+                    .as_deref()
+                    .map(|re| format!(" matching `{re}`"))
+                    .unwrap_or_default()
+            ));
+        }
+        out.push((
+            "alert gate",
+            format!(
+                "{}: admit only with {}; held over {} stops the run",
+                p.url,
+                what.join(" and "),
+                p.hold_timeout
+            ),
+        ));
+    }
+    if let Some(b) = &r.health_budget {
+        let not_ready = b
+            .max_not_ready_nodes
+            .as_ref()
+            .map_or_else(|| "any number of".to_owned(), |n| format!("at most {n}"));
+        out.push((
+            "health budget",
+            format!(
+                "admit with {not_ready} NotReady node(s); stop after more than {} failed node(s)",
+                b.max_failed_nodes
+            ),
+        ));
+    }
     out
 }

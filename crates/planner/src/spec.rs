@@ -26,14 +26,20 @@
 //!  ├─ types        MigrationSpec and its sections, defaults, TargetMode
 //!  ├─ scalars      CiliumVersion, HumanDuration
 //!  ├─ load         from_file / from_yaml, SpecError, error locations and hints
-//!  └─ validate     the checks after parsing
+//!  ├─ validate     the checks after parsing
+//!  └─ controls     windows, the Prometheus gate, the health budget (and the window arithmetic)
 //! ```
 
+mod controls;
 mod load;
 mod scalars;
 mod types;
 mod validate;
 
+pub use controls::{
+    AlertFilter, ClockTime, Day, Gates, HealthBudget, PrometheusGate, Window, WindowState,
+    calendar_end, describe_instant, window_state,
+};
 pub use load::SpecError;
 pub use scalars::{CiliumVersion, HumanDuration};
 pub use types::{

@@ -5,7 +5,8 @@
 //!   ─► canonical JSON (with "v": 2) ─► sha256 ─► "sha256:" + first 32 hex digits
 //! ```
 //!
-//! The node set is not part of it: nodes join and leave while a migration runs (autoscalers,
+//! The operational controls (`rollout.windows`, `gates`, `healthBudget`) are not part of it:
+//! they may change between `resume`s. The node set is not part of it either: nodes join and leave while a migration runs (autoscalers,
 //! node groups, spot interruptions), and the checkpoint records them as they come and go.
 //! Checkpoints written before that (version 1 fingerprints, which hashed the node names too)
 //! are still matched through [`legacy_fingerprint`].
@@ -18,6 +19,18 @@ fn hash(doc: &serde_json::Value) -> String {
     let mut h = Sha256::new();
     h.update(doc.to_string().as_bytes());
     format!("sha256:{}", &hex::encode(h.finalize())[..32])
+}
+
+/// The spec without its operational controls (windows, gates, health budget): they say when
+/// and how carefully nodes move, not what the migration does, so an SRE may change them
+/// between `resume`s. Specs without them serialize as before (the fields are left out when
+/// unset), so older fingerprints still match.
+fn without_controls(spec: &MigrationSpec) -> MigrationSpec {
+    let mut spec = spec.clone();
+    spec.rollout.windows.clear();
+    spec.rollout.gates = crate::spec::Gates::default();
+    spec.rollout.health_budget = None;
+    spec
 }
 
 fn source(facts: &NetworkFacts) -> serde_json::Value {
@@ -35,7 +48,7 @@ fn source(facts: &NetworkFacts) -> serde_json::Value {
 pub fn fingerprint(spec: &MigrationSpec, facts: &NetworkFacts) -> String {
     hash(&serde_json::json!({
         "v": 2,
-        "spec": spec,
+        "spec": without_controls(spec),
         "source": source(facts),
         "serviceCIDRs": facts.service.cidrs,
     }))
@@ -47,7 +60,7 @@ pub fn legacy_fingerprint(spec: &MigrationSpec, facts: &NetworkFacts, nodes: &[&
     let mut sorted: Vec<&str> = nodes.to_vec();
     sorted.sort_unstable();
     hash(&serde_json::json!({
-        "spec": spec,
+        "spec": without_controls(spec),
         "source": source(facts),
         "serviceCIDRs": facts.service.cidrs,
         "nodes": sorted,

@@ -143,16 +143,24 @@ fn unknown_field_hint(msg: &str) -> Option<String> {
 /// `target.podCIDRs[1]` in block or flow YAML, by following indentation. A best effort for
 /// errors found after parsing, when the YAML parser no longer knows where a value came from.
 fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
-    let keys: Vec<&str> = path
+    // Each key with the index of a sequence item under it (`windows[1]` → ("windows", 1)).
+    let keys: Vec<(&str, Option<usize>)> = path
         .split('.')
-        .map(|k| k.split('[').next().unwrap_or(k))
-        .filter(|k| !k.is_empty())
+        .map(|k| {
+            let mut parts = k.split('[');
+            let key = parts.next().unwrap_or(k);
+            let index = parts
+                .next()
+                .and_then(|i| i.trim_end_matches(']').parse().ok());
+            (key, index)
+        })
+        .filter(|(k, _)| !k.is_empty())
         .collect();
     let lines: Vec<&str> = text.lines().collect();
     let mut start = 0;
     let mut min_indent = 0;
     let mut found = None;
-    for key in keys {
+    for (key, index) in keys {
         let mut hit = None;
         for (i, line) in lines.iter().enumerate().skip(start) {
             let indent = line.len() - line.trim_start().len();
@@ -174,7 +182,36 @@ fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
                 }
             }
         }
-        let (i, col) = hit?;
+        let (mut i, mut col) = hit?;
+        // A block sequence item: move to the line of its `- ` (its fields follow it).
+        if let Some(index) = index {
+            let items: Vec<(usize, usize)> = lines
+                .iter()
+                .enumerate()
+                .skip(i + 1)
+                .take_while(|(_, l)| {
+                    let t = l.trim_start();
+                    t.is_empty() || t.starts_with('#') || l.len() - t.len() > col
+                        || t.starts_with("- ")
+                })
+                .filter(|(_, l)| l.trim_start().starts_with("- "))
+                .map(|(n, l)| (n, l.len() - l.trim_start().len()))
+                .collect();
+            let first_indent = items.first().map(|(_, ind)| *ind);
+            if let Some(&(n, ind)) = items
+                .iter()
+                .filter(|(_, ind)| Some(*ind) == first_indent)
+                .nth(index)
+            {
+                i = n;
+                col = ind;
+                found = Some((i + 1, col + 1));
+                start = i;
+                // The item's own fields are indented past its dash.
+                min_indent = col + 1;
+                continue;
+            }
+        }
         found = Some((i + 1, col + 1));
         start = i;
         min_indent = col + 1;

@@ -16,7 +16,10 @@ use std::{fmt, time::Duration};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::scalars::{CiliumVersion, HumanDuration};
+use super::{
+    controls::{Gates, HealthBudget, Window},
+    scalars::{CiliumVersion, HumanDuration},
+};
 use crate::snapshot::IntOrString;
 
 /// The spec's `apiVersion`.
@@ -225,6 +228,15 @@ pub struct Rollout {
     /// What happens to nodes that join the cluster while the migration runs.
     #[serde(default, skip_serializing_if = "NewNodes::is_migrate")]
     pub new_nodes: NewNodes,
+    /// Maintenance windows: nodes are admitted only inside one (always, when none is set).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<Window>,
+    /// Gates asked before each admission (Prometheus).
+    #[serde(default, skip_serializing_if = "Gates::is_empty")]
+    pub gates: Gates,
+    /// How much unhealth the run tolerates (NotReady nodes, failed nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_budget: Option<HealthBudget>,
 }
 
 /// `rollout.newNodes`: nodes that join while the migration runs (autoscalers, node groups).
@@ -264,6 +276,9 @@ impl Default for Rollout {
             reboot: None,
             verify: Verify::default(),
             new_nodes: NewNodes::default(),
+            windows: Vec::new(),
+            gates: Gates::default(),
+            health_budget: None,
         }
     }
 }
@@ -274,6 +289,13 @@ impl Rollout {
         let total = i64::try_from(nodes).unwrap_or(i64::MAX);
         let n = self.max_unavailable.resolve(total, false).unwrap_or(1);
         usize::try_from(n.clamp(1, total.max(1))).unwrap_or(1)
+    }
+
+    /// `healthBudget.maxFailedNodes` (0 without a budget: the first failure stops the run).
+    pub fn max_failed_nodes(&self) -> usize {
+        self.health_budget
+            .as_ref()
+            .map_or(0, |b| b.max_failed_nodes as usize)
     }
 }
 

@@ -166,6 +166,10 @@ impl MigrationSpec {
         if self.rollout.verify.image.trim().is_empty() {
             return err("rollout.verify.image", "must not be empty".to_owned());
         }
-        Ok(())
+        super::controls::validate(
+            &self.rollout.windows,
+            &self.rollout.gates,
+            self.rollout.health_budget.as_ref(),
+        )
     }
 }
