@@ -47,6 +47,8 @@ pub fn plain_line(e: &Event) -> String {
         EventKind::NodeJoined => "joined",
         EventKind::NodeLeft => "left",
         EventKind::Waiting => "wait",
+        EventKind::Held => "hold",
+        EventKind::Released => "release",
         EventKind::Gate => "gate",
         EventKind::Paused => "paused",
         EventKind::Stopped => "stopped",

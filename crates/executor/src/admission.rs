@@ -3,6 +3,8 @@
 //!
 //! ```text
 //! scheduler::decide(plan, checkpoint, no observations) admits nothing ─► done (no API reads)
+//! controls (windows, health budget, Prometheus) ─┬─ hold ─► Held (nothing admitted)
+//!                                                └─ halt ─► Halt: the run stops at a gate
 //! recheck of the migrated nodes ─┬─ a regression, not lasting ─► hold (nothing admitted)
 //!                                └─ lasting ─► Regressed: the run records the failure, stops
 //! observe: PDB budgets (one LIST), readiness of the next free+1 candidates (one GET each)
@@ -15,6 +17,7 @@ use planner::Plan;
 
 use crate::{
     checkpoint::Checkpoint,
+    controls::{Controls, HoldReason, Verdict as Control},
     recheck::{Recheck, Verdict},
     scheduler::{self, Admission, Observations},
     step::StepCtx,
@@ -39,6 +42,10 @@ pub struct View<'v> {
 pub enum Next {
     /// Admit these (or none, and why).
     Decided(Admission),
+    /// A control holds admissions (nodes in flight go on).
+    Held(HoldReason, String),
+    /// A control stops the run at a gate once the nodes in flight finish.
+    Halt(HoldReason, String),
     /// A migrated node regressed past the grace period: the run must stop.
     Regressed {
         /// The node.
@@ -49,12 +56,22 @@ pub enum Next {
 }
 
 /// Which nodes may start now.
-pub async fn next(view: &View<'_>, ctx: &StepCtx<'_>, recheck: &Recheck) -> Next {
+pub async fn next(
+    view: &View<'_>,
+    ctx: &StepCtx<'_>,
+    controls: &Controls,
+    recheck: &Recheck,
+) -> Next {
     // Observations only ever remove candidates: when the plan and checkpoint alone admit
     // nothing (soaking, a canary in flight), spare the API the reads.
     let unobserved = scheduler::decide(view.plan, view.ck, &Observations::default(), view.now);
     if unobserved.admit.is_empty() {
         return Next::Decided(unobserved);
+    }
+    match controls.check(view.now, ctx.cluster).await {
+        Control::Open => {}
+        Control::Hold(reason, why) => return Next::Held(reason, why),
+        Control::Halt(reason, why) => return Next::Halt(reason, why),
     }
     // Before a new node starts, the migrated ones must still hold up.
     let migrated: Vec<&str> = view

@@ -155,6 +155,11 @@ pub struct RunConfig {
     pub ignore_preflight: bool,
     /// Test hook: kill the process at this point.
     pub crash_at: Option<CrashPoint>,
+    /// Outside every maintenance window, stop at a gate (exit 4) instead of waiting.
+    pub exit_outside_window: bool,
+    /// The Unix second the run's clock starts at (`None`: now). Tests and rehearsals set it to
+    /// put a run at a chosen moment against its maintenance windows.
+    pub clock_start: Option<u64>,
 }
 
 impl RunConfig {
@@ -168,6 +173,8 @@ impl RunConfig {
             node_events: true,
             ignore_preflight: false,
             crash_at: None,
+            exit_outside_window: false,
+            clock_start: None,
         }
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! run-started ─► node-admitted ─► step-started ─► step-done | retrying | step-failed | step-skipped ─► node-done
-//!             └► waiting (why nothing can start) · gate · paused · stopped · finished
+//!             └► waiting (why nothing can start) · held / released (by a control) · gate ·
+//!                paused · stopped · finished
 //! ```
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -39,6 +40,11 @@ pub enum EventKind {
     NodeLeft,
     /// Nothing can be admitted now, and why.
     Waiting,
+    /// A control (maintenance window, Prometheus gate, health budget) holds admissions;
+    /// `reason` names it.
+    Held,
+    /// The control that held admissions released them.
+    Released,
     /// The run stopped at a gate.
     Gate,
     /// The run stopped because it was paused.
@@ -66,6 +72,10 @@ pub struct Event {
     /// The step kind.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<StepKind>,
+    /// What holds admissions, for `held` and `released`: `window`, `health-budget`,
+    /// `prometheus`, `prometheus-unreachable`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// What was seen or done.
     pub message: String,
 }

@@ -5,7 +5,8 @@
 //!   │        judged (fresh run, resume, rollback, already complete) ─► Runner
 //!   ▼
 //! runtime (Runner: the run loop) ─► scheduler::decide (pure) ─► node chains in flight
-//!   │       recheck (migrated nodes hold up before each admission)
+//!   │       controls (windows, Prometheus gate, health budget) and recheck (migrated nodes
+//!   │       hold up) before each admission
 //!   │       run_step ─► step::dispatch(kind, ctx): observe ─► act ─► wait, through `Cluster`
 //!   │                     node · helm · verify · finale · eks          (drain, agent, probe)
 //!   ├─► checkpoint (typed record; ConfigMap or file store) after every transition
@@ -21,6 +22,7 @@ pub mod admission;
 pub mod agent;
 pub mod checkpoint;
 pub mod config;
+pub mod controls;
 pub mod drain;
 pub mod endpoints;
 pub mod error;
@@ -29,6 +31,7 @@ pub mod journal;
 pub mod ledger;
 pub mod outcome;
 pub mod probe;
+pub mod prometheus;
 pub mod ranges;
 pub mod recheck;
 pub mod rollback;

@@ -38,6 +38,7 @@ use tokio::time::Instant;
 use crate::{
     checkpoint::{Checkpoint, FailureRecord, StepIndex, StepState},
     config::RunConfig,
+    controls::Controls,
     error::StepError,
     events::{Event, EventKind, Observer, chain, unix_now},
     journal::Journal,
@@ -88,6 +89,11 @@ pub struct Runner<'a> {
     pub(crate) stats: std::sync::Mutex<Counters>,
     shared: Shared,
     recheck: Recheck,
+    controls: Controls,
+    /// What a control holds admissions for now (told to the observer when it changes).
+    held: std::sync::Mutex<Option<(crate::controls::HoldReason, String)>>,
+    /// A control stopped the run: it ends at a gate once no node is in flight.
+    halt: std::sync::Mutex<Option<String>>,
     /// The caller re-plans when nodes join mid-run ([`Runner::replanning`]).
     replan: bool,
 }
@@ -130,6 +136,12 @@ impl<'a> Runner<'a> {
         observer: &'a dyn Observer,
         lock_lost: Arc<AtomicBool>,
     ) -> Self {
+        let controls = Controls::new(
+            &plan.spec.rollout,
+            cfg.exit_outside_window,
+            cfg.timing.pause_check,
+        );
+        let base = cfg.clock_start.unwrap_or_else(unix_now);
         let journal = Journal::new(
             store,
             checkpoint,
@@ -146,10 +158,13 @@ impl<'a> Runner<'a> {
             journal,
             lock_lost,
             start: Instant::now(),
-            base: unix_now(),
+            base,
             stats: std::sync::Mutex::new(Counters::default()),
             shared: Shared::default(),
             recheck: Recheck::default(),
+            controls,
+            held: std::sync::Mutex::new(None),
+            halt: std::sync::Mutex::new(None),
             replan: false,
         }
     }
@@ -174,6 +189,7 @@ impl<'a> Runner<'a> {
                 .or_else(|| step.and_then(|s| s.node.clone())),
             step: step.map(|s| s.id.clone()),
             kind: step.map(|s| s.kind),
+            reason: None,
             message,
         });
     }
@@ -424,7 +440,8 @@ impl<'a> Runner<'a> {
             now,
             Some(reason.clone()),
         )?;
-        if ck.failure.is_none() && step.phase != Phase::Rollback {
+        let tolerated = self.failure_tolerated(&ck, step);
+        if ck.failure.is_none() && step.phase != Phase::Rollback && tolerated.is_none() {
             ck.failure = Some(FailureRecord {
                 step: step.id.clone(),
                 reason: reason.clone(),
@@ -434,6 +451,16 @@ impl<'a> Runner<'a> {
         self.journal.save(&mut ck).await?;
         drop(ck);
         self.emit(EventKind::StepFailed, Some(step), None, reason.clone());
+        if let Some((failed, allowed)) = tolerated {
+            self.emit(
+                EventKind::Waiting,
+                Some(step),
+                None,
+                format!(
+                    "{failed} failed node(s), within healthBudget.maxFailedNodes ({allowed}): other nodes go on; the failed ones stay as they are for `resume` or `rollback`"
+                ),
+            );
+        }
         self.node_event(step, "MigrationStepFailed", &reason, true)
             .await;
         Ok(StepEnd::Failed(reason))
@@ -509,7 +536,7 @@ impl<'a> Runner<'a> {
             }
             let limit = self.plan.summary.max_in_flight.max(1);
             let free = limit.saturating_sub(running.len());
-            if free > 0 && ck.failure.is_none() && !ck.paused && !all_done {
+            if free > 0 && ck.failure.is_none() && !ck.paused && !all_done && !self.halted() {
                 let decision = drive(
                     &mut in_flight,
                     &mut finished,
@@ -592,6 +619,9 @@ impl<'a> Runner<'a> {
         }
         if all_done {
             return Ok(None);
+        }
+        if let Some(stop) = self.halted_or_failed(ck).await? {
+            return Ok(Some(stop));
         }
         match scheduler::rolled_back_wait(self.plan, ck) {
             Some(message) => {

@@ -14,8 +14,9 @@ use super::Runner;
 use crate::{
     admission::{self, Next},
     checkpoint::{Checkpoint, FailureRecord, NodePrior, StepState},
+    controls::HoldReason,
     error::StepError,
-    events::{EventKind, chain},
+    events::{Event, EventKind, chain},
     outcome::RunError,
     scheduler, step,
 };
@@ -147,14 +148,150 @@ impl Runner<'_> {
             now: self.now(),
         };
         Ok(
-            match admission::next(&view, &self.ctx(""), &self.recheck).await {
-                Next::Decided(a) => a,
+            match admission::next(&view, &self.ctx(""), &self.controls, &self.recheck).await {
+                Next::Decided(a) => {
+                    self.hold_changed(None);
+                    a
+                }
+                Next::Held(reason, why) => {
+                    self.hold_changed(Some((reason, why.clone())));
+                    scheduler::Admission {
+                        stopped: Some(why),
+                        ..scheduler::Admission::default()
+                    }
+                }
+                Next::Halt(reason, why) => {
+                    self.hold_changed(Some((reason, why.clone())));
+                    *self
+                        .halt
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why.clone());
+                    scheduler::Admission {
+                        stopped: Some(why),
+                        ..scheduler::Admission::default()
+                    }
+                }
                 Next::Regressed { node, reason } => scheduler::Admission {
                     stopped: Some(self.regressed(&node, reason).await?),
                     ..scheduler::Admission::default()
                 },
             },
         )
+    }
+
+    /// Whether a control stopped the run (it ends once no node is in flight).
+    pub(super) fn halted(&self) -> bool {
+        self.halt
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// With nothing in flight and not every node done: the gate a control asked for, or the
+    /// failures the health budget let the run go on past once nothing else can start.
+    pub(super) async fn halted_or_failed(
+        &self,
+        ck: &Checkpoint,
+    ) -> Result<Option<crate::outcome::Outcome>, RunError> {
+        let halt = self
+            .halt
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(message) = halt {
+            let mut ck = self.journal.ck.lock().await;
+            ck.gate = Some(format!("rollout: {message}"));
+            self.journal.save(&mut ck).await?;
+            drop(ck);
+            self.emit(EventKind::Gate, None, None, message.clone());
+            return Ok(Some(crate::outcome::Outcome::Gate {
+                step: "rollout".into(),
+                message,
+            }));
+        }
+        let failed = failed_nodes(self.plan, ck);
+        let stuck = self
+            .plan
+            .nodes
+            .iter()
+            .all(|n| ck.node_settled(&n.name) || ck.held(&n.name) || failed.contains(&n.name.as_str()));
+        if failed.is_empty() || !stuck {
+            return Ok(None);
+        }
+        let first = failed[0];
+        let step = ck
+            .node(first)
+            .and_then(|r| {
+                self.plan
+                    .node_steps(first)
+                    .zip(&r.steps)
+                    .find(|(_, s)| s.state == StepState::Failed)
+                    .map(|(step, _)| step.id.clone())
+            })
+            .unwrap_or_default();
+        let reason = format!(
+            "{} node(s) failed ({}), within healthBudget.maxFailedNodes ({}); every other node is done. \
+             `cni-migrate resume` retries them, `cni-migrate rollback NODE` undoes one (first failed step: {step})",
+            failed.len(),
+            failed.join(", "),
+            self.plan.spec.rollout.max_failed_nodes(),
+        );
+        self.emit(EventKind::Stopped, None, Some(first), reason.clone());
+        Ok(Some(crate::outcome::Outcome::Failed {
+            step,
+            node: Some(first.to_owned()),
+            reason,
+        }))
+    }
+
+    /// Tells the observer when a control starts or stops holding admissions (not every tick).
+    fn hold_changed(&self, now: Option<(HoldReason, String)>) {
+        let mut last = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *last == now {
+            return;
+        }
+        let event = match &now {
+            Some((reason, why)) => Event {
+                time: self.now(),
+                event: EventKind::Held,
+                node: None,
+                step: None,
+                kind: None,
+                reason: Some(reason.as_str().to_owned()),
+                message: why.clone(),
+            },
+            None => Event {
+                time: self.now(),
+                event: EventKind::Released,
+                node: None,
+                step: None,
+                kind: None,
+                reason: last.as_ref().map(|(r, _)| r.as_str().to_owned()),
+                message: "admissions may go on".into(),
+            },
+        };
+        *last = now;
+        drop(last);
+        self.observer.event(&event);
+    }
+
+    /// Whether this failure stays within `healthBudget.maxFailedNodes`: a node step of a
+    /// non-canary node, with no more failed nodes than the budget allows. `Some((failed,
+    /// allowed))` when it does: admissions go on.
+    pub(super) fn failure_tolerated(&self, ck: &Checkpoint, step: &Step) -> Option<(usize, usize)> {
+        let allowed = self.plan.spec.rollout.max_failed_nodes();
+        let node = step.node.as_deref()?;
+        if allowed == 0
+            || step.phase != planner::plan::Phase::Node
+            || self.plan.nodes.iter().any(|n| n.canary && n.name == node)
+        {
+            return None;
+        }
+        let failed = failed_nodes(self.plan, ck).len();
+        (failed <= allowed).then_some((failed, allowed))
     }
 
     /// A migrated node regressed for longer than the grace: the failure stops the run.
@@ -178,4 +315,17 @@ impl Runner<'_> {
         }
         Ok(format!("stopped: {reason}"))
     }
+}
+
+/// The plan's nodes with a failed step (failures the health budget let the run go on past).
+pub(super) fn failed_nodes<'p>(plan: &'p planner::Plan, ck: &Checkpoint) -> Vec<&'p str> {
+    plan.nodes
+        .iter()
+        .map(|n| n.name.as_str())
+        .filter(|n| {
+            ck.node(n).is_some_and(|r| {
+                !r.gone() && r.steps.iter().any(|s| s.state == StepState::Failed)
+            })
+        })
+        .collect()
 }
