@@ -28,6 +28,7 @@ use planner::{
 pub mod args;
 pub mod failure;
 pub mod job;
+pub mod ops;
 pub mod progress;
 pub mod rbac;
 pub mod rehearse;

@@ -204,6 +204,9 @@ struct Report {
     node_faults: Vec<churn::FaultFired>,
     /// Nodes that joined, left or were replaced, and what the run did about each.
     node_churn: Vec<churn::NodeChurn>,
+    /// With maintenance windows: when a run started now would finish, admitting only inside
+    /// them.
+    calendar: Option<String>,
 }
 
 fn scaled(d: Duration, speed: f64, floor: Duration) -> Duration {
@@ -322,6 +325,10 @@ async fn run(
     r.soak = HumanDuration(scaled(r.soak.0, speed, Duration::ZERO));
     r.drain.timeout = HumanDuration(scaled(r.drain.timeout.0, speed, Duration::from_secs(2)));
     r.verify.timeout = HumanDuration(scaled(r.verify.timeout.0, speed, Duration::from_secs(2)));
+    // The model runs without pause: the windows go into the calendar estimate instead, and
+    // the alert gate asks the real cluster's Prometheus, which a rehearsal does not have.
+    r.windows.clear();
+    r.gates = planner::spec::Gates::default();
     let rebooting = r.reboot.is_some();
     if let Some(reboot) = &mut r.reboot {
         reboot.command = vec!["true".into(), "{node}".into()];
@@ -466,6 +473,7 @@ async fn run(
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         ),
         node_churn,
+        calendar: calendar(&spec.rollout.windows, wall_ms as f64 / 1000.0 * speed),
     };
     drop(rec);
     write_report(&args.report, &report, &plan, rebooting).map_err(Failure::other)?;
@@ -475,6 +483,9 @@ async fn run(
         human(report.estimated_seconds),
         args.report.join("report.md").display()
     );
+    if let Some(c) = &report.calendar {
+        println!("  {c}");
+    }
     for w in &report.would_stop {
         println!("  would stop the run: {w}");
     }
@@ -485,6 +496,26 @@ async fn run(
         return Ok(exit::PREFLIGHT);
     }
     Ok(code)
+}
+
+/// The calendar estimate with maintenance windows: admitting only inside them, from now.
+fn calendar(windows: &[planner::spec::Window], seconds: f64) -> Option<String> {
+    if windows.is_empty() {
+        return None;
+    }
+    let now = i64::try_from(executor::events::unix_now()).unwrap_or(0);
+    #[allow(clippy::cast_possible_truncation)] // whole seconds of an estimate
+    let work = seconds.ceil() as i64;
+    Some(match planner::spec::calendar_end(windows, now, work) {
+        Some(end) => format!(
+            "with the maintenance windows, a run started now ({}) would finish around {}: {} of calendar time for {} of work (nodes in flight at a window's close finish after it)",
+            planner::spec::describe_instant(windows, now),
+            planner::spec::describe_instant(windows, end),
+            human((end - now) as f64),
+            human(seconds)
+        ),
+        None => "the maintenance windows never open: no node would be admitted".to_owned(),
+    })
 }
 
 fn human(secs: f64) -> String {
@@ -682,6 +713,11 @@ fn markdown(report: &Report, plan: &planner::Plan, rebooting: bool) -> String {
         report.speed,
         human(report.wall_ms as f64 / 1000.0)
     );
+    if let Some(c) = &report.calendar {
+        let mut c = c.clone();
+        c[..1].make_ascii_uppercase();
+        let _ = writeln!(md, "{c}.\n");
+    }
     if let Some(f) = &report.faults {
         let _ = writeln!(md, "Faults injected: `{f}`.\n");
     }

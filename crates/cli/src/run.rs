@@ -17,8 +17,6 @@ use clap::Args;
 use cluster::{Cluster, KubeCluster, lease::LeaseLock};
 use executor::{
     config::{CrashPoint, Helm, RunConfig, Timing},
-    outcome::{Outcome, RollbackEnd, Summary},
-    runtime::Runner,
     session::{Allowed, Intent, LockSpec, Session, SessionError},
 };
 use planner::MigrationSpec;
@@ -26,8 +24,11 @@ use planner::MigrationSpec;
 use crate::{
     args::{KubeArgs, StateArgs, StateLocation, connect, json_output, runtime, store_for},
     failure::{Failure, exit},
+    ops::{Ops, OpsArgs, Tee},
     progress,
 };
+
+mod report;
 
 /// `cni-migrate apply` and `cni-migrate resume`.
 #[derive(Debug, Args, Clone)]
@@ -89,6 +90,9 @@ pub struct ApplyArgs {
     /// (what `cni-migrate job` runs, so that every new pod of the Job carries on).
     #[arg(long)]
     pub or_resume: bool,
+    /// Maintenance windows, metrics, notifications, the audit trail.
+    #[command(flatten)]
+    pub ops: OpsArgs,
 }
 
 /// `cni-migrate rollback`.
@@ -116,6 +120,7 @@ struct RunSettings {
     helm: Option<Vec<String>>,
     json: bool,
     stop_before_finalize: bool,
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 fn validate(args: &ApplyArgs) -> Result<RunSettings, Failure> {
@@ -155,6 +160,7 @@ fn validate(args: &ApplyArgs) -> Result<RunSettings, Failure> {
             args.lease_seconds
         )));
     }
+    let metrics_addr = args.ops.validate()?;
     let spec = MigrationSpec::from_file(&args.spec).map_err(Failure::bad_input)?;
     Ok(RunSettings {
         spec,
@@ -162,6 +168,7 @@ fn validate(args: &ApplyArgs) -> Result<RunSettings, Failure> {
         helm,
         json,
         stop_before_finalize,
+        metrics_addr,
     })
 }
 
@@ -280,6 +287,7 @@ fn run_config(args: &ApplyArgs, s: &RunSettings, plan: &planner::Plan, run_id: &
     };
     cfg.stop_before_finalize = s.stop_before_finalize;
     cfg.node_events = !args.no_events;
+    cfg.exit_outside_window = args.ops.exit_outside_window;
     cfg.crash_at = std::env::var("CNI_MIGRATE_TEST_CRASH_AT")
         .ok()
         .and_then(|v| v.parse::<CrashPoint>().ok());
@@ -339,6 +347,15 @@ fn unchanged(session: &Session, then: &str) -> String {
 }
 
 async fn run(args: ApplyArgs, s: RunSettings, intent: Intent) -> Result<u8, Failure> {
+    // Metrics and the audit trail from the first request on (the Lease's among them).
+    let ops = Arc::new(Ops::new(&args.ops, s.json)?);
+    cluster::telemetry::install(ops.clone());
+    if let Some(addr) = s.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            Failure::bad_input(anyhow::anyhow!("--metrics-addr {addr}: cannot listen ({e})"))
+        })?;
+        ops.serve(listener);
+    }
     let client = connect(&args.kube).await?;
     let cluster: Arc<dyn Cluster> = Arc::new(KubeCluster::new(client.clone()));
     let store = store_for(&s.state, cluster.clone());
@@ -415,17 +432,19 @@ async fn run(args: ApplyArgs, s: RunSettings, intent: Intent) -> Result<u8, Fail
         println!("{declined}");
         return Ok(exit::OTHER);
     }
-    let observer = progress::observer(s.json, plan.nodes.len());
+    let progress = progress::observer(s.json, plan.nodes.len());
+    ops.set_run(&plan, locked.checkpoint(), &run_id);
+    let observer = Tee(&*progress, &*ops);
     let cfg = run_config(&args, &s, &plan, &run_id);
     let work = async {
         if rolling_back {
-            let runner = locked.runner(&plan, cfg, &*observer);
-            rollback_nodes(&runner, &locked.rollback_targets(), s.json).await
+            let runner = locked.runner(&plan, cfg, &observer);
+            report::rollback_nodes(&runner, &locked.rollback_targets(), s.json).await
         } else {
             // Nodes that join mid-run: the cluster is planned again and the run goes on.
             let discover = || async { cluster::discover(&client).await.ok() };
-            let (outcome, _) = locked.run(&plan, cfg, &*observer, discover).await;
-            report(outcome, &args, &s)
+            let (outcome, _) = locked.run(&plan, cfg, &observer, discover).await;
+            report::report(outcome, &args, &s)
         }
     };
     let ended = tokio::select! {
@@ -441,6 +460,8 @@ async fn run(args: ApplyArgs, s: RunSettings, intent: Intent) -> Result<u8, Fail
         }
     };
     drop(observer);
+    drop(progress);
+    ops.finish().await;
     if let Err(e) = locked.release().await {
         eprintln!("warning: cannot release the lock: {e}");
     }
@@ -471,123 +492,3 @@ fn resume_command(args: &ApplyArgs, s: &RunSettings) -> String {
     )
 }
 
-/// Prints how the run ended and maps it to the exit code.
-fn report(
-    outcome: Result<Outcome, executor::outcome::RunError>,
-    args: &ApplyArgs,
-    s: &RunSettings,
-) -> Result<u8, Failure> {
-    let resume_cmd = resume_command(args, s);
-    match outcome {
-        Ok(Outcome::Finished(summary)) => {
-            if s.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"event": "summary", "summary": summary})
-                );
-            } else {
-                print_summary(&summary);
-            }
-            Ok(exit::OK)
-        }
-        Ok(Outcome::Gate { step, message }) => {
-            eprintln!("stopped at a gate ({step}): {message}\nthen: {resume_cmd}");
-            Ok(exit::GATE)
-        }
-        Ok(Outcome::Paused) => {
-            eprintln!("paused; continue with: {resume_cmd}");
-            Ok(exit::GATE)
-        }
-        Ok(Outcome::Failed { step, node, reason }) => {
-            let on = node.map(|n| format!(" on node {n}")).unwrap_or_default();
-            eprintln!(
-                "error: step {step}{on} failed: {reason}\n\
-                 the node is left as the checkpoint records it (cordoned nodes stay cordoned; nothing was forced).\n\
-                 see `cni-migrate status`; fix the cause, then: {resume_cmd}"
-            );
-            Ok(exit::FAILED)
-        }
-        Err(e) => Err(Failure {
-            code: exit::FAILED,
-            error: anyhow::Error::new(e).context(format!(
-                "the run stopped; see `cni-migrate status`, then: {resume_cmd}"
-            )),
-        }),
-    }
-}
-
-/// Rolls back the nodes, one after another; stops at the first failure.
-async fn rollback_nodes(runner: &Runner<'_>, nodes: &[String], json: bool) -> Result<u8, Failure> {
-    if nodes.is_empty() {
-        println!("no node was touched by the migration: nothing to roll back");
-        return Ok(exit::OK);
-    }
-    let mut back = Vec::new();
-    for n in nodes {
-        let end = runner.rollback(n).await.map_err(|e| Failure {
-            code: exit::FAILED,
-            error: anyhow::Error::new(e).context(format!("rolling back {n}")),
-        })?;
-        if json {
-            let (result, message) = match &end {
-                RollbackEnd::Done(m) => ("done", m.clone()),
-                RollbackEnd::Nothing(m) => ("nothing", m.clone()),
-                RollbackEnd::Refused(m) => ("refused", m.clone()),
-                RollbackEnd::Failed { step, reason } => ("failed", format!("{step}: {reason}")),
-            };
-            println!(
-                "{}",
-                serde_json::json!({"event": "rollback", "node": n, "result": result, "message": message})
-            );
-        }
-        match end {
-            RollbackEnd::Done(m) => {
-                if !json {
-                    println!("{n}: back on the old CNI: {m}");
-                }
-                back.push(n.clone());
-            }
-            RollbackEnd::Nothing(m) => println!("{m}"),
-            RollbackEnd::Refused(reason) => {
-                return Err(Failure::bad_input(anyhow::anyhow!(reason)));
-            }
-            RollbackEnd::Failed { step, reason } => {
-                eprintln!(
-                    "error: rollback of {n} failed at {step}: {reason}\n\
-                     the node is left as it is (cordoned); fix the cause and run the rollback again"
-                );
-                return Ok(exit::FAILED);
-            }
-        }
-    }
-    if !back.is_empty() {
-        eprintln!(
-            "rolled back {}; they are held: `cni-migrate resume --retry NODE` migrates one again",
-            back.join(", ")
-        );
-    }
-    Ok(exit::OK)
-}
-
-fn print_summary(s: &Summary) {
-    println!(
-        "\nmigration finished: {} node(s) in {}s",
-        s.nodes, s.seconds
-    );
-    if !s.node_seconds.is_empty() {
-        let total: u64 = s.node_seconds.values().sum();
-        let max = s.node_seconds.values().max().copied().unwrap_or(0);
-        println!(
-            "  per node: {}s on average, {max}s the longest",
-            total / s.node_seconds.len() as u64
-        );
-    }
-    let evicted: usize = s.evicted.values().sum();
-    println!("  pods evicted by this run: {evicted}");
-    for (pdb, secs) in &s.pdb_waits {
-        println!("  waited {secs}s on PodDisruptionBudget {pdb}");
-    }
-    for w in &s.warnings {
-        println!("  warning from the plan: {w}");
-    }
-}

@@ -33,7 +33,7 @@ pub struct ClusterArgs {
 pub async fn connect(args: &ClusterArgs) -> Result<kube::Client, ClusterError> {
     let mut config = load_config(args).await?;
     configure(&mut config);
-    kube::Client::try_from(config).map_err(ClusterError::Client)
+    crate::telemetry::client(config).map_err(ClusterError::Client)
 }
 
 /// What the tool sends as its `User-Agent`: `cni-migrate/VERSION`, so that audit logs (and the
@@ -128,7 +128,7 @@ pub async fn in_cluster_config() -> Result<kube::Config, ClusterError> {
 pub async fn connect_in_cluster() -> Result<kube::Client, ClusterError> {
     let mut config = in_cluster_config().await?;
     configure(&mut config);
-    kube::Client::try_from(config).map_err(ClusterError::Client)
+    crate::telemetry::client(config).map_err(ClusterError::Client)
 }
 
 /// Where Kubernetes mounts a pod's ServiceAccount token, CA and namespace.

@@ -18,6 +18,7 @@ pub mod discovery;
 pub mod error;
 pub mod lease;
 pub mod ops;
+pub mod telemetry;
 
 pub use connect::{ClusterArgs, USER_AGENT, configure, connect, connect_in_cluster};
 pub use discovery::discover;

@@ -8,7 +8,10 @@
 //!                paused · stopped · finished
 //! ```
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use planner::StepKind;
 use serde::Serialize;
@@ -84,6 +87,12 @@ pub struct Event {
 pub trait Observer: Send + Sync {
     /// One event.
     fn event(&self, event: &Event);
+
+    /// A drain's evictions and the time it waited on each PDB (metrics).
+    fn drained(&self, _node: &str, _evicted: usize, _pdb_waits: &BTreeMap<String, Duration>) {}
+
+    /// The checkpoint was written; `bytes` is what its store holds now, when known (metrics).
+    fn checkpoint_saved(&self, _bytes: Option<usize>) {}
 }
 
 /// An observer that drops everything.

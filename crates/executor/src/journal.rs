@@ -19,6 +19,7 @@ use tokio::sync::Mutex;
 use crate::{
     checkpoint::{Checkpoint, StepIndex, StepState},
     config::{CrashPoint, Timing},
+    events::Observer,
     outcome::RunError,
     store::{StateStore, StoreError},
 };
@@ -32,6 +33,8 @@ pub struct Journal<'a> {
     pub index: StepIndex,
     timing: Timing,
     crash_at: Option<CrashPoint>,
+    /// Told of every write (metrics: checkpoint writes and size).
+    observer: Option<&'a dyn Observer>,
 }
 
 impl<'a> Journal<'a> {
@@ -49,7 +52,15 @@ impl<'a> Journal<'a> {
             index,
             timing,
             crash_at,
+            observer: None,
         }
+    }
+
+    /// Tells `observer` of every checkpoint write.
+    #[must_use]
+    pub fn observed(mut self, observer: &'a dyn Observer) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// A step's state (`Pending` for a step the checkpoint does not know).
@@ -67,7 +78,12 @@ impl<'a> Journal<'a> {
         let mut backoff = self.timing.backoff();
         loop {
             match self.store.save(ck).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    if let Some(o) = self.observer {
+                        o.checkpoint_saved(self.store.last_size());
+                    }
+                    return Ok(());
+                }
                 Err(StoreError::Conflict { .. }) => {
                     let Some(stored) = self.load().await? else {
                         // Deleted under us: write ours again from scratch.

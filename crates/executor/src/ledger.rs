@@ -59,5 +59,6 @@ impl Ledger for Runner<'_> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .add(node, evicted, waits);
+        self.observer.drained(node, evicted.len(), waits);
     }
 }

@@ -81,7 +81,7 @@ pub struct Runner<'a> {
     pub(crate) rollback: BTreeMap<String, Vec<Step>>,
     pub(crate) cluster: Arc<dyn Cluster>,
     cfg: RunConfig,
-    observer: &'a dyn Observer,
+    pub(crate) observer: &'a dyn Observer,
     pub(crate) journal: Journal<'a>,
     lock_lost: Arc<AtomicBool>,
     start: Instant,
@@ -148,7 +148,8 @@ impl<'a> Runner<'a> {
             StepIndex::new(&plan.steps),
             cfg.timing.clone(),
             cfg.crash_at.clone(),
-        );
+        )
+        .observed(observer);
         Self {
             plan,
             rollback: BTreeMap::new(),
@@ -401,7 +402,10 @@ impl<'a> Runner<'a> {
                     step.id
                 )));
             }
-            let err = match step::dispatch(step.kind, &self.ctx(node)).await {
+            let ctx = self.ctx(node);
+            let err = match cluster::telemetry::in_step(&step.id, step::dispatch(step.kind, &ctx))
+                .await
+            {
                 Ok(Done::Done(detail)) => {
                     self.transition(step, StepState::Done, None).await?;
                     self.emit(EventKind::StepDone, Some(step), None, detail.clone());
@@ -635,19 +639,6 @@ impl<'a> Runner<'a> {
             }
             None => Ok(None),
         }
-    }
-
-    /// Picks up a `pause` another process wrote into the checkpoint.
-    async fn check_pause(&self) -> Result<(), RunError> {
-        if self.journal.refresh_pause().await? {
-            self.emit(
-                EventKind::Waiting,
-                None,
-                None,
-                "pause requested: no new node starts; nodes in flight finish".into(),
-            );
-        }
-        Ok(())
     }
 
     async fn run_node(&self, node: String) -> (String, Result<(), RunError>) {

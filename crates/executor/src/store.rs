@@ -104,6 +104,10 @@ pub trait StateStore: Send + Sync {
     async fn save(&self, checkpoint: &mut Checkpoint) -> Result<(), StoreError>;
     /// Where it is, for messages (`configmap kube-system/cni-migrate-state`, `file ./x.json`).
     fn describe(&self) -> String;
+    /// The size in bytes of what the last successful write stored (metrics), when known.
+    fn last_size(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A checkpoint in a local file (`--state file:PATH`), replaced atomically on every write.

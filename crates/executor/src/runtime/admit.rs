@@ -179,6 +179,19 @@ impl Runner<'_> {
         )
     }
 
+    /// Picks up a `pause` another process wrote into the checkpoint.
+    pub(super) async fn check_pause(&self) -> Result<(), RunError> {
+        if self.journal.refresh_pause().await? {
+            self.emit(
+                EventKind::Waiting,
+                None,
+                None,
+                "pause requested: no new node starts; nodes in flight finish".into(),
+            );
+        }
+        Ok(())
+    }
+
     /// Whether a control stopped the run (it ends once no node is in flight).
     pub(super) fn halted(&self) -> bool {
         self.halt
