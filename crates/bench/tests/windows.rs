@@ -119,9 +119,7 @@ fn a_window_that_closes_mid_run_lets_nodes_in_flight_finish_and_opens_again_the_
     let finished_late: Vec<&String> = done
         .iter()
         .filter(|(n, t)| {
-            *t > close
-                && *t < next_open
-                && admitted.iter().any(|(a, at)| a == n && *at < close)
+            *t > close && *t < next_open && admitted.iter().any(|(a, at)| a == n && *at < close)
         })
         .map(|(n, _)| n)
         .collect();

@@ -162,7 +162,11 @@ impl Metrics {
             "How long steps took, by kind (done or failed)",
             m.steps.clone(),
         );
-        registry.register("step_failures", "Failed steps, by kind", m.failed_steps.clone());
+        registry.register(
+            "step_failures",
+            "Failed steps, by kind",
+            m.failed_steps.clone(),
+        );
         registry.register("evictions", "Pods evicted by drains", m.evictions.clone());
         registry.register(
             "pdb_wait_seconds",
@@ -487,7 +491,12 @@ impl Observer for Ops {
             }
             (EventKind::Held, _) => {
                 let reason = e.reason.clone().unwrap_or_default();
-                for r in ["window", "health-budget", "prometheus", "prometheus-unreachable"] {
+                for r in [
+                    "window",
+                    "health-budget",
+                    "prometheus",
+                    "prometheus-unreachable",
+                ] {
                     self.metrics
                         .held
                         .get_or_create(&ReasonLabel { reason: r.into() })
@@ -506,7 +515,12 @@ impl Observer for Ops {
                 );
             }
             (EventKind::Released, _) => {
-                for r in ["window", "health-budget", "prometheus", "prometheus-unreachable"] {
+                for r in [
+                    "window",
+                    "health-budget",
+                    "prometheus",
+                    "prometheus-unreachable",
+                ] {
                     self.metrics
                         .held
                         .get_or_create(&ReasonLabel { reason: r.into() })

@@ -519,7 +519,9 @@ fn calendar(windows: &[planner::spec::Window], seconds: f64) -> Option<String> {
 }
 
 fn human(secs: f64) -> String {
-    if secs >= 3600.0 {
+    if secs >= 48.0 * 3600.0 {
+        format!("{:.1} days", secs / 86400.0)
+    } else if secs >= 3600.0 {
         format!("{:.1} h", secs / 3600.0)
     } else if secs >= 60.0 {
         format!("{:.1} min", secs / 60.0)

@@ -352,7 +352,9 @@ async fn run(args: ApplyArgs, s: RunSettings, intent: Intent) -> Result<u8, Fail
     cluster::telemetry::install(ops.clone());
     if let Some(addr) = s.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            Failure::bad_input(anyhow::anyhow!("--metrics-addr {addr}: cannot listen ({e})"))
+            Failure::bad_input(anyhow::anyhow!(
+                "--metrics-addr {addr}: cannot listen ({e})"
+            ))
         })?;
         ops.serve(listener);
     }
@@ -459,7 +461,7 @@ async fn run(args: ApplyArgs, s: RunSettings, intent: Intent) -> Result<u8, Fail
             Ok(signal.code)
         }
     };
-    drop(observer);
+    // The progress bars are finished before the last lines.
     drop(progress);
     ops.finish().await;
     if let Err(e) = locked.release().await {
@@ -491,4 +493,3 @@ fn resume_command(args: &ApplyArgs, s: &RunSettings) -> String {
             .unwrap_or_default()
     )
 }
-

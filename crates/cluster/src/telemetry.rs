@@ -108,7 +108,9 @@ impl ApiCall {
             ..ApiCall::default()
         };
         let rest: &[&str] = match rest {
-            ["namespaces", ns, resource, tail @ ..] if !matches!(*resource, "status" | "finalize") => {
+            ["namespaces", ns, resource, tail @ ..]
+                if !matches!(*resource, "status" | "finalize") =>
+            {
                 call.namespace = Some((*ns).to_owned());
                 call.resource = (*resource).to_owned();
                 tail
@@ -213,10 +215,7 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let observer = self
-            .observer
-            .clone()
-            .or_else(|| GLOBAL.get().cloned());
+        let observer = self.observer.clone().or_else(|| GLOBAL.get().cloned());
         let Some(observer) = observer else {
             return Box::pin(self.inner.call(req));
         };
@@ -285,9 +284,19 @@ mod tests {
         );
         assert_eq!(c.object(), "pods/eviction shop/web-0");
         assert!(c.mutating());
-        let c = ApiCall::of(&Method::PATCH, "/api/v1/nodes/n1", "", Some("application/merge-patch+json"));
+        let c = ApiCall::of(
+            &Method::PATCH,
+            "/api/v1/nodes/n1",
+            "",
+            Some("application/merge-patch+json"),
+        );
         assert_eq!((c.verb, c.object().as_str()), ("patch", "nodes n1"));
-        let c = ApiCall::of(&Method::GET, "/api/v1/pods", "fieldSelector=spec.nodeName%3Dn1", None);
+        let c = ApiCall::of(
+            &Method::GET,
+            "/api/v1/pods",
+            "fieldSelector=spec.nodeName%3Dn1",
+            None,
+        );
         assert_eq!((c.verb, c.resource.as_str()), ("list", "pods"));
         assert!(!c.mutating());
         let c = ApiCall::of(&Method::GET, "/api/v1/pods", "watch=true", None);
@@ -299,11 +308,27 @@ mod tests {
             Some("application/apply-patch+yaml"),
         );
         assert_eq!(c.verb, "apply");
-        let c = ApiCall::of(&Method::PUT, "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/cni-migrate", "", None);
-        assert_eq!(c.object(), "leases.coordination.k8s.io kube-system/cni-migrate");
-        let c = ApiCall::of(&Method::DELETE, "/api/v1/namespaces/kube-system/pods", "labelSelector=x", None);
+        let c = ApiCall::of(
+            &Method::PUT,
+            "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/cni-migrate",
+            "",
+            None,
+        );
+        assert_eq!(
+            c.object(),
+            "leases.coordination.k8s.io kube-system/cni-migrate"
+        );
+        let c = ApiCall::of(
+            &Method::DELETE,
+            "/api/v1/namespaces/kube-system/pods",
+            "labelSelector=x",
+            None,
+        );
         assert_eq!(c.verb, "deletecollection");
         let c = ApiCall::of(&Method::GET, "/api/v1/namespaces/kube-system", "", None);
-        assert_eq!((c.verb, c.resource.as_str(), c.name.as_deref()), ("get", "namespaces", Some("kube-system")));
+        assert_eq!(
+            (c.verb, c.resource.as_str(), c.name.as_deref()),
+            ("get", "namespaces", Some("kube-system"))
+        );
     }
 }

@@ -42,6 +42,8 @@ pub struct View<'v> {
 pub enum Next {
     /// Admit these (or none, and why).
     Decided(Admission),
+    /// Nothing could start anyway (soaking, a canary in flight): the controls were not asked.
+    Idle(Admission),
     /// A control holds admissions (nodes in flight go on).
     Held(HoldReason, String),
     /// A control stops the run at a gate once the nodes in flight finish.
@@ -66,7 +68,7 @@ pub async fn next(
     // nothing (soaking, a canary in flight), spare the API the reads.
     let unobserved = scheduler::decide(view.plan, view.ck, &Observations::default(), view.now);
     if unobserved.admit.is_empty() {
-        return Next::Decided(unobserved);
+        return Next::Idle(unobserved);
     }
     match controls.check(view.now, ctx.cluster).await {
         Control::Open => {}

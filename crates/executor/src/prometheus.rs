@@ -66,7 +66,13 @@ fn labels(metric: &serde_json::Value) -> String {
     };
     let inner: Vec<String> = map
         .iter()
-        .map(|(k, v)| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), |s| format!("{s:?}"))))
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                v.as_str()
+                    .map_or_else(|| v.to_string(), |s| format!("{s:?}"))
+            )
+        })
         .collect();
     format!("{{{}}}", inner.join(", "))
 }
@@ -74,12 +80,19 @@ fn labels(metric: &serde_json::Value) -> String {
 impl Prometheus {
     /// A client for the gate (the spec checked its URL and regular expression).
     pub fn new(gate: &PrometheusGate) -> Self {
-        let alerts = gate.alerts.as_ref().map(|AlertFilter { match_regexp, firing_only }| {
-            (
-                match_regexp.as_deref().and_then(|re| regex::Regex::new(re).ok()),
-                *firing_only,
-            )
-        });
+        let alerts = gate.alerts.as_ref().map(
+            |AlertFilter {
+                 match_regexp,
+                 firing_only,
+             }| {
+                (
+                    match_regexp
+                        .as_deref()
+                        .and_then(|re| regex::Regex::new(re).ok()),
+                    *firing_only,
+                )
+            },
+        );
         Self {
             base: gate.url.trim().trim_end_matches('/').to_owned(),
             query: gate.query.clone(),
@@ -133,7 +146,10 @@ impl Prometheus {
     /// Asks the query, then the alerts.
     pub async fn ask(&self) -> Answer {
         if let Some(q) = &self.query {
-            match self.get::<QueryData>("/api/v1/query", &[("query", q)]).await {
+            match self
+                .get::<QueryData>("/api/v1/query", &[("query", q)])
+                .await
+            {
                 Err(e) => return Answer::Unreachable(e),
                 Ok(d) => {
                     let series: Vec<String> = match d.result_type.as_str() {

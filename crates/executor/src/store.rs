@@ -180,6 +180,12 @@ impl StateStore for FileStore {
     fn describe(&self) -> String {
         format!("file {}", self.path().display())
     }
+
+    fn last_size(&self) -> Option<usize> {
+        std::fs::metadata(&self.path)
+            .ok()
+            .and_then(|m| usize::try_from(m.len()).ok())
+    }
 }
 
 /// The checkpoint in a ConfigMap.
@@ -189,6 +195,8 @@ pub struct ConfigMapStore {
     name: String,
     /// The resourceVersion last read or written.
     resource_version: Mutex<Option<String>>,
+    /// Bytes of the last checkpoint written (metrics).
+    written: std::sync::atomic::AtomicUsize,
 }
 
 impl ConfigMapStore {
@@ -204,6 +212,7 @@ impl ConfigMapStore {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             resource_version: Mutex::new(None),
+            written: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -292,6 +301,9 @@ impl StateStore for ConfigMapStore {
             match written {
                 Ok(Some(new_rv)) => {
                     *rv = Some(new_rv);
+                    let bytes = data.values().map(String::len).sum();
+                    self.written
+                        .store(bytes, std::sync::atomic::Ordering::Relaxed);
                     return Ok(());
                 }
                 Ok(None) => {
@@ -325,6 +337,10 @@ impl StateStore for ConfigMapStore {
 
     fn describe(&self) -> String {
         self.what()
+    }
+
+    fn last_size(&self) -> Option<usize> {
+        Some(self.written.load(std::sync::atomic::Ordering::Relaxed)).filter(|b| *b > 0)
     }
 }
 

@@ -58,7 +58,11 @@ fn a_full_set_of_controls_parses() {
     )
     .expect("valid");
     assert_eq!(s.rollout.windows.len(), 2);
-    assert_eq!(s.rollout.windows[1].days.len(), 7, "days default to every day");
+    assert_eq!(
+        s.rollout.windows[1].days.len(),
+        7,
+        "days default to every day"
+    );
     assert_eq!(s.rollout.windows[1].time_zone, "UTC");
     assert_eq!(s.rollout.max_failed_nodes(), 1);
     let b = s.rollout.health_budget.expect("budget");
@@ -85,7 +89,10 @@ fn bad_controls_are_refused_by_line_and_field() {
     );
     assert_eq!(field, "rollout.windows[1].timeZone");
     assert_eq!(line, 12, "{message}");
-    assert!(message.contains("Europe/Berlln") && message.contains("IANA"), "{message}");
+    assert!(
+        message.contains("Europe/Berlln") && message.contains("IANA"),
+        "{message}"
+    );
 
     let (_, field, message) = refused("  windows: [{start: \"25:00\", end: \"04:00\"}]\n");
     assert!(field.starts_with("rollout.windows[0]"), "{field}");
@@ -95,7 +102,8 @@ fn bad_controls_are_refused_by_line_and_field() {
     assert!(field.starts_with("rollout.windows[0]"), "{field}");
     assert!(message.contains("22:00"), "{message}");
 
-    let (_, field, message) = refused("  windows: [{days: [Mon, Fry], start: \"22:00\", end: \"04:00\"}]\n");
+    let (_, field, message) =
+        refused("  windows: [{days: [Mon, Fry], start: \"22:00\", end: \"04:00\"}]\n");
     assert!(field.starts_with("rollout.windows[0].days"), "{field}");
     assert!(message.contains("Fri"), "{message}");
 
@@ -109,7 +117,10 @@ fn bad_controls_are_refused_by_line_and_field() {
 
     let (_, field, message) = refused("  gates:\n    prometheus: {url: \"http://p:9090\"}\n");
     assert_eq!(field, "rollout.gates.prometheus");
-    assert!(message.contains("query") && message.contains("alerts"), "{message}");
+    assert!(
+        message.contains("query") && message.contains("alerts"),
+        "{message}"
+    );
 
     let (_, field, _) = refused(
         "  gates:\n    prometheus: {url: \"http://p:9090\", alerts: {matchRegexp: \"(\"}}\n",

@@ -55,7 +55,11 @@ pub(super) fn report(
 }
 
 /// Rolls back the nodes, one after another; stops at the first failure.
-pub(super) async fn rollback_nodes(runner: &Runner<'_>, nodes: &[String], json: bool) -> Result<u8, Failure> {
+pub(super) async fn rollback_nodes(
+    runner: &Runner<'_>,
+    nodes: &[String],
+    json: bool,
+) -> Result<u8, Failure> {
     if nodes.is_empty() {
         println!("no node was touched by the migration: nothing to roll back");
         return Ok(exit::OK);

@@ -149,6 +149,7 @@ impl Runner<'_> {
         };
         Ok(
             match admission::next(&view, &self.ctx(""), &self.controls, &self.recheck).await {
+                Next::Idle(a) => a,
                 Next::Decided(a) => {
                     self.hold_changed(None);
                     a
@@ -223,11 +224,12 @@ impl Runner<'_> {
             }));
         }
         let failed = failed_nodes(self.plan, ck);
-        let stuck = self
-            .plan
-            .nodes
-            .iter()
-            .all(|n| ck.node_settled(&n.name) || ck.held(&n.name) || failed.contains(&n.name.as_str()));
+        // Failed nodes count against maxUnavailable (they are cordoned, or half-migrated):
+        // when they take every slot, nothing more can start either.
+        let stuck = failed.len() >= self.plan.summary.max_in_flight.max(1)
+            || self.plan.nodes.iter().all(|n| {
+                ck.node_settled(&n.name) || ck.held(&n.name) || failed.contains(&n.name.as_str())
+            });
         if failed.is_empty() || !stuck {
             return Ok(None);
         }
@@ -243,8 +245,9 @@ impl Runner<'_> {
             })
             .unwrap_or_default();
         let reason = format!(
-            "{} node(s) failed ({}), within healthBudget.maxFailedNodes ({}); every other node is done. \
-             `cni-migrate resume` retries them, `cni-migrate rollback NODE` undoes one (first failed step: {step})",
+            "{} node(s) failed ({}), within healthBudget.maxFailedNodes ({}); no other node can start now \
+             (failed nodes count against maxUnavailable). `cni-migrate resume` retries them, \
+             `cni-migrate rollback NODE` undoes one (first failed step: {step})",
             failed.len(),
             failed.join(", "),
             self.plan.spec.rollout.max_failed_nodes(),
@@ -336,9 +339,8 @@ pub(super) fn failed_nodes<'p>(plan: &'p planner::Plan, ck: &Checkpoint) -> Vec<
         .iter()
         .map(|n| n.name.as_str())
         .filter(|n| {
-            ck.node(n).is_some_and(|r| {
-                !r.gone() && r.steps.iter().any(|s| s.state == StepState::Failed)
-            })
+            ck.node(n)
+                .is_some_and(|r| !r.gone() && r.steps.iter().any(|s| s.state == StepState::Failed))
         })
         .collect()
 }

@@ -290,10 +290,7 @@ pub fn describe_instant(windows: &[Window], at: i64) -> String {
         .unwrap_or(TimeZone::UTC);
     let name = windows.first().map_or("UTC", |w| w.time_zone.as_str());
     match Timestamp::from_second(at) {
-        Ok(ts) => format!(
-            "{} {name}",
-            ts.to_zoned(tz).strftime("%a %Y-%m-%d %H:%M")
-        ),
+        Ok(ts) => format!("{} {name}", ts.to_zoned(tz).strftime("%a %Y-%m-%d %H:%M")),
         Err(_) => format!("{at}"),
     }
 }

@@ -191,7 +191,9 @@ fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
                 .skip(i + 1)
                 .take_while(|(_, l)| {
                     let t = l.trim_start();
-                    t.is_empty() || t.starts_with('#') || l.len() - t.len() > col
+                    t.is_empty()
+                        || t.starts_with('#')
+                        || l.len() - t.len() > col
                         || t.starts_with("- ")
                 })
                 .filter(|(_, l)| l.trim_start().starts_with("- "))
