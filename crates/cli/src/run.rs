@@ -446,7 +446,7 @@ async fn run(args: ApplyArgs, s: RunSettings, intent: Intent) -> Result<u8, Fail
             // Nodes that join mid-run: the cluster is planned again and the run goes on.
             let discover = || async { cluster::discover(&client).await.ok() };
             let (outcome, _) = locked.run(&plan, cfg, &observer, discover).await;
-            report::report(outcome, &args, &s)
+            report::report(outcome, &resume_command(&args, &s), s.json)
         }
     };
     let ended = tokio::select! {

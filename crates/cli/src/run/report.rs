@@ -6,19 +6,17 @@ use executor::{
     runtime::Runner,
 };
 
-use super::{ApplyArgs, RunSettings, resume_command};
 use crate::failure::{Failure, exit};
 
 /// Prints how the run ended and maps it to the exit code.
 pub(super) fn report(
     outcome: Result<Outcome, executor::outcome::RunError>,
-    args: &ApplyArgs,
-    s: &RunSettings,
+    resume_cmd: &str,
+    json: bool,
 ) -> Result<u8, Failure> {
-    let resume_cmd = resume_command(args, s);
     match outcome {
         Ok(Outcome::Finished(summary)) => {
-            if s.json {
+            if json {
                 println!(
                     "{}",
                     serde_json::json!({"event": "summary", "summary": summary})
