@@ -56,6 +56,14 @@ pub struct JobArgs {
     /// The pod's priority class: it must outrank the workloads it evicts.
     #[arg(long, default_value = "system-cluster-critical", value_name = "NAME")]
     pub priority_class: String,
+    /// Serve the run's Prometheus metrics on this port of the pod (host network: the node's
+    /// port), with the `prometheus.io/scrape` annotations.
+    #[arg(long, value_name = "PORT")]
+    pub metrics_port: Option<u16>,
+    /// Notify the webhook URLs in this Secret's key `url` (comma-separated): the URLs stay out
+    /// of the Job's spec.
+    #[arg(long, value_name = "SECRET")]
+    pub notify_secret: Option<String>,
 }
 
 /// The objects, as YAML documents.
@@ -123,6 +131,9 @@ pub fn render(args: &JobArgs) -> Result<String, Failure> {
     if let Some(p) = &args.stop_before {
         command.extend(["--stop-before".to_owned(), p.clone()]);
     }
+    if let Some(port) = args.metrics_port {
+        command.extend(["--metrics-addr".to_owned(), format!("0.0.0.0:{port}")]);
+    }
     let config_map = json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -146,7 +157,11 @@ pub fn render(args: &JobArgs) -> Result<String, Failure> {
                     "values": [exit::BAD_INPUT, exit::PREFLIGHT, exit::GATE, exit::FAILED]}},
             ]},
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {"labels": labels, "annotations": args.metrics_port.map_or_else(
+                    || json!({}),
+                    |p| json!({"prometheus.io/scrape": "true", "prometheus.io/port": p.to_string(),
+                        "prometheus.io/path": "/metrics"}),
+                )},
                 "spec": pod_spec(args, name, command),
             },
         },
@@ -182,6 +197,19 @@ pub fn render(args: &JobArgs) -> Result<String, Failure> {
 }
 
 fn pod_spec(args: &JobArgs, name: &str, command: Vec<String>) -> Value {
+    let mut env = vec![
+        json!({"name": "HOME", "value": "/work"}),
+        json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
+        json!({"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}),
+    ];
+    if let Some(secret) = &args.notify_secret {
+        env.push(json!({"name": "CNI_MIGRATE_NOTIFY",
+            "valueFrom": {"secretKeyRef": {"name": secret, "key": "url"}}}));
+    }
+    let ports = args.metrics_port.map_or_else(
+        || json!([]),
+        |p| json!([{"name": "metrics", "containerPort": p, "protocol": "TCP"}]),
+    );
     json!({
         "serviceAccountName": name,
         "restartPolicy": "Never",
@@ -204,11 +232,8 @@ fn pod_spec(args: &JobArgs, name: &str, command: Vec<String>) -> Value {
             "image": args.image,
             "args": command,
             // The run knows its own pod: a drain of its node evicts it last.
-            "env": [
-                {"name": "HOME", "value": "/work"},
-                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-            ],
+            "env": env,
+            "ports": ports,
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
                 "limits": {"memory": "1Gi"}},
             "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,

@@ -52,8 +52,14 @@ pub struct OpsArgs {
     pub metrics_addr: Option<String>,
     /// POST a JSON event to this webhook when the run starts, a canary is done, a node fails,
     /// the run reaches a gate, is held, paused or stopped, and when it finishes; its `text`
-    /// field is what Slack and Teams incoming webhooks display (repeatable).
-    #[arg(long, value_name = "URL")]
+    /// field is what Slack and Teams incoming webhooks display (repeatable; from the
+    /// environment, comma-separated, so a webhook's secret URL can come from a Secret).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "CNI_MIGRATE_NOTIFY",
+        value_delimiter = ','
+    )]
     pub notify: Vec<String>,
     /// Also append the audit trail (every mutating request: verb, object, step, answer) to this
     /// file, one JSON line each; with `-o json` it is in the output too.
