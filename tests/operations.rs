@@ -23,8 +23,18 @@ use support::{
 const LIMIT: Duration = Duration::from_secs(120);
 
 /// Adds lines under `rollout:` of the adapted spec.
-fn with_rollout(extra: &'static str) -> impl Fn(String) -> String + Sync {
+fn with_rollout(extra: impl Into<String>) -> impl Fn(String) -> String + Sync {
+    let extra = extra.into();
     move |s: String| s.replacen("rollout:\n", &format!("rollout:\n{extra}"), 1)
+}
+
+/// kind-flannel with a Prometheus gate.
+async fn gated_env(gate: String) -> support::cluster::Env {
+    env(
+        "kind-flannel",
+        &with_rollout(format!("  gates:\n    prometheus:\n{gate}")),
+    )
+    .await
 }
 
 /// The plan's node order (canary first) for the example as adapted.
@@ -124,13 +134,10 @@ async fn failures_within_max_failed_nodes_let_the_other_nodes_finish() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_down_holds_admissions_and_stops_after_the_hold_timeout() {
     let port = free_port();
-    let extra: &'static str = Box::leak(
-        format!(
-            "  gates:\n    prometheus: {{url: \"http://127.0.0.1:{port}\", alerts: {{firingOnly: true}}, holdTimeout: 2s}}\n"
-        )
-        .into_boxed_str(),
-    );
-    let env = env("kind-flannel", &with_rollout(extra)).await;
+    let env = gated_env(format!(
+        "      {{url: \"http://127.0.0.1:{port}\", alerts: {{firingOnly: true}}, holdTimeout: 2s}}\n"
+    ))
+    .await;
     let out = env.run("apply", &[], LIMIT).await;
     assert_eq!(out.status.code(), Some(4), "{}", show(&out));
     let ev = events(&out);
@@ -169,14 +176,11 @@ async fn the_alert_gate_holds_on_a_query_result_until_prometheus_clears_it() {
         .await,
         "Prometheus scraped the target"
     );
-    let extra: &'static str = Box::leak(
-        format!(
-            "  gates:\n    prometheus: {{url: \"{}\", query: \"test_gate_blocker > 0\", holdTimeout: 5m}}\n",
-            prom.url
-        )
-        .into_boxed_str(),
-    );
-    let env = env("kind-flannel", &with_rollout(extra)).await;
+    let env = gated_env(format!(
+        "      url: \"{}\"\n      query: \"test_gate_blocker > 0\"\n      holdTimeout: 5m\n",
+        prom.url
+    ))
+    .await;
     let mut run = env.watch("apply", &[]);
     let held = run.until(|l| l.contains("\"held\"")).await.expect("a hold");
     assert!(
@@ -205,14 +209,11 @@ async fn a_firing_alert_held_past_the_hold_timeout_stops_the_run_naming_it() {
         wait_for(Duration::from_secs(30), || prom.firing("MigrationBlocker")).await,
         "the alert fires"
     );
-    let extra: &'static str = Box::leak(
-        format!(
-            "  gates:\n    prometheus:\n      url: \"{}\"\n      alerts: {{matchRegexp: \"^Migration\", firingOnly: true}}\n      holdTimeout: 2s\n",
-            prom.url
-        )
-        .into_boxed_str(),
-    );
-    let env = env("kind-flannel", &with_rollout(extra)).await;
+    let env = gated_env(format!(
+        "      url: \"{}\"\n      alerts: {{matchRegexp: \"^Migration\", firingOnly: true}}\n      holdTimeout: 2s\n",
+        prom.url
+    ))
+    .await;
     let out = env.run("apply", &[], LIMIT).await;
     assert_eq!(out.status.code(), Some(4), "{}", show(&out));
     let ev = events(&out);
@@ -416,5 +417,15 @@ async fn metrics_notifications_and_the_audit_trail() {
             .value("max_over_time(cni_migrate_api_requests_total{verb=\"patch\",code=\"200\"}[5m])")
             .await;
         assert!(patches.is_some_and(|p| p >= 1.0), "{patches:?}");
+        // The README's progress query is valid PromQL and reads a fraction of the nodes.
+        let progress = prom
+            .value(
+                "max_over_time((cni_migrate_nodes{state=\"done\"} / ignoring(state) sum without(state) (cni_migrate_nodes))[5m:1s])",
+            )
+            .await;
+        assert!(
+            progress.is_some_and(|p| p > 0.0 && p <= 1.0),
+            "{progress:?}"
+        );
     }
 }

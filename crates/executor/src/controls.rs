@@ -16,6 +16,8 @@
 //! ```
 //!
 //! A hold admits nothing; nodes in flight finish. A halt ends the run at a gate once they have.
+//! The windows also hold the prelude's and the finale's steps (the runtime asks
+//! [`Controls::window`] before each).
 
 use std::{
     sync::Mutex,

@@ -289,6 +289,9 @@ impl<'a> Runner<'a> {
         );
         self.announce(&changes);
         for step in self.plan.steps.iter().filter(|s| s.phase == Phase::Prelude) {
+            if let Some(stop) = self.in_window(step).await? {
+                return Ok(Pass::Ended(stop));
+            }
             if let Some(stop) = self.run_global(step).await? {
                 return Ok(Pass::Ended(stop));
             }
@@ -319,6 +322,9 @@ impl<'a> Runner<'a> {
                 && let Some(stop) = self.world_check(step).await?
             {
                 return Ok(stop);
+            }
+            if let Some(stop) = self.in_window(step).await? {
+                return Ok(Pass::Ended(stop));
             }
             if let Some(stop) = self.run_global(step).await? {
                 return Ok(Pass::Ended(stop));

@@ -193,6 +193,61 @@ impl Runner<'_> {
         Ok(())
     }
 
+    /// Before a prelude or finale step that is still to run: nothing changes outside the
+    /// maintenance windows either (Cilium's install, the final values, the old CNI's removal).
+    /// Waits for a window, saying until when, or with `--exit-outside-window` stops at a gate;
+    /// a `pause` meanwhile ends the run paused.
+    pub(super) async fn in_window(
+        &self,
+        step: &Step,
+    ) -> Result<Option<crate::outcome::Outcome>, RunError> {
+        loop {
+            if self
+                .journal
+                .state(&*self.journal.ck.lock().await, step)
+                .is_complete()
+            {
+                return Ok(None);
+            }
+            match self.controls.window(self.now()) {
+                None => {
+                    self.hold_changed(None);
+                    return Ok(None);
+                }
+                Some(crate::controls::Verdict::Halt(reason, why)) => {
+                    self.hold_changed(Some((reason, why.clone())));
+                    *self
+                        .halt
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
+                    let ck = self.journal.ck.lock().await.clone();
+                    return self.halted_or_failed(&ck).await;
+                }
+                Some(crate::controls::Verdict::Hold(reason, why)) => {
+                    self.hold_changed(Some((reason, format!("{why}; {} waits", step.id))));
+                }
+                Some(crate::controls::Verdict::Open) => return Ok(None),
+            }
+            self.check_pause().await?;
+            if self.journal.ck.lock().await.paused {
+                self.emit(
+                    EventKind::Paused,
+                    None,
+                    None,
+                    format!("paused before {}; `cni-migrate resume` goes on", step.id),
+                );
+                return Ok(Some(crate::outcome::Outcome::Paused));
+            }
+            if self.lock_lost.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(RunError::LockLost(format!(
+                    "{} had not started when the lock was lost",
+                    step.id
+                )));
+            }
+            tokio::time::sleep(self.cfg.timing.tick).await;
+        }
+    }
+
     /// Whether a control stopped the run (it ends once no node is in flight).
     pub(super) fn halted(&self) -> bool {
         self.halt
