@@ -140,6 +140,7 @@ struct Metrics {
     holds: Family<ReasonLabel, Counter>,
     checkpoint_writes: Counter,
     checkpoint_bytes: Gauge,
+    throttled: Gauge<f64, AtomicU64>,
 }
 
 impl Metrics {
@@ -157,6 +158,7 @@ impl Metrics {
             holds: Family::default(),
             checkpoint_writes: Counter::default(),
             checkpoint_bytes: Gauge::default(),
+            throttled: Gauge::default(),
         };
         registry.register(
             "nodes",
@@ -204,10 +206,17 @@ impl Metrics {
             "Size of the stored checkpoint after the last write",
             m.checkpoint_bytes.clone(),
         );
+        registry.register(
+            "throttled_seconds",
+            "Seconds requests waited for the client rate limit and the API server's Retry-After",
+            m.throttled.clone(),
+        );
         Self { registry, ..m }
     }
 
     fn encode(&self) -> String {
+        self.throttled
+            .set(cluster::telemetry::throttled().as_secs_f64());
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

@@ -348,6 +348,7 @@ fn unchanged(session: &Session, then: &str) -> String {
 
 async fn run(args: ApplyArgs, s: RunSettings, intent: Intent) -> Result<u8, Failure> {
     // Metrics and the audit trail from the first request on (the Lease's among them).
+    args.kube.rate_limit(args.sim_timing)?;
     let ops = Arc::new(Ops::new(&args.ops, s.json)?);
     cluster::telemetry::install(ops.clone());
     if let Some(addr) = s.metrics_addr {

@@ -11,6 +11,13 @@
 //!
 //! kube's `Buffer` calls the layer from its worker task but hands the response future back to
 //! the caller, so the task-local of the step is read where it was set.
+//!
+//! The same layer is the client-side rate limit (`--qps`, `--burst`): one token bucket for
+//! every request of the process, waited for in the caller's task before the request goes out.
+//! A 429 with `Retry-After` (API Priority and Fairness says when to come back) pauses the whole
+//! bucket until then, so the caller's retry, and everybody else's request, waits it out; an
+//! eviction refused by a PodDisruptionBudget is a 429 without `Retry-After` and pauses nothing
+//! (the drain has its own pacing). Time spent waiting is added up ([`throttled`]).
 
 use std::{
     future::Future,
@@ -152,6 +159,108 @@ pub trait ApiObserver: Send + Sync {
 }
 
 static GLOBAL: OnceLock<Arc<dyn ApiObserver>> = OnceLock::new();
+static LIMIT: OnceLock<Arc<Limiter>> = OnceLock::new();
+static THROTTLED_MICROS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A token bucket: `qps` tokens a second, at most `burst` saved; a request takes one, waiting
+/// for it when there is none. A `Retry-After` pauses it.
+pub struct Limiter {
+    qps: f64,
+    burst: f64,
+    state: std::sync::Mutex<Bucket>,
+}
+
+struct Bucket {
+    tokens: f64,
+    last: tokio::time::Instant,
+    paused_until: Option<tokio::time::Instant>,
+}
+
+impl Limiter {
+    /// A bucket of `qps` a second and `burst` at once (at least 0.01 and 1; an infinite `qps`
+    /// limits nothing but still honours `Retry-After`).
+    pub fn new(qps: f64, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self {
+            qps: qps.max(0.01),
+            burst,
+            state: std::sync::Mutex::new(Bucket {
+                tokens: burst,
+                last: tokio::time::Instant::now(),
+                paused_until: None,
+            }),
+        }
+    }
+
+    /// Takes a token, waiting for it (and for a `Retry-After` pause); returns how long it
+    /// waited. Tokens are reserved in order, so waiters are served first come, first served.
+    pub async fn acquire(&self) -> std::time::Duration {
+        let wait = {
+            let mut b = self
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = tokio::time::Instant::now();
+            let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+            b.tokens = if self.qps.is_finite() {
+                (b.tokens + elapsed * self.qps).min(self.burst)
+            } else {
+                self.burst
+            };
+            b.last = now;
+            b.tokens -= 1.0;
+            let for_token = if b.tokens >= 0.0 {
+                std::time::Duration::ZERO
+            } else {
+                std::time::Duration::from_secs_f64(-b.tokens / self.qps)
+            };
+            let for_pause = b
+                .paused_until
+                .map(|u| u.saturating_duration_since(now))
+                .unwrap_or_default();
+            for_token.max(for_pause)
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+            THROTTLED_MICROS.fetch_add(
+                u64::try_from(wait.as_micros()).unwrap_or(u64::MAX),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        wait
+    }
+
+    /// Holds every request back for `d` (a `Retry-After`).
+    pub fn pause_for(&self, d: std::time::Duration) {
+        let until = tokio::time::Instant::now() + d;
+        let mut b = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if b.paused_until.is_none_or(|u| u < until) {
+            b.paused_until = Some(until);
+        }
+    }
+}
+
+/// Sets the process's rate limit (the CLI does, once, from `--qps` and `--burst`); clients
+/// built by [`crate::connect`] wait for it. A second call is ignored.
+pub fn set_rate_limit(qps: f64, burst: u32) {
+    let _ = LIMIT.set(Arc::new(Limiter::new(qps, burst)));
+}
+
+/// Time the process's requests spent waiting for the rate limit (and `Retry-After`s).
+pub fn throttled() -> std::time::Duration {
+    std::time::Duration::from_micros(THROTTLED_MICROS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// A `Retry-After` header: seconds (an HTTP date is read as 1 s).
+fn retry_after(headers: &http::HeaderMap) -> Option<std::time::Duration> {
+    let v = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
+    Some(std::time::Duration::from_secs(
+        v.trim().parse::<u64>().unwrap_or(1).clamp(1, 60),
+    ))
+}
 
 /// Installs the process's observer (the CLI does, once); clients built by [`crate::connect`]
 /// report to it. A second call is ignored.
@@ -159,10 +268,12 @@ pub fn install(observer: Arc<dyn ApiObserver>) {
     let _ = GLOBAL.set(observer);
 }
 
-/// The layer: reports to `observer`, or to the installed one when `None`.
+/// The layer: reports to `observer`, or to the installed one when `None`; waits for `limiter`,
+/// or for the process's when `None`.
 #[derive(Clone, Default)]
 pub struct TelemetryLayer {
     observer: Option<Arc<dyn ApiObserver>>,
+    limiter: Option<Arc<Limiter>>,
 }
 
 impl TelemetryLayer {
@@ -170,12 +281,24 @@ impl TelemetryLayer {
     pub fn new(observer: Arc<dyn ApiObserver>) -> Self {
         Self {
             observer: Some(observer),
+            limiter: None,
         }
     }
 
-    /// A layer reporting to the observer [`install`]ed in the process, if any.
+    /// The same, with its own rate limit.
+    #[must_use]
+    pub fn limited(mut self, limiter: Arc<Limiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    /// A layer reporting to the observer [`install`]ed in the process, if any, under the
+    /// process's rate limit, if any.
     pub fn global() -> Self {
-        Self { observer: None }
+        Self {
+            observer: None,
+            limiter: None,
+        }
     }
 }
 
@@ -186,6 +309,7 @@ impl<S> tower::Layer<S> for TelemetryLayer {
         TelemetryService {
             inner,
             observer: self.observer.clone(),
+            limiter: self.limiter.clone(),
         }
     }
 }
@@ -195,6 +319,7 @@ impl<S> tower::Layer<S> for TelemetryLayer {
 pub struct TelemetryService<S> {
     inner: S,
     observer: Option<Arc<dyn ApiObserver>>,
+    limiter: Option<Arc<Limiter>>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -216,8 +341,22 @@ where
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let observer = self.observer.clone().or_else(|| GLOBAL.get().cloned());
+        let limiter = self.limiter.clone().or_else(|| LIMIT.get().cloned());
         let Some(observer) = observer else {
-            return Box::pin(self.inner.call(req));
+            let fut = self.inner.call(req);
+            return Box::pin(async move {
+                if let Some(l) = &limiter {
+                    l.acquire().await;
+                }
+                let result = fut.await;
+                if let (Some(l), Ok(r)) = (&limiter, &result)
+                    && r.status() == http::StatusCode::TOO_MANY_REQUESTS
+                    && let Some(d) = retry_after(r.headers())
+                {
+                    l.pause_for(d);
+                }
+                result
+            });
         };
         let mut call = ApiCall::of(
             req.method(),
@@ -232,6 +371,9 @@ where
             .flatten();
         let fut = self.inner.call(req);
         Box::pin(async move {
+            if let Some(l) = &limiter {
+                l.acquire().await;
+            }
             let start = Instant::now();
             call.step = current_step();
             if let Some(body) = body
@@ -248,6 +390,12 @@ where
             }
             let result = fut.await;
             call.code = result.as_ref().map_or(0, |r| r.status().as_u16());
+            if let (Some(l), Ok(r)) = (&limiter, &result)
+                && r.status() == http::StatusCode::TOO_MANY_REQUESTS
+                && let Some(d) = retry_after(r.headers())
+            {
+                l.pause_for(d);
+            }
             call.seconds = start.elapsed().as_secs_f64();
             observer.call(&call);
             result

@@ -206,6 +206,15 @@ impl Sim {
             .clone()
     }
 
+    /// When each request of [`Sim::requests`] arrived.
+    pub fn request_times(&self) -> Vec<std::time::Instant> {
+        self.state
+            .arrivals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Every eviction the disruption controller granted, as `namespace/name`, in order.
     pub fn evictions(&self) -> Vec<String> {
         self.state

@@ -19,10 +19,18 @@ pub(super) fn report(
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"event": "summary", "summary": summary})
+                    serde_json::json!({"event": "summary", "summary": summary,
+                        "throttledSeconds": cluster::telemetry::throttled().as_secs_f64()})
                 );
             } else {
                 print_summary(&summary);
+                let throttled = cluster::telemetry::throttled();
+                if !throttled.is_zero() {
+                    println!(
+                        "  waited {:.1}s in all for the client rate limit (--qps, --burst) and the API server's Retry-After",
+                        throttled.as_secs_f64()
+                    );
+                }
             }
             Ok(exit::OK)
         }

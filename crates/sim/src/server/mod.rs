@@ -65,6 +65,11 @@ pub async fn handle(
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if reqs.len() < 1_000_000 {
             reqs.push((method.to_string(), uri.to_string()));
+            state
+                .arrivals
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(std::time::Instant::now());
         }
     }
     if let Some(refused) = auth::gate(&state, &method, &uri, &headers, &body) {

@@ -125,6 +125,8 @@ pub struct State {
     pub termination_spread: Mutex<f64>,
     /// Every request, as `VERB path` (for the RBAC sync test).
     pub requests: Mutex<Vec<(String, String)>>,
+    /// When each of `requests` arrived.
+    pub arrivals: Mutex<Vec<std::time::Instant>>,
     /// Evictions are decided one at a time, as the API server makes them atomic through the
     /// budget's status (two concurrent evictions must not both spend the last disruption).
     pub(super) evictions: Mutex<()>,
@@ -142,6 +144,7 @@ impl State {
             pod_termination: Mutex::new(None),
             termination_spread: Mutex::new(0.0),
             requests: Mutex::new(Vec::new()),
+            arrivals: Mutex::new(Vec::new()),
             evictions: Mutex::new(()),
             evicted: Mutex::new(Vec::new()),
         }
