@@ -142,7 +142,9 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 /// # Errors
 /// Bad input: no usable kubeconfig or context.
 pub async fn connect(kube: &KubeArgs) -> Result<kube::Client, Failure> {
-    kube.rate_limit(false)?;
+    // One-shot commands (plan, status, pause) are limited only when `--qps` is given; the long
+    // runs set their limit before they connect (`run.rs`), and the first setting wins.
+    kube.rate_limit(true)?;
     if kube.in_cluster {
         return cluster::connect_in_cluster()
             .await
