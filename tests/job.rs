@@ -120,6 +120,31 @@ fn the_job_lives_through_the_migration_it_runs() {
         policy.contains("DisruptionTarget") && policy.contains("FailJob"),
         "{policy}"
     );
+    // Metrics on the pod (scrape annotations), webhook URLs from a Secret, not in the spec.
+    let watched = job_objects(&["--metrics-port", "9464", "--notify-secret", "slack-webhook"]);
+    let job = watched.iter().find(|o| o["kind"] == "Job").expect("Job");
+    let template = &job["spec"]["template"];
+    assert_eq!(
+        template["metadata"]["annotations"]["prometheus.io/port"],
+        "9464"
+    );
+    let c = &template["spec"]["containers"][0];
+    assert!(
+        c["args"]
+            .to_string()
+            .contains(r#""--metrics-addr","0.0.0.0:9464""#)
+    );
+    assert_eq!(c["ports"][0]["containerPort"], 9464);
+    let notify = c["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .find(|e| e["name"] == "CNI_MIGRATE_NOTIFY")
+        .expect("CNI_MIGRATE_NOTIFY");
+    assert_eq!(
+        notify["valueFrom"]["secretKeyRef"]["name"], "slack-webhook",
+        "{notify}"
+    );
     // --rollback runs rollback --all.
     let rollback = job_objects(&["--rollback"]);
     let job = rollback.iter().find(|o| o["kind"] == "Job").expect("Job");
