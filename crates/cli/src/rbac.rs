@@ -49,9 +49,9 @@ pub const RULES: &[Rule] = &[
     Rule {
         group: "",
         resource: "pods",
-        verbs: &["delete", "list"],
+        verbs: &["delete", "list", "watch"],
         namespace: None,
-        why: "discovery, drain progress, restarting the Cilium agent pod",
+        why: "discovery, drain progress (a watch of the node's pods), restarting the Cilium agent pod",
     },
     Rule {
         group: "",

@@ -19,6 +19,7 @@ pub mod error;
 pub mod lease;
 pub mod ops;
 pub mod telemetry;
+pub mod watch;
 
 pub use connect::{ClusterArgs, USER_AGENT, configure, connect, connect_in_cluster};
 pub use discovery::discover;

@@ -206,6 +206,14 @@ pub trait Cluster: Send + Sync {
     ) -> Result<(), ClusterError>;
     /// Every pod bound to a node (field selector `spec.nodeName`).
     async fn pods_on_node(&self, node: &str) -> Result<Vec<PodInfo>, ClusterError>;
+    /// The pods on a node as a stream of snapshots: the first from one LIST, then one for each
+    /// change, from one WATCH. `None` when this cluster cannot watch (the caller polls).
+    fn watch_pods_on_node(
+        &self,
+        _node: &str,
+    ) -> Option<futures::stream::BoxStream<'static, Result<Vec<PodInfo>, ClusterError>>> {
+        None
+    }
     /// Pods in a namespace (or all, with `None`) matching a label selector.
     async fn pods(
         &self,
@@ -398,6 +406,13 @@ impl Cluster for KubeCluster {
     async fn pods_on_node(&self, node: &str) -> Result<Vec<PodInfo>, ClusterError> {
         let params = ListParams::default().fields(&format!("spec.nodeName={node}"));
         list_with(&self.client, "/api/v1/pods", &params).await
+    }
+
+    fn watch_pods_on_node(
+        &self,
+        node: &str,
+    ) -> Option<futures::stream::BoxStream<'static, Result<Vec<PodInfo>, ClusterError>>> {
+        Some(crate::watch::pods_on_node(self.client.clone(), node))
     }
 
     async fn pods(

@@ -12,8 +12,9 @@
 //! ```
 //!
 //! Never deletes a pod directly and never forces: the only way a pod leaves is the eviction
-//! API, so every PodDisruptionBudget is honoured. Waiting uses one field-selected LIST of the
-//! node's pods per tick, not a GET per pod.
+//! API, so every PodDisruptionBudget is honoured. Waiting uses one field-selected watch of the
+//! node's pods (one LIST, one WATCH); where the cluster cannot watch, or once the watch failed,
+//! one field-selected LIST per tick, never a GET per pod.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -21,6 +22,7 @@ use std::{
 };
 
 use cluster::{Cluster, ClusterError, Eviction};
+use futures::StreamExt as _;
 use planner::snapshot::{PdbInfo, PodInfo};
 use tokio::time::Instant;
 
@@ -332,6 +334,21 @@ async fn evict_listed<C: Cluster + ?Sized>(
         });
     }
 
+    // Evicted pods going are seen through one watch of the node's pods; a LIST a poll where
+    // the cluster cannot watch, and from the first watch error on.
+    let mut watch = cluster.watch_pods_on_node(node);
+    let mut latest: Option<Vec<PodInfo>> = None;
+    if let Some(w) = watch.as_mut() {
+        match w.next().await {
+            Some(Ok(snapshot)) => latest = Some(snapshot),
+            other => {
+                if let Some(Err(e)) = other {
+                    tracing::info!(node, error = %e, "cannot watch the node's pods; polling");
+                }
+                watch = None;
+            }
+        }
+    }
     let mut pdbs: Option<Vec<PdbInfo>> = None;
     let mut blocked_by: BTreeSet<String> = BTreeSet::new();
     let mut last_node_check = start;
@@ -390,7 +407,10 @@ async fn evict_listed<C: Cluster + ?Sized>(
             }
         }
         // Which evicted pods are gone: absent from the node, or back under a new UID.
-        let current = cluster.pods_on_node(node).await.map_err(err)?;
+        let current = match &latest {
+            Some(snapshot) => snapshot.clone(),
+            None => cluster.pods_on_node(node).await.map_err(err)?,
+        };
         let still: BTreeMap<String, &str> =
             current.iter().map(|p| (p.key(), p.uid.as_str())).collect();
         pending.retain(|key, p| {
@@ -451,10 +471,34 @@ async fn evict_listed<C: Cluster + ?Sized>(
             .filter(|p| !p.evicted)
             .map(|p| p.next_try)
             .min();
+        let Some(w) = watch.as_mut() else {
+            let wake = next_eviction
+                .map_or(now + opts.poll, |t| t.min(now + opts.poll))
+                .min(deadline);
+            tokio::time::sleep_until(wake.max(now + Duration::from_millis(10))).await;
+            continue;
+        };
+        // Watching: wake for a change, the next eviction, the node check or the deadline.
         let wake = next_eviction
-            .map_or(now + opts.poll, |t| t.min(now + opts.poll))
-            .min(deadline);
-        tokio::time::sleep_until(wake.max(now + Duration::from_millis(10))).await;
+            .unwrap_or(deadline)
+            .min(last_node_check + opts.node_check)
+            .min(deadline)
+            .max(now + Duration::from_millis(10));
+        let changed = tokio::select! {
+            item = w.next() => Some(item),
+            () = tokio::time::sleep_until(wake) => None,
+        };
+        match changed {
+            None => {}
+            Some(Some(Ok(snapshot))) => latest = Some(snapshot),
+            Some(other) => {
+                if let Some(Err(e)) = other {
+                    tracing::info!(node, error = %e, "the watch of the node's pods failed; polling");
+                }
+                watch = None;
+                latest = None;
+            }
+        }
     }
 }
 

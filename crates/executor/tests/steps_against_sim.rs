@@ -92,6 +92,35 @@ async fn drain_evicts_controller_pods_and_skips_daemonsets_and_mirrors() {
 }
 
 #[tokio::test]
+async fn a_drain_waits_for_pods_to_go_through_one_watch_not_a_list_a_poll() {
+    let (sim, c, _dir) = start("kind-flannel.dump.yaml").await;
+    sim.set_pod_termination(Some(Duration::from_millis(800)));
+    let before = sim.requests().len();
+    let report = drain::drain(&c, "kind-worker2", &fast(Duration::from_secs(10)))
+        .await
+        .expect("drains");
+    assert_eq!(report.evicted.len(), 2, "{report:?}");
+    let requests: Vec<(String, String)> = sim.requests()[before..].to_vec();
+    let on_node = |(verb, path): &&(String, String)| {
+        verb == "GET" && path.starts_with("/api/v1/pods?") && path.contains("spec.nodeName")
+    };
+    let watches = requests
+        .iter()
+        .filter(on_node)
+        .filter(|(_, p)| p.contains("watch=true"))
+        .count();
+    let lists = requests
+        .iter()
+        .filter(on_node)
+        .filter(|(_, p)| !p.contains("watch=true"))
+        .count();
+    // The classification's LIST and the watch's; at a 50 ms poll, 800 ms of termination
+    // would have been some 16 LISTs.
+    assert_eq!(watches, 1, "{requests:?}");
+    assert!(lists <= 2, "{lists} LISTs: {requests:?}");
+}
+
+#[tokio::test]
 async fn a_budget_that_never_allows_a_disruption_times_out_naming_it_and_its_pods() {
     let (_sim, c, _dir) = start("pdb-blocks-drain.dump.yaml").await;
     let err = drain::drain(&c, "kind-worker", &fast(Duration::from_secs(2)))

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 /// The fake cluster.
 pub struct FakeCluster {
-    pub(super) state: Mutex<State>,
+    pub(super) state: std::sync::Arc<Mutex<State>>,
     pub(super) physics: Physics,
 }
 
@@ -128,22 +128,60 @@ impl Cluster for FakeCluster {
 
     async fn pods_on_node(&self, node: &str) -> Result<Vec<PodInfo>, ClusterError> {
         self.request("LIST pods (spec.nodeName=)", false, 0).await;
-        let t = Instant::now();
         let mut st = self.lock();
-        let keys: Vec<String> = st
-            .by_node
-            .get(node)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
-        st.remove_gone(&keys, t);
-        let out: Vec<PodInfo> = keys
-            .iter()
-            .filter_map(|k| st.pods.get(k))
-            .filter(|p| p.visible(t))
-            .map(|p| p.view(t))
-            .collect();
+        let out = st.on_node(node, Instant::now());
         st.list_items += out.len() as u64;
         Ok(out)
+    }
+
+    /// One LIST and one WATCH, counted once; then a snapshot whenever the node's pods change.
+    /// The stream looks at the state at the next change it can foresee, and at least every
+    /// 250 ms (an eviction's effects start after it computed its next wake-up).
+    fn watch_pods_on_node(
+        &self,
+        node: &str,
+    ) -> Option<futures::stream::BoxStream<'static, Result<Vec<PodInfo>, ClusterError>>> {
+        use futures::StreamExt as _;
+        let state = self.state.clone();
+        let node = node.to_owned();
+        let latency = self.physics.api_latency;
+        let first = true;
+        Some(
+            futures::stream::unfold(
+                (state, node, None::<Vec<PodInfo>>, first),
+                move |(state, node, last, first)| async move {
+                    if first {
+                        {
+                            let mut st = state
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            *st.requests.entry("LIST pods (spec.nodeName=)").or_default() += 1;
+                            *st.requests.entry("WATCH pods (spec.nodeName=)").or_default() += 1;
+                        }
+                        if latency {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                    loop {
+                        let now = Instant::now();
+                        let (snapshot, next) = {
+                            let mut st = state
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            (st.on_node(&node, now), st.next_change_on(&node, now))
+                        };
+                        if last.as_ref() != Some(&snapshot) {
+                            return Some((Ok(snapshot.clone()), (state, node, Some(snapshot), false)));
+                        }
+                        let wake = next
+                            .unwrap_or(now + Duration::from_secs(3600))
+                            .min(now + Duration::from_millis(250));
+                        tokio::time::sleep_until(wake).await;
+                    }
+                },
+            )
+            .boxed(),
+        )
     }
 
     async fn pods(

@@ -110,6 +110,34 @@ impl State {
         self.pods.insert(key, pod);
     }
 
+    /// The pods on a node as a LIST would show them at `t` (gone ones removed).
+    pub(super) fn on_node(&mut self, node: &str, t: Instant) -> Vec<PodInfo> {
+        let keys: Vec<String> = self
+            .by_node
+            .get(node)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        self.remove_gone(&keys, t);
+        keys.iter()
+            .filter_map(|k| self.pods.get(k))
+            .filter(|p| p.visible(t))
+            .map(|p| p.view(t))
+            .collect()
+    }
+
+    /// The next instant after `t` at which a pod on the node appears, terminates, goes or
+    /// becomes ready.
+    pub(super) fn next_change_on(&self, node: &str, t: Instant) -> Option<Instant> {
+        self.by_node
+            .get(node)?
+            .iter()
+            .filter_map(|k| self.pods.get(k))
+            .flat_map(|p| [Some(p.appears), Some(p.ready_at), p.deleting_at, p.gone_at])
+            .flatten()
+            .filter(|x| *x > t)
+            .min()
+    }
+
     pub(super) fn remove_gone(&mut self, keys: &[String], t: Instant) {
         for k in keys {
             let Some(p) = self.pods.get(k) else { continue };

@@ -269,7 +269,7 @@ impl Synthetic {
                               "currentNumberScheduled": n, "numberAvailable": n, "observedGeneration": 1}}),
         );
         FakeCluster {
-            state: Mutex::new(st),
+            state: std::sync::Arc::new(Mutex::new(st)),
             physics,
         }
     }
