@@ -206,11 +206,13 @@ pub trait Cluster: Send + Sync {
     ) -> Result<(), ClusterError>;
     /// Every pod bound to a node (field selector `spec.nodeName`).
     async fn pods_on_node(&self, node: &str) -> Result<Vec<PodInfo>, ClusterError>;
-    /// The pods on a node as a stream of snapshots: the first from one LIST, then one for each
+    /// Pods in a namespace (or all) matching a field selector (`spec.nodeName=N`,
+    /// `metadata.name=P`), as a stream of snapshots: the first from one LIST, then one for each
     /// change, from one WATCH. `None` when this cluster cannot watch (the caller polls).
-    fn watch_pods_on_node(
+    fn watch_pods(
         &self,
-        _node: &str,
+        _namespace: Option<&str>,
+        _field_selector: &str,
     ) -> Option<futures::stream::BoxStream<'static, Result<Vec<PodInfo>, ClusterError>>> {
         None
     }
@@ -408,11 +410,16 @@ impl Cluster for KubeCluster {
         list_with(&self.client, "/api/v1/pods", &params).await
     }
 
-    fn watch_pods_on_node(
+    fn watch_pods(
         &self,
-        node: &str,
+        namespace: Option<&str>,
+        field_selector: &str,
     ) -> Option<futures::stream::BoxStream<'static, Result<Vec<PodInfo>, ClusterError>>> {
-        Some(crate::watch::pods_on_node(self.client.clone(), node))
+        Some(crate::watch::pods(
+            self.client.clone(),
+            namespace,
+            field_selector,
+        ))
     }
 
     async fn pods(

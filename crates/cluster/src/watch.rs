@@ -1,5 +1,6 @@
-//! The pods of one node, watched: one LIST, then one WATCH from its `resourceVersion`, each
-//! change a new snapshot (instead of a LIST a second while a drain waits for pods to go).
+//! Pods watched (those of one node, or one pod by name): one LIST, then one WATCH from its
+//! `resourceVersion`, each change a new snapshot (instead of a LIST a second while a drain
+//! waits for pods to go, or a GET every poll while the probe runs).
 //!
 //! ```text
 //! LIST (fieldSelector spec.nodeName=N) ─► snapshot ─► WATCH from its resourceVersion
@@ -46,16 +47,19 @@ enum Phase {
 
 struct State {
     client: kube::Client,
-    node: String,
+    /// `/api/v1/pods` or `/api/v1/namespaces/NS/pods`.
+    path: String,
+    /// The field selector, e.g. `spec.nodeName=N` or `metadata.name=P`.
+    fields: String,
     pods: BTreeMap<String, PodInfo>,
     rv: String,
     phase: Phase,
 }
 
-fn api_error(verb: &'static str, node: &str, source: kube::Error) -> ClusterError {
+fn api_error(verb: &'static str, what: &str, source: kube::Error) -> ClusterError {
     ClusterError::Api {
         verb,
-        what: format!("pods on node {node}"),
+        what: format!("pods ({what})"),
         source,
     }
 }
@@ -66,28 +70,26 @@ impl State {
     }
 
     async fn list(&mut self) -> Result<(), ClusterError> {
-        let params = ListParams::default().fields(&format!("spec.nodeName={}", self.node));
-        let request = Request::new("/api/v1/pods")
-            .list(&params)
-            .map_err(|source| ClusterError::BuildRequest {
+        let params = ListParams::default().fields(&self.fields);
+        let request = Request::new(&self.path).list(&params).map_err(|source| {
+            ClusterError::BuildRequest {
                 what: "pods".into(),
                 source,
-            })?;
+            }
+        })?;
         let list: PodList = self
             .client
             .request(request)
             .await
-            .map_err(|e| api_error("list", &self.node, e))?;
+            .map_err(|e| api_error("list", &self.fields, e))?;
         self.pods = list.items.into_iter().map(|p| (p.key(), p)).collect();
         self.rv = list.metadata.resource_version;
         Ok(())
     }
 
     async fn open(&mut self) -> Result<(), ClusterError> {
-        let params = WatchParams::default()
-            .fields(&format!("spec.nodeName={}", self.node))
-            .timeout(290);
-        let request = Request::new("/api/v1/pods")
+        let params = WatchParams::default().fields(&self.fields).timeout(290);
+        let request = Request::new(&self.path)
             .watch(&params, &self.rv)
             .map_err(|source| ClusterError::BuildRequest {
                 what: "pods".into(),
@@ -97,7 +99,7 @@ impl State {
             .client
             .request_events::<serde_json::Value>(request)
             .await
-            .map_err(|e| api_error("watch", &self.node, e))?;
+            .map_err(|e| api_error("watch", &self.fields, e))?;
         self.phase = Phase::Watch(events.boxed());
         Ok(())
     }
@@ -162,13 +164,13 @@ impl State {
                             self.phase = Phase::Done;
                             return Some(Err(api_error(
                                 "watch",
-                                &self.node,
-                                kube::Error::Api(e.into()),
+                                &self.fields,
+                                kube::Error::Api(e),
                             )));
                         }
                         Some(Err(e)) => {
                             self.phase = Phase::Done;
-                            return Some(Err(api_error("watch", &self.node, e)));
+                            return Some(Err(api_error("watch", &self.fields, e)));
                         }
                     }
                 }
@@ -177,14 +179,21 @@ impl State {
     }
 }
 
-/// The pods on `node`: the first item is the LIST's snapshot, then one for each change.
-pub fn pods_on_node(
+/// The pods in `namespace` (every namespace with `None`) matching a field selector such as
+/// `spec.nodeName=N` or `metadata.name=P`: the first item is the LIST's snapshot, then one for
+/// each change.
+pub fn pods(
     client: kube::Client,
-    node: &str,
+    namespace: Option<&str>,
+    field_selector: &str,
 ) -> BoxStream<'static, Result<Vec<PodInfo>, ClusterError>> {
     let state = State {
         client,
-        node: node.to_owned(),
+        path: namespace.map_or_else(
+            || "/api/v1/pods".to_owned(),
+            |ns| format!("/api/v1/namespaces/{ns}/pods"),
+        ),
+        fields: field_selector.to_owned(),
         pods: BTreeMap::new(),
         rv: String::new(),
         phase: Phase::List,

@@ -73,14 +73,17 @@ pub async fn agent_pods<C: Cluster + ?Sized>(
 ) -> Result<Vec<PodInfo>, ClusterError> {
     // The node's pods (a field-selected LIST, served from the API server's node index), not
     // every agent in the cluster filtered here: 30 objects rather than 5,000 at scale.
-    let pods = cluster.pods_on_node(node).await?;
+    Ok(only_agents(cluster.pods_on_node(node).await?))
+}
+
+/// The Cilium agent pods among a node's pods.
+fn only_agents(pods: Vec<PodInfo>) -> Vec<PodInfo> {
     let (key, value) = AGENT_SELECTOR
         .split_once('=')
         .unwrap_or((AGENT_SELECTOR, ""));
-    Ok(pods
-        .into_iter()
+    pods.into_iter()
         .filter(|p| p.namespace == AGENT_NAMESPACE && p.labels.get(key).is_some_and(|v| v == value))
-        .collect())
+        .collect()
 }
 
 fn describe(pods: &[PodInfo]) -> String {
@@ -154,14 +157,33 @@ pub async fn restart_agent<C: Cluster + ?Sized>(
             .await
             .map_err(err)?;
     }
-    let waited = wait::looked(timeout, poll, || async {
-        let pods = agent_pods(cluster, node).await.map_err(err)?;
-        Ok(match fresh_ready_agent(&pods, old_uids) {
-            Some(p) => Check::Done(p.key()),
-            None => Check::Pending(pods),
-        })
-    })
-    .await?;
+    let judge = |pods: Vec<PodInfo>| match fresh_ready_agent(&pods, old_uids) {
+        Some(p) => Check::Done(p.key()),
+        None => Check::Pending(pods),
+    };
+    // One watch of the node's pods; a LIST every poll where the cluster cannot watch, or
+    // after the watch failed, for the time left.
+    let deadline = start + timeout;
+    let watched = match cluster.watch_pods(None, &format!("spec.nodeName={node}")) {
+        Some(stream) => {
+            wait::watched(stream, deadline, pods.clone(), |all: Vec<PodInfo>| {
+                judge(only_agents(all))
+            })
+            .await
+        }
+        None => None,
+    };
+    let waited = match watched {
+        Some(w) => w,
+        None => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            wait::looked(left, poll, || async {
+                let pods = agent_pods(cluster, node).await.map_err(err)?;
+                Ok(judge(pods))
+            })
+            .await?
+        }
+    };
     match waited {
         Ok(pod) => Ok(format!(
             "agent pod {pod} Ready after {}s",

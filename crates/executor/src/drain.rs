@@ -336,7 +336,7 @@ async fn evict_listed<C: Cluster + ?Sized>(
 
     // Evicted pods going are seen through one watch of the node's pods; a LIST a poll where
     // the cluster cannot watch, and from the first watch error on.
-    let mut watch = cluster.watch_pods_on_node(node);
+    let mut watch = cluster.watch_pods(None, &format!("spec.nodeName={node}"));
     let mut latest: Option<Vec<PodInfo>> = None;
     if let Some(w) = watch.as_mut() {
         match w.next().await {

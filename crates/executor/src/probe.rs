@@ -234,31 +234,56 @@ pub async fn run_pod<C: Cluster + ?Sized>(
         waited: timeout,
         state,
     };
-    let waited = wait::looked(timeout, poll, || async {
-        let seen = cluster
-            .pod(&created.namespace, &created.name)
+    let judge = |seen: Option<PodInfo>| match seen {
+        None => Check::Done(Err("deleted".to_owned())),
+        Some(p) if until_done && p.phase.is_finished() => Check::Done(Ok(p)),
+        Some(p) if !until_done && p.phase == PodPhase::Running && !p.pod_ips.is_empty() => {
+            Check::Done(Ok(p))
+        }
+        Some(p) if !until_done && p.phase.is_finished() => {
+            Check::Pending(format!("{:?} (it exited)", p.phase))
+        }
+        Some(p) => Check::Pending(format!(
+            "{:?}{}",
+            p.phase,
+            p.waiting_reason
+                .as_deref()
+                .map(|r| format!(", waiting: {r}"))
+                .unwrap_or_default()
+        )),
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    // One watch of the pod; a GET every poll where the cluster cannot watch, or after the
+    // watch failed, for the time left.
+    let watched = match cluster.watch_pods(
+        Some(&created.namespace),
+        &format!("metadata.name={}", created.name),
+    ) {
+        Some(stream) => {
+            wait::watched(
+                stream,
+                deadline,
+                "not seen yet".to_owned(),
+                |pods: Vec<PodInfo>| judge(pods.into_iter().find(|p| p.uid == created.uid)),
+            )
             .await
-            .map_err(cl(format!("reading pod {}", created.key())))?;
-        Ok::<_, StepError>(match seen {
-            None => Check::Done(Err("deleted".to_owned())),
-            Some(p) if until_done && p.phase.is_finished() => Check::Done(Ok(p)),
-            Some(p) if !until_done && p.phase == PodPhase::Running && !p.pod_ips.is_empty() => {
-                Check::Done(Ok(p))
-            }
-            Some(p) if !until_done && p.phase.is_finished() => {
-                Check::Pending(format!("{:?} (it exited)", p.phase))
-            }
-            Some(p) => Check::Pending(format!(
-                "{:?}{}",
-                p.phase,
-                p.waiting_reason
-                    .as_deref()
-                    .map(|r| format!(", waiting: {r}"))
-                    .unwrap_or_default()
-            )),
-        })
-    })
-    .await?;
+        }
+        None => None,
+    };
+    let waited: Result<Result<PodInfo, String>, String> = match watched {
+        Some(w) => w,
+        None => {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            wait::looked(left, poll, || async {
+                let seen = cluster
+                    .pod(&created.namespace, &created.name)
+                    .await
+                    .map_err(cl(format!("reading pod {}", created.key())))?;
+                Ok::<_, StepError>(judge(seen))
+            })
+            .await?
+        }
+    };
     match waited {
         Ok(Ok(p)) => Ok(p),
         Ok(Err(state)) | Err(state) => {

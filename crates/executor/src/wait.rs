@@ -74,6 +74,35 @@ where
     }
 }
 
+/// As [`looked`], over a watch instead of polls: each item the stream yields is judged, until
+/// one is done or `deadline` passes (`Some(Err(what was seen last))`, `initial` when nothing
+/// came). `None` when the stream failed or ended: the caller polls for the time left.
+pub async fn watched<I, E: std::fmt::Display, T, S>(
+    mut stream: futures::stream::BoxStream<'static, Result<I, E>>,
+    deadline: Instant,
+    initial: S,
+    mut judge: impl FnMut(I) -> Check<T, S>,
+) -> Option<Result<T, S>> {
+    use futures::StreamExt as _;
+    let mut last = initial;
+    loop {
+        tokio::select! {
+            item = stream.next() => match item {
+                Some(Ok(item)) => match judge(item) {
+                    Check::Done(v) => return Some(Ok(v)),
+                    Check::Pending(s) => last = s,
+                },
+                Some(Err(e)) => {
+                    tracing::info!(error = %e, "a watch failed; polling instead");
+                    return None;
+                }
+                None => return None,
+            },
+            () = tokio::time::sleep_until(deadline) => return Some(Err(last)),
+        }
+    }
+}
+
 /// A capped exponential backoff under a budget.
 #[derive(Clone, Debug)]
 pub struct Backoff {

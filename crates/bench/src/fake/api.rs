@@ -134,16 +134,28 @@ impl Cluster for FakeCluster {
         Ok(out)
     }
 
-    /// One LIST and one WATCH, counted once; then a snapshot whenever the node's pods change.
-    /// The stream looks at the state at the next change it can foresee, and at least every
-    /// 250 ms (an eviction's effects start after it computed its next wake-up).
-    fn watch_pods_on_node(
+    /// One LIST and one WATCH, counted once; then a snapshot whenever the pods change. The
+    /// stream looks at the state at the next change it can foresee, and at least every 250 ms
+    /// (an eviction's effects start after it computed its next wake-up). Field selectors
+    /// `spec.nodeName=N` and `metadata.name=P` (with the namespace) are understood.
+    fn watch_pods(
         &self,
-        node: &str,
+        namespace: Option<&str>,
+        field_selector: &str,
     ) -> Option<futures::stream::BoxStream<'static, Result<Vec<PodInfo>, ClusterError>>> {
         use futures::StreamExt as _;
         let state = self.state.clone();
-        let node = node.to_owned();
+        let node = match (field_selector.split_once('='), namespace) {
+            (Some(("spec.nodeName", n)), None) => super::state::Sel::Node(n.to_owned()),
+            (Some(("metadata.name", p)), Some(ns)) => super::state::Sel::Pod(format!("{ns}/{p}")),
+            _ => return None,
+        };
+        let (list, watch) = match &node {
+            super::state::Sel::Node(_) => {
+                ("LIST pods (spec.nodeName=)", "WATCH pods (spec.nodeName=)")
+            }
+            super::state::Sel::Pod(_) => ("GET pod", "WATCH pod (metadata.name=)"),
+        };
         let latency = self.physics.api_latency;
         let first = true;
         Some(
@@ -155,8 +167,8 @@ impl Cluster for FakeCluster {
                             let mut st = state
                                 .lock()
                                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-                            *st.requests.entry("LIST pods (spec.nodeName=)").or_default() += 1;
-                            *st.requests.entry("WATCH pods (spec.nodeName=)").or_default() += 1;
+                            *st.requests.entry(list).or_default() += 1;
+                            *st.requests.entry(watch).or_default() += 1;
                         }
                         if latency {
                             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -168,10 +180,13 @@ impl Cluster for FakeCluster {
                             let mut st = state
                                 .lock()
                                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-                            (st.on_node(&node, now), st.next_change_on(&node, now))
+                            (st.selected(&node, now), st.next_change_of(&node, now))
                         };
                         if last.as_ref() != Some(&snapshot) {
-                            return Some((Ok(snapshot.clone()), (state, node, Some(snapshot), false)));
+                            return Some((
+                                Ok(snapshot.clone()),
+                                (state, node, Some(snapshot), false),
+                            ));
                         }
                         let wake = next
                             .unwrap_or(now + Duration::from_secs(3600))

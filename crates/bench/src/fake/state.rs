@@ -8,6 +8,15 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use planner::snapshot::{NodeInfo, OwnerRef, PodInfo, PodPhase};
 use tokio::time::Instant;
 
+/// What a watch of the fake selects: a node's pods, or one pod (`namespace/name`).
+#[derive(Clone, Debug)]
+pub(crate) enum Sel {
+    /// `spec.nodeName=N`.
+    Node(String),
+    /// `metadata.name=P` in a namespace.
+    Pod(String),
+}
+
 #[derive(Clone, Debug)]
 pub(super) struct FakePod {
     pub(super) info: PodInfo,
@@ -125,12 +134,30 @@ impl State {
             .collect()
     }
 
-    /// The next instant after `t` at which a pod on the node appears, terminates, goes or
+    /// The pods a watch selects, as a LIST would show them at `t`.
+    pub(super) fn selected(&mut self, sel: &Sel, t: Instant) -> Vec<PodInfo> {
+        match sel {
+            Sel::Node(n) => self.on_node(n, t),
+            Sel::Pod(key) => {
+                self.remove_gone(std::slice::from_ref(key), t);
+                self.pods
+                    .get(key)
+                    .filter(|p| p.visible(t))
+                    .map(|p| p.view(t))
+                    .into_iter()
+                    .collect()
+            }
+        }
+    }
+
+    /// The next instant after `t` at which a selected pod appears, terminates, goes or
     /// becomes ready.
-    pub(super) fn next_change_on(&self, node: &str, t: Instant) -> Option<Instant> {
-        self.by_node
-            .get(node)?
-            .iter()
+    pub(super) fn next_change_of(&self, sel: &Sel, t: Instant) -> Option<Instant> {
+        let keys: Vec<&String> = match sel {
+            Sel::Node(n) => self.by_node.get(n)?.iter().collect(),
+            Sel::Pod(key) => vec![key],
+        };
+        keys.into_iter()
             .filter_map(|k| self.pods.get(k))
             .flat_map(|p| [Some(p.appears), Some(p.ready_at), p.deleting_at, p.gone_at])
             .flatten()
