@@ -166,9 +166,13 @@ pub async fn restart_agent<C: Cluster + ?Sized>(
     let deadline = start + timeout;
     let watched = match cluster.watch_pods(None, &format!("spec.nodeName={node}")) {
         Some(stream) => {
-            wait::watched(stream, deadline, pods.clone(), |all: Vec<PodInfo>| {
-                judge(only_agents(all))
-            })
+            wait::watched(
+                stream,
+                deadline,
+                poll * 15,
+                pods.clone(),
+                |all: Vec<PodInfo>| judge(only_agents(all)),
+            )
             .await
         }
         None => None,

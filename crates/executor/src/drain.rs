@@ -349,6 +349,9 @@ async fn evict_listed<C: Cluster + ?Sized>(
             }
         }
     }
+    // A watch that stalls must not become a false timeout: a LIST now and then reconciles.
+    let resync = opts.node_check * 6;
+    let mut last_list = start;
     let mut pdbs: Option<Vec<PdbInfo>> = None;
     let mut blocked_by: BTreeSet<String> = BTreeSet::new();
     let mut last_node_check = start;
@@ -408,8 +411,13 @@ async fn evict_listed<C: Cluster + ?Sized>(
         }
         // Which evicted pods are gone: absent from the node, or back under a new UID.
         let current = match &latest {
-            Some(snapshot) => snapshot.clone(),
-            None => cluster.pods_on_node(node).await.map_err(err)?,
+            Some(snapshot) if Instant::now().saturating_duration_since(last_list) < resync => {
+                snapshot.clone()
+            }
+            _ => {
+                last_list = Instant::now();
+                cluster.pods_on_node(node).await.map_err(err)?
+            }
         };
         let still: BTreeMap<String, &str> =
             current.iter().map(|p| (p.key(), p.uid.as_str())).collect();

@@ -263,6 +263,7 @@ pub async fn run_pod<C: Cluster + ?Sized>(
             wait::watched(
                 stream,
                 deadline,
+                poll * 15,
                 "not seen yet".to_owned(),
                 |pods: Vec<PodInfo>| judge(pods.into_iter().find(|p| p.uid == created.uid)),
             )

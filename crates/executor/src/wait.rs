@@ -76,16 +76,19 @@ where
 
 /// As [`looked`], over a watch instead of polls: each item the stream yields is judged, until
 /// one is done or `deadline` passes (`Some(Err(what was seen last))`, `initial` when nothing
-/// came). `None` when the stream failed or ended: the caller polls for the time left.
+/// came). `None` when the stream failed or ended, or was quiet for `quiet` (a watch that
+/// stalls must not turn into a false timeout): the caller polls for the time left.
 pub async fn watched<I, E: std::fmt::Display, T, S>(
     mut stream: futures::stream::BoxStream<'static, Result<I, E>>,
     deadline: Instant,
+    quiet: Duration,
     initial: S,
     mut judge: impl FnMut(I) -> Check<T, S>,
 ) -> Option<Result<T, S>> {
     use futures::StreamExt as _;
     let mut last = initial;
     loop {
+        let wake = (Instant::now() + quiet).min(deadline);
         tokio::select! {
             item = stream.next() => match item {
                 Some(Ok(item)) => match judge(item) {
@@ -98,7 +101,13 @@ pub async fn watched<I, E: std::fmt::Display, T, S>(
                 }
                 None => return None,
             },
-            () = tokio::time::sleep_until(deadline) => return Some(Err(last)),
+            () = tokio::time::sleep_until(wake) => {
+                if Instant::now() >= deadline {
+                    return Some(Err(last));
+                }
+                tracing::debug!("a watch was quiet for {quiet:?}; polling instead");
+                return None;
+            }
         }
     }
 }
@@ -159,7 +168,41 @@ impl Backoff {
 
 #[cfg(test)]
 mod tests {
+    use futures::StreamExt as _;
+
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_watch_is_judged_item_by_item_and_a_quiet_or_failed_one_hands_over_to_polls() {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let quiet = Duration::from_secs(5);
+        let judge = |n: u32| {
+            if n >= 2 {
+                Check::Done(n)
+            } else {
+                Check::Pending(n)
+            }
+        };
+        // Done on the second item.
+        let items = futures::stream::iter([Ok::<u32, String>(1), Ok(2)]).boxed();
+        assert_eq!(watched(items, deadline, quiet, 0, judge).await, Some(Ok(2)));
+        // A stream that ends, or fails, hands over.
+        let ended = futures::stream::iter([Ok::<u32, String>(1)]).boxed();
+        assert_eq!(watched(ended, deadline, quiet, 0, judge).await, None);
+        let failed = futures::stream::iter([Err::<u32, String>("410".into())]).boxed();
+        assert_eq!(watched(failed, deadline, quiet, 0, judge).await, None);
+        // A stalled watch hands over after `quiet`, not at the deadline.
+        let t = Instant::now();
+        let stalled = futures::stream::pending::<Result<u32, String>>().boxed();
+        assert_eq!(watched(stalled, deadline, quiet, 0, judge).await, None);
+        assert_eq!(t.elapsed(), quiet);
+        // At the deadline, what was seen last.
+        let near = Instant::now() + Duration::from_secs(2);
+        let one = futures::stream::iter([Ok::<u32, String>(1)])
+            .chain(futures::stream::pending())
+            .boxed();
+        assert_eq!(watched(one, near, quiet, 0, judge).await, Some(Err(1)));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn until_reports_what_it_saw_last_at_the_deadline() {
