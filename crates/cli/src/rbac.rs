@@ -56,9 +56,9 @@ pub const RULES: &[Rule] = &[
     Rule {
         group: "",
         resource: "pods",
-        verbs: &["create", "get"],
+        verbs: &["create"],
         namespace: Some("kube-system"),
-        why: "the verification probe and its beacons; the rollback's restore pod (privileged, the host's CNI directory mounted)",
+        why: "the verification probe and its beacons; the rollback's restore pod (privileged, the host's CNI directory mounted); followed by a watch, or a LIST by their labels",
     },
     Rule {
         group: "",

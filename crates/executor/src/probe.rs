@@ -274,13 +274,20 @@ pub async fn run_pod<C: Cluster + ?Sized>(
     let waited: Result<Result<PodInfo, String>, String> = match watched {
         Some(w) => w,
         None => {
+            // The pod's own labels select it and its kind (a LIST needs no `get` grant).
+            let selector = created
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             wait::looked(left, poll, || async {
                 let seen = cluster
-                    .pod(&created.namespace, &created.name)
+                    .pods(Some(&created.namespace), &selector)
                     .await
                     .map_err(cl(format!("reading pod {}", created.key())))?;
-                Ok::<_, StepError>(judge(seen))
+                Ok::<_, StepError>(judge(seen.into_iter().find(|p| p.uid == created.uid)))
             })
             .await?
         }

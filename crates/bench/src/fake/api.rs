@@ -154,7 +154,9 @@ impl Cluster for FakeCluster {
             super::state::Sel::Node(_) => {
                 ("LIST pods (spec.nodeName=)", "WATCH pods (spec.nodeName=)")
             }
-            super::state::Sel::Pod(_) => ("GET pod", "WATCH pod (metadata.name=)"),
+            super::state::Sel::Pod(_) => {
+                ("LIST pods (metadata.name=)", "WATCH pods (metadata.name=)")
+            }
         };
         let latency = self.physics.api_latency;
         let first = true;
