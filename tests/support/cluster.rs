@@ -286,15 +286,13 @@ impl Env {
             .collect()
     }
 
-    /// The checkpoint the run left in the ConfigMap.
+    /// The checkpoint the run left in its ConfigMaps, read as the tool reads it.
     pub async fn checkpoint(&self) -> Option<executor::checkpoint::Checkpoint> {
-        let cm = self
-            .cluster
-            .configmap("kube-system", "cni-migrate-state")
+        use executor::store::StateStore as _;
+        executor::store::ConfigMapStore::new(std::sync::Arc::new(self.cluster.clone()))
+            .load()
             .await
-            .expect("read state")?;
-        let text = cm.data?.get("checkpoint.json")?.clone();
-        Some(executor::checkpoint::Checkpoint::from_json(&text).expect("checkpoint parses"))
+            .expect("the checkpoint reads")
     }
 }
 

@@ -93,14 +93,14 @@ pub const RULES: &[Rule] = &[
         resource: "configmaps",
         verbs: &["delete", "get", "list"],
         namespace: None,
-        why: "the old CNI's and Cilium's configuration; removing the old CNI's",
+        why: "the old CNI's and Cilium's configuration; removing the old CNI's; the checkpoint's parts (read, listed, stale ones deleted)",
     },
     Rule {
         group: "",
         resource: "configmaps",
         verbs: &["create", "update"],
         namespace: Some("kube-system"),
-        why: "the checkpoint, kube-system/cni-migrate-state",
+        why: "the checkpoint, kube-system/cni-migrate-state, and its parts past 768 KiB",
     },
     Rule {
         group: "",

@@ -251,7 +251,7 @@ pub trait Cluster: Send + Sync {
         name: &str,
     ) -> Result<Option<ConfigMap>, ClusterError>;
     /// Creates (`resource_version` `None`) or replaces (only while it still has that
-    /// `resource_version`) a ConfigMap with these labels and data. Returns the new
+    /// `resource_version`) a ConfigMap with these labels, data and binary data. Returns the new
     /// resourceVersion, or `None` when another writer got there first (409).
     async fn write_configmap(
         &self,
@@ -259,8 +259,15 @@ pub trait Cluster: Send + Sync {
         name: &str,
         labels: &std::collections::BTreeMap<String, String>,
         data: &std::collections::BTreeMap<String, String>,
+        binary_data: &std::collections::BTreeMap<String, Vec<u8>>,
         resource_version: Option<&str>,
     ) -> Result<Option<String>, ClusterError>;
+    /// The ConfigMaps of a namespace that match a label selector (`key=value,...`).
+    async fn configmaps_labelled(
+        &self,
+        namespace: &str,
+        selector: &str,
+    ) -> Result<Vec<ConfigMap>, ClusterError>;
     /// A custom object by API version, plural, namespace and name, or `None`.
     async fn custom(
         &self,
@@ -566,6 +573,7 @@ impl Cluster for KubeCluster {
         name: &str,
         labels: &std::collections::BTreeMap<String, String>,
         data: &std::collections::BTreeMap<String, String>,
+        binary_data: &std::collections::BTreeMap<String, Vec<u8>>,
         resource_version: Option<&str>,
     ) -> Result<Option<String>, ClusterError> {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
@@ -578,7 +586,13 @@ impl Cluster for KubeCluster {
                 resource_version: resource_version.map(str::to_owned),
                 ..Default::default()
             },
-            data: Some(data.clone()),
+            data: (!data.is_empty()).then(|| data.clone()),
+            binary_data: (!binary_data.is_empty()).then(|| {
+                binary_data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), k8s_openapi::ByteString(v.clone())))
+                    .collect()
+            }),
             ..Default::default()
         };
         let params = PostParams {
@@ -602,6 +616,21 @@ impl Cluster for KubeCluster {
             Err(ClusterError::Api { source, .. }) if status_code(&source) == Some(409) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    async fn configmaps_labelled(
+        &self,
+        namespace: &str,
+        selector: &str,
+    ) -> Result<Vec<ConfigMap>, ClusterError> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+        api.list(&ListParams::default().labels(selector))
+            .await
+            .map(|list| list.items)
+            .map_err(api_err(
+                "list",
+                format!("configmaps in {namespace} ({selector})"),
+            ))
     }
 
     async fn custom(

@@ -2,7 +2,7 @@
 //! resumed exactly where it stopped, and read by `cni-migrate status` from any machine.
 //!
 //! ```text
-//! Checkpoint v1 (typed here; the stored encoding is private to this file)
+//! Checkpoint v2 (typed here; the stored encoding is private to this file)
 //!   fingerprint, plan name, run id, created/updated (Unix seconds), generation
 //!   global steps : prelude and finale, by step id: state, started/finished
 //!   per node     : its chain's steps (state, started/finished, seconds after `created`),
@@ -12,14 +12,17 @@
 //!                  when it joined or left, its UID (first 8 characters), held as a new node
 //!   nodes replaced under the same name (their records when they left)
 //!   paused, gate, failure
-//! stored as   {"s": "DDRPPPP", "t": [3,9,9,41,...], "p": "c", "u": [...], "m": ..., "r": ...,
-//!              "b": "DDP...", "bt": [...], "j", "l", "w", "i"}   one letter a step: P R D F S
-//!              (checkpoint/wire.rs; every field but "s" optional, so older records read)
+//! stored as   {"s": "DDRPPPP", "d": [3,6,0,32,...], "p": "c", "u": [...], "m": ..., "r": ...,
+//!              "b": "DDP...", "bt": [...], "j", "l", "w", "i"}   one letter a step: P R D F S,
+//!              times as differences (checkpoint/wire.rs; every field but "s" optional, so
+//!              older records read; format 1's absolute times "t" too)
+//!   then zlib-compressed (checkpoint/compact.rs) where the store keeps bytes
 //! ```
 //!
-//! The per-node record is a few dozen bytes, so 5,000 nodes fit a ConfigMap's 1 MiB with room
-//! to spare. Transitions are checked: a step starts only when every step before it in its chain
-//! is done, and never goes back from done.
+//! A node's record compresses to about 45 bytes, so 5,000 nodes take about 200 KiB and 20,000
+//! a little under 1 MiB (the ConfigMap store splits it past 768 KiB). Transitions are checked:
+//! a step starts only when every step before it in its chain is done, and never goes back from
+//! done.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -29,8 +32,14 @@ use planner::{
 };
 use serde::{Deserialize, Serialize};
 
-/// The checkpoint format version this build reads and writes.
-pub const VERSION: u32 = 1;
+/// The checkpoint format version this build writes: 2, the compact JSON below, stored
+/// compressed (`checkpoint/compact.rs`) and, in a ConfigMap, split across objects when it
+/// outgrows one (`store`). Format 1 (the same JSON, stored as text in one ConfigMap key) is
+/// still read, and written as format 2 by the next save.
+pub const VERSION: u32 = 2;
+
+/// The oldest checkpoint format version this build reads.
+pub const OLDEST_VERSION: u32 = 1;
 
 /// A step's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -402,7 +411,7 @@ pub enum CheckpointError {
     Malformed(String),
     /// Written by a newer (or unknown) format.
     #[error(
-        "the checkpoint has format version {found}, this cni-migrate reads version {VERSION}: use the cni-migrate release that wrote it"
+        "the checkpoint has format version {found}, this cni-migrate reads versions {OLDEST_VERSION} to {VERSION}: use the cni-migrate release that wrote it"
     )]
     Version {
         /// The version found.
@@ -500,21 +509,27 @@ impl Checkpoint {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// Reads a checkpoint, refusing other format versions.
+    /// Reads a checkpoint of format [`OLDEST_VERSION`] to [`VERSION`] (one read as the
+    /// current format: the next save writes it so), refusing other format versions.
     ///
     /// # Errors
     /// [`CheckpointError::Malformed`] or [`CheckpointError::Version`].
     pub fn from_json(text: &str) -> Result<Self, CheckpointError> {
-        let v: serde_json::Value =
+        #[derive(Deserialize)]
+        struct Peek {
+            #[serde(default)]
+            version: u64,
+        }
+        let peek: Peek =
             serde_json::from_str(text).map_err(|e| CheckpointError::Malformed(e.to_string()))?;
-        let version = v["version"]
-            .as_u64()
-            .and_then(|v| u32::try_from(v).ok())
-            .unwrap_or(0);
-        if version != VERSION {
+        let version = u32::try_from(peek.version).unwrap_or(u32::MAX);
+        if !(OLDEST_VERSION..=VERSION).contains(&version) {
             return Err(CheckpointError::Version { found: version });
         }
-        serde_json::from_value(v).map_err(|e| CheckpointError::Malformed(e.to_string()))
+        let mut ck: Self =
+            serde_json::from_str(text).map_err(|e| CheckpointError::Malformed(e.to_string()))?;
+        ck.version = VERSION;
+        Ok(ck)
     }
 
     /// Checks the checkpoint belongs to this plan, explaining what differs when it does not.
@@ -888,6 +903,7 @@ impl StepIndex {
     }
 }
 
+mod compact;
 mod membership;
 #[cfg(test)]
 mod tests;

@@ -756,6 +756,42 @@ mod tests {
         assert!((6_000..=8_500).contains(&avg), "average pod is {avg} bytes");
     }
 
+    /// The JSON loader cuts the dump into objects and parses each from its bytes; the same
+    /// text read as YAML (JSON is YAML) goes through a whole-document parser. Both must give
+    /// the same snapshot, and so the same findings and fingerprint.
+    #[test]
+    fn the_sliced_json_loader_plans_the_same_as_a_whole_document_parse() {
+        let spec = planner::MigrationSpec::from_yaml(
+            "apiVersion: cni-migrate.io/v1alpha1\nkind: MigrationSpec\nmetadata: {name: t}\n\
+             target: {ciliumVersion: 1.17.3, podCIDRs: [100.64.0.0/10], tunnel: {port: 8473}}\n\
+             rollout: {drain: {deleteEmptyDirData: true}}\n",
+            "t",
+        )
+        .unwrap();
+        for cni in ["flannel", "calico-operator"] {
+            let p: Params = format!("nodes=9,pods-per-node=8,cni={cni},control-planes=3")
+                .parse()
+                .unwrap();
+            let mut buf = Vec::new();
+            write_list_json(&p, &mut buf).unwrap();
+            let sliced = planner::dump::load_reader(buf.as_slice(), cni).unwrap();
+            let text = String::from_utf8(buf).unwrap();
+            let whole = planner::dump::load_str(&format!("---\n{text}"), cni).unwrap();
+            assert_eq!(
+                serde_json::to_value(&sliced).unwrap(),
+                serde_json::to_value(&whole).unwrap(),
+                "{cni}"
+            );
+            let (a, b) = (planner::plan(&spec, &sliced), planner::plan(&spec, &whole));
+            assert_eq!(a.fingerprint, b.fingerprint);
+            assert_eq!(
+                serde_json::to_value(&a.findings).unwrap(),
+                serde_json::to_value(&b.findings).unwrap()
+            );
+            assert!(!a.findings.is_empty());
+        }
+    }
+
     #[test]
     fn the_dump_plans_like_a_real_cluster() {
         for cni in ["flannel", "calico", "calico-operator", "aws-vpc-cni"] {

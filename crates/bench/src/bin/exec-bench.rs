@@ -5,6 +5,7 @@
 //!     [--soak 10m] [--canary 1] [--pdbs 5] [--seed 1] [--no-api-latency]
 //! exec-bench discovery [--cli target/release/cni-migrate] [--runs 3] [-o json]
 //!     [--synthetic nodes=5000,pods-per-node=30,cni=flannel]
+//! exec-bench checkpoint
 //! ```
 //!
 //! `schedule` (the default) runs the real [`executor::runtime::Runner`] over a fake 1,000-node
@@ -14,7 +15,8 @@
 //! makespan against a lower bound computed from the measured per-node durations d_i
 //! (canaries serial + soak + max(max d_i, Σ_rest d_i / k); target: within 10 %), a
 //! wave-barrier schedule and one-node-at-a-time for comparison, API requests per node, the
-//! checkpoint's size (this run, and 5,000 finished nodes) and the peak RSS.
+//! checkpoint's size (this run, and 5,000 and 20,000 finished nodes, with the time to save and
+//! load them) and the peak RSS.
 //!
 //! `discovery` starts `cni-migrate sim --synthetic ...` (5,000 nodes, 150,000 pods) as a child
 //! process, waits for it to serve, then times `cni-migrate plan --spec SPEC --kubeconfig F -o
@@ -51,6 +53,7 @@ const USAGE: &str = "usage:
              [--soak 10m] [--canary 1] [--pdbs 5] [--seed 1] [--no-api-latency]
   exec-bench discovery [--cli target/release/cni-migrate] [--runs 3] [-o json]
              [--synthetic nodes=5000,pods-per-node=30,cni=flannel]
+  exec-bench checkpoint      (only the checkpoint's sizes and save/load times; schedule prints them too)
 discovery needs the CLI built first: cargo build --release -p cni-migrate";
 
 struct ScheduleArgs {
@@ -74,12 +77,16 @@ struct DiscoveryArgs {
 enum Mode {
     Schedule(ScheduleArgs),
     Discovery(DiscoveryArgs),
+    Checkpoint,
 }
 
 fn parse_args() -> anyhow::Result<Mode> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     args.retain(|a| a != "--bench");
     let discovery = args.first().is_some_and(|a| a == "discovery");
+    if args.first().is_some_and(|a| a == "checkpoint") {
+        return Ok(Mode::Checkpoint);
+    }
     if args
         .first()
         .is_some_and(|a| a == "discovery" || a == "schedule")
@@ -154,6 +161,7 @@ fn main() -> anyhow::Result<()> {
     match parse_args()? {
         Mode::Schedule(a) => schedule(&a),
         Mode::Discovery(d) => discovery(&d),
+        Mode::Checkpoint => checkpoint_sizes(),
     }
 }
 
@@ -272,7 +280,7 @@ fn schedule(a: &ScheduleArgs) -> anyhow::Result<()> {
         schedule_one(a, &syn, k)?;
     }
     println!();
-    checkpoint_5000()?;
+    checkpoint_sizes()?;
     println!(
         "peak RSS of exec-bench: {}",
         peak_rss().map_or_else(|| "n/a".into(), mib)
@@ -565,10 +573,11 @@ fn schedule_one(a: &ScheduleArgs, syn: &Synthetic, k: &str) -> anyhow::Result<()
         marks.retrying
     );
     let size = ck.to_json().len();
+    let compressed = ck.to_compressed().len();
     println!(
-        "checkpoint JSON at the gate: {size} bytes for {} nodes ({:.0} bytes a node; ConfigMap limit {CONFIGMAP_LIMIT})",
+        "checkpoint at the gate: {compressed} bytes compressed, {size} bytes of JSON, for {} nodes ({:.0} bytes a node compressed)",
         plan.nodes.len(),
-        size as f64 / nodes
+        compressed as f64 / nodes
     );
     // Cross-check with the checkpoint's own (whole-second) record.
     let ck_secs: Vec<u32> = ck
@@ -596,17 +605,29 @@ fn schedule_one(a: &ScheduleArgs, syn: &Synthetic, k: &str) -> anyhow::Result<()
     Ok(())
 }
 
-/// The checkpoint of 5,000 finished nodes, built as `five_thousand_finished_nodes_fit_a_configmap`
-/// in the executor's checkpoint tests does.
-fn checkpoint_5000() -> anyhow::Result<()> {
+/// A checkpoint of `n` finished nodes with EKS-length names, their UIDs and agent UIDs, and
+/// drawn step times (a start 0-5 s after the step before, a duration of 1 s to 2 min), so the
+/// compression is not flattered by regular numbers.
+fn finished_checkpoint(n: usize) -> anyhow::Result<Checkpoint> {
     let spec = planner::MigrationSpec::from_yaml(&spec_yaml(1, "10", "10m"), "exec-bench")
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut rng = bench::fake::Rng(7);
+    let uid = |rng: &mut bench::fake::Rng| {
+        let (a, b) = (rng.next_u64(), rng.next_u64());
+        format!(
+            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xfff,
+            b >> 52,
+            b & 0xffff_ffff_ffff
+        )
+    };
     let snap = planner::ClusterSnapshot {
-        nodes: (0..5000)
+        nodes: (0..n)
             .map(|i| planner::snapshot::NodeInfo {
                 name: bench::fake::node_name(i),
-                // Recorded as its first 8 characters, as real (random) UIDs are.
-                uid: format!("{i:08x}-1a2b-4c3d-8e9f-0a1b2c3d4e5f"),
+                uid: uid(&mut rng),
                 ready: true,
                 ..planner::snapshot::NodeInfo::default()
             })
@@ -616,25 +637,83 @@ fn checkpoint_5000() -> anyhow::Result<()> {
     let p = planner::plan(&spec, &snap);
     let idx = StepIndex::new(&p.steps);
     let mut c = Checkpoint::new(&p, "exec-bench@localhost", 1_700_000_000);
-    let mut now = 1_700_000_000;
+    let mut now = 1_700_000_000u64;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // whole seconds
+    let draw = |rng: &mut bench::fake::Rng, lo: f64, hi: f64| rng.uniform(lo, hi) as u64;
     for s in &p.steps {
-        now += 7;
+        now += draw(&mut rng, 0.0, 5.0);
         c.transition(&idx, &s.id, StepState::Running, now, None)?;
         let node = s.node.as_deref().unwrap_or_default();
         if s.kind == planner::StepKind::Cordon {
             c.record_prior(node, &NodePrior::default());
         }
         if s.kind == planner::StepKind::Label {
-            c.record_agent_uids(node, vec!["5f0c3b8e-1a2b-4c3d-8e9f-0a1b2c3d4e5f".into()]);
+            c.record_agent_uids(node, vec![uid(&mut rng)]);
         }
-        c.transition(&idx, &s.id, StepState::Done, now + 30, None)?;
+        now += draw(&mut rng, 1.0, 120.0);
+        c.transition(&idx, &s.id, StepState::Done, now, None)?;
     }
-    let size = c.to_json().len();
-    println!(
-        "checkpoint JSON for 5,000 finished nodes: {size} bytes ({:.1}% of the {CONFIGMAP_LIMIT}-byte ConfigMap budget) → fits: {}",
-        100.0 * size as f64 / CONFIGMAP_LIMIT as f64,
-        if size <= CONFIGMAP_LIMIT { "yes" } else { "NO" }
-    );
+    Ok(c)
+}
+
+/// The checkpoint of 5,000 and 20,000 finished nodes: its size as format 1 stored it (plain
+/// JSON) and as format 2 does (compressed, split past 768 KiB), and the time a save and a load
+/// take through the ConfigMap store (API latency off: the tool's own work, medians of 5).
+#[allow(clippy::cast_precision_loss)] // sizes and ratios in a report
+fn checkpoint_sizes() -> anyhow::Result<()> {
+    let spec = planner::MigrationSpec::from_yaml(&spec_yaml(1, "10", "10m"), "exec-bench")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let syn = Synthetic::new(&Shape {
+        nodes: 1,
+        app_pods_per_node: 0,
+        replicas: 1,
+        pdbs: 0,
+        seed: 1,
+    })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    for n in [5000, 20_000] {
+        let mut c = finished_checkpoint(n)?;
+        let json = c.to_json().len();
+        let compressed = c.to_compressed().len();
+        let fake = Arc::new(syn.cluster(&spec, Physics { api_latency: false }));
+        let cluster: Arc<dyn Cluster> = fake.clone();
+        let store = ConfigMapStore::new(cluster);
+        let (mut saves, mut loads) = (Vec::new(), Vec::new());
+        let parts = rt.block_on(async {
+            use executor::store::StateStore as _;
+            for _ in 0..5 {
+                let t = std::time::Instant::now();
+                store.save(&mut c).await?;
+                saves.push(t.elapsed());
+                let t = std::time::Instant::now();
+                let back = store.load().await?;
+                loads.push(t.elapsed());
+                anyhow::ensure!(
+                    back.as_ref() == Some(&c),
+                    "the checkpoint read back differs"
+                );
+            }
+            let parts = fake
+                .configmaps_labelled(
+                    "kube-system",
+                    "cni-migrate.io/checkpoint-of=cni-migrate-state",
+                )
+                .await?;
+            anyhow::Ok(parts.len())
+        })?;
+        let objects = parts + 1;
+        println!(
+            "checkpoint of {n} finished nodes: {compressed} bytes compressed ({:.1} KiB, {:.0} bytes a node; {json} bytes of JSON before compression, {:.1}x), in {objects} ConfigMap(s); save {} median, load {} median",
+            compressed as f64 / 1024.0,
+            compressed as f64 / n as f64,
+            json as f64 / compressed as f64,
+            secs(median(saves)),
+            secs(median(loads)),
+        );
+    }
+    println!("  (format 1 refused past {CONFIGMAP_LIMIT} bytes of JSON: about 6,000 nodes)");
     Ok(())
 }
 

@@ -551,9 +551,11 @@ impl Cluster for FakeCluster {
         name: &str,
         labels: &BTreeMap<String, String>,
         data: &BTreeMap<String, String>,
+        binary_data: &BTreeMap<String, Vec<u8>>,
         resource_version: Option<&str>,
     ) -> Result<Option<String>, ClusterError> {
-        let bytes: usize = data.values().map(String::len).sum();
+        let bytes: usize = data.values().map(String::len).sum::<usize>()
+            + binary_data.values().map(Vec::len).sum::<usize>();
         self.request(
             if resource_version.is_some() {
                 "UPDATE configmap"
@@ -586,11 +588,45 @@ impl Cluster for FakeCluster {
                     resource_version: Some(rv.clone()),
                     ..Default::default()
                 },
-                data: Some(data.clone()),
+                data: (!data.is_empty()).then(|| data.clone()),
+                binary_data: (!binary_data.is_empty()).then(|| {
+                    binary_data
+                        .iter()
+                        .map(|(k, v)| (k.clone(), k8s_openapi::ByteString(v.clone())))
+                        .collect()
+                }),
                 ..Default::default()
             },
         );
         Ok(Some(rv))
+    }
+
+    async fn configmaps_labelled(
+        &self,
+        namespace: &str,
+        selector: &str,
+    ) -> Result<Vec<ConfigMap>, ClusterError> {
+        self.request("LIST configmap", false, 0).await;
+        let wanted: Vec<(&str, &str)> = selector
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .collect();
+        Ok(self
+            .lock()
+            .configmaps
+            .iter()
+            .filter(|((ns, _), cm)| {
+                ns == namespace
+                    && wanted.iter().all(|(k, v)| {
+                        cm.metadata
+                            .labels
+                            .as_ref()
+                            .and_then(|l| l.get(*k))
+                            .is_some_and(|x| x == v)
+                    })
+            })
+            .map(|(_, cm)| cm.clone())
+            .collect())
     }
 
     async fn custom(
@@ -658,6 +694,13 @@ impl Cluster for FakeCluster {
         name: &str,
     ) -> Result<bool, ClusterError> {
         self.request("DELETE object", true, 0).await;
+        if plural == "configmaps" {
+            return Ok(self
+                .lock()
+                .configmaps
+                .remove(&(namespace.unwrap_or_default().to_owned(), name.to_owned()))
+                .is_some());
+        }
         Ok(self
             .lock()
             .custom

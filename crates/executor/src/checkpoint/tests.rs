@@ -44,10 +44,17 @@ fn five_thousand_finished_nodes_fit_a_configmap() {
         c.transition(&idx, &s.id, StepState::Done, now + 30, None)
             .expect("done");
     }
-    let size = c.to_json().len();
-    eprintln!("checkpoint for 5,000 finished nodes: {size} bytes");
-    assert!(size < 1024 * 1024, "{size} bytes does not fit a ConfigMap");
+    let size = c.to_compressed().len();
+    eprintln!(
+        "checkpoint for 5,000 finished nodes: {size} bytes compressed, {} of JSON",
+        c.to_json().len()
+    );
+    assert!(size <= 256 * 1024, "{size} bytes: more than 256 KiB");
     assert_eq!(Checkpoint::from_json(&c.to_json()).expect("round trip"), c);
+    assert_eq!(
+        Checkpoint::from_compressed(&c.to_compressed()).expect("round trip"),
+        c
+    );
 }
 
 #[test]
@@ -143,7 +150,8 @@ fn prior_state_is_recorded_once() {
 fn other_versions_and_other_plans_are_refused_with_reasons() {
     let p = plan(3);
     let c = Checkpoint::new(&p, "r", 1);
-    let future = c.to_json().replace("\"version\":1", "\"version\":9");
+    assert!(c.to_json().starts_with("{\"version\":2,"));
+    let future = c.to_json().replace("\"version\":2", "\"version\":9");
     assert_eq!(
         Checkpoint::from_json(&future),
         Err(CheckpointError::Version { found: 9 })
@@ -151,6 +159,10 @@ fn other_versions_and_other_plans_are_refused_with_reasons() {
     assert!(matches!(
         Checkpoint::from_json("{"),
         Err(CheckpointError::Malformed(_))
+    ));
+    assert!(matches!(
+        Checkpoint::from_compressed(b"not zlib"),
+        Err(CheckpointError::Malformed(m)) if m.contains("does not inflate")
     ));
     // The node set is not the plan's identity: nodes come and go during a migration.
     c.verify_fingerprint(&plan(4))
@@ -248,11 +260,15 @@ fn a_checkpoint_without_uids_reads_and_adopts_them() {
     }
 }
 
-/// A node record as the first release wrote it: the encoding is the stored format, and must
-/// read back into the same typed record and write back byte for byte.
+/// A node record as format 1 wrote it (absolute times) reads into the same typed record, and
+/// writes back in format 2 (times as differences, trailing nones left out), which reads back
+/// the same.
 #[test]
 fn the_stored_encoding_reads_and_writes_back_unchanged() {
-    let stored = r#"{"s":"DDRPPPP","t":[3,9,9,41,42,0,0,0,0,0,0,0,0,0],"p":"c","u":["-"]}"#;
+    let format1 = r#"{"s":"DDRPPPP","t":[3,9,9,41,42,0,0,0,0,0,0,0,0,0],"p":"c","u":["-"]}"#;
+    let stored = r#"{"s":"DDRPPPP","d":[3,6,0,32,1],"p":"c","u":["-"]}"#;
+    let old: NodeRecord = serde_json::from_str(format1).expect("reads");
+    assert_eq!(old, serde_json::from_str(stored).expect("reads"));
     let rec: NodeRecord = serde_json::from_str(stored).expect("reads");
     assert_eq!(rec.steps.len(), 7);
     assert_eq!(rec.steps[1].state, StepState::Done);
@@ -324,4 +340,131 @@ fn a_rollback_holds_the_node_resets_its_chain_and_clears_its_failure() {
     assert!(!c.held(&n) && c.nodes[&n].rollback.is_empty());
     assert!(c.retry(&n).is_err(), "not rolled back any more");
     assert!(c.retry("nope").is_err());
+}
+
+/// A format 1 checkpoint (as the release before compression wrote it: `"version":1`, absolute
+/// times) reads, and is format 2 from then on.
+#[test]
+fn a_format_1_checkpoint_reads_as_format_2() {
+    let p = plan(2);
+    let c = Checkpoint::new(&p, "r", 1_000);
+    let node = &p.nodes[0].name;
+    let v1 = c
+        .to_json()
+        .replace("\"version\":2", "\"version\":1")
+        .replacen(
+            &format!("\"{node}\":{{\"s\":\"PPPP"),
+            &format!("\"{node}\":{{\"t\":[5,9,0,0],\"s\":\"DDPP"),
+            1,
+        );
+    assert!(v1.contains("\"t\":[5,9"), "{v1}");
+    let back = Checkpoint::from_json(&v1).expect("format 1 reads");
+    assert_eq!(back.version, VERSION);
+    let rec = back.node(node).expect("recorded");
+    assert_eq!(
+        (rec.steps[0].started, rec.steps[0].finished),
+        (Some(5), Some(9))
+    );
+    assert_eq!(rec.steps[1].state, StepState::Done);
+}
+
+mod roundtrip {
+    use proptest::prelude::*;
+
+    use super::super::{NodePrior, NodeRecord, StepRecord, StepState};
+
+    fn state() -> impl Strategy<Value = StepState> {
+        prop_oneof![
+            Just(StepState::Pending),
+            Just(StepState::Running),
+            Just(StepState::Done),
+            Just(StepState::Failed),
+            Just(StepState::Skipped),
+        ]
+    }
+
+    fn time() -> impl Strategy<Value = Option<u32>> {
+        prop_oneof![
+            Just(None),
+            (1u32..200_000).prop_map(Some),
+            (1u32..).prop_map(Some)
+        ]
+    }
+
+    fn step() -> impl Strategy<Value = StepRecord> {
+        (state(), time(), time()).prop_map(|(state, started, finished)| StepRecord {
+            state,
+            started,
+            finished,
+        })
+    }
+
+    fn record() -> impl Strategy<Value = NodeRecord> {
+        (
+            (
+                proptest::collection::vec(step(), 0..12),
+                proptest::option::of(any::<[bool; 4]>()),
+                proptest::option::of(proptest::collection::vec("[a-f0-9]{8}", 0..3)),
+                proptest::option::of(".{0,40}"),
+            ),
+            (
+                proptest::option::of(1u32..),
+                proptest::collection::vec(step(), 0..9),
+                proptest::option::of(1u32..),
+                proptest::option::of(1u32..),
+                any::<bool>(),
+                proptest::option::of("[a-f0-9]{8}"),
+            ),
+        )
+            .prop_map(
+                |(
+                    (steps, prior, agent_uids, message),
+                    (rb, rollback, joined, left, awaiting, uid),
+                )| {
+                    NodeRecord {
+                        steps,
+                        prior: prior.map(|[cordoned, labelled, guarded, light]| NodePrior {
+                            cordoned,
+                            labelled,
+                            guarded,
+                            light,
+                        }),
+                        agent_uids,
+                        message,
+                        rolled_back: rb,
+                        rollback,
+                        joined,
+                        left,
+                        awaiting,
+                        uid,
+                    }
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn a_node_record_reads_back_as_written(rec in record()) {
+            let text = serde_json::to_string(&rec).expect("writes");
+            let back: NodeRecord = serde_json::from_str(&text).expect("reads");
+            prop_assert_eq!(back, rec);
+        }
+
+        #[test]
+        fn a_checkpoint_reads_back_from_json_and_compressed(
+            recs in proptest::collection::btree_map("[a-z0-9.-]{1,30}", record(), 0..20),
+            generation in any::<u64>(),
+            paused in any::<bool>(),
+        ) {
+            let mut c = super::super::Checkpoint::new(&super::plan(1), "r", 1_000);
+            c.nodes = recs;
+            c.generation = generation;
+            c.paused = paused;
+            prop_assert_eq!(&super::super::Checkpoint::from_json(&c.to_json()).expect("json"), &c);
+            prop_assert_eq!(
+                &super::super::Checkpoint::from_compressed(&c.to_compressed()).expect("bytes"),
+                &c
+            );
+        }
+    }
 }

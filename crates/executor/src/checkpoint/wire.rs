@@ -2,11 +2,13 @@
 //! module): one letter a step, times flattened, prior state as flags.
 //!
 //! ```text
-//! {"s": "DDRPPPP", "t": [3,9,9,41,...], "p": "cle", "u": [...], "m": ..., "r": ...,
+//! {"s": "DDRPPPP", "d": [3,6,0,32,...], "p": "cle", "u": [...], "m": ..., "r": ...,
 //!  "b": "DDP...", "bt": [...], "j": 40, "l": 90, "w": true, "i": "UID"}
 //! ```
 //!
-//! Every field but `s` is optional, so a record written before a field existed still reads.
+//! `d` holds each step's start and finish as the difference from the time before it (format
+//! 2); format 1 wrote the times themselves as `t`, still read. Every field but `s` is
+//! optional, so a record written before a field existed still reads.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,8 +19,13 @@ use super::{NodePrior, NodeRecord, StepRecord, StepState};
 pub(super) struct NodeWire {
     #[serde(rename = "s")]
     states: String,
-    #[serde(rename = "t", default)]
+    /// Format 1: the times themselves (0 for none).
+    #[serde(rename = "t", default, skip_serializing_if = "Vec::is_empty")]
     times: Vec<u32>,
+    /// Format 2: each time as the difference from the one before (the first from 0), trailing
+    /// nones left out: a step's few seconds cost a digit or two where its time cost seven.
+    #[serde(rename = "d", default, skip_serializing_if = "Vec::is_empty")]
+    deltas: Vec<i64>,
     #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
     prior: Option<String>,
     #[serde(rename = "u", default, skip_serializing_if = "Vec::is_empty")]
@@ -67,15 +74,47 @@ fn steps_to(steps: &[StepRecord]) -> (String, Vec<u32>) {
     (states, times)
 }
 
+/// Times as differences, trailing nones (0) left out.
+fn to_deltas(times: &[u32]) -> Vec<i64> {
+    let end = times.iter().rposition(|t| *t > 0).map_or(0, |i| i + 1);
+    let mut prev = 0i64;
+    times[..end]
+        .iter()
+        .map(|t| {
+            let t = i64::from(*t);
+            let d = t - prev;
+            prev = t;
+            d
+        })
+        .collect()
+}
+
+/// Times from differences; one out of range reads as none (re-running a step is safe).
+fn from_deltas(deltas: &[i64]) -> Vec<u32> {
+    let mut at = 0i64;
+    deltas
+        .iter()
+        .map(|d| {
+            at = at.saturating_add(*d);
+            u32::try_from(at).unwrap_or(0)
+        })
+        .collect()
+}
+
 impl From<NodeWire> for NodeRecord {
     fn from(w: NodeWire) -> Self {
+        let times = if w.deltas.is_empty() {
+            w.times
+        } else {
+            from_deltas(&w.deltas)
+        };
         let agent_uids = if w.agent_uids.is_empty() {
             None
         } else {
             Some(w.agent_uids.into_iter().filter(|u| u != NO_AGENT).collect())
         };
         NodeRecord {
-            steps: steps_from(&w.states, &w.times),
+            steps: steps_from(&w.states, &times),
             prior: w.prior.map(|p| NodePrior {
                 cordoned: p.contains('c'),
                 labelled: p.contains('l'),
@@ -100,7 +139,8 @@ impl From<NodeRecord> for NodeWire {
         let (rollback_states, rollback_times) = steps_to(&r.rollback);
         NodeWire {
             states,
-            times,
+            times: Vec::new(),
+            deltas: to_deltas(&times),
             prior: r.prior.map(|p| {
                 let mut flags = String::new();
                 if p.cordoned {

@@ -84,7 +84,7 @@ fn pdb_blocks_forever(pdb: &PdbInfo, expected: i64) -> Option<String> {
 /// exist mistakes a moment for the rule: a StatefulSet recreates an evicted pod only after the
 /// old one is gone, so right after an eviction (or a crash mid-drain) its budget covers one pod
 /// fewer than it will.
-fn expected_pods(pdb: &PdbInfo, pods: &[&PodInfo], snap: &ClusterSnapshot) -> i64 {
+fn expected_pods(pdb: &PdbInfo, pods: &[&PodInfo], replicas: &Replicas<'_>) -> i64 {
     let existing = i64::try_from(pods.len()).unwrap_or(i64::MAX);
     let owners: BTreeSet<(&str, &str)> = pods
         .iter()
@@ -92,15 +92,24 @@ fn expected_pods(pdb: &PdbInfo, pods: &[&PodInfo], snap: &ClusterSnapshot) -> i6
         .filter(|o| o.kind == "ReplicaSet" || o.kind == "StatefulSet")
         .map(|o| (o.kind.as_str(), o.name.as_str()))
         .collect();
-    let desired: i64 = snap
-        .workloads
+    let desired: i64 = owners
         .iter()
-        .filter(|w| {
-            w.namespace == pdb.namespace && owners.contains(&(w.kind.as_str(), w.name.as_str()))
-        })
-        .map(|w| w.replicas.unwrap_or(1))
+        .filter_map(|(kind, name)| replicas.get(&(pdb.namespace.as_str(), kind, name)))
         .sum();
     existing.max(desired).max(pdb.expected_pods.unwrap_or(0))
+}
+
+/// Desired replicas by workload (namespace, kind, name), built once: a lookup per owner
+/// instead of a pass over every workload per budget.
+type Replicas<'a> = std::collections::HashMap<(&'a str, &'a str, &'a str), i64>;
+
+fn replicas(snap: &ClusterSnapshot) -> Replicas<'_> {
+    let mut out = Replicas::with_capacity(snap.workloads.len());
+    for w in &snap.workloads {
+        *out.entry((w.namespace.as_str(), w.kind.as_str(), w.name.as_str()))
+            .or_default() += w.replicas.unwrap_or(1);
+    }
+    out
 }
 
 /// Pods the drains would lose or could never evict.
@@ -184,8 +193,9 @@ pub(super) fn pods_and_pdbs(spec: &MigrationSpec, snap: &ClusterSnapshot, out: &
             }
         }
     }
+    let replicas = replicas(snap);
     for (pdb, pods) in covered.into_values() {
-        if let Some(why) = pdb_blocks_forever(pdb, expected_pods(pdb, &pods, snap)) {
+        if let Some(why) = pdb_blocks_forever(pdb, expected_pods(pdb, &pods, &replicas)) {
             let names: Vec<String> = pods.iter().map(|p| p.key()).collect();
             let mut objects = vec![pdb.object_ref()];
             objects.extend(pods.iter().take(MAX_OBJECTS).map(|p| p.object_ref()));

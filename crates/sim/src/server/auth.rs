@@ -198,7 +198,7 @@ impl Policy {
                     .list(&format!("{RBAC}/{plural}"), None, None, None, &|_, _| true);
             items
                 .into_iter()
-                .filter_map(|(_, s)| serde_json::from_slice(&s.bytes).ok())
+                .filter_map(|(_, s)| serde_json::from_slice(&s.bytes()).ok())
                 .collect()
         };
         Self {

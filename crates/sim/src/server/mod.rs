@@ -142,7 +142,7 @@ pub async fn handle(
         (&Method::GET, None, _) => list(&state, r, target.namespace.as_deref(), &q, &headers),
         (&Method::GET, Some(name), None | Some("status")) => match state.store.get(&key, &ns, name)
         {
-            Some(s) => raw_json(s.bytes.to_vec()),
+            Some(s) => raw_json(s.bytes()),
             None => store_error(
                 &StoreError::NotFound {
                     kind: r.plural.into(),

@@ -98,8 +98,7 @@ pub(super) fn list(
         return table(r, &items, rv, continue_token);
     }
     // Assemble the list from the stored bytes without decoding them.
-    let mut out =
-        Vec::with_capacity(items.iter().map(|(_, s)| s.bytes.len() + 1).sum::<usize>() + 256);
+    let mut out = Vec::with_capacity(256);
     out.extend_from_slice(format!("{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{{\"resourceVersion\":\"{rv}\"", r.kind, r.api_version()).as_bytes());
     if let Some(c) = &continue_token {
         out.extend_from_slice(format!(",\"continue\":\"{c}\"").as_bytes());
@@ -109,7 +108,7 @@ pub(super) fn list(
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(&s.bytes);
+        out.extend_from_slice(&s.bytes());
     }
     out.extend_from_slice(b"]}");
     raw_json(out)

@@ -68,7 +68,7 @@ pub(super) fn watch(
             let (rv, items, _) = state.store.list(&key, namespace, None, None, &|_, _| true);
             for ((ns, name), s) in &items {
                 if matches(ns, name, s) {
-                    initial.push(line("ADDED", &s.bytes));
+                    initial.push(line("ADDED", &s.bytes()));
                 }
             }
             rv
@@ -90,7 +90,7 @@ pub(super) fn watch(
     };
     for e in backlog {
         if matches(&e.namespace, &e.name, &e.object) {
-            initial.push(line(e.type_, &e.object.bytes));
+            initial.push(line(e.type_, &e.object.bytes()));
         }
     }
     // WatchList (sendInitialEvents=true): the end of the initial state is marked by a bookmark
@@ -109,7 +109,7 @@ pub(super) fn watch(
                     && e.rv > from_rv
                     && matches2(&e.namespace, &e.name, &e.object) =>
             {
-                Some(line(e.type_, &e.object.bytes))
+                Some(line(e.type_, &e.object.bytes()))
             }
             _ => None,
         };
