@@ -428,6 +428,18 @@ impl Ops {
         }
     }
 
+    /// `cni_migrate_admissions_held`: 1 for the reason holding now, 0 for the others.
+    fn set_held(&self, now: Option<&str>) {
+        for r in executor::controls::HoldReason::ALL {
+            self.metrics
+                .held
+                .get_or_create(&ReasonLabel {
+                    reason: r.as_str().into(),
+                })
+                .set(i64::from(Some(r.as_str()) == now));
+        }
+    }
+
     /// Waits for the notifications still being sent (at most 10 s in all).
     pub async fn finish(&self) {
         let pending: Vec<_> = lock(&self.sent).drain(..).collect();
@@ -506,17 +518,7 @@ impl Observer for Ops {
             }
             (EventKind::Held, _) => {
                 let reason = e.reason.clone().unwrap_or_default();
-                for r in [
-                    "window",
-                    "health-budget",
-                    "prometheus",
-                    "prometheus-unreachable",
-                ] {
-                    self.metrics
-                        .held
-                        .get_or_create(&ReasonLabel { reason: r.into() })
-                        .set(i64::from(r == reason));
-                }
+                self.set_held(Some(&reason));
                 self.metrics
                     .holds
                     .get_or_create(&ReasonLabel {
@@ -529,19 +531,7 @@ impl Observer for Ops {
                     format!("{who}: admissions held ({reason}): {}", e.message),
                 );
             }
-            (EventKind::Released, _) => {
-                for r in [
-                    "window",
-                    "health-budget",
-                    "prometheus",
-                    "prometheus-unreachable",
-                ] {
-                    self.metrics
-                        .held
-                        .get_or_create(&ReasonLabel { reason: r.into() })
-                        .set(0);
-                }
-            }
+            (EventKind::Released, _) => self.set_held(None),
             (EventKind::Gate, _) => self.notify(
                 "gate",
                 e,

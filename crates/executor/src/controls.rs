@@ -44,6 +44,14 @@ pub enum HoldReason {
 }
 
 impl HoldReason {
+    /// Every reason, for whoever labels by them.
+    pub const ALL: [HoldReason; 4] = [
+        HoldReason::Window,
+        HoldReason::HealthBudget,
+        HoldReason::Prometheus,
+        HoldReason::PrometheusUnreachable,
+    ];
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
