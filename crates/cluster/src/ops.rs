@@ -578,23 +578,7 @@ impl Cluster for KubeCluster {
     ) -> Result<Option<String>, ClusterError> {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
         let what = format!("configmap {namespace}/{name}");
-        let mut cm = ConfigMap {
-            metadata: kube::api::ObjectMeta {
-                name: Some(name.to_owned()),
-                namespace: Some(namespace.to_owned()),
-                labels: Some(labels.clone()),
-                resource_version: resource_version.map(str::to_owned),
-                ..Default::default()
-            },
-            data: (!data.is_empty()).then(|| data.clone()),
-            binary_data: (!binary_data.is_empty()).then(|| {
-                binary_data
-                    .iter()
-                    .map(|(k, v)| (k.clone(), k8s_openapi::ByteString(v.clone())))
-                    .collect()
-            }),
-            ..Default::default()
-        };
+        let mut cm = configmap_object(namespace, name, labels, data, binary_data, resource_version);
         let params = PostParams {
             field_manager: Some(FIELD_MANAGER.to_owned()),
             ..PostParams::default()
@@ -749,6 +733,34 @@ impl Cluster for KubeCluster {
             .await
             .map(|_| ())
             .map_err(api_err("create", format!("event on node {node}")))
+    }
+}
+
+/// A ConfigMap as `write_configmap` sends it: empty `data` or `binaryData` left out.
+pub fn configmap_object(
+    namespace: &str,
+    name: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+    data: &std::collections::BTreeMap<String, String>,
+    binary_data: &std::collections::BTreeMap<String, Vec<u8>>,
+    resource_version: Option<&str>,
+) -> ConfigMap {
+    ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(labels.clone()),
+            resource_version: resource_version.map(str::to_owned),
+            ..Default::default()
+        },
+        data: (!data.is_empty()).then(|| data.clone()),
+        binary_data: (!binary_data.is_empty()).then(|| {
+            binary_data
+                .iter()
+                .map(|(k, v)| (k.clone(), k8s_openapi::ByteString(v.clone())))
+                .collect()
+        }),
+        ..Default::default()
     }
 }
 

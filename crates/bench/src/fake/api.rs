@@ -580,23 +580,7 @@ impl Cluster for FakeCluster {
         let rv = st.bump();
         st.configmaps.insert(
             key,
-            ConfigMap {
-                metadata: kube::api::ObjectMeta {
-                    name: Some(name.to_owned()),
-                    namespace: Some(namespace.to_owned()),
-                    labels: Some(labels.clone()),
-                    resource_version: Some(rv.clone()),
-                    ..Default::default()
-                },
-                data: (!data.is_empty()).then(|| data.clone()),
-                binary_data: (!binary_data.is_empty()).then(|| {
-                    binary_data
-                        .iter()
-                        .map(|(k, v)| (k.clone(), k8s_openapi::ByteString(v.clone())))
-                        .collect()
-                }),
-                ..Default::default()
-            },
+            cluster::ops::configmap_object(namespace, name, labels, data, binary_data, Some(&rv)),
         );
         Ok(Some(rv))
     }
