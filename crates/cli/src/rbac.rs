@@ -42,9 +42,9 @@ pub const RULES: &[Rule] = &[
     Rule {
         group: "",
         resource: "nodes",
-        verbs: &["get", "list", "patch"],
+        verbs: &["get", "list", "patch", "watch"],
         namespace: None,
-        why: "discovery, readiness, cordon/uncordon, the migration label, scale-down annotations while held",
+        why: "discovery, readiness and node churn (one watch of every node), cordon/uncordon, the migration label, scale-down annotations while held",
     },
     Rule {
         group: "",

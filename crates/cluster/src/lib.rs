@@ -13,6 +13,7 @@
 //! pods is deserialized directly into `Vec<PodInfo>`, so memory stays proportional to what the
 //! planner needs, not to the size of the objects. Secrets are never read.
 
+pub mod cached;
 pub mod connect;
 pub mod discovery;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod ops;
 pub mod telemetry;
 pub mod watch;
 
+pub use cached::NodeCached;
 pub use connect::{ClusterArgs, USER_AGENT, configure, connect, connect_in_cluster};
 pub use discovery::discover;
 pub use error::{ClusterError, is_retriable, status_code};

@@ -22,6 +22,7 @@ use crate::{
     ClusterError,
     discovery::{list_all, list_with},
     status_code,
+    watch::Change,
 };
 
 /// The field manager the tool uses for server-side apply and records on its writes.
@@ -214,6 +215,13 @@ pub trait Cluster: Send + Sync {
         _namespace: Option<&str>,
         _field_selector: &str,
     ) -> Option<futures::stream::BoxStream<'static, Result<Vec<PodInfo>, ClusterError>>> {
+        None
+    }
+    /// Every node, as a stream of changes: the LIST first, then one for each change, from one
+    /// WATCH; the stream ends after an error it yields. `None` when this cluster cannot watch.
+    fn watch_nodes(
+        &self,
+    ) -> Option<futures::stream::BoxStream<'static, Result<Change<NodeInfo>, ClusterError>>> {
         None
     }
     /// Pods in a namespace (or all, with `None`) matching a label selector.
@@ -427,6 +435,12 @@ impl Cluster for KubeCluster {
             namespace,
             field_selector,
         ))
+    }
+
+    fn watch_nodes(
+        &self,
+    ) -> Option<futures::stream::BoxStream<'static, Result<Change<NodeInfo>, ClusterError>>> {
+        Some(crate::watch::nodes(self.client.clone()))
     }
 
     async fn pods(

@@ -1,10 +1,12 @@
-//! Pods watched (those of one node, or one pod by name): one LIST, then one WATCH from its
-//! `resourceVersion`, each change a new snapshot (instead of a LIST a second while a drain
-//! waits for pods to go, or a GET every poll while the probe runs).
+//! Objects watched: one LIST, then one WATCH from its `resourceVersion`. Pods (those of one
+//! node, or one pod by name) as a new snapshot at each change, instead of a LIST a second while
+//! a drain waits for pods to go or a GET every poll while the probe runs; every node as a
+//! stream of changes, for the run's node cache ([`crate::cached`]).
 //!
 //! ```text
-//! LIST (fieldSelector spec.nodeName=N) ─► snapshot ─► WATCH from its resourceVersion
-//!   ADDED / MODIFIED / DELETED ─► the snapshot changed ─► yielded
+//! LIST (fieldSelector spec.nodeName=N) ─► Listed ─► WATCH from its resourceVersion
+//!   ADDED / MODIFIED ─► Applied        DELETED ─► Deleted
+//!   (pods: each change folded into a snapshot, yielded when it differs)
 //!   BOOKMARK ─► resourceVersion kept
 //!   the watch ends (server timeout) ─► WATCH again from the last resourceVersion
 //!   410 Gone ─► LIST again
@@ -18,17 +20,51 @@ use kube::{
     api::{ListParams, WatchEvent, WatchParams},
     core::Request,
 };
-use planner::snapshot::PodInfo;
-use serde::Deserialize;
+use planner::snapshot::{NodeInfo, PodInfo};
+use serde::{Deserialize, de::DeserializeOwned};
 
 use crate::ClusterError;
 
+/// What a watch saw.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change<T> {
+    /// Everything, from a LIST (the first, or again after `410 Gone`).
+    Listed(Vec<T>),
+    /// Added or modified.
+    Applied(T),
+    /// Deleted (its last state).
+    Deleted(T),
+}
+
+/// An object a watch keeps by key.
+pub trait Watched: DeserializeOwned + Clone + PartialEq + Send + 'static {
+    /// The resource's plural, for messages.
+    const RESOURCE: &'static str;
+    /// Its key in a snapshot (`namespace/name`, or the name of a cluster-scoped object).
+    fn watch_key(&self) -> String;
+}
+
+impl Watched for PodInfo {
+    const RESOURCE: &'static str = "pods";
+    fn watch_key(&self) -> String {
+        self.key()
+    }
+}
+
+impl Watched for NodeInfo {
+    const RESOURCE: &'static str = "nodes";
+    fn watch_key(&self) -> String {
+        self.name.clone()
+    }
+}
+
 #[derive(Deserialize)]
-struct PodList {
+#[serde(bound = "T: DeserializeOwned")]
+struct List<T> {
     #[serde(default)]
     metadata: ListMeta,
     #[serde(default)]
-    items: Vec<PodInfo>,
+    items: Vec<T>,
 }
 
 #[derive(Default, Deserialize)]
@@ -47,95 +83,93 @@ enum Phase {
 
 struct State {
     client: kube::Client,
-    /// `/api/v1/pods` or `/api/v1/namespaces/NS/pods`.
+    /// e.g. `/api/v1/pods`, `/api/v1/namespaces/NS/pods`, `/api/v1/nodes`.
     path: String,
-    /// The field selector, e.g. `spec.nodeName=N` or `metadata.name=P`.
+    /// The field selector, e.g. `spec.nodeName=N` or `metadata.name=P` (may be empty).
     fields: String,
-    pods: BTreeMap<String, PodInfo>,
     rv: String,
     phase: Phase,
 }
 
-fn api_error(verb: &'static str, what: &str, source: kube::Error) -> ClusterError {
+fn api_error<T: Watched>(verb: &'static str, what: &str, source: kube::Error) -> ClusterError {
     ClusterError::Api {
         verb,
-        what: format!("pods ({what})"),
+        what: if what.is_empty() {
+            T::RESOURCE.to_owned()
+        } else {
+            format!("{} ({what})", T::RESOURCE)
+        },
         source,
     }
 }
 
 impl State {
-    fn snapshot(&self) -> Vec<PodInfo> {
-        self.pods.values().cloned().collect()
-    }
-
-    async fn list(&mut self) -> Result<(), ClusterError> {
-        let params = ListParams::default().fields(&self.fields);
+    async fn list<T: Watched>(&mut self) -> Result<Vec<T>, ClusterError> {
+        let mut params = ListParams::default();
+        if !self.fields.is_empty() {
+            params = params.fields(&self.fields);
+        }
         let request = Request::new(&self.path).list(&params).map_err(|source| {
             ClusterError::BuildRequest {
-                what: "pods".into(),
+                what: T::RESOURCE.into(),
                 source,
             }
         })?;
-        let list: PodList = self
+        let list: List<T> = self
             .client
             .request(request)
             .await
-            .map_err(|e| api_error("list", &self.fields, e))?;
-        self.pods = list.items.into_iter().map(|p| (p.key(), p)).collect();
+            .map_err(|e| api_error::<T>("list", &self.fields, e))?;
         self.rv = list.metadata.resource_version;
-        Ok(())
+        Ok(list.items)
     }
 
-    async fn open(&mut self) -> Result<(), ClusterError> {
-        let params = WatchParams::default().fields(&self.fields).timeout(290);
+    async fn open<T: Watched>(&mut self) -> Result<(), ClusterError> {
+        let mut params = WatchParams::default().timeout(290);
+        if !self.fields.is_empty() {
+            params = params.fields(&self.fields);
+        }
         let request = Request::new(&self.path)
             .watch(&params, &self.rv)
             .map_err(|source| ClusterError::BuildRequest {
-                what: "pods".into(),
+                what: T::RESOURCE.into(),
                 source,
             })?;
         let events = self
             .client
             .request_events::<serde_json::Value>(request)
             .await
-            .map_err(|e| api_error("watch", &self.fields, e))?;
+            .map_err(|e| api_error::<T>("watch", &self.fields, e))?;
         self.phase = Phase::Watch(events.boxed());
         Ok(())
     }
 
-    /// Applies an object of an event; `true` when the snapshot changed.
-    fn apply(&mut self, object: serde_json::Value, deleted: bool) -> bool {
+    /// The object of an event (its resourceVersion kept), `None` when it does not decode.
+    fn decode<T: Watched>(&mut self, object: serde_json::Value) -> Option<T> {
         if let Some(rv) = object
             .pointer("/metadata/resourceVersion")
             .and_then(|v| v.as_str())
         {
             rv.clone_into(&mut self.rv);
         }
-        let Ok(pod) = serde_json::from_value::<PodInfo>(object) else {
-            return false;
-        };
-        if deleted {
-            self.pods.remove(&pod.key()).is_some()
-        } else {
-            self.pods.insert(pod.key(), pod.clone()).as_ref() != Some(&pod)
-        }
+        serde_json::from_value::<T>(object).ok()
     }
 
-    /// The next snapshot, `None` once the stream ended.
-    async fn next(&mut self) -> Option<Result<Vec<PodInfo>, ClusterError>> {
+    /// The next change, `None` once the stream ended (after an error it yielded).
+    async fn next<T: Watched>(&mut self) -> Option<Result<Change<T>, ClusterError>> {
         loop {
             match std::mem::replace(&mut self.phase, Phase::Done) {
                 Phase::Done => return None,
                 Phase::List => {
-                    if let Err(e) = self.list().await {
-                        return Some(Err(e));
-                    }
+                    let items = match self.list().await {
+                        Ok(items) => items,
+                        Err(e) => return Some(Err(e)),
+                    };
                     self.phase = Phase::Open;
-                    return Some(Ok(self.snapshot()));
+                    return Some(Ok(Change::Listed(items)));
                 }
                 Phase::Open => {
-                    if let Err(e) = self.open().await {
+                    if let Err(e) = self.open::<T>().await {
                         return Some(Err(e));
                     }
                 }
@@ -145,13 +179,13 @@ impl State {
                     match event {
                         None => self.phase = Phase::Open,
                         Some(Ok(WatchEvent::Added(o) | WatchEvent::Modified(o))) => {
-                            if self.apply(o, false) {
-                                return Some(Ok(self.snapshot()));
+                            if let Some(t) = self.decode(o) {
+                                return Some(Ok(Change::Applied(t)));
                             }
                         }
                         Some(Ok(WatchEvent::Deleted(o))) => {
-                            if self.apply(o, true) {
-                                return Some(Ok(self.snapshot()));
+                            if let Some(t) = self.decode(o) {
+                                return Some(Ok(Change::Deleted(t)));
                             }
                         }
                         Some(Ok(WatchEvent::Bookmark(b))) => {
@@ -162,7 +196,7 @@ impl State {
                         }
                         Some(Ok(WatchEvent::Error(e))) => {
                             self.phase = Phase::Done;
-                            return Some(Err(api_error(
+                            return Some(Err(api_error::<T>(
                                 "watch",
                                 &self.fields,
                                 kube::Error::Api(e),
@@ -170,12 +204,47 @@ impl State {
                         }
                         Some(Err(e)) => {
                             self.phase = Phase::Done;
-                            return Some(Err(api_error("watch", &self.fields, e)));
+                            return Some(Err(api_error::<T>("watch", &self.fields, e)));
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// The changes of the objects at `path` matching a field selector (empty: all of them): the
+/// first item is the LIST, then one for each change. The stream ends after an error it yields.
+pub fn changes<T: Watched>(
+    client: kube::Client,
+    path: String,
+    field_selector: &str,
+) -> BoxStream<'static, Result<Change<T>, ClusterError>> {
+    let state = State {
+        client,
+        path,
+        fields: field_selector.to_owned(),
+        rv: String::new(),
+        phase: Phase::List,
+    };
+    futures::stream::unfold(state, |mut s| async move {
+        let item = s.next::<T>().await?;
+        Some((item, s))
+    })
+    .boxed()
+}
+
+/// Folds a change into a snapshot kept by key; `true` when the snapshot changed.
+pub fn fold<T: Watched>(snapshot: &mut BTreeMap<String, T>, change: Change<T>) -> bool {
+    match change {
+        Change::Listed(items) => {
+            let new: BTreeMap<String, T> = items.into_iter().map(|t| (t.watch_key(), t)).collect();
+            let changed = new != *snapshot;
+            *snapshot = new;
+            changed
+        }
+        Change::Applied(t) => snapshot.insert(t.watch_key(), t.clone()).as_ref() != Some(&t),
+        Change::Deleted(t) => snapshot.remove(&t.watch_key()).is_some(),
     }
 }
 
@@ -187,20 +256,31 @@ pub fn pods(
     namespace: Option<&str>,
     field_selector: &str,
 ) -> BoxStream<'static, Result<Vec<PodInfo>, ClusterError>> {
-    let state = State {
-        client,
-        path: namespace.map_or_else(
-            || "/api/v1/pods".to_owned(),
-            |ns| format!("/api/v1/namespaces/{ns}/pods"),
-        ),
-        fields: field_selector.to_owned(),
-        pods: BTreeMap::new(),
-        rv: String::new(),
-        phase: Phase::List,
-    };
-    futures::stream::unfold(state, |mut s| async move {
-        let item = s.next().await?;
-        Some((item, s))
-    })
+    let path = namespace.map_or_else(
+        || "/api/v1/pods".to_owned(),
+        |ns| format!("/api/v1/namespaces/{ns}/pods"),
+    );
+    let changes = changes::<PodInfo>(client, path, field_selector);
+    futures::stream::unfold(
+        (changes, BTreeMap::new(), true),
+        |(mut changes, mut pods, first)| async move {
+            loop {
+                match changes.next().await? {
+                    Err(e) => return Some((Err(e), (changes, pods, false))),
+                    Ok(change) => {
+                        if fold(&mut pods, change) || first {
+                            let snapshot = pods.values().cloned().collect();
+                            return Some((Ok(snapshot), (changes, pods, false)));
+                        }
+                    }
+                }
+            }
+        },
+    )
     .boxed()
+}
+
+/// Every node: the LIST, then each change.
+pub fn nodes(client: kube::Client) -> BoxStream<'static, Result<Change<NodeInfo>, ClusterError>> {
+    changes::<NodeInfo>(client, "/api/v1/nodes".to_owned(), "")
 }

@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! transition(step, to) ─► checkpoint state machine ─► save ─► (test hook: SIGKILL here)
+//! transition_unsaved(step, Done) ─► in memory only; the next save of any step writes it
+//!   (the next step's Running, in the same write), then the test hook
 //! save ─► store.save at the generation read ─┬─ ok
 //!                                            ├─ conflict: re-read; another run's ─► Superseded
 //!                                            │            a `pause` ─► merged, written again
@@ -35,6 +37,10 @@ pub struct Journal<'a> {
     crash_at: Option<CrashPoint>,
     /// Told of every write (metrics: checkpoint writes and size).
     observer: Option<&'a dyn Observer>,
+    /// Transitions made in memory and not written yet that the test hook waits for.
+    unsaved: std::sync::Mutex<Vec<(Step, StepState)>>,
+    /// A transition is in memory and not written yet.
+    dirty: std::sync::atomic::AtomicBool,
 }
 
 impl<'a> Journal<'a> {
@@ -53,6 +59,8 @@ impl<'a> Journal<'a> {
             timing,
             crash_at,
             observer: None,
+            unsaved: std::sync::Mutex::default(),
+            dirty: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -75,12 +83,22 @@ impl<'a> Journal<'a> {
     /// # Errors
     /// [`RunError::Superseded`] when another run wrote the checkpoint; the store's failures.
     pub async fn save(&self, ck: &mut Checkpoint) -> Result<(), RunError> {
+        self.dirty.store(false, std::sync::atomic::Ordering::SeqCst);
         let mut backoff = self.timing.backoff();
         loop {
             match self.store.save(ck).await {
                 Ok(()) => {
                     if let Some(o) = self.observer {
                         o.checkpoint_saved(self.store.last_size());
+                    }
+                    let written = std::mem::take(
+                        &mut *self
+                            .unsaved
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner),
+                    );
+                    for (step, state) in written {
+                        self.maybe_crash(&step, state);
                     }
                     return Ok(());
                 }
@@ -132,6 +150,50 @@ impl<'a> Journal<'a> {
         self.save(&mut ck).await?;
         drop(ck);
         self.maybe_crash(step, to);
+        Ok(())
+    }
+
+    /// Writes what [`Journal::transition_unsaved`] left in memory, if anything.
+    ///
+    /// # Errors
+    /// The save failing.
+    pub async fn flush(&self) -> Result<(), RunError> {
+        let mut ck = self.ck.lock().await;
+        if !self.dirty.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.save(&mut ck).await
+    }
+
+    /// Moves a step to `to` in memory only: the next save (of any step) writes it. For a
+    /// step's end when the next step of its chain starts at once: its `Running` is written
+    /// before it acts, and carries this in the same write. A crash before that write re-runs
+    /// the step on resume (steps are idempotent), which is what resuming a step recorded as
+    /// running does anyway.
+    ///
+    /// # Errors
+    /// The checkpoint refusing the transition.
+    pub async fn transition_unsaved(
+        &self,
+        step: &Step,
+        to: StepState,
+        now: u64,
+        message: Option<String>,
+    ) -> Result<(), RunError> {
+        let mut ck = self.ck.lock().await;
+        ck.transition(&self.index, &step.id, to, now, message)?;
+        self.dirty.store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(ck);
+        if self
+            .crash_at
+            .as_ref()
+            .is_some_and(|c| c.step == step.id && c.state == to)
+        {
+            self.unsaved
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((step.clone(), to));
+        }
         Ok(())
     }
 

@@ -50,6 +50,7 @@ use crate::{
 };
 
 mod admit;
+mod chain;
 mod membership;
 
 /// How one pass of [`Runner::run_pass`] ended.
@@ -153,7 +154,9 @@ impl<'a> Runner<'a> {
         Self {
             plan,
             rollback: BTreeMap::new(),
-            cluster,
+            // Node reads (before every step, during drains, admissions, verification) from one
+            // watch of the nodes, where the cluster can watch.
+            cluster: cluster::NodeCached::wrap(cluster),
             cfg,
             observer,
             journal,
@@ -383,6 +386,12 @@ impl<'a> Runner<'a> {
     /// Runs one step to its end: skipped when the checkpoint has it done, retried while its
     /// failures are retriable and the retry budget lasts, recorded at every transition.
     pub(crate) async fn run_step(&self, step: &Step) -> Result<StepEnd, RunError> {
+        self.run_step_in(step, false).await
+    }
+
+    /// [`Runner::run_step`]; `followed` when the next step of a node's chain starts at once:
+    /// then this step's `Done` is written with that step's `Running` (one write, not two).
+    async fn run_step_in(&self, step: &Step, followed: bool) -> Result<StepEnd, RunError> {
         let state = self.journal.state(&*self.journal.ck.lock().await, step);
         if state.is_complete() {
             return Ok(StepEnd::Done(None));
@@ -398,8 +407,10 @@ impl<'a> Runner<'a> {
             None,
             description.clone(),
         );
-        self.node_event(step, "MigrationStepStarted", &description, false)
-            .await;
+        if Self::announces_start(step) {
+            self.node_event(step, "MigrationStepStarted", &description, false)
+                .await;
+        }
         let mut backoff = self.cfg.timing.backoff();
         loop {
             if self.lock_lost.load(Ordering::SeqCst) {
@@ -413,7 +424,14 @@ impl<'a> Runner<'a> {
                 .await
             {
                 Ok(Done::Done(detail)) => {
-                    self.transition(step, StepState::Done, None).await?;
+                    if followed {
+                        let now = self.now();
+                        self.journal
+                            .transition_unsaved(step, StepState::Done, now, None)
+                            .await?;
+                    } else {
+                        self.transition(step, StepState::Done, None).await?;
+                    }
                     self.emit(EventKind::StepDone, Some(step), None, detail.clone());
                     self.node_event(step, "MigrationStepDone", &detail, false)
                         .await;
@@ -645,51 +663,5 @@ impl<'a> Runner<'a> {
             }
             None => Ok(None),
         }
-    }
-
-    async fn run_node(&self, node: String) -> (String, Result<(), RunError>) {
-        let r = self.run_chain(&node).await;
-        (node, r)
-    }
-
-    async fn run_chain(&self, node: &str) -> Result<(), RunError> {
-        if self.journal.ck.lock().await.prior(node).is_none() && !self.admit(node).await? {
-            return Ok(());
-        }
-        let light = self
-            .journal
-            .ck
-            .lock()
-            .await
-            .prior(node)
-            .is_some_and(|p| p.light);
-        for step in self.plan.node_steps(node) {
-            if self.replaced_mid_chain(node).await? {
-                return Ok(());
-            }
-            if light && self.skip_light(step, node).await? {
-                continue;
-            }
-            match self.run_step(step).await? {
-                StepEnd::Done(_) => {}
-                // Node steps have no gates; a failure is recorded and stops admissions.
-                StepEnd::Gate(_) | StepEnd::Failed(_) | StepEnd::Left => return Ok(()),
-            }
-        }
-        let secs = self
-            .journal
-            .ck
-            .lock()
-            .await
-            .node(node)
-            .and_then(|r| r.span())
-            .map_or(0, |(first, last)| last - first);
-        self.emit(
-            EventKind::NodeDone,
-            None,
-            Some(node),
-            format!("{node} migrated in {secs}s"),
-        );
-        Ok(())
     }
 }

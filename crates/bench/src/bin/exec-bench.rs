@@ -543,16 +543,23 @@ fn schedule_one(a: &ScheduleArgs, syn: &Synthetic, k: &str) -> anyhow::Result<()
 
     let total: u64 = counters.requests.values().sum();
     let nodes = plan.nodes.len().max(1) as f64;
-    let p = a.pods_per_node.saturating_sub(1) as f64;
+    let evictions: u64 = counters
+        .requests
+        .iter()
+        .filter(|(k, _)| k.starts_with("CREATE pods/eviction"))
+        .map(|(_, n)| *n)
+        .sum();
     let per_node = total as f64 / nodes;
+    let besides = (total - evictions) as f64 / nodes;
     println!(
-        "API requests: {total} in all, {per_node:.1} per node → target ≤ 15 + 2·P = {:.0} (P = {p:.0} evicted pods): {}",
-        15.0 + 2.0 * p,
-        if per_node <= 15.0 + 2.0 * p {
-            "MET"
-        } else {
-            "NOT MET"
-        }
+        "API requests: {total} in all, {per_node:.1} per node; {besides:.1} per node besides the {:.1} evictions → target ≤ 40: {}",
+        evictions as f64 / nodes,
+        if besides <= 40.0 { "MET" } else { "NOT MET" }
+    );
+    println!(
+        "peak request rate: {} in the busiest second, {:.1}/s over the busiest ten seconds (virtual time; the client's default limit is 30/s, burst 60)",
+        counters.peak.0,
+        counters.peak.1 as f64 / 10.0
     );
     let mut verbs: Vec<(&&str, &u64)> = counters.requests.iter().collect();
     verbs.sort_by(|x, y| y.1.cmp(x.1));

@@ -37,6 +37,8 @@ pub struct Counters {
     pub blocked_evictions: u64,
     /// Per node physics.
     pub physics: HashMap<String, NodePhysics>,
+    /// The most requests sent within one second, and the most within ten seconds.
+    pub peak: (usize, usize),
 }
 
 impl FakeCluster {
@@ -51,6 +53,7 @@ impl FakeCluster {
         let d = {
             let mut st = self.lock();
             *st.requests.entry(what).or_default() += 1;
+            st.arrivals.push(Instant::now());
             self.physics.latency(&mut st.rng, write, bytes)
         };
         if !d.is_zero() {
@@ -66,8 +69,25 @@ impl FakeCluster {
             list_items: st.list_items,
             blocked_evictions: st.blocked_evictions,
             physics: st.physics.clone(),
+            peak: (
+                busiest(&st.arrivals, Duration::from_secs(1)),
+                busiest(&st.arrivals, Duration::from_secs(10)),
+            ),
         }
     }
+}
+
+/// The most of `times` (in order) within any `window`.
+fn busiest(times: &[Instant], window: Duration) -> usize {
+    let mut best = 0;
+    let mut j = 0;
+    for (i, t) in times.iter().enumerate() {
+        while t.saturating_duration_since(times[j]) >= window {
+            j += 1;
+        }
+        best = best.max(i - j + 1);
+    }
+    best
 }
 
 #[async_trait]
@@ -79,8 +99,10 @@ impl Cluster for FakeCluster {
 
     async fn set_unschedulable(&self, node: &str, unschedulable: bool) -> Result<(), ClusterError> {
         self.request("PATCH node (unschedulable)", true, 0).await;
-        if let Some(n) = self.lock().nodes.get_mut(node) {
+        let mut st = self.lock();
+        if let Some(n) = st.nodes.get_mut(node) {
             n.info.unschedulable = unschedulable;
+            st.node_changed(node);
         }
         Ok(())
     }
@@ -92,7 +114,8 @@ impl Cluster for FakeCluster {
         value: Option<&str>,
     ) -> Result<(), ClusterError> {
         self.request("PATCH node (label)", true, 0).await;
-        if let Some(n) = self.lock().nodes.get_mut(node) {
+        let mut st = self.lock();
+        if let Some(n) = st.nodes.get_mut(node) {
             match value {
                 Some(v) => {
                     n.info.labels.insert(key.to_owned(), v.to_owned());
@@ -101,6 +124,7 @@ impl Cluster for FakeCluster {
                     n.info.labels.remove(key);
                 }
             }
+            st.node_changed(node);
         }
         Ok(())
     }
@@ -111,7 +135,8 @@ impl Cluster for FakeCluster {
         annotations: &[(&str, Option<&str>)],
     ) -> Result<(), ClusterError> {
         self.request("PATCH node (annotations)", true, 0).await;
-        if let Some(n) = self.lock().nodes.get_mut(node) {
+        let mut st = self.lock();
+        if let Some(n) = st.nodes.get_mut(node) {
             for (k, v) in annotations {
                 match v {
                     Some(v) => {
@@ -122,6 +147,7 @@ impl Cluster for FakeCluster {
                     }
                 }
             }
+            st.node_changed(node);
         }
         Ok(())
     }
@@ -132,6 +158,68 @@ impl Cluster for FakeCluster {
         let out = st.on_node(node, Instant::now());
         st.list_items += out.len() as u64;
         Ok(out)
+    }
+
+    /// One LIST and one WATCH of every node, counted once; then each node a write changed, a
+    /// watch's latency after the write.
+    fn watch_nodes(
+        &self,
+    ) -> Option<
+        futures::stream::BoxStream<'static, Result<cluster::watch::Change<NodeInfo>, ClusterError>>,
+    > {
+        use cluster::watch::Change;
+        use futures::StreamExt as _;
+        let state = self.state.clone();
+        let latency = self.physics.api_latency;
+        Some(
+            futures::stream::unfold(
+                (state, None::<usize>),
+                move |(state, cursor)| async move {
+                    let lock = || state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let Some(at) = cursor else {
+                        let (items, at) = {
+                            let mut st = lock();
+                            *st.requests.entry("LIST nodes (watch)").or_default() += 1;
+                            *st.requests.entry("WATCH nodes").or_default() += 1;
+                            let items: Vec<NodeInfo> =
+                                st.nodes.values().map(|n| n.info.clone()).collect();
+                            (items, st.node_log.len())
+                        };
+                        if latency {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        return Some((Ok(Change::Listed(items)), (state, Some(at))));
+                    };
+                    let mut at = at;
+                    loop {
+                        let notify = lock().node_written.clone();
+                        let written = notify.notified();
+                        tokio::pin!(written);
+                        written.as_mut().enable();
+                        let (logged, next) = {
+                            let st = lock();
+                            let next = st.node_log.get(at).and_then(|name| st.nodes.get(name));
+                            (st.node_log.len(), next.map(|n| n.info.clone()))
+                        };
+                        if let Some(info) = next {
+                            if latency {
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                            return Some((Ok(Change::Applied(info)), (state, Some(at + 1))));
+                        }
+                        if logged > at {
+                            at += 1; // a node that is no longer there
+                            continue;
+                        }
+                        tokio::select! {
+                            () = &mut written => {}
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
+                },
+            )
+            .boxed(),
+        )
     }
 
     /// One LIST and one WATCH, counted once; then a snapshot whenever the pods change. The

@@ -92,12 +92,24 @@ pub(super) struct State {
     pub(super) resource_version: u64,
     pub(super) seq: u64,
     pub(super) requests: BTreeMap<&'static str, u64>,
+    /// When each counted request was sent (virtual time, in order).
+    pub(super) arrivals: Vec<Instant>,
     pub(super) list_items: u64,
     pub(super) physics: HashMap<String, NodePhysics>,
     pub(super) blocked_evictions: u64,
+    /// The names of nodes changed by a write, in order (what a watch of nodes sends).
+    pub(super) node_log: Vec<String>,
+    /// Woken at each node write.
+    pub(super) node_written: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl State {
+    /// Logs a node's change for the watches of nodes.
+    pub(super) fn node_changed(&mut self, node: &str) {
+        self.node_log.push(node.to_owned());
+        self.node_written.notify_waiters();
+    }
+
     pub(super) fn insert_pod(&mut self, pod: FakePod) {
         let key = pod.info.key();
         if let Some(n) = &pod.info.node_name {

@@ -163,9 +163,12 @@ impl Synthetic {
             resource_version: 1000,
             seq: 0,
             requests: BTreeMap::new(),
+            arrivals: Vec::new(),
             list_items: 0,
             physics: HashMap::new(),
             blocked_evictions: 0,
+            node_log: Vec::new(),
+            node_written: std::sync::Arc::default(),
         };
         let pool = spec.target.pod_cidrs.first().map(ToString::to_string);
         let base: Vec<u8> = pool
