@@ -243,6 +243,13 @@ impl Limiter {
     }
 }
 
+/// Whether a request is the run's Lease (`coordination.k8s.io` leases): it never waits for the
+/// rate limit or a `Retry-After` pause. A renewal held back past the Lease's duration loses
+/// the lock and stops the run, which costs far more than one request over the limit.
+fn renews_the_lock(path: &str) -> bool {
+    path.starts_with("/apis/coordination.k8s.io/") && path.contains("/leases")
+}
+
 /// Sets the process's rate limit (the CLI does, once, from `--qps` and `--burst`); clients
 /// built by [`crate::connect`] wait for it. A second call is ignored.
 pub fn set_rate_limit(qps: f64, burst: u32) {
@@ -342,10 +349,11 @@ where
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let observer = self.observer.clone().or_else(|| GLOBAL.get().cloned());
         let limiter = self.limiter.clone().or_else(|| LIMIT.get().cloned());
+        let waits = !renews_the_lock(req.uri().path());
         let Some(observer) = observer else {
             let fut = self.inner.call(req);
             return Box::pin(async move {
-                if let Some(l) = &limiter {
+                if let Some(l) = limiter.as_ref().filter(|_| waits) {
                     l.acquire().await;
                 }
                 let result = fut.await;
@@ -371,7 +379,7 @@ where
             .flatten();
         let fut = self.inner.call(req);
         Box::pin(async move {
-            if let Some(l) = &limiter {
+            if let Some(l) = limiter.as_ref().filter(|_| waits) {
                 l.acquire().await;
             }
             let start = Instant::now();

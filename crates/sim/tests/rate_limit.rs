@@ -107,3 +107,33 @@ async fn a_429_with_retry_after_holds_every_request_until_then() {
     assert_eq!(sim.request_times().len(), before + 1);
     assert!(cluster::telemetry::throttled() >= Duration::from_millis(900));
 }
+
+/// The run's Lease never waits for the limit or a `Retry-After` pause: a renewal held back past
+/// the Lease's duration would lose the lock and stop the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_goes_through_a_pause_and_a_spent_bucket() {
+    let sim = Sim::start(0).await.expect("sim");
+    let limiter = Arc::new(Limiter::new(1.0, 1));
+    let (client, _dir) = client(&sim, limiter.clone()).await;
+    let _ = client.apiserver_version().await; // the bucket's only token
+    limiter.pause_for(Duration::from_secs(3));
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(client.clone(), "kube-system");
+    let t = std::time::Instant::now();
+    for _ in 0..5 {
+        let _ = leases.get_opt("cni-migrate").await.expect("read the lease");
+    }
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "the Lease waited: {:?}",
+        t.elapsed()
+    );
+    // Anything else waits for the pause.
+    let t = std::time::Instant::now();
+    let _ = client.apiserver_version().await;
+    assert!(
+        t.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+}
