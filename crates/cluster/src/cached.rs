@@ -239,20 +239,23 @@ impl Cluster for NodeCached {
     }
 
     async fn nodes(&self) -> Result<Vec<NodeInfo>, ClusterError> {
-        let (mut nodes, unsettled) = {
+        let cached = {
             let mut c = self.lock();
-            if !c.live {
-                drop(c);
-                return self.inner.nodes().await;
+            if c.live {
+                c.hits += 1;
+                let nodes: BTreeMap<String, NodeInfo> = c
+                    .nodes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let unsettled: Vec<String> = c.pending.keys().cloned().collect();
+                Some((nodes, unsettled))
+            } else {
+                None
             }
-            c.hits += 1;
-            let nodes: BTreeMap<String, NodeInfo> = c
-                .nodes
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            let unsettled: Vec<String> = c.pending.keys().cloned().collect();
-            (nodes, unsettled)
+        };
+        let Some((mut nodes, unsettled)) = cached else {
+            return self.inner.nodes().await;
         };
         for name in unsettled {
             match self.inner.node(&name).await? {

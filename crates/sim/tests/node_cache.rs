@@ -55,27 +55,56 @@ async fn node_reads_come_from_one_watch_and_see_their_own_writes() {
 
     // Reads: no request.
     for _ in 0..20 {
-        let n = cached.node("kind-worker").await.expect("read").expect("there");
+        let n = cached
+            .node("kind-worker")
+            .await
+            .expect("read")
+            .expect("there");
         assert!(n.ready && !n.unschedulable);
     }
     assert!(cached.node("no-such-node").await.expect("read").is_none());
     let all = cached.nodes().await.expect("nodes");
-    assert_eq!(all, kube.nodes().await.expect("nodes"), "the cache is the LIST");
-    assert_eq!(node_reads(&sim).len(), listed.len() + 1, "only the direct LIST above");
+    assert_eq!(
+        all,
+        kube.nodes().await.expect("nodes"),
+        "the cache is the LIST"
+    );
+    assert_eq!(
+        node_reads(&sim).len(),
+        listed.len() + 1,
+        "only the direct LIST above"
+    );
 
     // Our writes are read back at once.
     cached
         .set_unschedulable("kind-worker", true)
         .await
         .expect("cordon");
-    assert!(cached.node("kind-worker").await.expect("read").expect("there").unschedulable);
+    assert!(
+        cached
+            .node("kind-worker")
+            .await
+            .expect("read")
+            .expect("there")
+            .unschedulable
+    );
     cached
-        .set_node_label("kind-worker", "io.cilium.migration/cilium-default", Some("true"))
+        .set_node_label(
+            "kind-worker",
+            "io.cilium.migration/cilium-default",
+            Some("true"),
+        )
         .await
         .expect("label");
-    let n = cached.node("kind-worker").await.expect("read").expect("there");
+    let n = cached
+        .node("kind-worker")
+        .await
+        .expect("read")
+        .expect("there");
     assert_eq!(
-        n.labels.get("io.cilium.migration/cilium-default").map(String::as_str),
+        n.labels
+            .get("io.cilium.migration/cilium-default")
+            .map(String::as_str),
         Some("true")
     );
     assert!(n.unschedulable);
@@ -84,9 +113,14 @@ async fn node_reads_come_from_one_watch_and_see_their_own_writes() {
         .await
         .expect("annotate");
     assert!(
-        cached.nodes().await.expect("nodes").iter().any(|n| n.name == "kind-worker"
-            && n.annotations.get("example.com/a").map(String::as_str) == Some("1")
-            && n.unschedulable)
+        cached
+            .nodes()
+            .await
+            .expect("nodes")
+            .iter()
+            .any(|n| n.name == "kind-worker"
+                && n.annotations.get("example.com/a").map(String::as_str) == Some("1")
+                && n.unschedulable)
     );
     // ...and once the watch has shown them, reads are the cache's again.
     let before = node_reads(&sim).len();
@@ -105,23 +139,45 @@ async fn node_reads_come_from_one_watch_and_see_their_own_writes() {
     assert_eq!(node_reads(&sim).len(), settled);
 
     // What others change.
-    sim.set_node_ready("kind-worker2", false).expect("not ready");
+    sim.set_node_ready("kind-worker2", false)
+        .expect("not ready");
     until("NotReady seen", async || {
-        !cached.node("kind-worker2").await.expect("read").expect("there").ready
+        !cached
+            .node("kind-worker2")
+            .await
+            .expect("read")
+            .expect("there")
+            .ready
     })
     .await;
     let old = cached.node("kind-worker3").await.expect("read");
     if let Some(old) = old {
-        let mut v = sim.store().get("/nodes", "", "kind-worker3").expect("stored").value();
-        sim.store().delete("/nodes", "", "kind-worker3", false).expect("delete");
+        let mut v = sim
+            .store()
+            .get("/nodes", "", "kind-worker3")
+            .expect("stored")
+            .value();
+        sim.store()
+            .delete("/nodes", "", "kind-worker3", false)
+            .expect("delete");
         until("deletion seen", async || {
             cached.node("kind-worker3").await.expect("read").is_none()
         })
         .await;
-        assert!(!cached.nodes().await.expect("nodes").iter().any(|n| n.name == "kind-worker3"));
+        assert!(
+            !cached
+                .nodes()
+                .await
+                .expect("nodes")
+                .iter()
+                .any(|n| n.name == "kind-worker3")
+        );
         // Back under the same name: another UID.
         v["metadata"]["uid"] = "replaced-uid".into();
-        v["metadata"].as_object_mut().expect("meta").remove("resourceVersion");
+        v["metadata"]
+            .as_object_mut()
+            .expect("meta")
+            .remove("resourceVersion");
         assert!(sim.insert(v), "recreated");
         until("the replacement seen", async || {
             cached
@@ -132,7 +188,11 @@ async fn node_reads_come_from_one_watch_and_see_their_own_writes() {
         })
         .await;
     }
-    assert_eq!(node_reads(&sim).len(), settled, "all of it through the watch");
+    assert_eq!(
+        node_reads(&sim).len(),
+        settled,
+        "all of it through the watch"
+    );
 }
 
 /// A watch the server drops is opened again from where it was; one that cannot be opened
@@ -141,17 +201,26 @@ async fn node_reads_come_from_one_watch_and_see_their_own_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_watch_hands_reads_to_the_api_until_it_is_back() {
     let (sim, kube, _dir) = start().await;
-    let cached = NodeCached::new(Arc::new(kube)).expect("the sim can watch nodes");
-    until("the LIST is in", async || cached.live()).await;
+    // Every watch is closed by the server after 200 ms (a dropped connection).
     sim.set_faults(Faults {
         drop_watch_after: Some(Duration::from_millis(200)),
         ..Faults::default()
     });
+    let cached = NodeCached::new(Arc::new(kube)).expect("the sim can watch nodes");
+    until("the LIST is in", async || cached.live()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     sim.set_node_ready("kind-worker", false).expect("not ready");
-    until("a change after the watch was dropped and opened again", async || {
-        !cached.node("kind-worker").await.expect("read").expect("there").ready
-    })
+    until(
+        "a change after the watch was dropped and opened again",
+        async || {
+            !cached
+                .node("kind-worker")
+                .await
+                .expect("read")
+                .expect("there")
+                .ready
+        },
+    )
     .await;
     assert!(cached.live());
 
