@@ -101,7 +101,15 @@ pub async fn next(
 /// per candidate, not a LIST of every node per tick).
 async fn observe(view: &View<'_>, ctx: &StepCtx<'_>) -> Observations {
     let (plan, ck, cluster) = (view.plan, view.ck, ctx.cluster);
-    let mut obs = Observations::default();
+    let mut obs = Observations {
+        last: ctx
+            .shared
+            .old_beacon
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone(),
+        ..Observations::default()
+    };
     for n in &plan.nodes {
         obs.node_pdbs.insert(n.name.clone(), n.pdbs.clone());
     }

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use cluster::{Cluster, ClusterError};
+use futures::StreamExt as _;
 use ipnet::IpNet;
 use planner::snapshot::PodInfo;
 use tokio::time::Instant;
@@ -77,7 +78,7 @@ pub async fn agent_pods<C: Cluster + ?Sized>(
 }
 
 /// The Cilium agent pods among a node's pods.
-fn only_agents(pods: Vec<PodInfo>) -> Vec<PodInfo> {
+pub fn only_agents(pods: Vec<PodInfo>) -> Vec<PodInfo> {
     let (key, value) = AGENT_SELECTOR
         .split_once('=')
         .unwrap_or((AGENT_SELECTOR, ""));
@@ -136,7 +137,25 @@ pub async fn restart_agent<C: Cluster + ?Sized>(
         source,
     };
     let start = Instant::now();
-    let pods = agent_pods(cluster, node).await.map_err(err)?;
+    // One watch of the node's pods, opened first: its first snapshot is what to act on, the
+    // rest is the wait. A LIST where the cluster cannot watch.
+    let mut stream = cluster.watch_pods(None, &format!("spec.nodeName={node}"));
+    let mut first = None;
+    if let Some(s) = stream.as_mut() {
+        match s.next().await {
+            Some(Ok(all)) => first = Some(only_agents(all)),
+            other => {
+                if let Some(Err(e)) = other {
+                    tracing::info!(node, error = %e, "cannot watch the node's pods; polling");
+                }
+                stream = None;
+            }
+        }
+    }
+    let pods = match first {
+        Some(pods) => pods,
+        None => agent_pods(cluster, node).await.map_err(err)?,
+    };
     if let Some(p) = fresh_ready_agent(&pods, old_uids) {
         return Ok(format!(
             "agent pod {} already restarted after the label and Ready",
@@ -164,7 +183,7 @@ pub async fn restart_agent<C: Cluster + ?Sized>(
     // One watch of the node's pods; a LIST every poll where the cluster cannot watch, or
     // after the watch failed, for the time left.
     let deadline = start + timeout;
-    let watched = match cluster.watch_pods(None, &format!("spec.nodeName={node}")) {
+    let watched = match stream {
         Some(stream) => {
             wait::watched(
                 stream,
@@ -172,6 +191,7 @@ pub async fn restart_agent<C: Cluster + ?Sized>(
                 poll * 15,
                 pods.clone(),
                 |all: Vec<PodInfo>| judge(only_agents(all)),
+                || async { cluster.pods_on_node(node).await.ok() },
             )
             .await
         }

@@ -258,8 +258,53 @@ pub async fn drain<C: Cluster + ?Sized>(
     drain_listed(cluster, node, opts, None).await
 }
 
-/// [`drain`], starting from the node's pods as just listed (by the step's announcement),
-/// so that announcing the count costs no second LIST.
+/// A watch of a node's pods.
+pub type PodWatch =
+    futures::stream::BoxStream<'static, Result<Vec<PodInfo>, cluster::ClusterError>>;
+
+/// A node's pods as just listed (by the drain step's announcement), and the watch whose first
+/// snapshot they were, when the cluster can watch: the drain goes on from them, so that
+/// announcing the count costs no second LIST.
+pub struct Listed {
+    /// The pods.
+    pub pods: Vec<PodInfo>,
+    /// The watch they came from.
+    pub watch: Option<PodWatch>,
+}
+
+impl Listed {
+    /// The node's pods: the first snapshot of a watch where the cluster can watch (the watch
+    /// kept for the drain), else a LIST.
+    ///
+    /// # Errors
+    /// The API's failure.
+    pub async fn now<C: Cluster + ?Sized>(
+        cluster: &C,
+        node: &str,
+    ) -> Result<Self, cluster::ClusterError> {
+        use futures::StreamExt as _;
+        if let Some(mut watch) = cluster.watch_pods(None, &format!("spec.nodeName={node}")) {
+            match watch.next().await {
+                Some(Ok(pods)) => {
+                    return Ok(Self {
+                        pods,
+                        watch: Some(watch),
+                    });
+                }
+                Some(Err(e)) => {
+                    tracing::info!(node, error = %e, "cannot watch the node's pods; listing them")
+                }
+                None => {}
+            }
+        }
+        Ok(Self {
+            pods: cluster.pods_on_node(node).await?,
+            watch: None,
+        })
+    }
+}
+
+/// [`drain`], from the node's pods as just listed.
 ///
 /// # Errors
 /// As [`drain`].
@@ -267,7 +312,7 @@ pub async fn drain_listed<C: Cluster + ?Sized>(
     cluster: &C,
     node: &str,
     opts: &DrainOptions,
-    listed: Option<Vec<PodInfo>>,
+    listed: Option<Listed>,
 ) -> Result<DrainReport, DrainError> {
     evict_listed(cluster, node, opts, &|_| true, listed).await
 }
@@ -291,7 +336,7 @@ async fn evict_listed<C: Cluster + ?Sized>(
     node: &str,
     opts: &DrainOptions,
     select: &(dyn Fn(&PodInfo) -> bool + Send + Sync),
-    listed: Option<Vec<PodInfo>>,
+    listed: Option<Listed>,
 ) -> Result<DrainReport, DrainError> {
     let err = |source| DrainError::Cluster {
         node: node.to_owned(),
@@ -299,9 +344,15 @@ async fn evict_listed<C: Cluster + ?Sized>(
     };
     let start = Instant::now();
     let deadline = start + opts.timeout;
-    let pods = match listed {
-        Some(pods) => pods,
-        None => cluster.pods_on_node(node).await.map_err(err)?,
+    let Listed {
+        pods,
+        watch: listed_watch,
+    } = match listed {
+        Some(l) => l,
+        None => Listed {
+            pods: cluster.pods_on_node(node).await.map_err(err)?,
+            watch: None,
+        },
     };
 
     let mut report = DrainReport::default();
@@ -336,9 +387,16 @@ async fn evict_listed<C: Cluster + ?Sized>(
 
     // Evicted pods going are seen through one watch of the node's pods; a LIST a poll where
     // the cluster cannot watch, and from the first watch error on.
-    let mut watch = cluster.watch_pods(None, &format!("spec.nodeName={node}"));
     let mut latest: Option<Vec<PodInfo>> = None;
-    if let Some(w) = watch.as_mut() {
+    let mut watch = match listed_watch {
+        // Already past its first snapshot: `pods` above.
+        Some(w) => {
+            latest = Some(pods.clone());
+            Some(w)
+        }
+        None => cluster.watch_pods(None, &format!("spec.nodeName={node}")),
+    };
+    if let Some(w) = watch.as_mut().filter(|_| latest.is_none()) {
         match w.next().await {
             Some(Ok(snapshot)) => latest = Some(snapshot),
             other => {
@@ -349,7 +407,8 @@ async fn evict_listed<C: Cluster + ?Sized>(
             }
         }
     }
-    // A watch that stalls must not become a false timeout: a LIST now and then reconciles.
+    // A watch that stalls must not become a false timeout: a LIST reconciles when it was
+    // quiet for a while (an event shows it alive).
     let resync = opts.node_check * 6;
     let mut last_list = start;
     let mut pdbs: Option<Vec<PdbInfo>> = None;
@@ -498,7 +557,10 @@ async fn evict_listed<C: Cluster + ?Sized>(
         };
         match changed {
             None => {}
-            Some(Some(Ok(snapshot))) => latest = Some(snapshot),
+            Some(Some(Ok(snapshot))) => {
+                latest = Some(snapshot);
+                last_list = Instant::now();
+            }
             Some(other) => {
                 if let Some(Err(e)) = other {
                     tracing::info!(node, error = %e, "the watch of the node's pods failed; polling");

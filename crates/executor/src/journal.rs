@@ -10,7 +10,8 @@
 //!                                            ├─ conflict: re-read; another run's ─► Superseded
 //!                                            │            a `pause` ─► merged, written again
 //!                                            └─ retriable failure ─► backoff, within budget
-//! refresh_pause ─► re-read: a `pause` written by `cni-migrate pause` from any machine
+//! refresh_pause ─► re-read: a `pause` written by `cni-migrate pause` from any machine (no
+//!                  read when a write of ours was accepted since: it would have met the pause)
 //! ```
 
 use std::time::Duration;
@@ -41,6 +42,10 @@ pub struct Journal<'a> {
     unsaved: std::sync::Mutex<Vec<(Step, StepState)>>,
     /// A transition is in memory and not written yet.
     dirty: std::sync::atomic::AtomicBool,
+    /// When a write of ours was last accepted.
+    written_at: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// A write met a `pause` written by another process (a conflict, merged).
+    met_pause: std::sync::atomic::AtomicBool,
 }
 
 impl<'a> Journal<'a> {
@@ -61,6 +66,8 @@ impl<'a> Journal<'a> {
             observer: None,
             unsaved: std::sync::Mutex::default(),
             dirty: std::sync::atomic::AtomicBool::new(false),
+            written_at: std::sync::Mutex::default(),
+            met_pause: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -88,6 +95,11 @@ impl<'a> Journal<'a> {
         loop {
             match self.store.save(ck).await {
                 Ok(()) => {
+                    *self
+                        .written_at
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some(tokio::time::Instant::now());
                     if let Some(o) = self.observer {
                         o.checkpoint_saved(self.store.last_size());
                     }
@@ -110,6 +122,10 @@ impl<'a> Journal<'a> {
                     };
                     if stored.run_id != ck.run_id {
                         return Err(RunError::Superseded(stored.run_id));
+                    }
+                    if stored.paused && !ck.paused {
+                        self.met_pause
+                            .store(true, std::sync::atomic::Ordering::SeqCst);
                     }
                     ck.paused = stored.paused;
                     ck.generation = stored.generation;
@@ -151,6 +167,12 @@ impl<'a> Journal<'a> {
         drop(ck);
         self.maybe_crash(step, to);
         Ok(())
+    }
+
+    /// Notes that the checkpoint (whose lock the caller holds) changed in memory and is not
+    /// written yet: the next save, or [`Journal::flush`], writes it.
+    pub fn unsaved(&self) {
+        self.dirty.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Writes what [`Journal::transition_unsaved`] left in memory, if anything.
@@ -216,7 +238,22 @@ impl<'a> Journal<'a> {
     ///
     /// # Errors
     /// [`RunError::Superseded`] when another run wrote the checkpoint.
-    pub async fn refresh_pause(&self) -> Result<bool, RunError> {
+    ///
+    /// No read when a write of ours was accepted within `fresh`: a `pause` (or another run)
+    /// written before it made it conflict, and was merged (or stopped this run) then.
+    pub async fn refresh_pause(&self, fresh: Duration) -> Result<bool, RunError> {
+        let met = || {
+            self.met_pause
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+        };
+        let recent = self
+            .written_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|t| t.elapsed() < fresh);
+        if recent {
+            return Ok(met());
+        }
         let stored = match self.store.load().await {
             Ok(Some(s)) => s,
             Ok(None) => return Ok(false),
@@ -229,9 +266,9 @@ impl<'a> Journal<'a> {
         if stored.run_id != ck.run_id {
             return Err(RunError::Superseded(stored.run_id));
         }
-        let mut newly = false;
+        let mut newly = met();
         if stored.generation > ck.generation {
-            newly = stored.paused && !ck.paused;
+            newly |= stored.paused && !ck.paused;
             ck.paused = stored.paused;
             ck.generation = stored.generation;
         }

@@ -44,6 +44,15 @@ impl Ledger for Runner<'_> {
         self.journal.ck.lock().await.node(node).map(|r| r.status())
     }
 
+    async fn statuses(&self, nodes: &[&str]) -> std::collections::HashMap<String, NodeStatus> {
+        // One hold of the record's lock, not one per node behind every write in flight.
+        let ck = self.journal.ck.lock().await;
+        nodes
+            .iter()
+            .filter_map(|n| Some(((*n).to_owned(), ck.node(n)?.status())))
+            .collect()
+    }
+
     async fn restarted_at(&self, node: &str) -> Option<u64> {
         let at = self
             .plan

@@ -195,6 +195,18 @@ pub async fn remove_on_node<C: Cluster + ?Sized>(
         .pods_on_node(node)
         .await
         .map_err(cl(format!("listing pods on {node}")))?;
+    remove_listed(cluster, &pods, label).await
+}
+
+/// [`remove_on_node`] among pods just listed.
+///
+/// # Errors
+/// An API failure.
+pub async fn remove_listed<C: Cluster + ?Sized>(
+    cluster: &C,
+    pods: &[PodInfo],
+    label: Option<&str>,
+) -> Result<usize, StepError> {
     let mut n = 0;
     for p in pods
         .iter()
@@ -253,7 +265,14 @@ pub async fn run_pod<C: Cluster + ?Sized>(
         )),
     };
     let deadline = tokio::time::Instant::now() + timeout;
-    // One watch of the pod; a GET every poll where the cluster cannot watch, or after the
+    // The pod's own labels select it and its kind (a LIST needs no `get` grant).
+    let selector = created
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    // One watch of the pod; a LIST every poll where the cluster cannot watch, or after the
     // watch failed, for the time left.
     let watched = match cluster.watch_pods(
         Some(&created.namespace),
@@ -266,6 +285,7 @@ pub async fn run_pod<C: Cluster + ?Sized>(
                 poll * 15,
                 "not seen yet".to_owned(),
                 |pods: Vec<PodInfo>| judge(pods.into_iter().find(|p| p.uid == created.uid)),
+                || async { cluster.pods(Some(&created.namespace), &selector).await.ok() },
             )
             .await
         }
@@ -274,13 +294,6 @@ pub async fn run_pod<C: Cluster + ?Sized>(
     let waited: Result<Result<PodInfo, String>, String> = match watched {
         Some(w) => w,
         None => {
-            // The pod's own labels select it and its kind (a LIST needs no `get` grant).
-            let selector = created
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",");
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             wait::looked(left, poll, || async {
                 let seen = cluster

@@ -136,7 +136,7 @@ impl Runner<'_> {
         }
         // Intent first: held, steps Pending again, prior state kept (observed now if the run
         // never recorded it).
-        if let Err(why) = self.record_prior(node).await? {
+        if let Err(why) = self.record_prior(node, false).await? {
             return Ok(RollbackEnd::Failed {
                 step: "observe".into(),
                 reason: format!("cannot observe {node}'s state before rolling it back: {why}"),

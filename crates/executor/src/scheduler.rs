@@ -27,6 +27,10 @@ pub struct Observations {
     pub node_pdbs: BTreeMap<String, Vec<String>>,
     /// Nodes that are not Ready.
     pub not_ready: BTreeSet<String>,
+    /// A node to admit after every other one (it hosts the old overlay's beacon, which the
+    /// verification of every migrated node probes: moving it costs each verification that
+    /// waits for it a pod start).
+    pub last: Option<String>,
 }
 
 /// The decision.
@@ -198,7 +202,13 @@ pub fn decide(plan: &Plan, ck: &Checkpoint, obs: &Observations, now: u64) -> Adm
             }
         }
     }
-    for node in plan.nodes.iter().filter(|n| !n.canary) {
+    let last = obs.last.as_deref();
+    let ordered = plan
+        .nodes
+        .iter()
+        .filter(|n| Some(n.name.as_str()) != last)
+        .chain(plan.nodes.iter().filter(|n| Some(n.name.as_str()) == last));
+    for node in ordered.filter(|n| !n.canary) {
         if out.admit.len() >= slots {
             break;
         }
@@ -383,6 +393,7 @@ mod tests {
             ]
             .into(),
             not_ready: ["n03".to_owned()].into(),
+            last: None,
         };
         let d = decide(&p, &ck, &obs, 1102);
         assert_eq!(
@@ -400,6 +411,29 @@ mod tests {
                 .iter()
                 .any(|(n, why)| n == "n03" && why == "NotReady")
         );
+    }
+
+    #[test]
+    fn the_old_beacons_node_is_admitted_after_every_other() {
+        let p = plan(5, 1, "2", "0s");
+        let idx = StepIndex::new(&p.steps);
+        let mut ck = ready(&p, &idx);
+        finish_node(&mut ck, &idx, &p, "n00", 1100);
+        let mut obs = Observations {
+            last: Some("n01".to_owned()),
+            ..Observations::default()
+        };
+        assert_eq!(decide(&p, &ck, &obs, 1101).admit, ["n02", "n03"]);
+        for n in ["n02", "n03", "n04"] {
+            finish_node(&mut ck, &idx, &p, n, 1102);
+        }
+        assert_eq!(
+            decide(&p, &ck, &obs, 1103).admit,
+            ["n01"],
+            "last, not never"
+        );
+        obs.last = None;
+        assert_eq!(decide(&p, &ck, &obs, 1103).admit, ["n01"]);
     }
 
     #[test]

@@ -76,15 +76,21 @@ where
 
 /// As [`looked`], over a watch instead of polls: each item the stream yields is judged, until
 /// one is done or `deadline` passes (`Some(Err(what was seen last))`, `initial` when nothing
-/// came). `None` when the stream failed or ended, or was quiet for `quiet` (a watch that
-/// stalls must not turn into a false timeout): the caller polls for the time left.
-pub async fn watched<I, E: std::fmt::Display, T, S>(
+/// came). A watch quiet for `quiet` is reconciled with one `relook` (a LIST: a watch that
+/// stalls must not turn into a false timeout) and watched on. `None` when the stream failed
+/// or ended, or a relook failed (`None` from it): the caller polls for the time left.
+pub async fn watched<I, E: std::fmt::Display, T, S, R, F>(
     mut stream: futures::stream::BoxStream<'static, Result<I, E>>,
     deadline: Instant,
     quiet: Duration,
     initial: S,
     mut judge: impl FnMut(I) -> Check<T, S>,
-) -> Option<Result<T, S>> {
+    mut relook: R,
+) -> Option<Result<T, S>>
+where
+    R: FnMut() -> F,
+    F: std::future::Future<Output = Option<I>>,
+{
     use futures::StreamExt as _;
     let mut last = initial;
     loop {
@@ -105,8 +111,14 @@ pub async fn watched<I, E: std::fmt::Display, T, S>(
                 if Instant::now() >= deadline {
                     return Some(Err(last));
                 }
-                tracing::debug!("a watch was quiet for {quiet:?}; polling instead");
-                return None;
+                tracing::debug!("a watch was quiet for {quiet:?}; looking once");
+                match relook().await {
+                    Some(item) => match judge(item) {
+                        Check::Done(v) => return Some(Ok(v)),
+                        Check::Pending(s) => last = s,
+                    },
+                    None => return None,
+                }
             }
         }
     }
@@ -173,7 +185,7 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn a_watch_is_judged_item_by_item_and_a_quiet_or_failed_one_hands_over_to_polls() {
+    async fn a_watch_is_judged_item_by_item_a_quiet_one_is_relooked_and_a_failed_one_hands_over() {
         let deadline = Instant::now() + Duration::from_secs(60);
         let quiet = Duration::from_secs(5);
         let judge = |n: u32| {
@@ -183,25 +195,54 @@ mod tests {
                 Check::Pending(n)
             }
         };
+        let never = || async { None::<u32> };
         // Done on the second item.
         let items = futures::stream::iter([Ok::<u32, String>(1), Ok(2)]).boxed();
-        assert_eq!(watched(items, deadline, quiet, 0, judge).await, Some(Ok(2)));
+        assert_eq!(
+            watched(items, deadline, quiet, 0, judge, never).await,
+            Some(Ok(2))
+        );
         // A stream that ends, or fails, hands over.
         let ended = futures::stream::iter([Ok::<u32, String>(1)]).boxed();
-        assert_eq!(watched(ended, deadline, quiet, 0, judge).await, None);
+        assert_eq!(watched(ended, deadline, quiet, 0, judge, never).await, None);
         let failed = futures::stream::iter([Err::<u32, String>("410".into())]).boxed();
-        assert_eq!(watched(failed, deadline, quiet, 0, judge).await, None);
-        // A stalled watch hands over after `quiet`, not at the deadline.
+        assert_eq!(
+            watched(failed, deadline, quiet, 0, judge, never).await,
+            None
+        );
+        // A stalled watch is looked at once per `quiet` (a LIST), and watched on: done when a
+        // look says so, without a poll every second.
+        let t = Instant::now();
+        let mut looks = 0;
+        let stalled = futures::stream::pending::<Result<u32, String>>().boxed();
+        let relook = || {
+            looks += 1;
+            let n = looks;
+            async move { Some(n) }
+        };
+        assert_eq!(
+            watched(stalled, deadline, quiet, 0, judge, relook).await,
+            Some(Ok(2))
+        );
+        assert_eq!(t.elapsed(), quiet * 2);
+        assert_eq!(looks, 2);
+        // A look that fails hands over to polls.
         let t = Instant::now();
         let stalled = futures::stream::pending::<Result<u32, String>>().boxed();
-        assert_eq!(watched(stalled, deadline, quiet, 0, judge).await, None);
+        assert_eq!(
+            watched(stalled, deadline, quiet, 0, judge, never).await,
+            None
+        );
         assert_eq!(t.elapsed(), quiet);
         // At the deadline, what was seen last.
         let near = Instant::now() + Duration::from_secs(2);
         let one = futures::stream::iter([Ok::<u32, String>(1)])
             .chain(futures::stream::pending())
             .boxed();
-        assert_eq!(watched(one, near, quiet, 0, judge).await, Some(Err(1)));
+        assert_eq!(
+            watched(one, near, quiet, 0, judge, never).await,
+            Some(Err(1))
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -33,9 +33,14 @@ impl Runner<'_> {
     /// Records the node's prior state before anything changes on it (only the first time).
     /// `Ok(Err(why))` when it cannot be observed now: the node must not be touched (a guess
     /// could make the tool uncordon a node someone else cordoned).
+    ///
+    /// `written_by_next`: the caller's next step writes the checkpoint before it acts (a
+    /// chain's first transition), so the prior state goes in that write rather than one of
+    /// its own; a crash before it leaves the node unadmitted, as nothing was done to it.
     pub(crate) async fn record_prior(
         &self,
         node: &str,
+        written_by_next: bool,
     ) -> Result<Result<NodePrior, String>, RunError> {
         if let Some(prior) = self.journal.ck.lock().await.prior(node) {
             return Ok(Ok(prior));
@@ -56,7 +61,11 @@ impl Runner<'_> {
         prior.light = self.joined_empty(node).await;
         let mut ck = self.journal.ck.lock().await;
         ck.record_prior(node, &prior);
-        self.journal.save(&mut ck).await?;
+        if written_by_next {
+            self.journal.unsaved();
+        } else {
+            self.journal.save(&mut ck).await?;
+        }
         Ok(Ok(prior))
     }
 
@@ -91,7 +100,7 @@ impl Runner<'_> {
     /// Admits a node: its prior state recorded first. `false` when it cannot be observed now.
     pub(super) async fn admit(&self, node: &str) -> Result<bool, RunError> {
         let fresh = self.journal.ck.lock().await.prior(node).is_none();
-        let prior = match self.record_prior(node).await? {
+        let prior = match self.record_prior(node, true).await? {
             Ok(p) => p,
             Err(why) => {
                 let message = format!("not admitting {node}: cannot observe its state ({why})");
@@ -182,7 +191,11 @@ impl Runner<'_> {
 
     /// Picks up a `pause` another process wrote into the checkpoint.
     pub(super) async fn check_pause(&self) -> Result<(), RunError> {
-        if self.journal.refresh_pause().await? {
+        if self
+            .journal
+            .refresh_pause(self.cfg.timing.pause_check)
+            .await?
+        {
             self.emit(
                 EventKind::Waiting,
                 None,

@@ -6,18 +6,14 @@ use super::{Runner, StepEnd};
 use crate::{events::EventKind, outcome::RunError};
 
 impl Runner<'_> {
-    /// Whether a step waits on the cluster for a while (a drain, an agent's restart, a
-    /// reboot, a verification): its start is worth an Event on the node; for the others,
-    /// the Event of their end says enough.
+    /// Whether a step's start is worth an Event on the node: the ones that disrupt its pods
+    /// for a while (a drain, the restart of unmanaged pods, a reboot) and a rollback's. For
+    /// the others, the Event of their end says enough (`kubectl describe node` shows one
+    /// Event a step, two for those).
     pub(super) fn announces_start(step: &Step) -> bool {
         matches!(
             step.kind,
-            StepKind::Drain
-                | StepKind::StopAwsNode
-                | StepKind::RestartAgent
-                | StepKind::RestartUnmanagedPods
-                | StepKind::Reboot
-                | StepKind::Verify
+            StepKind::Drain | StepKind::RestartUnmanagedPods | StepKind::Reboot
         ) || step.phase == planner::plan::Phase::Rollback
     }
 

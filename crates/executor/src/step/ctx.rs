@@ -49,6 +49,16 @@ pub trait Ledger: Send + Sync {
     async fn record_agent_uids(&self, node: &str, uids: Vec<String>) -> Result<(), StepError>;
     /// Where another node is.
     async fn status(&self, node: &str) -> Option<NodeStatus>;
+    /// Where each of these nodes is (those the record knows), read at once.
+    async fn statuses(&self, nodes: &[&str]) -> std::collections::HashMap<String, NodeStatus> {
+        let mut out = std::collections::HashMap::new();
+        for n in nodes {
+            if let Some(s) = self.status(n).await {
+                out.insert((*n).to_owned(), s);
+            }
+        }
+        out
+    }
     /// When the node's agent restart finished (Unix seconds), if it did.
     async fn restarted_at(&self, node: &str) -> Option<u64>;
     /// Adds evictions and PDB waits to the run's counters.
@@ -60,10 +70,25 @@ pub trait Ledger: Send + Sync {
 pub struct Shared {
     /// Held while beacons are placed or moved (nodes verify concurrently).
     pub beacons: tokio::sync::Mutex<()>,
-    /// A node's pods as the drain's announcement listed them, taken by the drain that follows
-    /// at once (one LIST for both).
-    pub listed:
-        std::sync::Mutex<std::collections::BTreeMap<String, Vec<planner::snapshot::PodInfo>>>,
+    /// The node the old overlay's beacon is on: admitted after every other node, so that it
+    /// moves as rarely as possible.
+    pub old_beacon: std::sync::Mutex<Option<String>>,
+    /// A node's pods as the drain's announcement listed them (and the watch they came from),
+    /// taken by the drain that follows at once (one LIST for both).
+    pub listed: std::sync::Mutex<std::collections::BTreeMap<String, crate::drain::Listed>>,
+}
+
+impl Shared {
+    /// Notes the node the old overlay's beacon is on.
+    pub fn note_old_beacon(&self, node: &str) {
+        let mut b = self
+            .old_beacon
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if b.as_deref() != Some(node) {
+            *b = Some(node.to_owned());
+        }
+    }
 }
 
 /// Everything a step may use.

@@ -272,13 +272,24 @@ async fn guard_against_scale_down(
 /// needed), then kubectl drain's semantics.
 pub(super) async fn drain_step(ctx: &StepCtx<'_>) -> Result<Done, StepError> {
     let (c, node) = (ctx.cluster, ctx.node);
-    probe::remove_on_node(c, node, None).await?;
     let listed = ctx
         .shared
         .listed
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .remove(node);
+    // The tool's own pods first: among the pods the announcement listed, or listed now.
+    let listed = match listed {
+        Some(mut listed) => {
+            probe::remove_listed(c, &listed.pods, None).await?;
+            listed.pods.retain(|p| !probe::is_ours(p));
+            Some(listed)
+        }
+        None => {
+            probe::remove_on_node(c, node, None).await?;
+            None
+        }
+    };
     let report = match drain::drain_listed(c, node, &drain_options(ctx), listed).await {
         Ok(r) => r,
         Err(e) => {
@@ -362,7 +373,8 @@ pub(super) async fn uncordon_description(ctx: &StepCtx<'_>) -> Option<String> {
 /// What `drain` will do, counted from the pods on the node now (the plan's count is from when
 /// it was built); `None` when the pods cannot be read (the step itself will say why).
 pub(super) async fn drain_description(ctx: &StepCtx<'_>, planned: &str) -> Option<String> {
-    let pods = ctx.cluster.pods_on_node(ctx.node).await.ok()?;
+    let listed = drain::Listed::now(ctx.cluster, ctx.node).await.ok()?;
+    let pods = &listed.pods;
     let opts = drain_options(ctx);
     let evict = pods
         .iter()
@@ -379,7 +391,7 @@ pub(super) async fn drain_description(ctx: &StepCtx<'_>, planned: &str) -> Optio
         .listed
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(ctx.node.to_owned(), pods);
+        .insert(ctx.node.to_owned(), listed);
     Some(format!("evict {evict} pod(s) from {rest}{last}"))
 }
 

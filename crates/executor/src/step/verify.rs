@@ -103,9 +103,35 @@ pub async fn verify_basic(
     node: &str,
     old_agent_uids: &[String],
 ) -> Result<String, StepError> {
-    let pods = agent::agent_pods(cluster, node)
+    Ok(verify_seen(cluster, pool, node, old_agent_uids).await?.said)
+}
+
+/// What the basic verification said, and what it read to say it (reused by the rest of the
+/// verification instead of being read again).
+pub struct Basic {
+    /// What was seen, in words.
+    pub said: String,
+    /// Every pod on the node, as the check listed them.
+    pub pods: Vec<PodInfo>,
+    /// The CiliumNode's pod CIDRs (or ENI addresses).
+    pub cidrs: Vec<String>,
+}
+
+/// [`verify_basic`], with what it read.
+///
+/// # Errors
+/// As [`verify_basic`].
+pub async fn verify_seen(
+    cluster: &dyn cluster::Cluster,
+    pool: &Ranges,
+    node: &str,
+    old_agent_uids: &[String],
+) -> Result<Basic, StepError> {
+    let all = cluster
+        .pods_on_node(node)
         .await
         .map_err(cl(format!("listing agent pods on {node}")))?;
+    let pods = agent::only_agents(all.clone());
     let Some(agent) = agent::fresh_ready_agent(&pods, old_agent_uids) else {
         return Err(StepError::AgentNotFresh {
             node: node.to_owned(),
@@ -143,7 +169,7 @@ pub async fn verify_basic(
     if !bad.is_empty() {
         return Err(unproven(CidrsSeen::Outside(bad)));
     }
-    Ok(if c.len() > 4 {
+    let said = if c.len() > 4 {
         // ENI mode: one host route per address.
         format!(
             "agent {} Ready; CiliumNode has {} addresses ({} .. {})",
@@ -158,6 +184,11 @@ pub async fn verify_basic(
             agent.key(),
             c.join(",")
         )
+    };
+    Ok(Basic {
+        said,
+        pods: all,
+        cidrs: c,
     })
 }
 
@@ -166,14 +197,14 @@ pub async fn verify_basic(
 ///
 /// # Errors
 /// The last failure seen at the deadline, or an API failure.
-pub async fn wait_verified(ctx: &StepCtx<'_>, node: &str) -> Result<String, StepError> {
+pub async fn wait_verified(ctx: &StepCtx<'_>, node: &str) -> Result<Basic, StepError> {
     let uids = ctx.ledger.agent_uids(node).await.unwrap_or_default();
     wait::until(
         ctx.verify_timeout(),
         ctx.timing().poll,
         || async {
             let pool = ctx.ranges().await?;
-            match verify_basic(ctx.cluster, &pool, node, &uids).await {
+            match verify_seen(ctx.cluster, &pool, node, &uids).await {
                 Ok(s) => Ok(Check::Done(s)),
                 Err(e @ (StepError::AgentNotFresh { .. } | StepError::CiliumNodeCidrs { .. })) => {
                     tracing::debug!(node, error = %e, "not verified yet");
@@ -193,11 +224,7 @@ pub(super) async fn verify(ctx: &StepCtx<'_>) -> Result<Done, StepError> {
     let basic = wait_verified(ctx, node).await?;
     let pool = &ctx.ranges().await?;
     let nodes = c.nodes().await.map_err(cl("listing nodes"))?;
-    let cidrs = agent::cilium_node_cidrs(c, node)
-        .await
-        .map_err(cl(format!("reading CiliumNode {node}")))?
-        .unwrap_or_default();
-    let clash = clashes(&cidrs, &old_pod_cidrs(&nodes));
+    let clash = clashes(&basic.cidrs, &old_pod_cidrs(&nodes));
     if !clash.is_empty() {
         return Err(StepError::CidrClash {
             node: node.to_owned(),
@@ -206,10 +233,14 @@ pub(super) async fn verify(ctx: &StepCtx<'_>) -> Result<Done, StepError> {
     }
     let moved = restart_old_overlay_workloads(ctx, pool).await?;
     let since = ctx.on_cilium_since(node).await;
-    let pods = c
-        .pods_on_node(node)
-        .await
-        .map_err(cl(format!("listing pods on {node}")))?;
+    // The pods the basic check listed a moment ago, unless pods were evicted since.
+    let pods = if moved.is_empty() {
+        basic.pods
+    } else {
+        c.pods_on_node(node)
+            .await
+            .map_err(cl(format!("listing pods on {node}")))?
+    };
     let outside: Vec<String> = pods
         .iter()
         .filter(|p| must_be_on_cilium(p, since))
@@ -223,8 +254,8 @@ pub(super) async fn verify(ctx: &StepCtx<'_>) -> Result<Done, StepError> {
             pods: outside,
         });
     }
-    let probe = probe_with_retries(ctx, true).await?;
-    Ok(Done::Done(format!("{basic}; {probe}{moved}")))
+    let probe = probe_with_retries(ctx, true, Some(pods)).await?;
+    Ok(Done::Done(format!("{}; {probe}{moved}", basic.said)))
 }
 
 /// On a node admitted without a drain (it joined empty), a workload pod scheduled there after
@@ -261,13 +292,19 @@ async fn restart_old_overlay_workloads(
 
 /// `verify-rollback`: the node hands out old-overlay addresses again, and they reach.
 pub(super) async fn verify_rollback(ctx: &StepCtx<'_>) -> Result<Done, StepError> {
-    probe_with_retries(ctx, false).await.map(Done::Done)
+    probe_with_retries(ctx, false, None).await.map(Done::Done)
 }
 
 /// The probe, tried up to three times within the verify timeout (a fresh agent may need a
 /// moment to program its routes). `on_cilium`: the node should hand out new-pool IPs (a
 /// migrated node), or old ones (a rolled-back node).
-async fn probe_with_retries(ctx: &StepCtx<'_>, on_cilium: bool) -> Result<String, StepError> {
+/// `listed`: the node's pods as just listed (the first attempt looks for a leftover probe
+/// among them instead of listing again).
+async fn probe_with_retries(
+    ctx: &StepCtx<'_>,
+    on_cilium: bool,
+    mut listed: Option<Vec<PodInfo>>,
+) -> Result<String, StepError> {
     let mut attempt = 0;
     wait::until(
         ctx.verify_timeout(),
@@ -275,8 +312,9 @@ async fn probe_with_retries(ctx: &StepCtx<'_>, on_cilium: bool) -> Result<String
         || {
             attempt += 1;
             let last = attempt >= 3;
+            let listed = listed.take();
             async move {
-                match probe(ctx, on_cilium).await {
+                match probe(ctx, on_cilium, listed).await {
                     Ok(s) => Ok(Check::Done(s)),
                     Err(e @ (StepError::Probe { .. } | StepError::PodNotDone { .. })) if !last => {
                         tracing::debug!(node = ctx.node, error = %e, "probe failed; trying again");
@@ -292,11 +330,18 @@ async fn probe_with_retries(ctx: &StepCtx<'_>, on_cilium: bool) -> Result<String
 }
 
 /// One probe run on the node, with the beacons in place.
-async fn probe(ctx: &StepCtx<'_>, on_cilium: bool) -> Result<String, StepError> {
+async fn probe(
+    ctx: &StepCtx<'_>,
+    on_cilium: bool,
+    listed: Option<Vec<PodInfo>>,
+) -> Result<String, StepError> {
     let (c, node) = (ctx.cluster, ctx.node);
     let pool = &ctx.ranges().await?;
     let beacons = ensure_beacons(ctx, on_cilium).await?;
-    probe::remove_on_node(c, node, Some(probe::PROBE_LABEL)).await?;
+    match listed {
+        Some(pods) => probe::remove_listed(c, &pods, Some(probe::PROBE_LABEL)).await?,
+        None => probe::remove_on_node(c, node, Some(probe::PROBE_LABEL)).await?,
+    };
     let targets: Vec<IpAddr> = beacons.iter().map(|b| b.ip).collect();
     let pod = probe::probe_pod(node, &ctx.spec().rollout.verify.image, &targets);
     let (done, log) = probe::run_to_completion(
@@ -382,12 +427,8 @@ async fn ensure_beacons(ctx: &StepCtx<'_>, on_cilium: bool) -> Result<Vec<Beacon
     let (c, verifying) = (ctx.cluster, ctx.node);
     let spec = ctx.spec();
     let pool = &ctx.ranges().await?;
-    let mut statuses = std::collections::HashMap::new();
-    for n in &ctx.plan.nodes {
-        if let Some(s) = ctx.ledger.status(&n.name).await {
-            statuses.insert(n.name.as_str(), s);
-        }
-    }
+    let names: Vec<&str> = ctx.plan.nodes.iter().map(|n| n.name.as_str()).collect();
+    let statuses = ctx.ledger.statuses(&names).await;
     let untouched = |n: &str| statuses.get(n) == Some(&NodeStatus::Pending);
     let done = |n: &str| statuses.get(n) == Some(&NodeStatus::Done);
     let migrated = |n: &str| (on_cilium && n == verifying) || done(n);
@@ -430,6 +471,9 @@ async fn ensure_beacons(ctx: &StepCtx<'_>, on_cilium: bool) -> Result<Vec<Beacon
         }
         if let Some(p) = keep {
             if let (Some(node), Some(ip)) = (&p.node_name, p.pod_ips.first()) {
+                if overlay == "old" {
+                    ctx.shared.note_old_beacon(node);
+                }
                 out.push(Beacon {
                     node: node.clone(),
                     ip: *ip,
@@ -458,6 +502,9 @@ async fn ensure_beacons(ctx: &StepCtx<'_>, on_cilium: bool) -> Result<Vec<Beacon
         let Some(place) = place else {
             continue;
         };
+        if overlay == "old" {
+            ctx.shared.note_old_beacon(place);
+        }
         let pod = probe::beacon_pod(place, &spec.rollout.verify.image, overlay);
         let running = probe::run_pod(
             c,
