@@ -172,52 +172,53 @@ impl Cluster for FakeCluster {
         let state = self.state.clone();
         let latency = self.physics.api_latency;
         Some(
-            futures::stream::unfold(
-                (state, None::<usize>),
-                move |(state, cursor)| async move {
-                    let lock = || state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    let Some(at) = cursor else {
-                        let (items, at) = {
-                            let mut st = lock();
-                            *st.requests.entry("LIST nodes (watch)").or_default() += 1;
-                            *st.requests.entry("WATCH nodes").or_default() += 1;
-                            let items: Vec<NodeInfo> =
-                                st.nodes.values().map(|n| n.info.clone()).collect();
-                            (items, st.node_log.len())
-                        };
-                        if latency {
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                        }
-                        return Some((Ok(Change::Listed(items)), (state, Some(at))));
+            futures::stream::unfold((state, None::<usize>), move |(state, cursor)| async move {
+                let lock = || {
+                    state
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                };
+                let Some(at) = cursor else {
+                    let (items, at) = {
+                        let mut st = lock();
+                        *st.requests.entry("LIST nodes (watch)").or_default() += 1;
+                        *st.requests.entry("WATCH nodes").or_default() += 1;
+                        let items: Vec<NodeInfo> =
+                            st.nodes.values().map(|n| n.info.clone()).collect();
+                        (items, st.node_log.len())
                     };
-                    let mut at = at;
-                    loop {
-                        let notify = lock().node_written.clone();
-                        let written = notify.notified();
-                        tokio::pin!(written);
-                        written.as_mut().enable();
-                        let (logged, next) = {
-                            let st = lock();
-                            let next = st.node_log.get(at).and_then(|name| st.nodes.get(name));
-                            (st.node_log.len(), next.map(|n| n.info.clone()))
-                        };
-                        if let Some(info) = next {
-                            if latency {
-                                tokio::time::sleep(Duration::from_millis(5)).await;
-                            }
-                            return Some((Ok(Change::Applied(info)), (state, Some(at + 1))));
-                        }
-                        if logged > at {
-                            at += 1; // a node that is no longer there
-                            continue;
-                        }
-                        tokio::select! {
-                            () = &mut written => {}
-                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        }
+                    if latency {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                     }
-                },
-            )
+                    return Some((Ok(Change::Listed(items)), (state, Some(at))));
+                };
+                let mut at = at;
+                loop {
+                    let notify = lock().node_written.clone();
+                    let written = notify.notified();
+                    tokio::pin!(written);
+                    written.as_mut().enable();
+                    let (logged, next) = {
+                        let st = lock();
+                        let next = st.node_log.get(at).and_then(|name| st.nodes.get(name));
+                        (st.node_log.len(), next.map(|n| n.info.clone()))
+                    };
+                    if let Some(info) = next {
+                        if latency {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        return Some((Ok(Change::Applied(info)), (state, Some(at + 1))));
+                    }
+                    if logged > at {
+                        at += 1; // a node that is no longer there
+                        continue;
+                    }
+                    tokio::select! {
+                        () = &mut written => {}
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            })
             .boxed(),
         )
     }
@@ -492,10 +493,22 @@ impl Cluster for FakeCluster {
             .as_ref()
             .and_then(|s| s.node_name.clone())
             .unwrap_or_default();
+        // A pod starts on Cilium once its node carries the migration label (the agent is
+        // restarted right after), on the old overlay before: its pod CIDR.
         let cidr = st
             .nodes
             .get(&node)
-            .map(|n| n.cidr.clone())
+            .map(|n| {
+                if n.info.labels.contains_key(planner::names::MIGRATION_LABEL) {
+                    n.cidr.clone()
+                } else {
+                    n.info
+                        .pod_cidrs
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| n.cidr.clone())
+                }
+            })
             .unwrap_or_default();
         let ip = format!("{}.{}", cidr.trim_end_matches(".0/24"), 250 + seq % 4);
         let labels = pod.metadata.labels.clone().unwrap_or_default();
@@ -522,6 +535,9 @@ impl Cluster for FakeCluster {
         });
         let exits = exits.or(cleanup);
         let start = Physics::pod_start(&mut st.rng);
+        if labels.contains_key("cni-migrate.io/probe") {
+            st.physics.entry(node.clone()).or_default().probe_starts += start;
+        }
         let uid = st.next_uid();
         let info = PodInfo {
             namespace,

@@ -52,11 +52,14 @@ pub struct NodePhysics {
     pub agent_deleted: Option<Instant>,
     /// The new agent Ready.
     pub agent_ready: Option<Instant>,
+    /// How long the tool's probe pods on the node took to start (a container runtime's
+    /// time, not the tool's).
+    pub probe_starts: Duration,
 }
 
 impl NodePhysics {
     /// Time the cluster itself needed: drain (first eviction to last pod gone, PDB waits
-    /// included) plus agent restart (delete to Ready).
+    /// included), agent restart (delete to Ready), the probe pods' starts.
     pub fn physical(&self) -> Duration {
         let drain = match (self.first_evict, self.last_gone) {
             (Some(a), Some(b)) => b.saturating_duration_since(a),
@@ -66,7 +69,7 @@ impl NodePhysics {
             (Some(a), Some(b)) => b.saturating_duration_since(a),
             _ => Duration::ZERO,
         };
-        drain + agent
+        drain + agent + self.probe_starts
     }
 }
 
