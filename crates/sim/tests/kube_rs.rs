@@ -3,10 +3,12 @@
 //! stale update; and the tool's own `cluster` crate (discovery, the `Cluster` verbs, the Lease
 //! lock) through the same path.
 
+mod support;
+
 use std::{path::PathBuf, time::Duration};
 
 use cluster::{
-    Cluster, ClusterArgs, Eviction, KubeCluster,
+    Cluster, Eviction, KubeCluster,
     lease::{LeaseLock, LockError},
 };
 use futures::{StreamExt, TryStreamExt};
@@ -28,15 +30,7 @@ async fn start(dump: Option<&str>) -> (Sim, kube::Client, tempfile::TempDir) {
         let n = sim.load_dump(&plans().join(d)).expect("dump loads");
         assert!(n > 10, "{d}: {n} objects");
     }
-    let dir = tempfile::tempdir().expect("tmp");
-    let kc = dir.path().join("kubeconfig");
-    sim.write_kubeconfig(&kc).expect("kubeconfig");
-    let client = cluster::connect(&ClusterArgs {
-        kubeconfig: Some(kc),
-        context: None,
-    })
-    .await
-    .expect("client");
+    let (client, dir) = support::connected(&sim).await;
     (sim, client, dir)
 }
 

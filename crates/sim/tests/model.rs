@@ -2,9 +2,11 @@
 //! and become Ready, so a drain that waits on a PodDisruptionBudget completes as it would on a
 //! real cluster; StatefulSet pods come back with the same name and a new UID.
 
+mod support;
+
 use std::{path::PathBuf, time::Duration};
 
-use cluster::{Cluster, ClusterArgs, Eviction, KubeCluster};
+use cluster::{Cluster, Eviction, KubeCluster};
 use sim::{Sim, model::ModelOptions};
 
 /// The kind-flannel dump in a sim whose model runs with `opts` (pods go in 100 ms).
@@ -25,15 +27,7 @@ async fn start() -> (Sim, KubeCluster, tempfile::TempDir) {
         ..ModelOptions::default()
     })
     .await;
-    let dir = tempfile::tempdir().expect("tmp");
-    let kc = dir.path().join("kubeconfig");
-    sim.write_kubeconfig(&kc).expect("kubeconfig");
-    let client = cluster::connect(&ClusterArgs {
-        kubeconfig: Some(kc),
-        context: None,
-    })
-    .await
-    .expect("client");
+    let (client, dir) = support::connected(&sim).await;
     (sim, KubeCluster::new(client), dir)
 }
 

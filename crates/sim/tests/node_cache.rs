@@ -3,9 +3,11 @@
 //! back at once (read your writes), before the watch shows it; what others change (a label,
 //! readiness, a deleted node, a node replaced under the same name) is seen through the watch.
 
+mod support;
+
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use cluster::{Cluster, ClusterArgs, KubeCluster, NodeCached};
+use cluster::{Cluster, KubeCluster, NodeCached};
 use sim::{Faults, Sim};
 
 async fn start() -> (Sim, KubeCluster, tempfile::TempDir) {
@@ -15,15 +17,7 @@ async fn start() -> (Sim, KubeCluster, tempfile::TempDir) {
             .join("kind-flannel.dump.yaml"),
     )
     .expect("dump");
-    let dir = tempfile::tempdir().expect("tmp");
-    let kc = dir.path().join("kubeconfig");
-    sim.write_kubeconfig(&kc).expect("kubeconfig");
-    let client = cluster::connect(&ClusterArgs {
-        kubeconfig: Some(kc),
-        context: None,
-    })
-    .await
-    .expect("client");
+    let (client, dir) = support::connected(&sim).await;
     (sim, KubeCluster::new(client), dir)
 }
 

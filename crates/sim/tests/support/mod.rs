@@ -1,5 +1,7 @@
 //! What the sim's own tests share: a raw HTTP/1.1 exchange with the simulated server, so that
-//! status lines, headers and chunked bodies are seen exactly as a client gets them.
+//! status lines, headers and chunked bodies are seen exactly as a client gets them; and the
+//! tool's own client, connected as the CLI connects. Each test binary uses a part of it.
+#![allow(dead_code)]
 
 use sim::Sim;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -73,4 +75,19 @@ fn dechunk(mut s: &str) -> String {
         s = rest[n..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// The tool's client for the sim (through a kubeconfig, as the CLI connects), and the
+/// directory holding that kubeconfig.
+pub async fn connected(sim: &Sim) -> (kube::Client, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let kc = dir.path().join("kubeconfig");
+    sim.write_kubeconfig(&kc).expect("kubeconfig");
+    let client = cluster::connect(&cluster::ClusterArgs {
+        kubeconfig: Some(kc),
+        context: None,
+    })
+    .await
+    .expect("client");
+    (client, dir)
 }
