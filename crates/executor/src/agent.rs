@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use cluster::{Cluster, ClusterError};
-use futures::StreamExt as _;
 use ipnet::IpNet;
 use planner::snapshot::PodInfo;
 use tokio::time::Instant;
@@ -139,23 +138,10 @@ pub async fn restart_agent<C: Cluster + ?Sized>(
     let start = Instant::now();
     // One watch of the node's pods, opened first: its first snapshot is what to act on, the
     // rest is the wait. A LIST where the cluster cannot watch.
-    let mut stream = cluster.watch_pods(None, &format!("spec.nodeName={node}"));
-    let mut first = None;
-    if let Some(s) = stream.as_mut() {
-        match s.next().await {
-            Some(Ok(all)) => first = Some(only_agents(all)),
-            other => {
-                if let Some(Err(e)) = other {
-                    tracing::info!(node, error = %e, "cannot watch the node's pods; polling");
-                }
-                stream = None;
-            }
-        }
-    }
-    let pods = match first {
-        Some(pods) => pods,
-        None => agent_pods(cluster, node).await.map_err(err)?,
-    };
+    let listed = crate::drain::Listed::now(cluster, node)
+        .await
+        .map_err(err)?;
+    let (pods, stream) = (only_agents(listed.pods), listed.watch);
     if let Some(p) = fresh_ready_agent(&pods, old_uids) {
         return Ok(format!(
             "agent pod {} already restarted after the label and Ready",

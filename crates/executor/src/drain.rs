@@ -344,15 +344,9 @@ async fn evict_listed<C: Cluster + ?Sized>(
     };
     let start = Instant::now();
     let deadline = start + opts.timeout;
-    let Listed {
-        pods,
-        watch: listed_watch,
-    } = match listed {
+    let Listed { pods, mut watch } = match listed {
         Some(l) => l,
-        None => Listed {
-            pods: cluster.pods_on_node(node).await.map_err(err)?,
-            watch: None,
-        },
+        None => Listed::now(cluster, node).await.map_err(err)?,
     };
 
     let mut report = DrainReport::default();
@@ -387,26 +381,8 @@ async fn evict_listed<C: Cluster + ?Sized>(
 
     // Evicted pods going are seen through one watch of the node's pods; a LIST a poll where
     // the cluster cannot watch, and from the first watch error on.
-    let mut latest: Option<Vec<PodInfo>> = None;
-    let mut watch = match listed_watch {
-        // Already past its first snapshot: `pods` above.
-        Some(w) => {
-            latest = Some(pods.clone());
-            Some(w)
-        }
-        None => cluster.watch_pods(None, &format!("spec.nodeName={node}")),
-    };
-    if let Some(w) = watch.as_mut().filter(|_| latest.is_none()) {
-        match w.next().await {
-            Some(Ok(snapshot)) => latest = Some(snapshot),
-            other => {
-                if let Some(Err(e)) = other {
-                    tracing::info!(node, error = %e, "cannot watch the node's pods; polling");
-                }
-                watch = None;
-            }
-        }
-    }
+    // The watch is past its first snapshot: `pods` above.
+    let mut latest: Option<Vec<PodInfo>> = watch.is_some().then(|| pods.clone());
     // A watch that stalls must not become a false timeout: a LIST reconciles when it was
     // quiet for a while (an event shows it alive).
     let resync = opts.node_check * 6;
