@@ -43,6 +43,19 @@ pub struct Stored {
     pub node_name: Option<String>,
     /// `status.phase` (pods, namespaces).
     pub phase: Option<String>,
+    /// The kind and name of the controller in `metadata.ownerReferences` (pods, ReplicaSets).
+    pub controller: Option<Arc<(String, String)>>,
+    /// Whether `metadata.deletionTimestamp` is set.
+    pub terminating: bool,
+}
+
+impl Stored {
+    /// Whether the object's controller is the `kind` named `name`.
+    pub fn controlled_by(&self, kind: &str, name: &str) -> bool {
+        self.controller
+            .as_deref()
+            .is_some_and(|(k, n)| k == kind && n == name)
+    }
 }
 
 impl Stored {
@@ -218,12 +231,25 @@ fn index(v: &Value) -> (BTreeMap<String, String>, Option<String>, Option<String>
 
 fn stored(rv: u64, v: &Value) -> Stored {
     let (labels, node_name, phase) = index(v);
+    let controller = v["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|o| o["controller"] == true)
+        .and_then(|o| {
+            Some((
+                o["kind"].as_str()?.to_owned(),
+                o["name"].as_str()?.to_owned(),
+            ))
+        });
     Stored {
         rv,
         packed: Stored::pack(&serde_json::to_vec(v).unwrap_or_default()),
         labels: Arc::new(labels),
         node_name,
         phase,
+        controller: controller.map(Arc::new),
+        terminating: !v["metadata"]["deletionTimestamp"].is_null(),
     }
 }
 
@@ -358,6 +384,16 @@ impl Store {
             }
         }
         (inner.rv, out, more)
+    }
+
+    /// How many pods each node has bound to it (the node index's sizes).
+    pub fn pods_per_node(&self) -> HashMap<String, usize> {
+        let inner = self.read();
+        inner
+            .by_node
+            .iter()
+            .map(|(n, pods)| (n.clone(), pods.len()))
+            .collect()
     }
 
     /// The pods bound to a node, through the node index (sorted by namespace and name).

@@ -547,10 +547,31 @@ fn cni_objects(p: &Params) -> (Vec<Value>, &'static str, &'static str) {
     }
 }
 
-/// How many application Deployments the cluster has, and pods each.
+/// The slots of app pods on nodes before `node` taken by a StatefulSet replica (every tenth
+/// node) or a bare debug pod (every 97th), when nodes have room for them.
+fn taken_before(p: &Params, node: usize) -> usize {
+    match p.pods_per_node.saturating_sub(2) {
+        0 => 0,
+        1 => node.div_ceil(10),
+        _ => node.div_ceil(10) + node.div_ceil(97),
+    }
+}
+
+/// How many application pods the cluster has.
+fn app_pods(p: &Params) -> usize {
+    p.nodes * p.pods_per_node.saturating_sub(2) - taken_before(p, p.nodes)
+}
+
+/// How many application Deployments the cluster has.
 fn apps(p: &Params) -> usize {
-    let app_pods_per_node = p.pods_per_node.saturating_sub(2);
-    (p.nodes * app_pods_per_node).div_ceil(p.replicas.max(1))
+    app_pods(p).div_ceil(p.replicas.max(1))
+}
+
+/// How many pods app `a` has (app pod `i` belongs to app `i % apps`): `replicas`, fewer for
+/// the last apps when the pods do not divide evenly. Its Deployment, ReplicaSet and budget say
+/// the same, as on a settled cluster.
+fn replicas_of(p: &Params, a: usize) -> usize {
+    app_pods(p).saturating_sub(a).div_ceil(apps(p).max(1))
 }
 
 /// Every object of the cluster, in a stable order: cluster objects first, then pods node by
@@ -587,20 +608,22 @@ pub fn objects(p: &Params) -> impl Iterator<Item = Value> + '_ {
     let n_apps = apps(p);
     for a in 0..n_apps {
         let app = format!("app-{a:05}");
+        let replicas = replicas_of(p, a);
         let rs = format!("{app}-7d9c5b8f6d");
         head.push(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": app, "namespace": "shop", "uid": rng.uid(), "labels": {"app": app}},
-                         "spec": {"replicas": p.replicas, "selector": {"matchLabels": {"app": app}}}, "status": {"readyReplicas": p.replicas}}));
+                         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": app}}}, "status": {"readyReplicas": replicas}}));
         head.push(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": rs, "namespace": "shop", "uid": rng.uid(), "labels": {"app": app},
                          "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": app, "uid": rng.uid(), "controller": true}]},
-                         "spec": {"replicas": p.replicas, "selector": {"matchLabels": {"app": app, "pod-template-hash": "7d9c5b8f6d"}}}, "status": {"readyReplicas": p.replicas}}));
-        let budget = if a % 3 == 0 {
-            json!({"minAvailable": "50%"})
+                         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": app, "pod-template-hash": "7d9c5b8f6d"}}}, "status": {"readyReplicas": replicas}}));
+        // What the disruption controller would say of all `replicas` pods healthy.
+        let (budget, desired) = if a % 3 == 0 {
+            (json!({"minAvailable": "50%"}), replicas.div_ceil(2))
         } else {
-            json!({"maxUnavailable": 1})
+            (json!({"maxUnavailable": 1}), replicas.saturating_sub(1))
         };
         let mut pdb = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": app, "namespace": "shop"},
                              "spec": {"selector": {"matchLabels": {"app": app}}},
-                             "status": {"currentHealthy": p.replicas, "desiredHealthy": p.replicas.saturating_sub(1), "disruptionsAllowed": 1, "expectedPods": p.replicas}});
+                             "status": {"currentHealthy": replicas, "desiredHealthy": desired, "disruptionsAllowed": replicas - desired, "expectedPods": replicas}});
         if let (Some(spec), Some(b)) = (pdb["spec"].as_object_mut(), budget.as_object()) {
             spec.extend(b.clone());
         }
@@ -638,6 +661,8 @@ pub fn objects(p: &Params) -> impl Iterator<Item = Value> + '_ {
                 &mut rng,
             ));
         }
+        // App pods are numbered across the cluster, skipping the special slots.
+        let mut next_app = node * app_pods_per_node - taken_before(params, node);
         for k in 0..app_pods_per_node {
             let global = node * app_pods_per_node + k;
             // Every tenth node runs a StatefulSet replica; every 97th a bare debug pod.
@@ -669,7 +694,8 @@ pub fn objects(p: &Params) -> impl Iterator<Item = Value> + '_ {
                 ));
                 continue;
             }
-            let app = format!("app-{:05}", global % n_apps.max(1));
+            let app = format!("app-{:05}", next_app % n_apps.max(1));
+            next_app += 1;
             let rs = format!("{app}-7d9c5b8f6d");
             let name = format!("{rs}-{}", Rng::unique_suffix(global));
             let empty_dir = global.is_multiple_of(17);
@@ -711,6 +737,8 @@ pub fn write_list_json(p: &Params, mut w: impl Write) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]
@@ -754,6 +782,54 @@ mod tests {
             .sum();
         let avg = bytes / pods.len();
         assert!((6_000..=8_500).contains(&avg), "average pod is {avg} bytes");
+    }
+
+    /// A settled cluster: each app's Deployment, ReplicaSet and budget count the pods it has
+    /// (the StatefulSet and debug pods take some nodes' slots; the last apps may have fewer
+    /// pods), so no budget claims a pod that is not there.
+    #[test]
+    fn every_app_has_the_pods_its_controllers_and_budget_count() {
+        for spec in [
+            "nodes=100,pods-per-node=30",
+            "nodes=97,pods-per-node=3,replicas=2",
+            "nodes=11,pods-per-node=4",
+        ] {
+            let p: Params = spec.parse().unwrap();
+            let objects: Vec<Value> = objects(&p).collect();
+            let mut pods: BTreeMap<String, u64> = BTreeMap::new();
+            for o in objects
+                .iter()
+                .filter(|o| o["kind"] == "Pod" && o["metadata"]["namespace"] == "shop")
+            {
+                if let Some(app) = o["metadata"]["labels"]["app"]
+                    .as_str()
+                    .filter(|a| a.starts_with("app-"))
+                {
+                    *pods.entry(app.to_owned()).or_default() += 1;
+                }
+            }
+            assert_eq!(pods.len(), apps(&p), "{spec}");
+            for o in &objects {
+                let Some(name) = o["metadata"]["name"]
+                    .as_str()
+                    .filter(|n| n.starts_with("app-"))
+                else {
+                    continue;
+                };
+                let app = name.split('-').take(2).collect::<Vec<_>>().join("-");
+                let have = pods[&app];
+                match o["kind"].as_str() {
+                    Some("Deployment" | "ReplicaSet") => {
+                        assert_eq!(o["spec"]["replicas"], have, "{spec}: {name}")
+                    }
+                    Some("PodDisruptionBudget") => {
+                        assert_eq!(o["status"]["expectedPods"], have, "{spec}: {name}");
+                        assert_eq!(o["status"]["currentHealthy"], have, "{spec}: {name}");
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 
     /// The JSON loader cuts the dump into objects and parses each from its bytes; the same

@@ -18,7 +18,10 @@
 //! pod gets a `deletionTimestamp`, its kubelet marks it not Ready, and it goes after the
 //! model's termination time.
 
-use std::collections::BTreeSet;
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    sync::Arc,
+};
 
 use serde_json::{Value, json};
 
@@ -49,23 +52,44 @@ fn is_terminating(p: &Value) -> bool {
     !p["metadata"]["deletionTimestamp"].is_null()
 }
 
+/// A DaemonSet's pods by the node they are bound to.
+fn by_node(pods: &[Arc<Value>]) -> HashMap<&str, Vec<&Value>> {
+    let mut out: HashMap<&str, Vec<&Value>> = HashMap::new();
+    for p in pods {
+        if let Some(n) = p["spec"]["nodeName"].as_str() {
+            out.entry(n).or_default().push(p);
+        }
+    }
+    out
+}
+
 impl Model {
-    pub(super) fn daemonset_pods(&self, namespace: &str, name: &str) -> Vec<Value> {
+    /// The DaemonSet's pods, each decoded once per resourceVersion (a rollout on a large
+    /// cluster reconciles after every few of its pods' changes).
+    pub(super) fn daemonset_pods(&self, namespace: &str, name: &str) -> Vec<Arc<Value>> {
         let (_, pods, _) = self
             .store
-            .list("/pods", Some(namespace), None, None, &|_, _| true);
-        pods.into_iter()
-            .map(|(_, s)| s.value())
-            .filter(|p| {
-                p["metadata"]["ownerReferences"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|o| {
-                        o["controller"] == true && o["kind"] == "DaemonSet" && o["name"] == name
-                    })
+            .list("/pods", Some(namespace), None, None, &|_, s| {
+                s.controlled_by("DaemonSet", name)
+            });
+        let mut memo = self.daemonset_pod_memo.borrow_mut();
+        let old = memo
+            .remove(&(namespace.to_owned(), name.to_owned()))
+            .unwrap_or_default();
+        let mut fresh = HashMap::with_capacity(pods.len());
+        let out = pods
+            .into_iter()
+            .map(|((_, pod), s)| {
+                let v = match old.get(&pod) {
+                    Some((rv, v)) if *rv == s.rv => Arc::clone(v),
+                    _ => Arc::new(s.value()),
+                };
+                fresh.insert(pod, (s.rv, Arc::clone(&v)));
+                v
             })
-            .collect()
+            .collect();
+        memo.insert((namespace.to_owned(), name.to_owned()), fresh);
+        out
     }
 
     /// Whether the template changed since the status was written (the status then lags).
@@ -76,7 +100,7 @@ impl Model {
     /// The nodes there are, the nodes the DaemonSet selects and the nodes it should run on
     /// (selected, taints tolerated with the tolerations the controller adds), in name order.
     fn eligible_nodes(&self, ds: &Value) -> (Vec<String>, Vec<String>, Vec<String>) {
-        let (_, nodes, _) = self.store.list("/nodes", None, None, None, &|_, _| true);
+        let nodes = self.nodes();
         let mut template_pod = json!({"spec": ds["spec"]["template"]["spec"].clone()});
         let mut tolerations = template_pod["spec"]["tolerations"]
             .as_array()
@@ -89,9 +113,7 @@ impl Model {
         );
         template_pod["spec"]["tolerations"] = json!(tolerations);
         let (mut all, mut selected, mut eligible) = (Vec::new(), Vec::new(), Vec::new());
-        for (_, n) in nodes {
-            let node = n.value();
-            let name = name_of(&node);
+        for (name, node) in nodes {
             if ds_selects(ds, &node) {
                 if tolerates_all_taints(&template_pod, &node) {
                     eligible.push(name.clone());
@@ -182,8 +204,13 @@ impl Model {
             return;
         };
         let (all_nodes, selected, eligible) = self.eligible_nodes(&ds);
+        let (selected, eligible): (HashSet<String>, HashSet<String>) = (
+            selected.into_iter().collect(),
+            eligible.into_iter().collect(),
+        );
         self.remember_template(namespace, name, &ds);
         let pods = self.daemonset_pods(namespace, name);
+        let by_node = by_node(&pods);
         let max_unavailable = Self::max_unavailable(&ds, eligible.len());
         let key = (namespace.to_owned(), name.to_owned());
         let mut unavailable = 0;
@@ -191,10 +218,7 @@ impl Model {
         let mut to_delete = Vec::new();
         let mut to_create = Vec::new();
         for node in &all_nodes {
-            let on_node: Vec<&Value> = pods
-                .iter()
-                .filter(|p| p["spec"]["nodeName"] == node.as_str())
-                .collect();
+            let on_node: Vec<&Value> = by_node.get(node.as_str()).cloned().unwrap_or_default();
             // A node the DaemonSet no longer selects loses its pod; one whose taints it does
             // not tolerate gets none, and keeps what it has.
             if !selected.contains(node) {
@@ -279,12 +303,10 @@ impl Model {
         let key = (namespace.to_owned(), name.to_owned());
         let (_, _, eligible) = self.eligible_nodes(&ds);
         let pods = self.daemonset_pods(namespace, name);
+        let by_node = by_node(&pods);
         let (mut scheduled, mut ready, mut updated) = (0u64, 0u64, 0u64);
         for node in &eligible {
-            let mut on_node: Vec<&Value> = pods
-                .iter()
-                .filter(|p| p["spec"]["nodeName"] == node.as_str())
-                .collect();
+            let mut on_node: Vec<&Value> = by_node.get(node.as_str()).cloned().unwrap_or_default();
             on_node.sort_by_key(|p| {
                 p["metadata"]["creationTimestamp"]
                     .as_str()
@@ -306,10 +328,11 @@ impl Model {
                 updated += 1;
             }
         }
+        let eligible: HashSet<&str> = eligible.iter().map(String::as_str).collect();
         let misscheduled = pods
             .iter()
             .filter_map(|p| p["spec"]["nodeName"].as_str())
-            .filter(|n| !eligible.iter().any(|e| e == n))
+            .filter(|n| !eligible.contains(n))
             .collect::<BTreeSet<_>>()
             .len();
         let desired = eligible.len() as u64;

@@ -40,11 +40,7 @@
 //! Per-node agent configuration (a CiliumNodeConfig that turns `enable-host-legacy-routing`
 //! off, say) is resolved at agent start and kept on the agent pod, where the datapath reads it.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -57,6 +53,7 @@ mod budgets;
 mod cilium;
 mod daemonset;
 mod replicas;
+mod resync;
 mod template;
 mod workloads;
 
@@ -184,7 +181,17 @@ struct Model {
     /// The nodes there were when the model started (a dump's).
     nodes_at_start: std::collections::BTreeSet<String>,
     later: Vec<(Duration, Action)>,
+    /// Decoded nodes by name, with the resourceVersion they were decoded at.
+    node_memo: std::cell::RefCell<HashMap<String, (u64, Arc<Value>)>>,
+    /// Decoded DaemonSet pods by DaemonSet and pod name, with their resourceVersions.
+    daemonset_pod_memo: std::cell::RefCell<DaemonsetPods>,
+    /// DaemonSets to reconcile once the events at hand are handled (a burst of their pods'
+    /// events makes one reconcile, as a controller's work queue does).
+    dirty_daemonsets: std::collections::BTreeSet<(String, String)>,
 }
+
+/// Decoded pods of each DaemonSet (see [`Model::daemonset_pods`]).
+type DaemonsetPods = HashMap<(String, String), HashMap<String, (u64, Arc<Value>)>>;
 
 /// A median-preserving log-normal factor of `sigma`, clamped to [0.2, 5], from a xorshift state.
 pub fn lognormal_factor(state: &mut u64, sigma: f64) -> f64 {
@@ -381,20 +388,38 @@ impl Model {
     }
 
     fn pick_node(&self, pod: &Value) -> Option<String> {
-        let (_, nodes, _) = self.store.list("/nodes", None, None, None, &|_, _| true);
-        let (_, pods, _) = self.store.list("/pods", None, None, None, &|_, _| true);
-        let mut load: BTreeMap<String, usize> = BTreeMap::new();
-        for (_, p) in &pods {
-            if let Some(n) = &p.node_name {
-                *load.entry(n.clone()).or_default() += 1;
-            }
-        }
-        nodes
-            .iter()
-            .map(|(_, n)| n.value())
-            .filter(|n| is_ready_node(n) && tolerates_all_taints(pod, n))
-            .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_owned))
+        let load = self.store.pods_per_node();
+        self.nodes()
+            .into_iter()
+            .filter(|(_, n)| is_ready_node(n) && tolerates_all_taints(pod, n))
+            .map(|(name, _)| name)
             .min_by_key(|n| (load.get(n).copied().unwrap_or(0), n.clone()))
+    }
+
+    /// Every node, each decoded once per resourceVersion (the scheduler, the DaemonSet
+    /// controller and the kubelets' heartbeats look at all of them often).
+    fn nodes(&self) -> Vec<(String, Arc<Value>)> {
+        let (_, nodes, _) = self.store.list("/nodes", None, None, None, &|_, _| true);
+        let mut memo = self.node_memo.borrow_mut();
+        let out: Vec<(String, Arc<Value>)> = nodes
+            .into_iter()
+            .map(|((_, name), s)| {
+                let v = match memo.get(&name) {
+                    Some((rv, v)) if *rv == s.rv => Arc::clone(v),
+                    _ => {
+                        let v = Arc::new(s.value());
+                        memo.insert(name.clone(), (s.rv, Arc::clone(&v)));
+                        v
+                    }
+                };
+                (name, v)
+            })
+            .collect();
+        if memo.len() > out.len() {
+            let names: std::collections::HashSet<&String> = out.iter().map(|(n, _)| n).collect();
+            memo.retain(|n, _| names.contains(n));
+        }
+        out
     }
 
     fn on_event(&mut self, e: &Event) -> Vec<(Duration, Action)> {
@@ -846,7 +871,9 @@ impl Model {
             }
             Action::Budgets { namespace, labels } => self.budgets(&namespace, &labels),
             Action::Budget { namespace, name } => self.budget(&namespace, &name),
-            Action::Daemonset { namespace, name } => self.reconcile_daemonset(&namespace, &name),
+            Action::Daemonset { namespace, name } => {
+                self.dirty_daemonsets.insert((namespace, name));
+            }
             Action::Deployment { namespace, name } => self.reconcile_deployment(&namespace, &name),
             Action::ReplicaSet { namespace, name } => self.reconcile_replicaset(&namespace, &name),
             Action::StatefulSet { namespace, name } => {
@@ -898,6 +925,9 @@ pub fn start(store: Arc<Store>, opts: ModelOptions, termination: Duration) -> Jo
         rng: 0x9e37_79b9_7f4a_7c15,
         templates: HashMap::new(),
         later: Vec::new(),
+        node_memo: std::cell::RefCell::default(),
+        daemonset_pod_memo: std::cell::RefCell::default(),
+        dirty_daemonsets: std::collections::BTreeSet::new(),
     };
     model.remember_daemonsets();
     // The old CNI's agents already running have written their chains, devices and routes.
@@ -929,19 +959,48 @@ pub fn start(store: Arc<Store>, opts: ModelOptions, termination: Duration) -> Jo
     };
     let mut heartbeat = tokio::time::interval(model.opts.heartbeat.max(Duration::from_millis(10)));
     tokio::spawn(async move {
+        use tokio::sync::broadcast::error::{RecvError, TryRecvError};
         loop {
             tokio::select! {
                 _ = heartbeat.tick() => model.heartbeats(),
-                ev = rx.recv() => match ev {
-                    Ok(e) => {
-                        let out = model.on_event(&e);
-                        schedule(&mut model, out);
+                ev = rx.recv() => {
+                    let mut next = ev.map_err(|e| match e {
+                        RecvError::Lagged(n) => TryRecvError::Lagged(n),
+                        RecvError::Closed => TryRecvError::Closed,
+                    });
+                    // What is ready is handled before the DaemonSets it touched reconcile.
+                    for handled in 1..=BATCH {
+                        match next {
+                            Ok(e) => {
+                                let out = model.on_event(&e);
+                                schedule(&mut model, out);
+                            }
+                            Err(TryRecvError::Lagged(n)) => {
+                                tracing::warn!(n, "the model fell behind the store's events: it looks at every object again");
+                                let out = model.resync();
+                                schedule(&mut model, out);
+                            }
+                            Err(TryRecvError::Closed) => return,
+                            Err(TryRecvError::Empty) => break,
+                        }
+                        if handled == BATCH {
+                            break;
+                        }
+                        next = rx.try_recv();
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::warn!(n, "model lagged behind the store's events"),
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 },
                 Some(action) = actions.recv() => schedule(&mut model, vec![(Duration::ZERO, action)]),
+            }
+            while !model.dirty_daemonsets.is_empty() {
+                for (namespace, name) in std::mem::take(&mut model.dirty_daemonsets) {
+                    model.reconcile_daemonset(&namespace, &name);
+                }
+                let later = std::mem::take(&mut model.later);
+                schedule(&mut model, later);
             }
         }
     })
 }
+
+/// How many ready events the model handles before its DaemonSets reconcile.
+const BATCH: usize = 4096;

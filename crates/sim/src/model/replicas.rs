@@ -22,14 +22,6 @@ use serde_json::{Value, json};
 use super::{Model, is_pod_ready};
 use crate::store::now_rfc3339;
 
-fn owned_by(pod: &Value, kind: &str, name: &str) -> bool {
-    pod["metadata"]["ownerReferences"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|o| o["controller"] == true && o["kind"] == kind && o["name"] == name)
-}
-
 fn terminating(pod: &Value) -> bool {
     !pod["metadata"]["deletionTimestamp"].is_null()
 }
@@ -100,7 +92,7 @@ impl Model {
 
     fn pods_of(&self, ns: &str, kind: &str, name: &str) -> Vec<Value> {
         let (_, pods, _) = self.store.list("/pods", Some(ns), None, None, &|_, s| {
-            owned_by(&s.value(), kind, name)
+            s.controlled_by(kind, name)
         });
         pods.into_iter().map(|(_, s)| s.value()).collect()
     }

@@ -39,15 +39,7 @@ impl Model {
             return;
         };
         let (_, siblings, _) = self.store.list("/pods", Some(&ns), None, None, &|_, s| {
-            let v = s.value();
-            v["metadata"]["ownerReferences"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|o| {
-                    o["controller"] == true && o["name"] == owner_name.as_str() && o["kind"] == kind
-                })
-                && v["metadata"]["deletionTimestamp"].is_null()
+            s.controlled_by(kind, &owner_name) && !s.terminating
         });
         let mut fresh = json!({
             "apiVersion": "v1", "kind": "Pod",
@@ -94,10 +86,9 @@ impl Model {
     /// The kubelets' heartbeats: every Ready node's Lease in `kube-node-lease` renewed (created
     /// for a node that joined). A node that is not Ready, or is gone, renews nothing.
     pub(super) fn heartbeats(&mut self) {
-        let (_, nodes, _) = self.store.list("/nodes", None, None, None, &|_, _| true);
         let now = crate::store::now_rfc3339_micro();
-        for ((_, name), n) in nodes {
-            if !super::is_ready_node(&n.value()) {
+        for (name, n) in self.nodes() {
+            if !super::is_ready_node(&n) {
                 continue;
             }
             let key = "coordination.k8s.io/leases";
