@@ -47,9 +47,19 @@ pub struct Stored {
     pub controller: Option<Arc<(String, String)>>,
     /// Whether `metadata.deletionTimestamp` is set.
     pub terminating: bool,
+    /// `spec.selector.matchLabels` (budgets, controllers), when the object has one.
+    pub match_labels: Option<Arc<BTreeMap<String, String>>>,
 }
 
 impl Stored {
+    /// Whether `spec.selector.matchLabels` may select these labels: each of its labels is among
+    /// them (true when the selector has no `matchLabels`: its expressions must be looked at).
+    pub fn may_select(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels
+            .as_deref()
+            .is_none_or(|ml| ml.iter().all(|(k, v)| labels.get(k) == Some(v)))
+    }
+
     /// Whether the object's controller is the `kind` named `name`.
     pub fn controlled_by(&self, kind: &str, name: &str) -> bool {
         self.controller
@@ -250,6 +260,13 @@ fn stored(rv: u64, v: &Value) -> Stored {
         phase,
         controller: controller.map(Arc::new),
         terminating: !v["metadata"]["deletionTimestamp"].is_null(),
+        match_labels: v["spec"]["selector"]["matchLabels"].as_object().map(|m| {
+            Arc::new(
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect(),
+            )
+        }),
     }
 }
 

@@ -17,26 +17,26 @@ use crate::store::{Stored, now_rfc3339};
 impl Model {
     /// The budgets in a namespace that select a pod with these labels.
     pub(super) fn budgets(&mut self, namespace: &str, pod_labels: &BTreeMap<String, String>) {
-        // Only the budgets that select the pod that changed.
-        let (_, pdbs, _) = self.store.list(
-            "policy/poddisruptionbudgets",
-            Some(namespace),
-            None,
-            None,
-            &|_, s| {
-                let v = s.value();
-                v["spec"]["selector"]["matchLabels"]
-                    .as_object()
-                    .is_some_and(|ml| {
-                        !ml.is_empty()
-                            && ml.iter().all(|(k, val)| {
-                                pod_labels.get(k).map(String::as_str) == val.as_str()
-                            })
-                    })
-            },
-        );
-        for (_, stored) in pdbs {
-            self.budget_status(namespace, &stored);
+        for name in self.budget_index.selecting(namespace, pod_labels) {
+            if let Some(stored) = self
+                .store
+                .get("policy/poddisruptionbudgets", namespace, &name)
+            {
+                self.budget_status(namespace, &stored);
+            }
+        }
+    }
+
+    /// Every budget indexed again (at the start, and after missed events).
+    pub(super) fn index_budgets(&mut self) {
+        let (_, pdbs, _) =
+            self.store
+                .list("policy/poddisruptionbudgets", None, None, None, &|_, _| {
+                    true
+                });
+        self.budget_index = super::index::BudgetIndex::default();
+        for ((namespace, name), s) in pdbs {
+            self.budget_index.put(&namespace, &name, &s.value());
         }
     }
 

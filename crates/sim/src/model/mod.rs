@@ -52,6 +52,7 @@ mod action;
 mod budgets;
 mod cilium;
 mod daemonset;
+mod index;
 mod replicas;
 mod resync;
 mod template;
@@ -188,6 +189,8 @@ struct Model {
     /// DaemonSets to reconcile once the events at hand are handled (a burst of their pods'
     /// events makes one reconcile, as a controller's work queue does).
     dirty_daemonsets: std::collections::BTreeSet<(String, String)>,
+    /// The budgets' selectors.
+    budget_index: index::BudgetIndex,
 }
 
 /// Decoded pods of each DaemonSet (see [`Model::daemonset_pods`]).
@@ -396,34 +399,16 @@ impl Model {
             .min_by_key(|n| (load.get(n).copied().unwrap_or(0), n.clone()))
     }
 
-    /// Every node, each decoded once per resourceVersion (the scheduler, the DaemonSet
-    /// controller and the kubelets' heartbeats look at all of them often).
-    fn nodes(&self) -> Vec<(String, Arc<Value>)> {
-        let (_, nodes, _) = self.store.list("/nodes", None, None, None, &|_, _| true);
-        let mut memo = self.node_memo.borrow_mut();
-        let out: Vec<(String, Arc<Value>)> = nodes
-            .into_iter()
-            .map(|((_, name), s)| {
-                let v = match memo.get(&name) {
-                    Some((rv, v)) if *rv == s.rv => Arc::clone(v),
-                    _ => {
-                        let v = Arc::new(s.value());
-                        memo.insert(name.clone(), (s.rv, Arc::clone(&v)));
-                        v
-                    }
-                };
-                (name, v)
-            })
-            .collect();
-        if memo.len() > out.len() {
-            let names: std::collections::HashSet<&String> = out.iter().map(|(n, _)| n).collect();
-            memo.retain(|n, _| names.contains(n));
-        }
-        out
-    }
-
     fn on_event(&mut self, e: &Event) -> Vec<(Duration, Action)> {
         let mut out = Vec::new();
+        if e.key == "policy/poddisruptionbudgets" {
+            if e.type_ == "DELETED" {
+                self.budget_index.remove(&e.namespace, &e.name);
+            } else {
+                self.budget_index
+                    .put(&e.namespace, &e.name, &e.object.value());
+            }
+        }
         if e.type_ == "DELETED" {
             // The garbage collector: what a deleted controller owned goes with it.
             if matches!(
@@ -849,9 +834,7 @@ impl Model {
             }
             Action::Replace { pod } => self.replace(&pod),
             Action::Orphans { node } => {
-                let (_, pods, _) = self.store.list("/pods", None, None, None, &|_, s| {
-                    s.value()["spec"]["nodeName"] == node.as_str()
-                });
+                let (_, pods, _) = self.store.pods_on_node(&node, &|_, _| true);
                 for ((namespace, name), _) in pods {
                     let _ = self.store.delete("/pods", &namespace, &name, false);
                 }
@@ -928,7 +911,9 @@ pub fn start(store: Arc<Store>, opts: ModelOptions, termination: Duration) -> Jo
         node_memo: std::cell::RefCell::default(),
         daemonset_pod_memo: std::cell::RefCell::default(),
         dirty_daemonsets: std::collections::BTreeSet::new(),
+        budget_index: index::BudgetIndex::default(),
     };
+    model.index_budgets();
     model.remember_daemonsets();
     // The old CNI's agents already running have written their chains, devices and routes.
     let (_, pods, _) = model.store.list("/pods", None, None, None, &|_, _| true);

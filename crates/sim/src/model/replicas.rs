@@ -112,16 +112,23 @@ impl Model {
     /// The ReplicaSets a Deployment owns.
     fn replica_sets_of(&self, ns: &str, deployment: &Value) -> Vec<Value> {
         let uid = &deployment["metadata"]["uid"];
+        let name = deployment["metadata"]["name"].as_str().unwrap_or_default();
+        // Only the ReplicaSets whose controller has the Deployment's name are decoded.
         let (_, sets, _) = self
             .store
             .list("apps/replicasets", Some(ns), None, None, &|_, s| {
-                s.value()["metadata"]["ownerReferences"]
+                s.controlled_by("Deployment", name)
+            });
+        sets.into_iter()
+            .map(|(_, s)| s.value())
+            .filter(|v| {
+                v["metadata"]["ownerReferences"]
                     .as_array()
                     .into_iter()
                     .flatten()
                     .any(|o| o["uid"] == *uid)
-            });
-        sets.into_iter().map(|(_, s)| s.value()).collect()
+            })
+            .collect()
     }
 
     /// The Deployment controller (see the module's text).

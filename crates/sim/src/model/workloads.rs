@@ -2,6 +2,8 @@
 //! made as soon as the old pod terminates), a StatefulSet's (the same name, a new UID, only
 //! once the old pod is gone), a DaemonSet's (the DaemonSet controller's reconcile).
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::Model;
@@ -106,5 +108,30 @@ impl Model {
                 }
             }
         }
+    }
+    /// Every node, each decoded once per resourceVersion (the scheduler, the DaemonSet
+    /// controller and the kubelets' heartbeats look at all of them often).
+    pub(super) fn nodes(&self) -> Vec<(String, Arc<Value>)> {
+        let (_, nodes, _) = self.store.list("/nodes", None, None, None, &|_, _| true);
+        let mut memo = self.node_memo.borrow_mut();
+        let out: Vec<(String, Arc<Value>)> = nodes
+            .into_iter()
+            .map(|((_, name), s)| {
+                let v = match memo.get(&name) {
+                    Some((rv, v)) if *rv == s.rv => Arc::clone(v),
+                    _ => {
+                        let v = Arc::new(s.value());
+                        memo.insert(name.clone(), (s.rv, Arc::clone(&v)));
+                        v
+                    }
+                };
+                (name, v)
+            })
+            .collect();
+        if memo.len() > out.len() {
+            let names: std::collections::HashSet<&String> = out.iter().map(|(n, _)| n).collect();
+            memo.retain(|n, _| names.contains(n));
+        }
+        out
     }
 }

@@ -63,12 +63,13 @@ pub(super) fn evict(state: &State, ns: &str, name: &str, body: &[u8], dry_run: b
         .or_else(|| opts["delete_options"]["gracePeriodSeconds"].as_i64());
     // Terminating pods and pods that are not healthy can always be evicted.
     if pod_v["metadata"]["deletionTimestamp"].is_null() && pod_healthy(&pod_v) {
+        // Only the budgets whose matchLabels the pod has are decoded.
         let (_, pdbs, _) = state.store.list(
             "policy/poddisruptionbudgets",
             Some(ns),
             None,
             None,
-            &|_, _| true,
+            &|_, s| s.may_select(&pod.labels),
         );
         let matching: Vec<Value> = pdbs
             .iter()
@@ -225,14 +226,15 @@ fn note_disruption(
         None,
         None,
         &|_, s| {
-            s.value()["spec"]["selector"]["matchLabels"]
-                .as_object()
-                .is_some_and(|ml| {
-                    !ml.is_empty()
-                        && ml
-                            .iter()
-                            .all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str())
-                })
+            s.may_select(labels)
+                && s.value()["spec"]["selector"]["matchLabels"]
+                    .as_object()
+                    .is_some_and(|ml| {
+                        !ml.is_empty()
+                            && ml
+                                .iter()
+                                .all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str())
+                    })
         },
     );
     for (_, s) in pdbs {
