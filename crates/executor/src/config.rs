@@ -34,7 +34,8 @@ pub struct Timing {
     pub retry_budget: Duration,
     /// How long a restarted agent may take to be Ready.
     pub agent_timeout: Duration,
-    /// How long Cilium may take to be installed or upgraded after Helm returns.
+    /// How long Cilium's configuration may take to be live after Helm returns, and how long the
+    /// agent DaemonSet's rollout may go without progress (it may take longer in all).
     pub install_timeout: Duration,
     /// How long a passing re-check of the migrated nodes stands for the admissions after it
     /// (three LISTs of every node, CiliumNode and agent per admission would be quadratic at

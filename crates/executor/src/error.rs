@@ -213,10 +213,10 @@ pub enum StepError {
     /// The agent DaemonSet is not there.
     #[error("expected the Cilium agent DaemonSet kube-system/cilium, found none")]
     AgentDaemonSetMissing,
-    /// The agent DaemonSet did not finish rolling out.
-    #[error("the Cilium agent DaemonSet did not roll out in {}s: {seen}", .waited.as_secs())]
+    /// The agent DaemonSet's rollout stopped making progress.
+    #[error("the Cilium agent DaemonSet's rollout made no progress for {}s: {seen}", .waited.as_secs())]
     RolloutIncomplete {
-        /// How long we waited.
+        /// How long it made none.
         waited: Duration,
         /// Its status as last seen.
         seen: String,

@@ -413,3 +413,97 @@ async fn the_runs_own_pod_is_evicted_last() {
     let order = sim.evictions();
     assert_eq!(order.last().map(String::as_str), Some(own), "{order:?}");
 }
+
+/// A simulated cluster of `nodes` synthetic Flannel nodes whose agents start in 100 ms, with
+/// Cilium installed (revision 1) and rolled out.
+async fn with_cilium(nodes: usize) -> (Sim, KubeCluster, tempfile::TempDir) {
+    let mut sim = Sim::start(0).await.expect("sim");
+    let params: synthetic::Params = format!("nodes={nodes},pods-per-node=3,cni=flannel")
+        .parse()
+        .expect("params");
+    sim.load_synthetic(&params);
+    sim.start_model(
+        sim::model::ModelOptions {
+            pod_start: Duration::from_millis(100),
+            ..sim::model::ModelOptions::default()
+        },
+        Duration::from_millis(100),
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let kc = dir.path().join("kubeconfig");
+    sim.write_kubeconfig(&kc).expect("kubeconfig");
+    let client = cluster::connect(&ClusterArgs {
+        kubeconfig: Some(kc),
+        context: None,
+    })
+    .await
+    .expect("client");
+    let c = KubeCluster::new(client);
+    install_cilium(&c, 1).await;
+    executor::step::helm::agents_rolled_out(
+        &c,
+        true,
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+    )
+    .await
+    .expect("revision 1 rolls out");
+    (sim, c, dir)
+}
+
+async fn install_cilium(c: &KubeCluster, revision: u64) {
+    let spec = planner::MigrationSpec::from_file(&PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../plans/kind-flannel.yaml"
+    )))
+    .expect("spec");
+    let values = planner::values::migration_values(&spec, &planner::NetworkFacts::default());
+    for object in sim::helm::manifests("kube-system", "1.17.3", &values, revision) {
+        let plural = match object["kind"].as_str() {
+            Some("ConfigMap") => "configmaps",
+            Some("DaemonSet") => "daemonsets",
+            _ => "deployments",
+        };
+        c.apply(plural, &object).await.expect("apply");
+    }
+}
+
+/// The chart replaces two agents at a time: on a large cluster the rollout takes far longer
+/// than any fixed deadline. The wait judges it by its progress: a rollout that keeps moving is
+/// waited for however long it takes; one that stops fails after the stall window, saying
+/// what it saw.
+#[tokio::test]
+async fn the_agent_rollout_is_waited_for_while_it_progresses_and_fails_once_it_stalls() {
+    let (sim, c, _dir) = with_cilium(16).await;
+    let stall = Duration::from_millis(700);
+    let poll = Duration::from_millis(50);
+    install_cilium(&c, 2).await;
+    let started = std::time::Instant::now();
+    executor::step::helm::agents_rolled_out(&c, true, stall, poll)
+        .await
+        .expect("a progressing rollout is waited for");
+    let took = started.elapsed();
+    assert!(
+        took > stall,
+        "eight waves of two agents take longer than the stall window ({took:?})"
+    );
+
+    // An agent that never comes back stops the rollout.
+    let node = "node-00003";
+    let stored = sim.store().get("/nodes", "", node).expect("node");
+    let mut v = stored.value();
+    v["metadata"]["labels"]["io.cilium.migration/cilium-default"] = json!("true");
+    sim.store().update("/nodes", v, None, false).expect("label");
+    sim.set_node_fault(node, "agent-stuck").expect("fault");
+    install_cilium(&c, 3).await;
+    let err = executor::step::helm::agents_rolled_out(&c, true, stall, poll)
+        .await
+        .expect_err("a stalled rollout fails");
+    let message = err.to_string();
+    assert!(
+        matches!(err, StepError::RolloutIncomplete { .. }),
+        "{message}"
+    );
+    assert!(message.contains("made no progress"), "{message}");
+    assert!(message.contains("/16 Ready"), "{message}");
+}

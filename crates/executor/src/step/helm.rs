@@ -18,7 +18,7 @@
 //! (`observedGeneration` ≥ `generation`) and every scheduled pod is updated and available. The
 //! API server omits status numbers that are 0, so an absent number is read as 0, never as done.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 use planner::plan::{CILIUM_NAMESPACE, shell_quote};
 use serde_json::Value;
@@ -92,34 +92,85 @@ pub fn rollout_complete(ds: &Value) -> Result<(), String> {
     ))
 }
 
+/// How far a DaemonSet's rollout got: observed generation, updated and available pods
+/// (absent numbers are 0).
+fn rollout_progress(ds: &Value) -> [i64; 3] {
+    let st = &ds["status"];
+    [
+        "observedGeneration",
+        "updatedNumberScheduled",
+        "numberAvailable",
+    ]
+    .map(|field| st[field].as_i64().unwrap_or(0))
+}
+
 /// Waits for the agent DaemonSet to be rolled out. Without `required`, a missing DaemonSet is
 /// fine (the install is checked through `cilium-config`).
+///
+/// A rollout replaces a few agents at a time (the chart's `maxUnavailable` is 2), so on a
+/// large cluster it takes as long as it takes: the wait fails only when the rollout made no
+/// progress (no newer generation observed, no more pods updated or available under the same
+/// generation than seen before) for `install_timeout`, as `kubectl rollout status` judges a
+/// Deployment by its progress deadline.
 async fn wait_agents_rolled_out(ctx: &StepCtx<'_>, required: bool) -> Result<(), StepError> {
-    let c = ctx.cluster;
-    let waited = ctx.timing().install_timeout;
-    wait::until(
-        waited,
-        ctx.timing().poll,
-        || async {
-            let ds = c
-                .custom("apps/v1", "daemonsets", Some(CILIUM_NAMESPACE), "cilium")
-                .await
-                .map_err(cl("reading DaemonSet kube-system/cilium"))?;
-            let Some(ds) = ds else {
-                return if required {
-                    Err(StepError::AgentDaemonSetMissing)
-                } else {
-                    Ok(Check::Done(()))
-                };
+    let timing = ctx.timing();
+    agents_rolled_out(ctx.cluster, required, timing.install_timeout, timing.poll).await
+}
+
+/// As [`wait_agents_rolled_out`]: fails once the rollout made no progress for `stall`, looking
+/// every `poll`.
+///
+/// # Errors
+/// [`StepError::RolloutIncomplete`], [`StepError::AgentDaemonSetMissing`] (when `required`),
+/// or the API's failure.
+pub async fn agents_rolled_out(
+    c: &dyn cluster::Cluster,
+    required: bool,
+    stall: Duration,
+    poll: Duration,
+) -> Result<(), StepError> {
+    let mut best: Option<[i64; 3]> = None;
+    let mut since = tokio::time::Instant::now();
+    loop {
+        let ds = c
+            .custom("apps/v1", "daemonsets", Some(CILIUM_NAMESPACE), "cilium")
+            .await
+            .map_err(cl("reading DaemonSet kube-system/cilium"))?;
+        let Some(ds) = ds else {
+            return if required {
+                Err(StepError::AgentDaemonSetMissing)
+            } else {
+                Ok(())
             };
-            Ok(match rollout_complete(&ds.object) {
-                Ok(()) => Check::Done(()),
-                Err(seen) => Check::Pending(seen),
-            })
-        },
-        |seen| StepError::RolloutIncomplete { waited, seen },
-    )
-    .await
+        };
+        let seen = match rollout_complete(&ds.object) {
+            Ok(()) => return Ok(()),
+            Err(seen) => seen,
+        };
+        // Progress: a newer generation observed (its counts start over), or more pods updated
+        // or available than seen before under the same generation.
+        let now = rollout_progress(&ds.object);
+        match &mut best {
+            Some(b) if now[0] > b[0] => {
+                *b = now;
+                since = tokio::time::Instant::now();
+            }
+            Some(b) if now[0] == b[0] && (now[1] > b[1] || now[2] > b[2]) => {
+                b[1] = b[1].max(now[1]);
+                b[2] = b[2].max(now[2]);
+                since = tokio::time::Instant::now();
+            }
+            Some(_) => {}
+            None => best = Some(now),
+        }
+        if since.elapsed() >= stall {
+            return Err(StepError::RolloutIncomplete {
+                waited: stall,
+                seen,
+            });
+        }
+        tokio::time::sleep(poll.min(stall)).await;
+    }
 }
 
 /// A Helm step: observe `cilium-config`; if it does not hold the expected entries, run Helm
