@@ -383,9 +383,10 @@ async fn run(
         let record = record.clone();
         let stop = stop.clone();
         let every = Duration::from_secs(1).div_f64(speed);
+        let mut kept = Vec::new();
         tokio::spawn(async move {
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                probe(&store, &connectivity, &record, start);
+                probe(&store, &mut kept, &connectivity, &record, start);
                 tokio::time::sleep(every).await;
             }
         })
@@ -565,35 +566,69 @@ fn crash_looping(sim: &Sim) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A sampled pod: its key, the resourceVersion it was decoded at, the pod.
+type Sampled = ((String, String), u64, serde_json::Value);
+
+/// Keeps the prober's sample: at most one pod per workload and at most 24 workloads (the
+/// pairs stay few). A sampled pod that changed is decoded again; once one is gone, no longer
+/// Running or terminating, the sample is drawn again (only the candidates are decoded: a
+/// large cluster's pods are many).
+fn resample(store: &sim::Store, kept: &mut Vec<Sampled>) {
+    let usable = |s: &sim::store::Stored| {
+        s.phase.as_deref() == Some("Running")
+            && !s.terminating
+            && s.controller
+                .as_deref()
+                .is_some_and(|(k, _)| k != "DaemonSet")
+    };
+    let mut intact = !kept.is_empty();
+    for (key, rv, v) in kept.iter_mut() {
+        match store.get("/pods", &key.0, &key.1) {
+            Some(s) if usable(&s) => {
+                if s.rv != *rv {
+                    (*rv, *v) = (s.rv, s.value());
+                }
+            }
+            _ => intact = false,
+        }
+    }
+    if intact {
+        return;
+    }
+    kept.clear();
+    let (_, pods, _) = store.list("/pods", None, None, None, &|_, s| usable(s));
+    let mut seen = BTreeSet::new();
+    for (key, s) in pods {
+        if kept.len() == 24 {
+            break;
+        }
+        let owner = s
+            .controller
+            .as_deref()
+            .map(|(_, n)| n.as_str())
+            .unwrap_or_default();
+        let workload = format!("{}/{owner}", key.0);
+        if seen.contains(&workload) {
+            continue;
+        }
+        let v = s.value();
+        if v["spec"]["hostNetwork"] != true {
+            seen.insert(workload);
+            kept.push((key, s.rv, v));
+        }
+    }
+}
+
 /// One round of the prober over a bounded sample of workload pods.
 fn probe(
     store: &sim::Store,
+    kept: &mut Vec<Sampled>,
     conn: &Mutex<Connectivity>,
     record: &Mutex<Record>,
     start: std::time::Instant,
 ) {
-    let (_, pods, _) = store.list("/pods", None, None, None, &|_, _| true);
-    let mut sample: Vec<serde_json::Value> = pods
-        .iter()
-        .map(|(_, s)| s.value())
-        .filter(|v| {
-            v["spec"]["hostNetwork"] != true
-                && v["status"]["phase"] == "Running"
-                && v["metadata"]["deletionTimestamp"].is_null()
-                && owner_of(v).is_some_and(|(k, _)| k != "DaemonSet")
-        })
-        .collect();
-    // At most one pod per workload, and at most 24 workloads: the pairs stay few.
-    let mut seen = BTreeSet::new();
-    sample.retain(|v| {
-        let w = format!(
-            "{}/{}",
-            v["metadata"]["namespace"].as_str().unwrap_or_default(),
-            owner_of(v).map(|(_, n)| n).unwrap_or_default()
-        );
-        seen.insert(w)
-    });
-    sample.truncate(24);
+    resample(store, kept);
+    let sample: Vec<serde_json::Value> = kept.iter().map(|k| k.2.clone()).collect();
     let workload = |key: &str| -> String {
         let (ns, name) = key.split_once('/').unwrap_or(("", key));
         let v = sample
