@@ -26,6 +26,9 @@ use std::{
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
+/// The storage key of PodDisruptionBudgets.
+const BUDGETS: &str = "policy/poddisruptionbudgets";
+
 /// How many events the log keeps for watches that resume from a resourceVersion.
 pub const EVENT_LOG: usize = 200_000;
 
@@ -170,6 +173,13 @@ struct Inner {
     uid_counter: u64,
     /// Pods by `spec.nodeName`: a field-selected LIST of one node's pods reads only them.
     by_node: HashMap<String, std::collections::BTreeSet<(String, String)>>,
+    /// Pods by namespace and label: a selector reads only the pods with its first label.
+    by_label: HashMap<(String, String, String), std::collections::BTreeSet<String>>,
+    /// Objects by storage key, namespace and controller (kind, name).
+    by_controller: HashMap<(String, String, String, String), std::collections::BTreeSet<String>>,
+    /// Budgets by namespace and the first label of their `matchLabels` (`("", "")` for those
+    /// without: they select by expressions).
+    by_selector: HashMap<(String, String, String), std::collections::BTreeSet<String>>,
 }
 
 impl Inner {
@@ -180,6 +190,41 @@ impl Inner {
         old: Option<&Stored>,
         new: Option<&Stored>,
     ) {
+        let (ns, name) = k;
+        for (o, add) in [(old, false), (new, true)] {
+            let Some(o) = o else { continue };
+            if let Some((kind, owner)) = o.controller.as_deref() {
+                let entry = (key.to_owned(), ns.clone(), kind.clone(), owner.clone());
+                if add {
+                    self.by_controller
+                        .entry(entry)
+                        .or_default()
+                        .insert(name.clone());
+                } else if let Some(set) = self.by_controller.get_mut(&entry) {
+                    set.remove(name);
+                    if set.is_empty() {
+                        self.by_controller.remove(&entry);
+                    }
+                }
+            }
+            if key == BUDGETS {
+                let (l, v) = o
+                    .match_labels
+                    .as_deref()
+                    .and_then(|ml| ml.iter().next())
+                    .map(|(l, v)| (l.clone(), v.clone()))
+                    .unwrap_or_default();
+                let entry = (ns.clone(), l, v);
+                if add {
+                    self.by_selector
+                        .entry(entry)
+                        .or_default()
+                        .insert(name.clone());
+                } else {
+                    remove_from(&mut self.by_selector, entry, name);
+                }
+            }
+        }
         if key != "/pods" {
             return;
         }
@@ -190,6 +235,32 @@ impl Inner {
         }
         if let Some(n) = new.and_then(|o| o.node_name.as_ref()) {
             self.by_node.entry(n.clone()).or_default().insert(k.clone());
+        }
+        if let Some(o) = old {
+            for (l, v) in o.labels.iter() {
+                remove_from(&mut self.by_label, (ns.clone(), l.clone(), v.clone()), name);
+            }
+        }
+        if let Some(o) = new {
+            for (l, v) in o.labels.iter() {
+                self.by_label
+                    .entry((ns.clone(), l.clone(), v.clone()))
+                    .or_default()
+                    .insert(name.clone());
+            }
+        }
+    }
+}
+
+fn remove_from(
+    index: &mut HashMap<(String, String, String), std::collections::BTreeSet<String>>,
+    key: (String, String, String),
+    name: &str,
+) {
+    if let Some(set) = index.get_mut(&key) {
+        set.remove(name);
+        if set.is_empty() {
+            index.remove(&key);
         }
     }
 }
@@ -411,6 +482,102 @@ impl Store {
             .iter()
             .map(|(n, pods)| (n.clone(), pods.len()))
             .collect()
+    }
+
+    /// The pods of a namespace with a label, through the label index (sorted by name).
+    pub fn pods_with_label(
+        &self,
+        namespace: &str,
+        label: (&str, &str),
+        filter: &dyn Fn(&(String, String), &Stored) -> bool,
+    ) -> Page {
+        let key = (namespace.to_owned(), label.0.to_owned(), label.1.to_owned());
+        self.named("/pods", |inner| inner.by_label.get(&key), namespace, filter)
+    }
+
+    /// The pods of a namespace whose controller is the `kind` named `name`, through the
+    /// controller index (sorted by name).
+    pub fn pods_of_controller(
+        &self,
+        namespace: &str,
+        kind: &str,
+        name: &str,
+        filter: &dyn Fn(&(String, String), &Stored) -> bool,
+    ) -> Page {
+        self.controlled("/pods", namespace, kind, name, filter)
+    }
+
+    /// The objects under `key` in a namespace whose controller is the `kind` named `name`
+    /// (the ReplicaSets of a Deployment), through the controller index (sorted by name).
+    pub fn controlled(
+        &self,
+        key: &str,
+        namespace: &str,
+        kind: &str,
+        name: &str,
+        filter: &dyn Fn(&(String, String), &Stored) -> bool,
+    ) -> Page {
+        let entry = (
+            key.to_owned(),
+            namespace.to_owned(),
+            kind.to_owned(),
+            name.to_owned(),
+        );
+        self.named(
+            key,
+            |inner| inner.by_controller.get(&entry),
+            namespace,
+            filter,
+        )
+    }
+
+    /// The budgets of a namespace that may select a pod with these labels: those whose first
+    /// `matchLabels` label it has, and those without `matchLabels` (through the selector
+    /// index; the caller judges the whole selector).
+    pub fn budgets_for(&self, namespace: &str, labels: &BTreeMap<String, String>) -> Page {
+        let mut keys: Vec<(String, String, String)> = labels
+            .iter()
+            .map(|(l, v)| (namespace.to_owned(), l.clone(), v.clone()))
+            .collect();
+        keys.push((namespace.to_owned(), String::new(), String::new()));
+        let inner = self.read();
+        let budgets = inner.objects.get(BUDGETS);
+        let mut items: Vec<((String, String), Stored)> = keys
+            .iter()
+            .filter_map(|k| inner.by_selector.get(k))
+            .flatten()
+            .filter_map(|name| {
+                let k = (namespace.to_owned(), name.clone());
+                let s = budgets?.get(&k)?.clone();
+                s.may_select(labels).then_some((k, s))
+            })
+            .collect();
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        items.dedup_by(|a, b| a.0 == b.0);
+        (inner.rv, items, false)
+    }
+
+    /// The objects of a namespace named by one of the indexes.
+    fn named(
+        &self,
+        key: &str,
+        names: impl FnOnce(&Inner) -> Option<&std::collections::BTreeSet<String>>,
+        namespace: &str,
+        filter: &dyn Fn(&(String, String), &Stored) -> bool,
+    ) -> Page {
+        let inner = self.read();
+        let pods = inner.objects.get(key);
+        let items = names(&inner)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| {
+                let k = (namespace.to_owned(), name.clone());
+                let s = pods?.get(&k)?.clone();
+                Some((k, s))
+            })
+            .filter(|(k, s)| filter(k, s))
+            .collect();
+        (inner.rv, items, false)
     }
 
     /// The pods bound to a node, through the node index (sorted by namespace and name).

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 /// One thing the model does.
+#[derive(Debug)]
 pub(super) enum Action {
     /// Garbage collection of what a deleted controller owned.
     Collect {

@@ -15,28 +15,12 @@ use super::{Model, is_pod_ready};
 use crate::store::{Stored, now_rfc3339};
 
 impl Model {
-    /// The budgets in a namespace that select a pod with these labels.
+    /// The budgets in a namespace that select a pod with these labels (found through the
+    /// store's selector index).
     pub(super) fn budgets(&mut self, namespace: &str, pod_labels: &BTreeMap<String, String>) {
-        for name in self.budget_index.selecting(namespace, pod_labels) {
-            if let Some(stored) = self
-                .store
-                .get("policy/poddisruptionbudgets", namespace, &name)
-            {
-                self.budget_status(namespace, &stored);
-            }
-        }
-    }
-
-    /// Every budget indexed again (at the start, and after missed events).
-    pub(super) fn index_budgets(&mut self) {
-        let (_, pdbs, _) =
-            self.store
-                .list("policy/poddisruptionbudgets", None, None, None, &|_, _| {
-                    true
-                });
-        self.budget_index = super::index::BudgetIndex::default();
-        for ((namespace, name), s) in pdbs {
-            self.budget_index.put(&namespace, &name, &s.value());
+        let (_, pdbs, _) = self.store.budgets_for(namespace, pod_labels);
+        for (_, stored) in pdbs {
+            self.budget_status(namespace, &stored);
         }
     }
 
@@ -61,12 +45,17 @@ impl Model {
             if ml.is_empty() {
                 return;
             }
-            let (_, members, _) = self
-                .store
-                .list("/pods", Some(namespace), None, None, &|_, s| {
+            let Some((first, value)) = ml.iter().next() else {
+                return;
+            };
+            let (_, members, _) = self.store.pods_with_label(
+                namespace,
+                (first, value.as_str().unwrap_or_default()),
+                &|_, s| {
                     ml.iter()
                         .all(|(k, v)| s.labels.get(k).map(String::as_str) == v.as_str())
-                });
+                },
+            );
             let members: Vec<Value> = members.into_iter().map(|(_, s)| s.value()).collect();
             let mut scale = 0;
             let mut seen = std::collections::BTreeSet::new();

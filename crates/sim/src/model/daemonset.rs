@@ -69,9 +69,7 @@ impl Model {
     pub(super) fn daemonset_pods(&self, namespace: &str, name: &str) -> Vec<Arc<Value>> {
         let (_, pods, _) = self
             .store
-            .list("/pods", Some(namespace), None, None, &|_, s| {
-                s.controlled_by("DaemonSet", name)
-            });
+            .pods_of_controller(namespace, "DaemonSet", name, &|_, _| true);
         let mut memo = self.daemonset_pod_memo.borrow_mut();
         let old = memo
             .remove(&(namespace.to_owned(), name.to_owned()))

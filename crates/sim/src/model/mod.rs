@@ -52,7 +52,6 @@ mod action;
 mod budgets;
 mod cilium;
 mod daemonset;
-mod index;
 mod replicas;
 mod resync;
 mod template;
@@ -189,8 +188,6 @@ struct Model {
     /// DaemonSets to reconcile once the events at hand are handled (a burst of their pods'
     /// events makes one reconcile, as a controller's work queue does).
     dirty_daemonsets: std::collections::BTreeSet<(String, String)>,
-    /// The budgets' selectors.
-    budget_index: index::BudgetIndex,
 }
 
 /// Decoded pods of each DaemonSet (see [`Model::daemonset_pods`]).
@@ -401,14 +398,6 @@ impl Model {
 
     fn on_event(&mut self, e: &Event) -> Vec<(Duration, Action)> {
         let mut out = Vec::new();
-        if e.key == "policy/poddisruptionbudgets" {
-            if e.type_ == "DELETED" {
-                self.budget_index.remove(&e.namespace, &e.name);
-            } else {
-                self.budget_index
-                    .put(&e.namespace, &e.name, &e.object.value());
-            }
-        }
         if e.type_ == "DELETED" {
             // The garbage collector: what a deleted controller owned goes with it.
             if matches!(
@@ -911,9 +900,7 @@ pub fn start(store: Arc<Store>, opts: ModelOptions, termination: Duration) -> Jo
         node_memo: std::cell::RefCell::default(),
         daemonset_pod_memo: std::cell::RefCell::default(),
         dirty_daemonsets: std::collections::BTreeSet::new(),
-        budget_index: index::BudgetIndex::default(),
     };
-    model.index_budgets();
     model.remember_daemonsets();
     // The old CNI's agents already running have written their chains, devices and routes.
     let (_, pods, _) = model.store.list("/pods", None, None, None, &|_, _| true);

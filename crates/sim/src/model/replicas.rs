@@ -91,9 +91,7 @@ impl Model {
     }
 
     fn pods_of(&self, ns: &str, kind: &str, name: &str) -> Vec<Value> {
-        let (_, pods, _) = self.store.list("/pods", Some(ns), None, None, &|_, s| {
-            s.controlled_by(kind, name)
-        });
+        let (_, pods, _) = self.store.pods_of_controller(ns, kind, name, &|_, _| true);
         pods.into_iter().map(|(_, s)| s.value()).collect()
     }
 
@@ -114,11 +112,9 @@ impl Model {
         let uid = &deployment["metadata"]["uid"];
         let name = deployment["metadata"]["name"].as_str().unwrap_or_default();
         // Only the ReplicaSets whose controller has the Deployment's name are decoded.
-        let (_, sets, _) = self
-            .store
-            .list("apps/replicasets", Some(ns), None, None, &|_, s| {
-                s.controlled_by("Deployment", name)
-            });
+        let (_, sets, _) =
+            self.store
+                .controlled("apps/replicasets", ns, "Deployment", name, &|_, _| true);
         sets.into_iter()
             .map(|(_, s)| s.value())
             .filter(|v| {

@@ -33,7 +33,6 @@ impl Model {
     /// Every object looked at again; returns the reactions to schedule.
     pub(super) fn resync(&mut self) -> Vec<(Duration, Action)> {
         let mut out = Vec::new();
-        self.index_budgets();
         let (_, nodes, _) = self.store.list("/nodes", None, None, None, &|_, _| true);
         let nodes: HashSet<String> = nodes.into_iter().map(|((_, n), _)| n).collect();
         let mut controllers = HashSet::new();

@@ -40,9 +40,9 @@ impl Model {
         else {
             return;
         };
-        let (_, siblings, _) = self.store.list("/pods", Some(&ns), None, None, &|_, s| {
-            s.controlled_by(kind, &owner_name) && !s.terminating
-        });
+        let (_, siblings, _) = self
+            .store
+            .pods_of_controller(&ns, kind, &owner_name, &|_, s| !s.terminating);
         let mut fresh = json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"namespace": ns, "labels": pod["metadata"]["labels"].clone(), "ownerReferences": [owner]},
@@ -66,6 +66,16 @@ impl Model {
                 fresh["metadata"]["generateName"] = json!(format!("{owner_name}-"));
             }
             "StatefulSet" => {
+                // Only an ordinal below `spec.replicas` comes back (a scale-down's pods stay
+                // gone).
+                let want = controller["spec"]["replicas"].as_u64().unwrap_or(1);
+                let ordinal = pod["metadata"]["name"]
+                    .as_str()
+                    .and_then(|n| n.strip_prefix(&format!("{owner_name}-")))
+                    .and_then(|o| o.parse::<u64>().ok());
+                if ordinal.is_none_or(|o| o >= want) {
+                    return;
+                }
                 fresh["metadata"]["name"] = pod["metadata"]["name"].clone();
             }
             _ => {

@@ -64,13 +64,7 @@ pub(super) fn evict(state: &State, ns: &str, name: &str, body: &[u8], dry_run: b
     // Terminating pods and pods that are not healthy can always be evicted.
     if pod_v["metadata"]["deletionTimestamp"].is_null() && pod_healthy(&pod_v) {
         // Only the budgets whose matchLabels the pod has are decoded.
-        let (_, pdbs, _) = state.store.list(
-            "policy/poddisruptionbudgets",
-            Some(ns),
-            None,
-            None,
-            &|_, s| s.may_select(&pod.labels),
-        );
+        let (_, pdbs, _) = state.store.budgets_for(ns, &pod.labels);
         let matching: Vec<Value> = pdbs
             .iter()
             .map(|(_, s)| s.value())
@@ -102,10 +96,20 @@ pub(super) fn evict(state: &State, ns: &str, name: &str, body: &[u8], dry_run: b
                 .as_object()
                 .cloned()
                 .unwrap_or_default();
-            let (_, members, _) = state.store.list("/pods", Some(ns), None, None, &|_, s| {
+            let selects = |_: &(String, String), s: &crate::store::Stored| {
                 ml.iter()
                     .all(|(k, v)| s.labels.get(k).map(String::as_str) == v.as_str())
-            });
+            };
+            // Through the label index by the first label (every pod of the namespace when the
+            // budget selects by expressions only).
+            let (_, members, _) = match ml.iter().next() {
+                Some((k, v)) => {
+                    state
+                        .store
+                        .pods_with_label(ns, (k, v.as_str().unwrap_or_default()), &selects)
+                }
+                None => state.store.list("/pods", Some(ns), None, None, &selects),
+            };
             // Like the disruption controller: expected pods come from the controllers' scale
             // when known (a pod that was evicted and not yet replaced still counts).
             let mut controllers = std::collections::BTreeSet::new();
@@ -220,23 +224,11 @@ fn note_disruption(
     name: &str,
     labels: &std::collections::BTreeMap<String, String>,
 ) {
-    let (_, pdbs, _) = state.store.list(
-        "policy/poddisruptionbudgets",
-        Some(ns),
-        None,
-        None,
-        &|_, s| {
-            s.may_select(labels)
-                && s.value()["spec"]["selector"]["matchLabels"]
-                    .as_object()
-                    .is_some_and(|ml| {
-                        !ml.is_empty()
-                            && ml
-                                .iter()
-                                .all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str())
-                    })
-        },
-    );
+    // The budgets selecting the pod by matchLabels (the selector index finds the candidates).
+    let (_, pdbs, _) = state.store.budgets_for(ns, labels);
+    let pdbs = pdbs
+        .into_iter()
+        .filter(|(_, s)| s.match_labels.as_deref().is_some_and(|ml| !ml.is_empty()));
     for (_, s) in pdbs {
         let mut pdb = s.value();
         pdb["status"]["disruptedPods"][name] = json!(now_rfc3339());
