@@ -21,6 +21,12 @@ async fn start(dump: &str) -> (Sim, KubeCluster, tempfile::TempDir) {
     let sim = Sim::start(0).await.expect("sim");
     sim.load_dump(&PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../plans")).join(dump))
         .expect("dump");
+    let (c, dir) = connect(&sim).await;
+    (sim, c, dir)
+}
+
+/// A client of the sim over HTTP, through a kubeconfig in a temporary directory.
+async fn connect(sim: &Sim) -> (KubeCluster, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tmp");
     let kc = dir.path().join("kubeconfig");
     sim.write_kubeconfig(&kc).expect("kubeconfig");
@@ -30,7 +36,7 @@ async fn start(dump: &str) -> (Sim, KubeCluster, tempfile::TempDir) {
     })
     .await
     .expect("client");
-    (sim, KubeCluster::new(client), dir)
+    (KubeCluster::new(client), dir)
 }
 
 fn fast(timeout: Duration) -> DrainOptions {
@@ -429,16 +435,7 @@ async fn with_cilium(nodes: usize) -> (Sim, KubeCluster, tempfile::TempDir) {
         },
         Duration::from_millis(100),
     );
-    let dir = tempfile::tempdir().expect("tmp");
-    let kc = dir.path().join("kubeconfig");
-    sim.write_kubeconfig(&kc).expect("kubeconfig");
-    let client = cluster::connect(&ClusterArgs {
-        kubeconfig: Some(kc),
-        context: None,
-    })
-    .await
-    .expect("client");
-    let c = KubeCluster::new(client);
+    let (c, dir) = connect(&sim).await;
     install_cilium(&c, 1).await;
     executor::step::helm::agents_rolled_out(
         &c,

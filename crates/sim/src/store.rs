@@ -608,21 +608,39 @@ impl Store {
         if v["metadata"]["name"].as_str().is_none_or(str::is_empty) {
             match v["metadata"]["generateName"].as_str() {
                 Some(prefix) if !prefix.is_empty() => {
-                    inner.uid_counter += 1;
-                    let suffix: String = format!(
-                        "{:05x}",
-                        inner.uid_counter.wrapping_mul(0x9E37_79B9) & 0xfffff
-                    )
-                    .chars()
-                    .map(|c| {
-                        if c.is_ascii_digit() {
-                            char::from(b'a' + (c as u8 - b'0'))
-                        } else {
-                            c
+                    // As the API server does since `RetryGenerateName` (GA in 1.32): a generated
+                    // name that is taken is generated again, a few times, before the create
+                    // fails as AlreadyExists (at 1,000 nodes the agents' names collided).
+                    let ns = v["metadata"]["namespace"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let mut name = String::new();
+                    for _ in 0..8 {
+                        inner.uid_counter += 1;
+                        let suffix: String = format!(
+                            "{:05x}",
+                            inner.uid_counter.wrapping_mul(0x9E37_79B9) & 0xfffff
+                        )
+                        .chars()
+                        .map(|c| {
+                            if c.is_ascii_digit() {
+                                char::from(b'a' + (c as u8 - b'0'))
+                            } else {
+                                c
+                            }
+                        })
+                        .collect();
+                        name = format!("{prefix}{suffix}");
+                        let taken = inner
+                            .objects
+                            .get(key)
+                            .is_some_and(|m| m.contains_key(&(ns.clone(), name.clone())));
+                        if !taken {
+                            break;
                         }
-                    })
-                    .collect();
-                    v["metadata"]["name"] = json!(format!("{prefix}{suffix}"));
+                    }
+                    v["metadata"]["name"] = json!(name);
                 }
                 _ => {
                     return Err(StoreError::Invalid {
@@ -833,6 +851,79 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Generated names are not unique (a 5-letter suffix): one that is taken is generated
+    /// again, as the API server does, so thousands of `generateName` creates all succeed.
+    #[test]
+    fn generated_names_that_are_taken_are_generated_again() {
+        let s = Store::new();
+        let mut names = std::collections::BTreeSet::new();
+        for _ in 0..5_000 {
+            let v = s
+                .create(
+                    "/pods",
+                    json!({"metadata": {"generateName": "cilium-", "namespace": "kube-system"}}),
+                    false,
+                )
+                .expect("every create succeeds");
+            assert!(names.insert(v["metadata"]["name"].as_str().unwrap().to_owned()));
+        }
+    }
+
+    /// The indexes follow creates, updates and deletes: pods by label and by controller,
+    /// budgets by their first selector label.
+    #[test]
+    fn the_label_controller_and_selector_indexes_follow_changes() {
+        let s = Store::new();
+        let pod = |name: &str, app: &str| {
+            json!({"metadata": {"name": name, "namespace": "n", "labels": {"app": app},
+                   "ownerReferences": [{"kind": "ReplicaSet", "name": format!("{app}-rs"), "controller": true}]}})
+        };
+        s.create("/pods", pod("a", "web"), false).unwrap();
+        s.create("/pods", pod("b", "web"), false).unwrap();
+        s.create(
+            BUDGETS,
+            json!({"metadata": {"name": "web", "namespace": "n"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}}}),
+            false,
+        )
+        .unwrap();
+        s.create(
+            BUDGETS,
+            json!({"metadata": {"name": "db", "namespace": "n"},
+            "spec": {"selector": {"matchLabels": {"app": "db"}}}}),
+            false,
+        )
+        .unwrap();
+        let names = |page: Page| page.1.into_iter().map(|((_, n), _)| n).collect::<Vec<_>>();
+        assert_eq!(
+            names(s.pods_with_label("n", ("app", "web"), &|_, _| true)),
+            ["a", "b"]
+        );
+        assert_eq!(
+            names(s.pods_of_controller("n", "ReplicaSet", "web-rs", &|_, _| true)),
+            ["a", "b"]
+        );
+        let labels = BTreeMap::from([("app".to_owned(), "web".to_owned())]);
+        assert_eq!(names(s.budgets_for("n", &labels)), ["web"]);
+        // A pod relabelled moves; a deleted one leaves.
+        let mut b = s.get("/pods", "n", "b").unwrap().value();
+        b["metadata"]["labels"]["app"] = json!("db");
+        b["metadata"]["ownerReferences"][0]["name"] = json!("db-rs");
+        s.update("/pods", b, None, false).unwrap();
+        s.delete("/pods", "n", "a", false).unwrap();
+        assert!(names(s.pods_with_label("n", ("app", "web"), &|_, _| true)).is_empty());
+        assert_eq!(
+            names(s.pods_with_label("n", ("app", "db"), &|_, _| true)),
+            ["b"]
+        );
+        assert_eq!(
+            names(s.pods_of_controller("n", "ReplicaSet", "db-rs", &|_, _| true)),
+            ["b"]
+        );
+        s.delete(BUDGETS, "n", "web", false).unwrap();
+        assert!(names(s.budgets_for("n", &labels)).is_empty());
+    }
 
     #[test]
     fn create_update_delete_with_versions_and_conflicts() {
