@@ -63,15 +63,6 @@ impl Stored {
             .is_none_or(|ml| ml.iter().all(|(k, v)| labels.get(k) == Some(v)))
     }
 
-    /// Whether the object's controller is the `kind` named `name`.
-    pub fn controlled_by(&self, kind: &str, name: &str) -> bool {
-        self.controller
-            .as_deref()
-            .is_some_and(|(k, n)| k == kind && n == name)
-    }
-}
-
-impl Stored {
     /// The object, decoded.
     pub fn value(&self) -> Value {
         serde_json::from_slice(&self.bytes()).unwrap_or(Value::Null)
