@@ -486,6 +486,26 @@ impl Store {
         self.named("/pods", |inner| inner.by_label.get(&key), namespace, filter)
     }
 
+    /// The pods of a namespace a `matchLabels` selects, through the label index by its first
+    /// label (every pod of the namespace for an empty one).
+    pub fn pods_matching(
+        &self,
+        namespace: &str,
+        match_labels: &serde_json::Map<String, Value>,
+    ) -> Page {
+        let selects = |_: &(String, String), s: &Stored| {
+            match_labels
+                .iter()
+                .all(|(k, v)| s.labels.get(k).map(String::as_str) == v.as_str())
+        };
+        match match_labels.iter().next() {
+            Some((k, v)) => {
+                self.pods_with_label(namespace, (k, v.as_str().unwrap_or_default()), &selects)
+            }
+            None => self.list("/pods", Some(namespace), None, None, &selects),
+        }
+    }
+
     /// The pods of a namespace whose controller is the `kind` named `name`, through the
     /// controller index (sorted by name).
     pub fn pods_of_controller(

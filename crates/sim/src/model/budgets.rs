@@ -45,17 +45,7 @@ impl Model {
             if ml.is_empty() {
                 return;
             }
-            let Some((first, value)) = ml.iter().next() else {
-                return;
-            };
-            let (_, members, _) = self.store.pods_with_label(
-                namespace,
-                (first, value.as_str().unwrap_or_default()),
-                &|_, s| {
-                    ml.iter()
-                        .all(|(k, v)| s.labels.get(k).map(String::as_str) == v.as_str())
-                },
-            );
+            let (_, members, _) = self.store.pods_matching(namespace, &ml);
             let members: Vec<Value> = members.into_iter().map(|(_, s)| s.value()).collect();
             let mut scale = 0;
             let mut seen = std::collections::BTreeSet::new();

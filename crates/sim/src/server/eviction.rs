@@ -96,20 +96,7 @@ pub(super) fn evict(state: &State, ns: &str, name: &str, body: &[u8], dry_run: b
                 .as_object()
                 .cloned()
                 .unwrap_or_default();
-            let selects = |_: &(String, String), s: &crate::store::Stored| {
-                ml.iter()
-                    .all(|(k, v)| s.labels.get(k).map(String::as_str) == v.as_str())
-            };
-            // Through the label index by the first label (every pod of the namespace when the
-            // budget selects by expressions only).
-            let (_, members, _) = match ml.iter().next() {
-                Some((k, v)) => {
-                    state
-                        .store
-                        .pods_with_label(ns, (k, v.as_str().unwrap_or_default()), &selects)
-                }
-                None => state.store.list("/pods", Some(ns), None, None, &selects),
-            };
+            let (_, members, _) = state.store.pods_matching(ns, &ml);
             // Like the disruption controller: expected pods come from the controllers' scale
             // when known (a pod that was evicted and not yet replaced still counts).
             let mut controllers = std::collections::BTreeSet::new();
