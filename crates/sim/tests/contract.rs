@@ -375,3 +375,70 @@ async fn example_dumps_pass_strict_field_validation() {
     }
     assert!(checked > 100, "{checked} objects checked");
 }
+
+/// A watcher that falls behind (the server's event buffer overflows while it does not read)
+/// is closed, as the API server closes an unresponsive watcher: what it got is a gapless
+/// prefix of the changes, and the response ends, so the client watches again from the last
+/// version it saw. Skipping the events it missed and going on would lose them silently.
+#[tokio::test]
+async fn a_watcher_that_falls_behind_is_closed_not_skipped_ahead() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let sim = Sim::start(0).await.expect("sim");
+    let addr = sim.url().trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let path = format!(
+        "/api/v1/namespaces/lag/configmaps?watch=true&resourceVersion={}&timeoutSeconds=120",
+        sim.store().resource_version()
+    );
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("write");
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).await.expect("status line");
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // More changes than the event buffer holds, while the watcher reads nothing.
+    let (early, total) = (10, 80_000);
+    for i in 0..total {
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("cm-{i:06}"), "namespace": "lag"}, "data": {"k": "v"}});
+        sim.store()
+            .create("/configmaps", cm, false)
+            .expect("create");
+        if i + 1 == early {
+            // The server sends these while the test sleeps (one thread runs both).
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    }
+    let started = std::time::Instant::now();
+    let mut raw = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(60), s.read_to_end(&mut raw))
+        .await
+        .expect("the watch ends, before its 120 s timeout")
+        .expect("read");
+    let text = String::from_utf8_lossy(&raw);
+    let text = support::dechunk(text.split_once("\r\n\r\n").map_or("", |(_, b)| b));
+    let names: Vec<String> = text
+        .split("\"name\":\"")
+        .skip(1)
+        .filter_map(|t| t.split('"').next())
+        .filter(|n| n.starts_with("cm-"))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        names.len() >= early && names.len() < total,
+        "{} of {total} events before the close ({:?}): {names:?}",
+        names.len(),
+        started.elapsed()
+    );
+    for (i, n) in names.iter().enumerate() {
+        assert_eq!(n, &format!("cm-{i:06}"), "event {i} of a lagged watcher");
+    }
+}

@@ -2,7 +2,14 @@
 
 #![allow(clippy::result_large_err)] // handlers return ready HTTP responses as their errors
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::{
     body::{Body, Bytes},
@@ -45,6 +52,7 @@ pub(super) fn watch(
         .map_or(Duration::from_secs(1800), Duration::from_secs);
     let timeout = f.drop_watch_after.map_or(timeout, |d| d.min(timeout));
     let ns = namespace.map(str::to_owned);
+    let node = fields.node_equals().filter(|_| r.plural == "pods");
     let matches = {
         let ns = ns.clone();
         move |e_ns: &str, name: &str, s: &Stored| {
@@ -64,13 +72,14 @@ pub(super) fn watch(
     let from_rv = match requested {
         Some(rv) => rv,
         None => {
-            // No version: the current state as ADDED events first, then changes.
-            let (rv, items, _) = state.store.list(&key, namespace, None, None, &|_, _| true);
-            for ((ns, name), s) in &items {
-                if matches(ns, name, s) {
-                    initial.push(line("ADDED", &s.bytes()));
-                }
-            }
+            // No version: the current state as ADDED events first, then changes. A node's
+            // pods (`spec.nodeName=X`) come from the node index, not from every pod.
+            let filter = |k: &(String, String), s: &Stored| matches(&k.0, &k.1, s);
+            let (rv, items, _) = match &node {
+                Some(node) => state.store.pods_on_node(node, &filter),
+                None => state.store.list(&key, namespace, None, None, &filter),
+            };
+            initial.extend(items.iter().map(|(_, s)| line("ADDED", &s.bytes())));
             rv
         }
     };
@@ -88,6 +97,11 @@ pub(super) fn watch(
         }
         Err(e) => return store_error(&e, r),
     };
+    // The newest version this watcher has been given or passed over: its bookmarks say no more
+    // than that, as the API server's come in order with the events.
+    let seen = Arc::new(AtomicU64::new(
+        backlog.last().map_or(from_rv, |e| e.rv.max(from_rv)),
+    ));
     for e in backlog {
         if matches(&e.namespace, &e.name, &e.object) {
             initial.push(line(e.type_, &e.object.bytes()));
@@ -102,34 +116,43 @@ pub(super) fn watch(
     }
     let key2 = key.clone();
     let matches2 = matches.clone();
-    let live = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |e| {
-        let out = match e {
-            Ok(e)
-                if e.key == key2
-                    && e.rv > from_rv
-                    && matches2(&e.namespace, &e.name, &e.object) =>
-            {
-                Some(line(e.type_, &e.object.bytes()))
-            }
-            _ => None,
-        };
-        futures::future::ready(out)
-    });
-    let store = state.store.clone();
+    // A watcher that falls behind the event buffer is closed, as the API server's watch cache
+    // closes an unresponsive one; the client watches again from the last version it saw.
+    // Going on would skip the events it missed without it ever knowing.
+    let seen2 = seen.clone();
+    let live = tokio_stream::wrappers::BroadcastStream::new(rx)
+        .take_while(|e| futures::future::ready(e.is_ok()))
+        .filter_map(move |e| {
+            let out = match e {
+                Ok(e) if e.rv > from_rv => {
+                    seen2.fetch_max(e.rv, Ordering::Relaxed);
+                    (e.key == key2 && matches2(&e.namespace, &e.name, &e.object))
+                        .then(|| Some(line(e.type_, &e.object.bytes())))
+                }
+                _ => None,
+            };
+            futures::future::ready(out)
+        })
+        // The end of the live events (a lagged watcher) ends the response, bookmarks and all.
+        .chain(futures::stream::once(futures::future::ready(None)));
     let api_version = r.api_version();
     let kind = r.kind;
     let bookmark_stream = futures::stream::unfold((), move |()| {
-        let store = store.clone();
+        let seen = seen.clone();
         let api_version = api_version.clone();
         async move {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            let b = json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": store.resource_version().to_string()}}});
-            Some((Bytes::from(format!("{b}\n")), ()))
+            let rv = seen.load(Ordering::Relaxed);
+            let b = json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": rv.to_string()}}});
+            Some((Some(Bytes::from(format!("{b}\n"))), ()))
         }
     })
     .filter(move |_| futures::future::ready(bookmarks));
-    let events =
-        futures::stream::iter(initial).chain(futures::stream::select(live, bookmark_stream));
+    let events = futures::stream::iter(initial).chain(
+        futures::stream::select(live, bookmark_stream)
+            .take_while(|b| futures::future::ready(b.is_some()))
+            .filter_map(futures::future::ready),
+    );
     let deadline = tokio::time::sleep(timeout);
     let body = events
         .take_until(deadline)

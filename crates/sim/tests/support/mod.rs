@@ -64,7 +64,8 @@ pub async fn http_as(
     }
 }
 
-fn dechunk(mut s: &str) -> String {
+/// A chunked body's content.
+pub fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
