@@ -442,3 +442,86 @@ async fn a_watcher_that_falls_behind_is_closed_not_skipped_ahead() {
         assert_eq!(n, &format!("cm-{i:06}"), "event {i} of a lagged watcher");
     }
 }
+
+/// A node's pods (`fieldSelector=spec.nodeName=X`, served from the node index) page as a full
+/// scan does: in (namespace, name) order, `limit` at a time, the continue token naming where
+/// to go on, and the pages together what one unpaged LIST returns.
+#[tokio::test]
+async fn a_node_s_pods_page_with_limit_and_continue() {
+    let sim = Sim::start(0).await.expect("sim");
+    for (ns, name, node) in [
+        ("b", "p3", "n1"),
+        ("a", "p1", "n1"),
+        ("a", "p9", "n2"),
+        ("b", "p1", "n1"),
+        ("a", "p2", "n1"),
+        ("c", "p1", "n1"),
+    ] {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "i"}]}});
+        sim.store().create("/pods", pod, false).expect("create");
+    }
+    let names = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}/{}",
+                    p["metadata"]["namespace"].as_str().unwrap_or(""),
+                    p["metadata"]["name"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    let all = http(
+        &sim,
+        "GET",
+        "/api/v1/pods?fieldSelector=spec.nodeName%3Dn1",
+        "",
+        "",
+    )
+    .await;
+    assert_eq!(all.code, 200, "{}", all.body);
+    let all = names(&all.json());
+    assert_eq!(all, ["a/p1", "a/p2", "b/p1", "b/p3", "c/p1"]);
+    let (mut paged, mut token, mut pages) = (Vec::new(), String::new(), 0);
+    loop {
+        let r = http(
+            &sim,
+            "GET",
+            &format!("/api/v1/pods?fieldSelector=spec.nodeName%3Dn1&limit=2&continue={token}"),
+            "",
+            "",
+        )
+        .await;
+        assert_eq!(r.code, 200, "{}", r.body);
+        let v = r.json();
+        let page = names(&v);
+        assert!(page.len() <= 2, "{page:?}");
+        paged.extend(page);
+        pages += 1;
+        match v["metadata"]["continue"].as_str().filter(|t| !t.is_empty()) {
+            Some(t) => token = t.replace('/', "%2F"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, all);
+    assert_eq!(pages, 3);
+    let in_a = http(
+        &sim,
+        "GET",
+        "/api/v1/namespaces/a/pods?fieldSelector=spec.nodeName%3Dn1&limit=1",
+        "",
+        "",
+    )
+    .await
+    .json();
+    assert_eq!(names(&in_a), ["a/p1"]);
+    assert!(
+        in_a["metadata"]["continue"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+    );
+}

@@ -69,14 +69,20 @@ pub(super) fn list(
     let filter = |k: &(String, String), s: &Stored| -> bool {
         labels.matches(&s.labels) && fields.matches(&k.0, &k.1, s)
     };
-    // `spec.nodeName=X` on pods reads the node index instead of every pod.
+    // `spec.nodeName=X` on pods reads the node index instead of every pod (in the same
+    // order, so pages and continue tokens are those of a full scan).
     let (rv, items, more) = match fields.node_equals() {
-        Some(node) if r.plural == "pods" && after.is_none() && limit.is_none() => {
-            let (rv, items, more) = state.store.pods_on_node(&node, &filter);
-            let items = items
+        Some(node) if r.plural == "pods" => {
+            let (rv, items, _) = state.store.pods_on_node(&node, &filter);
+            let mut items: Vec<_> = items
                 .into_iter()
                 .filter(|(k, _)| namespace.is_none_or(|ns| k.0 == ns))
+                .filter(|(k, _)| after.as_ref().is_none_or(|a| k > a))
                 .collect();
+            let more = limit.is_some_and(|l| items.len() > l);
+            if let Some(l) = limit {
+                items.truncate(l);
+            }
             (rv, items, more)
         }
         _ => state
