@@ -50,6 +50,10 @@ pub struct Stored {
     pub controller: Option<Arc<(String, String)>>,
     /// Whether `metadata.deletionTimestamp` is set.
     pub terminating: bool,
+    /// Whether `status.conditions` has `Ready` `True` (pods and nodes).
+    pub ready: bool,
+    /// `status.podIP` (pods).
+    pub pod_ip: Option<String>,
     /// `spec.selector.matchLabels` (budgets, controllers), when the object has one.
     pub match_labels: Option<Arc<BTreeMap<String, String>>>,
 }
@@ -63,9 +67,24 @@ impl Stored {
             .is_none_or(|ml| ml.iter().all(|(k, v)| labels.get(k) == Some(v)))
     }
 
-    /// The object, decoded.
+    /// The object, decoded (a copy of the one recently written or read, when it is still
+    /// among them).
     pub fn value(&self) -> Value {
-        serde_json::from_slice(&self.bytes()).unwrap_or(Value::Null)
+        match decoded::get(&self.packed) {
+            Some(v) => (*v).clone(),
+            None => serde_json::from_slice(&self.bytes()).unwrap_or(Value::Null),
+        }
+    }
+
+    /// The object, decoded and shared, for a reader that changes nothing: the objects written
+    /// or read last are kept decoded (a bounded number), so the controllers that look at an
+    /// object one after the other decode it once.
+    pub fn shared(&self) -> Arc<Value> {
+        decoded::get(&self.packed).unwrap_or_else(|| {
+            let v = Arc::new(serde_json::from_slice(&self.bytes()).unwrap_or(Value::Null));
+            decoded::put(&self.packed, v.clone());
+            v
+        })
     }
 
     /// The object's JSON.
@@ -314,14 +333,29 @@ fn stored(rv: u64, v: &Value) -> Stored {
                 o["name"].as_str()?.to_owned(),
             ))
         });
+    let packed = Stored::pack(&serde_json::to_vec(v).unwrap_or_default());
+    // A pod just written is what the controllers read next (its event, the actions it
+    // starts); the kubelets' Leases, written by the thousand, would only crowd the pods out.
+    if v["kind"] == "Pod" {
+        decoded::put(&packed, Arc::new(v.clone()));
+    }
     Stored {
         rv,
-        packed: Stored::pack(&serde_json::to_vec(v).unwrap_or_default()),
+        packed,
         labels: Arc::new(labels),
         node_name,
         phase,
         controller: controller.map(Arc::new),
         terminating: !v["metadata"]["deletionTimestamp"].is_null(),
+        ready: v["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True"),
+        pod_ip: v["status"]["podIP"]
+            .as_str()
+            .filter(|ip| !ip.is_empty())
+            .map(str::to_owned),
         match_labels: v["spec"]["selector"]["matchLabels"].as_object().map(|m| {
             Arc::new(
                 m.iter()
@@ -465,16 +499,6 @@ impl Store {
         (inner.rv, out, more)
     }
 
-    /// How many pods each node has bound to it (the node index's sizes).
-    pub fn pods_per_node(&self) -> HashMap<String, usize> {
-        let inner = self.read();
-        inner
-            .by_node
-            .iter()
-            .map(|(n, pods)| (n.clone(), pods.len()))
-            .collect()
-    }
-
     /// The pods of a namespace with a label, through the label index (sorted by name).
     pub fn pods_with_label(
         &self,
@@ -608,6 +632,20 @@ impl Store {
             .filter(|(k, s)| filter(k, s))
             .collect();
         (inner.rv, items, false)
+    }
+
+    /// How many pods each of `nodes` has (the node index, under one lock).
+    pub fn pod_counts(&self, nodes: &[&str]) -> Vec<usize> {
+        let inner = self.read();
+        nodes
+            .iter()
+            .map(|n| {
+                inner
+                    .by_node
+                    .get(*n)
+                    .map_or(0, std::collections::BTreeSet::len)
+            })
+            .collect()
     }
 
     /// Creates an object, filling uid, creationTimestamp, resourceVersion and `generateName`.
@@ -859,5 +897,6 @@ impl Store {
     }
 }
 
+mod decoded;
 #[cfg(test)]
 mod tests;
