@@ -86,23 +86,24 @@ pub fn overlay(store: &Store, pod: &Value) -> Overlay {
 
 /// The node's Ready agent pod, if any.
 fn ready_agent(store: &Store, node: &str) -> Option<Value> {
-    let (_, agents, _) = store.list("/pods", Some("kube-system"), None, None, &|_, s| {
-        s.labels.get("k8s-app").is_some_and(|a| a == "cilium")
-            && s.node_name.as_deref() == Some(node)
+    ready_agent_stored(store, node).map(|s| s.value())
+}
+
+/// The node's Ready agent pod as stored, from the node index (the node's pods, not every
+/// agent's), nothing decoded.
+fn ready_agent_stored(store: &Store, node: &str) -> Option<crate::store::Stored> {
+    let (_, agents, _) = store.pods_on_node(node, &|(ns, _), s| {
+        ns == "kube-system"
+            && s.labels.get("k8s-app").is_some_and(|a| a == "cilium")
+            && s.ready
+            && !s.terminating
     });
-    agents.iter().map(|(_, s)| s.value()).find(|v| {
-        v["metadata"]["deletionTimestamp"].is_null()
-            && v["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
+    agents.into_iter().next().map(|(_, s)| s)
 }
 
 /// Whether a Cilium agent is Ready on the node (a CNI ADD there succeeds).
 pub fn agent_ready(store: &Store, node: &str) -> bool {
-    ready_agent(store, node).is_some()
+    ready_agent_stored(store, node).is_some()
 }
 
 /// The datapath loaded on the node (its `enable-host-legacy-routing`), by an agent Ready now or
@@ -196,12 +197,13 @@ pub fn probe_log(store: &Store, probe: &Value) -> String {
     let targets = probe["metadata"]["annotations"]["cni-migrate.io/probe-targets"]
         .as_str()
         .unwrap_or_default();
-    let (_, pods, _) = store.list("/pods", None, None, None, &|_, _| true);
     for t in targets.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-        let target = pods
-            .iter()
-            .map(|(_, s)| s.value())
-            .find(|p| p["status"]["podIP"].as_str() == Some(t));
+        // The pod with the IP, found by what the store keeps beside each pod: the probe is
+        // one of thousands, and decoding every pod for each target would be its whole cost.
+        let (_, found, _) = store.list("/pods", None, None, None, &|_, s| {
+            s.pod_ip.as_deref() == Some(t)
+        });
+        let target = found.first().map(|(_, s)| s.value());
         let verdict = match target {
             None => "fail (no pod has this IP)".to_owned(),
             Some(tp) => match reach(store, probe, &tp) {

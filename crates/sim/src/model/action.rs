@@ -69,7 +69,7 @@ pub(super) enum Action {
         uid: Value,
     },
     Replace {
-        pod: Value,
+        pod: std::sync::Arc<Value>,
     },
     /// The pod garbage collector removes the pods of a deleted node.
     Orphans {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::{Model, is_pod_ready};
+use super::Model;
 use crate::store::{Stored, now_rfc3339};
 
 impl Model {
@@ -46,36 +46,32 @@ impl Model {
                 return;
             }
             let (_, members, _) = self.store.pods_matching(namespace, &ml);
-            let members: Vec<Value> = members.into_iter().map(|(_, s)| s.value()).collect();
+            // The members' controllers and readiness, from what the store keeps beside each
+            // object: a budget of a large app decodes none of its pods.
             let mut scale = 0;
             let mut seen = std::collections::BTreeSet::new();
-            for m in &members {
-                for o in m["metadata"]["ownerReferences"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|o| o["controller"] == true)
-                {
-                    let key = match o["kind"].as_str() {
-                        Some("ReplicaSet") => "apps/replicasets",
-                        Some("StatefulSet") => "apps/statefulsets",
-                        _ => continue,
-                    };
-                    let name = o["name"].as_str().unwrap_or_default().to_owned();
-                    if seen.insert((key, name.clone())) {
-                        scale += self
-                            .store
-                            .get(key, namespace, &name)
-                            .and_then(|c| c.value()["spec"]["replicas"].as_i64())
-                            .unwrap_or(0);
-                    }
+            for (_, m) in &members {
+                let Some(owner) = m.controller.as_deref() else {
+                    continue;
+                };
+                let key = match owner.0.as_str() {
+                    "ReplicaSet" => "apps/replicasets",
+                    "StatefulSet" => "apps/statefulsets",
+                    _ => continue,
+                };
+                if seen.insert((key, owner.1.as_str())) {
+                    scale += self
+                        .store
+                        .get(key, namespace, &owner.1)
+                        .and_then(|c| c.value()["spec"]["replicas"].as_i64())
+                        .unwrap_or(0);
                 }
             }
             let expected = i64::try_from(members.len()).unwrap_or(0).max(scale);
             let healthy = i64::try_from(
                 members
                     .iter()
-                    .filter(|p| p["metadata"]["deletionTimestamp"].is_null() && is_pod_ready(p))
+                    .filter(|(_, p)| !p.terminating && p.ready)
                     .count(),
             )
             .unwrap_or(0);
@@ -104,10 +100,9 @@ impl Model {
                 .into_iter()
                 .flatten()
                 .filter(|(p, _)| {
-                    members.iter().any(|m| {
-                        m["metadata"]["name"] == p.as_str()
-                            && m["metadata"]["deletionTimestamp"].is_null()
-                    })
+                    members
+                        .iter()
+                        .any(|((_, name), m)| name == *p && !m.terminating)
                 })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();

@@ -52,8 +52,10 @@ mod action;
 mod budgets;
 mod cilium;
 mod daemonset;
+mod kubelet;
 mod replicas;
 mod resync;
+mod schedule;
 mod template;
 mod workloads;
 
@@ -127,12 +129,7 @@ fn is_ready_node_status(n: &Value) -> bool {
 }
 
 fn is_ready_node(n: &Value) -> bool {
-    n["spec"]["unschedulable"] != true
-        && n["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    schedule::is_ready(n)
 }
 
 /// Whether a DaemonSet's `nodeSelector` selects a node.
@@ -153,19 +150,15 @@ fn has_node_selector(ds: &Value) -> bool {
 fn tolerates_all_taints(pod: &Value, node: &Value) -> bool {
     let tolerations = pod["spec"]["tolerations"]
         .as_array()
-        .cloned()
-        .unwrap_or_default();
-    node["spec"]["taints"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|t| t["effect"] != "PreferNoSchedule")
-        .all(|t| {
-            tolerations.iter().any(|tol| {
-                (tol["operator"] == "Exists" && (tol["key"].is_null() || tol["key"] == t["key"]))
-                    || (tol["key"] == t["key"] && tol["value"] == t["value"])
-            })
-        })
+        .map_or(&[][..], Vec::as_slice);
+    schedule::tolerates(
+        tolerations,
+        node["spec"]["taints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["effect"] != "PreferNoSchedule"),
+    )
 }
 
 /// The model's state: per-node IP counters, the DaemonSet templates seen, and actions to run
@@ -183,6 +176,8 @@ struct Model {
     later: Vec<(Duration, Action)>,
     /// Decoded nodes by name, with the resourceVersion they were decoded at.
     node_memo: std::cell::RefCell<HashMap<String, (u64, Arc<Value>)>>,
+    /// The scheduler's view of the nodes, dropped when a node changes.
+    candidates: std::cell::RefCell<Option<std::sync::Arc<Vec<schedule::Candidate>>>>,
     /// Decoded DaemonSet pods by DaemonSet and pod name, with their resourceVersions.
     daemonset_pod_memo: std::cell::RefCell<DaemonsetPods>,
     /// DaemonSets to reconcile once the events at hand are handled (a burst of their pods'
@@ -341,6 +336,11 @@ impl Model {
         self.store.get("/nodes", "", name).map(|s| s.value())
     }
 
+    /// A node, decoded and shared, for a reader that changes nothing.
+    fn node_shared(&self, name: &str) -> Option<Arc<Value>> {
+        self.store.get("/nodes", "", name).map(|s| s.shared())
+    }
+
     /// The next pod IP on a node: from its podCIDR when it has one, else a per-node /24 of
     /// 10.250.0.0/16.
     fn allocate_ip(&mut self, node: &str) -> String {
@@ -351,11 +351,11 @@ impl Model {
         };
         let host = n % 250 + 2;
         let on_cilium = self
-            .node_value(node)
+            .node_shared(node)
             .is_some_and(|v| v["metadata"]["annotations"][CNI_ANNOTATION] == "cilium");
         if on_cilium
             && let Some(cn) = self.store.get("cilium.io/ciliumnodes", "", node)
-            && let Some(pool) = cn.value()["spec"]["ipam"]["pool"].as_object()
+            && let Some(pool) = cn.shared()["spec"]["ipam"]["pool"].as_object()
             && !pool.is_empty()
         {
             // ENI mode: the next address of the node's ENI pool.
@@ -372,7 +372,7 @@ impl Model {
                         .map(str::to_owned)
                 })
         } else {
-            self.node_value(node)
+            self.node_shared(node)
                 .and_then(|v| v["spec"]["podCIDR"].as_str().map(str::to_owned))
         };
         match cidr.as_deref().and_then(|c| c.strip_suffix(".0/24")) {
@@ -388,16 +388,38 @@ impl Model {
     }
 
     fn pick_node(&self, pod: &Value) -> Option<String> {
-        let load = self.store.pods_per_node();
-        self.nodes()
-            .into_iter()
-            .filter(|(_, n)| is_ready_node(n) && tolerates_all_taints(pod, n))
-            .map(|(name, _)| name)
-            .min_by_key(|n| (load.get(n).copied().unwrap_or(0), n.clone()))
+        let candidates = self
+            .candidates
+            .borrow_mut()
+            .get_or_insert_with(|| {
+                std::sync::Arc::new(
+                    self.nodes()
+                        .iter()
+                        .filter_map(|(name, n)| schedule::Candidate::of(name, n))
+                        .collect(),
+                )
+            })
+            .clone();
+        let tolerations = pod["spec"]["tolerations"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice);
+        let fits: Vec<&str> = candidates
+            .iter()
+            .filter(|c| c.tolerated_by(tolerations))
+            .map(|c| c.name.as_str())
+            .collect();
+        let load = self.store.pod_counts(&fits);
+        fits.into_iter()
+            .zip(load)
+            .min_by_key(|(name, load)| (*load, *name))
+            .map(|(name, _)| name.to_owned())
     }
 
     fn on_event(&mut self, e: &Event) -> Vec<(Duration, Action)> {
         let mut out = Vec::new();
+        if e.key == "/nodes" {
+            self.candidates.borrow_mut().take();
+        }
         if e.type_ == "DELETED" {
             // The garbage collector: what a deleted controller owned goes with it.
             if matches!(
@@ -408,7 +430,7 @@ impl Model {
                     Duration::ZERO,
                     Action::Collect {
                         namespace: e.namespace.clone(),
-                        uid: e.object.value()["metadata"]["uid"].clone(),
+                        uid: e.object.shared()["metadata"]["uid"].clone(),
                     },
                 ));
             }
@@ -420,7 +442,7 @@ impl Model {
         if e.key == "apps/daemonsets" && e.type_ != "DELETED" {
             // The real controller writes the status after the change, not with it: a reader
             // sees `observedGeneration` behind `generation` for a moment.
-            let delay = if Self::template_changed(&e.object.value()) {
+            let delay = if Self::template_changed(&e.object.shared()) {
                 STATUS_LAG
             } else {
                 Duration::ZERO
@@ -525,7 +547,7 @@ impl Model {
             let (_, dss, _) = self
                 .store
                 .list("apps/daemonsets", None, None, None, &|_, s| {
-                    has_node_selector(&s.value())
+                    has_node_selector(&s.shared())
                 });
             for ((namespace, name), _) in dss {
                 out.push((Duration::ZERO, Action::Daemonset { namespace, name }));
@@ -554,8 +576,8 @@ impl Model {
             },
         ));
         // A DaemonSet follows its pods (the rolling update goes on, the status follows).
-        let pod_v = e.object.value();
-        if let Some(owner) = pod_v["metadata"]["ownerReferences"]
+        let pod = e.object.shared();
+        if let Some(owner) = pod["metadata"]["ownerReferences"]
             .as_array()
             .into_iter()
             .flatten()
@@ -569,7 +591,6 @@ impl Model {
                 },
             ));
         }
-        let pod = e.object.value();
         if e.type_ == "MODIFIED" && !pod["metadata"]["deletionTimestamp"].is_null() {
             // The kubelet marks a terminating pod not Ready; a ReplicaSet makes the
             // replacement at once, while the old pod still terminates.
@@ -684,10 +705,11 @@ impl Model {
                 let Some(s) = self.store.get("/pods", &namespace, &name) else {
                     return;
                 };
-                let mut pod = s.value();
-                if !pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty) {
+                // Bound already: nothing to decode.
+                if s.node_name.as_deref().is_some_and(|n| !n.is_empty()) {
                     return;
                 }
+                let mut pod = s.value();
                 let Some(node) = self.pick_node(&pod) else {
                     return;
                 };
@@ -699,128 +721,7 @@ impl Model {
                 namespace,
                 name,
                 uid,
-            } => {
-                let Some(s) = self.store.get("/pods", &namespace, &name) else {
-                    return;
-                };
-                let mut pod = s.value();
-                if pod["metadata"]["uid"] != uid
-                    || pod["status"]["phase"] == "Running"
-                    || !pod["metadata"]["deletionTimestamp"].is_null()
-                {
-                    return;
-                }
-                let node = pod["spec"]["nodeName"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                let ip = if pod["spec"]["hostNetwork"] == true {
-                    self.node_value(&node)
-                        .and_then(|n| {
-                            n["status"]["addresses"]
-                                .as_array()?
-                                .iter()
-                                .find(|a| a["type"] == "InternalIP")?["address"]
-                                .as_str()
-                                .map(str::to_owned)
-                        })
-                        .unwrap_or_default()
-                } else {
-                    self.allocate_ip(&node)
-                };
-                let on_cilium = pod["spec"]["hostNetwork"] != true
-                    && self
-                        .node_value(&node)
-                        .is_some_and(|v| v["metadata"]["annotations"][CNI_ANNOTATION] == "cilium");
-                if on_cilium && !crate::datapath::agent_ready(&self.store, &node) {
-                    self.wait_for_cni(pod, s.rv, &node);
-                    return;
-                }
-                if pod["spec"]["hostNetwork"] != true {
-                    pod["metadata"]["annotations"][OVERLAY_ANNOTATION] =
-                        json!(if on_cilium { "cilium" } else { "old" });
-                }
-                let now = now_rfc3339();
-                pod["status"]["phase"] = json!("Running");
-                pod["status"]["podIP"] = json!(ip);
-                pod["status"]["podIPs"] = json!([{"ip": ip}]);
-                pod["status"]["startTime"] = json!(now);
-                pod["status"]["conditions"] = json!([
-                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-                    {"type": "Initialized", "status": "True", "lastTransitionTime": now},
-                    {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
-                    {"type": "Ready", "status": "True", "lastTransitionTime": now}]);
-                let statuses: Vec<Value> = pod["spec"]["containers"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|c| json!({"name": c["name"], "image": c["image"], "ready": true, "started": true, "restartCount": 0, "state": {"running": {"startedAt": now}}}))
-                    .collect();
-                pod["status"]["containerStatuses"] = json!(statuses);
-                if pod["metadata"]["labels"]["k8s-app"] == "cilium" {
-                    self.cilium_agent_starts(&node, &mut pod);
-                }
-                let probe = pod["metadata"]["labels"]["cni-migrate.io/probe"] == "true";
-                let restore = pod["metadata"]["labels"]["cni-migrate.io/restore-cni"] == "true";
-                let flush = pod["metadata"]["labels"]["cni-migrate.io/flush-vpc-cni"] == "true";
-                if pod["metadata"]["labels"]["k8s-app"] == "aws-node" {
-                    // aws-node (re)writes its nat chains on the node it starts on.
-                    self.set_vpc_nat(&node, "present");
-                }
-                // Flannel and calico-node write their chains, devices and routes.
-                if let Some(cni) = old_cni_agent(&pod) {
-                    self.set_leftovers(&node, cni);
-                }
-                let cleanup = pod["metadata"]["labels"]["cni-migrate.io/clean-old-cni"] == "true";
-                let Ok(mut pod) = self.store.update("/pods", pod, Some(s.rv), false) else {
-                    return;
-                };
-                if on_cilium {
-                    self.endpoint(&pod, &ip, &node);
-                }
-                if flush {
-                    let was = self.node_value(&node).and_then(|n| {
-                        n["metadata"]["annotations"][VPC_NAT_ANNOTATION]
-                            .as_str()
-                            .map(str::to_owned)
-                    });
-                    let log = if was.as_deref() == Some("present") {
-                        "flushed iptables-legacy AWS-SNAT-CHAIN-0\nflushed iptables-legacy AWS-SNAT-CHAIN-1\nflushed iptables-legacy AWS-CONNMARK-CHAIN-0\nflushed iptables-legacy AWS-CONNMARK-CHAIN-1\ndone\n"
-                    } else {
-                        "done\n"
-                    };
-                    self.set_vpc_nat(&node, "flushed");
-                    self.store.set_log(&namespace, &name, log.to_owned());
-                    pod["status"]["phase"] = json!("Succeeded");
-                    pod["status"]["conditions"] =
-                        json!([{"type": "Ready", "status": "False", "reason": "PodCompleted"}]);
-                    let _ = self.store.update("/pods", pod, None, false);
-                    return;
-                }
-                if cleanup {
-                    let log = self.clean_leftovers(&node);
-                    self.store.set_log(&namespace, &name, log);
-                    pod["status"]["phase"] = json!("Succeeded");
-                    pod["status"]["conditions"] =
-                        json!([{"type": "Ready", "status": "False", "reason": "PodCompleted"}]);
-                    let _ = self.store.update("/pods", pod, None, false);
-                    return;
-                }
-                if probe || restore {
-                    // The verification probe runs its checks and exits; the restore pod puts
-                    // the old CNI configuration back and exits.
-                    let log = if probe {
-                        crate::datapath::probe_log(&self.store, &pod)
-                    } else {
-                        self.restore_cni(&node)
-                    };
-                    self.store.set_log(&namespace, &name, log);
-                    pod["status"]["phase"] = json!("Succeeded");
-                    pod["status"]["conditions"] =
-                        json!([{"type": "Ready", "status": "False", "reason": "PodCompleted"}]);
-                    let _ = self.store.update("/pods", pod, None, false);
-                }
-            }
+            } => self.start_pod(&namespace, &name, &uid),
             Action::Replace { pod } => self.replace(&pod),
             Action::Orphans { node } => {
                 let (_, pods, _) = self.store.pods_on_node(&node, &|_, _| true);
@@ -836,7 +737,7 @@ impl Model {
                 let owned = self
                     .store
                     .get(ENDPOINTS, &namespace, &name)
-                    .is_some_and(|c| c.value()["metadata"]["ownerReferences"][0]["uid"] == uid);
+                    .is_some_and(|c| c.shared()["metadata"]["ownerReferences"][0]["uid"] == uid);
                 if owned {
                     let _ = self.store.delete(ENDPOINTS, &namespace, &name, false);
                 }
@@ -859,7 +760,7 @@ impl Model {
                 if self
                     .store
                     .get("/pods", &namespace, &name)
-                    .is_some_and(|s| s.value()["metadata"]["uid"] == uid)
+                    .is_some_and(|s| s.shared()["metadata"]["uid"] == uid)
                 {
                     let _ = self.store.delete("/pods", &namespace, &name, false);
                 }
@@ -898,6 +799,7 @@ pub fn start(store: Arc<Store>, opts: ModelOptions, termination: Duration) -> Jo
         templates: HashMap::new(),
         later: Vec::new(),
         node_memo: std::cell::RefCell::default(),
+        candidates: std::cell::RefCell::default(),
         daemonset_pod_memo: std::cell::RefCell::default(),
         dirty_daemonsets: std::collections::BTreeSet::new(),
     };
@@ -932,15 +834,29 @@ pub fn start(store: Arc<Store>, opts: ModelOptions, termination: Duration) -> Jo
     let mut heartbeat = tokio::time::interval(model.opts.heartbeat.max(Duration::from_millis(10)));
     tokio::spawn(async move {
         use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+        let mut last_daemonsets = std::time::Instant::now();
         loop {
+            let t0 = std::time::Instant::now();
             tokio::select! {
+                // Due actions first (a pod to start, to remove): behind a backlog of events
+                // they would wait for all of it, and the pods with them.
+                biased;
+                Some(action) = actions.recv() => {
+                    let mut next = Some(action);
+                    for _ in 0..BATCH {
+                        let Some(action) = next.take() else { break };
+                        schedule(&mut model, vec![(Duration::ZERO, action)]);
+                        next = actions.try_recv().ok();
+                    }
+                },
                 _ = heartbeat.tick() => model.heartbeats(),
                 ev = rx.recv() => {
                     let mut next = ev.map_err(|e| match e {
                         RecvError::Lagged(n) => TryRecvError::Lagged(n),
                         RecvError::Closed => TryRecvError::Closed,
                     });
-                    // What is ready is handled before the DaemonSets it touched reconcile.
+                    // What is ready is handled before the DaemonSets it touched reconcile, for
+                    // a slice of time at most, so that due actions are not held back.
                     for handled in 1..=BATCH {
                         match next {
                             Ok(e) => {
@@ -955,13 +871,20 @@ pub fn start(store: Arc<Store>, opts: ModelOptions, termination: Duration) -> Jo
                             Err(TryRecvError::Closed) => return,
                             Err(TryRecvError::Empty) => break,
                         }
-                        if handled == BATCH {
+                        if handled == BATCH || t0.elapsed() >= SLICE {
                             break;
                         }
                         next = rx.try_recv();
                     }
                 },
-                Some(action) = actions.recv() => schedule(&mut model, vec![(Duration::ZERO, action)]),
+            }
+            // A reconcile looks at every node: while events keep coming it runs at most every
+            // DAEMONSET_EVERY, with all that changed meanwhile; at once when the model is idle.
+            if !rx.is_empty() && last_daemonsets.elapsed() < DAEMONSET_EVERY {
+                continue;
+            }
+            if !model.dirty_daemonsets.is_empty() {
+                last_daemonsets = std::time::Instant::now();
             }
             while !model.dirty_daemonsets.is_empty() {
                 for (namespace, name) in std::mem::take(&mut model.dirty_daemonsets) {
@@ -976,3 +899,7 @@ pub fn start(store: Arc<Store>, opts: ModelOptions, termination: Duration) -> Jo
 
 /// How many ready events the model handles before its DaemonSets reconcile.
 const BATCH: usize = 4096;
+/// How often, at most, the DaemonSets reconcile while events keep coming.
+const DAEMONSET_EVERY: Duration = Duration::from_millis(200);
+/// How long the model handles events before it looks at its due actions again.
+const SLICE: Duration = Duration::from_millis(50);

@@ -20,7 +20,7 @@
 use serde_json::{Value, json};
 
 use super::{Model, is_pod_ready};
-use crate::store::now_rfc3339;
+use crate::store::{Stored, now_rfc3339};
 
 fn terminating(pod: &Value) -> bool {
     !pod["metadata"]["deletionTimestamp"].is_null()
@@ -93,6 +93,13 @@ impl Model {
     fn pods_of(&self, ns: &str, kind: &str, name: &str) -> Vec<Value> {
         let (_, pods, _) = self.store.pods_of_controller(ns, kind, name, &|_, _| true);
         pods.into_iter().map(|(_, s)| s.value()).collect()
+    }
+
+    /// A controller's pods as stored (name and what the store keeps beside the object),
+    /// nothing decoded.
+    fn pods_stored(&self, ns: &str, kind: &str, name: &str) -> Vec<(String, Stored)> {
+        let (_, pods, _) = self.store.pods_of_controller(ns, kind, name, &|_, _| true);
+        pods.into_iter().map(|((_, pod), s)| (pod, s)).collect()
     }
 
     fn new_pod(controller: &Value, kind: &str) -> Option<Value> {
@@ -306,8 +313,10 @@ impl Model {
         else {
             return;
         };
-        let pods = self.pods_of(ns, "ReplicaSet", name);
-        let mut live: Vec<&Value> = pods.iter().filter(|p| !terminating(p)).collect();
+        // What the store keeps beside each pod (terminating, phase, Ready) is all this needs:
+        // the pods are decoded only to pick which to delete on a scale-down.
+        let pods = self.pods_stored(ns, "ReplicaSet", name);
+        let live: Vec<&(String, Stored)> = pods.iter().filter(|(_, p)| !p.terminating).collect();
         let want = usize::try_from(replicas(&rs)).unwrap_or(0);
         if live.len() < want {
             if let Some(pod) = Self::new_pod(&rs, "ReplicaSet") {
@@ -319,28 +328,38 @@ impl Model {
             }
         } else if live.len() > want {
             // Not yet running first, then not Ready, then the newest.
-            live.sort_by_key(|p| {
-                (
-                    p["status"]["phase"] == "Running",
-                    is_pod_ready(p),
-                    std::cmp::Reverse(
-                        p["metadata"]["creationTimestamp"]
-                            .as_str()
-                            .map(str::to_owned),
-                    ),
-                )
+            let mut live: Vec<(String, bool, bool, Option<String>)> = live
+                .iter()
+                .map(|(pod, s)| {
+                    let created = s.shared()["metadata"]["creationTimestamp"]
+                        .as_str()
+                        .map(str::to_owned);
+                    (
+                        pod.clone(),
+                        s.phase.as_deref() == Some("Running"),
+                        s.ready,
+                        created,
+                    )
+                })
+                .collect();
+            live.sort_by(|a, b| {
+                (a.1, a.2, std::cmp::Reverse(&a.3)).cmp(&(b.1, b.2, std::cmp::Reverse(&b.3)))
             });
             let extra: Vec<String> = live[..live.len() - want]
                 .iter()
-                .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+                .map(|(pod, ..)| pod.clone())
                 .collect();
             for pod in extra {
                 self.delete_gracefully(ns, &pod);
             }
         }
-        let pods = self.pods_of(ns, "ReplicaSet", name);
-        let live: Vec<&Value> = pods.iter().filter(|p| !terminating(p)).collect();
-        let ready = live.iter().filter(|p| is_pod_ready(p)).count();
+        let pods = self.pods_stored(ns, "ReplicaSet", name);
+        let live: Vec<&Stored> = pods
+            .iter()
+            .map(|(_, p)| p)
+            .filter(|p| !p.terminating)
+            .collect();
+        let ready = live.iter().filter(|p| p.ready).count();
         let n = |x: usize| i64::try_from(x).unwrap_or(i64::MAX);
         let mut status = rs["status"].clone();
         set_counts(

@@ -83,7 +83,9 @@ impl Model {
                 if let Some(node) = pod["spec"]["nodeName"].as_str() {
                     self.daemonset_had_pod(&ns, &owner_name, &controller, node);
                 }
-                self.reconcile_daemonset(&ns, &owner_name);
+                // Coalesced with the other changes that are ready, as its work queue does: a
+                // reconcile looks at every node.
+                self.dirty_daemonsets.insert((ns, owner_name));
                 return;
             }
         }
