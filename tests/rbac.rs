@@ -13,6 +13,13 @@ use support::cluster::{Env, env, show};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
+/// Grants that only a fallback path uses, which a run takes or not by timing: a node is read
+/// with GET only while the node cache is not live (before its first LIST, after its watch
+/// failed) or has not yet shown a write of the tool's own (`cluster/src/cached.rs`; the GET is
+/// tested in `crates/sim/tests/node_cache.rs`, `a_broken_watch_hands_reads_to_the_api_until_it_is_back`). They must
+/// be granted (the check above) but a run need not use them.
+const FALLBACK_ONLY: &[(&str, &str, &str)] = &[("get", "", "nodes")];
+
 fn same(s: String) -> String {
     s
 }
@@ -130,6 +137,9 @@ async fn the_printed_rbac_grants_exactly_what_full_migrations_use() {
     let mut unused = Vec::new();
     for r in RULES {
         for v in r.verbs {
+            if FALLBACK_ONLY.contains(&(*v, r.group, r.resource)) {
+                continue;
+            }
             let hit = used.iter().any(|(g, res, verb, ns)| {
                 g == r.group
                     && res == r.resource
