@@ -334,11 +334,6 @@ fn stored(rv: u64, v: &Value) -> Stored {
             ))
         });
     let packed = Stored::pack(&serde_json::to_vec(v).unwrap_or_default());
-    // A pod just written is what the controllers read next (its event, the actions it
-    // starts); the kubelets' Leases, written by the thousand, would only crowd the pods out.
-    if v["kind"] == "Pod" {
-        decoded::put(&packed, Arc::new(v.clone()));
-    }
     Stored {
         rv,
         packed,
