@@ -67,8 +67,8 @@ impl Stored {
             .is_none_or(|ml| ml.iter().all(|(k, v)| labels.get(k) == Some(v)))
     }
 
-    /// The object, decoded (a copy of the one recently written or read, when it is still
-    /// among them).
+    /// The object, decoded (a copy of the one [`Stored::shared`] read recently, when it is still
+    /// kept).
     pub fn value(&self) -> Value {
         match decoded::get(&self.packed) {
             Some(v) => (*v).clone(),
@@ -76,9 +76,9 @@ impl Stored {
         }
     }
 
-    /// The object, decoded and shared, for a reader that changes nothing: the objects written
-    /// or read last are kept decoded (a bounded number), so the controllers that look at an
-    /// object one after the other decode it once.
+    /// The object, decoded and shared, for a reader that changes nothing: the objects read last
+    /// this way are kept decoded (a bounded number), so the controllers that look at an object
+    /// one after the other decode it once.
     pub fn shared(&self) -> Arc<Value> {
         decoded::get(&self.packed).unwrap_or_else(|| {
             let v = Arc::new(serde_json::from_slice(&self.bytes()).unwrap_or(Value::Null));

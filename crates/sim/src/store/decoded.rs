@@ -1,4 +1,4 @@
-//! The objects written or read last, kept decoded: a pod the model and the server look at
+//! The objects read last (through `Stored::shared`), kept decoded: a pod the model and the server look at
 //! several times in a row (its event, the actions it starts, a budget's status) is inflated and
 //! parsed once. Bounded (oldest out first), shared by every store in the process, and keyed by
 //! the stored bytes' address, which the entry holds on to so it cannot be reused for other
