@@ -112,9 +112,9 @@ pub const RULES: &[Rule] = &[
     Rule {
         group: "apps",
         resource: "daemonsets",
-        verbs: &["delete", "get", "list", "patch"],
+        verbs: &["delete", "get", "list", "patch", "watch"],
         namespace: None,
-        why: "the Cilium agent's rollout; removing the old CNI's DaemonSet; EKS: aws-node's node selector (server-side apply)",
+        why: "the Cilium agent's rollout (watched); removing the old CNI's DaemonSet; EKS: aws-node's node selector (server-side apply)",
     },
     Rule {
         group: "apps",

@@ -314,6 +314,17 @@ impl Cluster for NodeCached {
         self.inner.pods(namespace, label_selector).await
     }
 
+    fn watch_object(
+        &self,
+        api_version: &str,
+        plural: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<BoxStream<'static, Result<Option<serde_json::Value>, ClusterError>>> {
+        self.inner
+            .watch_object(api_version, plural, namespace, name)
+    }
+
     async fn pod(&self, namespace: &str, name: &str) -> Result<Option<PodInfo>, ClusterError> {
         self.inner.pod(namespace, name).await
     }

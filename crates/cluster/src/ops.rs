@@ -284,6 +284,20 @@ pub trait Cluster: Send + Sync {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Option<CustomObject>, ClusterError>;
+    /// One object by API version, plural, namespace and name, whole, as a stream of its states
+    /// (`None` while it does not exist): the first from one LIST, then one for each change, from
+    /// one WATCH; the stream ends after an error it yields. `None` when this cluster cannot
+    /// watch (the caller polls [`Cluster::custom`]).
+    fn watch_object(
+        &self,
+        _api_version: &str,
+        _plural: &str,
+        _namespace: Option<&str>,
+        _name: &str,
+    ) -> Option<futures::stream::BoxStream<'static, Result<Option<serde_json::Value>, ClusterError>>>
+    {
+        None
+    }
     /// Server-side applies an object (it names its own apiVersion, kind, namespace and name),
     /// with the tool's field manager. `plural` is the resource's plural name.
     async fn apply(&self, plural: &str, object: &serde_json::Value) -> Result<(), ClusterError>;
@@ -657,6 +671,21 @@ impl Cluster for KubeCluster {
             name: name.to_owned(),
             object,
         }))
+    }
+
+    fn watch_object(
+        &self,
+        api_version: &str,
+        plural: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<futures::stream::BoxStream<'static, Result<Option<serde_json::Value>, ClusterError>>>
+    {
+        Some(crate::watch::object(
+            self.client.clone(),
+            object_path(api_version, plural, namespace),
+            name,
+        ))
     }
 
     async fn apply(&self, plural: &str, object: &serde_json::Value) -> Result<(), ClusterError> {

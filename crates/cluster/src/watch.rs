@@ -1,7 +1,8 @@
 //! Objects watched: one LIST, then one WATCH from its `resourceVersion`. Pods (those of one
 //! node, or one pod by name) as a new snapshot at each change, instead of a LIST a second while
 //! a drain waits for pods to go or a GET every poll while the probe runs; every node as a
-//! stream of changes, for the run's node cache ([`crate::cached`]).
+//! stream of changes, for the run's node cache ([`crate::cached`]); one object by name (the
+//! agent DaemonSet during a rollout) as its state at each change.
 //!
 //! ```text
 //! LIST (fieldSelector spec.nodeName=N) ─► Listed ─► WATCH from its resourceVersion
@@ -58,6 +59,23 @@ impl Watched for NodeInfo {
     }
 }
 
+/// Any object, kept whole (a watch of one object by name).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct Object(pub serde_json::Value);
+
+impl Watched for Object {
+    const RESOURCE: &'static str = "objects";
+    fn watch_key(&self) -> String {
+        let meta = &self.0["metadata"];
+        let name = meta["name"].as_str().unwrap_or_default();
+        match meta["namespace"].as_str() {
+            Some(ns) => format!("{ns}/{name}"),
+            None => name.to_owned(),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(bound = "T: DeserializeOwned")]
 struct List<T> {
@@ -91,13 +109,25 @@ struct State {
     phase: Phase,
 }
 
-fn api_error<T: Watched>(verb: &'static str, what: &str, source: kube::Error) -> ClusterError {
+/// What a watch's request was about: the resource (the last part of `path`, or `T`'s), and
+/// its field selector.
+fn api_error<T: Watched>(
+    verb: &'static str,
+    path: &str,
+    what: &str,
+    source: kube::Error,
+) -> ClusterError {
+    let resource = path
+        .rsplit('/')
+        .next()
+        .filter(|r| !r.is_empty())
+        .unwrap_or(T::RESOURCE);
     ClusterError::Api {
         verb,
         what: if what.is_empty() {
-            T::RESOURCE.to_owned()
+            resource.to_owned()
         } else {
-            format!("{} ({what})", T::RESOURCE)
+            format!("{resource} ({what})")
         },
         source,
     }
@@ -119,7 +149,7 @@ impl State {
             .client
             .request(request)
             .await
-            .map_err(|e| api_error::<T>("list", &self.fields, e))?;
+            .map_err(|e| api_error::<T>("list", &self.path, &self.fields, e))?;
         self.rv = list.metadata.resource_version;
         Ok(list.items)
     }
@@ -139,7 +169,7 @@ impl State {
             .client
             .request_events::<serde_json::Value>(request)
             .await
-            .map_err(|e| api_error::<T>("watch", &self.fields, e))?;
+            .map_err(|e| api_error::<T>("watch", &self.path, &self.fields, e))?;
         self.phase = Phase::Watch(events.boxed());
         Ok(())
     }
@@ -198,13 +228,14 @@ impl State {
                             self.phase = Phase::Done;
                             return Some(Err(api_error::<T>(
                                 "watch",
+                                &self.path,
                                 &self.fields,
                                 kube::Error::Api(e),
                             )));
                         }
                         Some(Err(e)) => {
                             self.phase = Phase::Done;
-                            return Some(Err(api_error::<T>("watch", &self.fields, e)));
+                            return Some(Err(api_error::<T>("watch", &self.path, &self.fields, e)));
                         }
                     }
                 }
@@ -248,6 +279,30 @@ pub fn fold<T: Watched>(snapshot: &mut BTreeMap<String, T>, change: Change<T>) -
     }
 }
 
+/// The objects a stream of changes describes, as a snapshot: the first item is the LIST's,
+/// then one for each change that alters it.
+fn snapshots<T: Watched>(
+    changes: BoxStream<'static, Result<Change<T>, ClusterError>>,
+) -> BoxStream<'static, Result<Vec<T>, ClusterError>> {
+    futures::stream::unfold(
+        (changes, BTreeMap::new(), true),
+        |(mut changes, mut objects, first)| async move {
+            loop {
+                match changes.next().await? {
+                    Err(e) => return Some((Err(e), (changes, objects, false))),
+                    Ok(change) => {
+                        if fold(&mut objects, change) || first {
+                            let snapshot = objects.values().cloned().collect();
+                            return Some((Ok(snapshot), (changes, objects, false)));
+                        }
+                    }
+                }
+            }
+        },
+    )
+    .boxed()
+}
+
 /// The pods in `namespace` (every namespace with `None`) matching a field selector such as
 /// `spec.nodeName=N` or `metadata.name=P`: the first item is the LIST's snapshot, then one for
 /// each change.
@@ -260,24 +315,21 @@ pub fn pods(
         || "/api/v1/pods".to_owned(),
         |ns| format!("/api/v1/namespaces/{ns}/pods"),
     );
-    let changes = changes::<PodInfo>(client, path, field_selector);
-    futures::stream::unfold(
-        (changes, BTreeMap::new(), true),
-        |(mut changes, mut pods, first)| async move {
-            loop {
-                match changes.next().await? {
-                    Err(e) => return Some((Err(e), (changes, pods, false))),
-                    Ok(change) => {
-                        if fold(&mut pods, change) || first {
-                            let snapshot = pods.values().cloned().collect();
-                            return Some((Ok(snapshot), (changes, pods, false)));
-                        }
-                    }
-                }
-            }
-        },
-    )
-    .boxed()
+    snapshots(changes::<PodInfo>(client, path, field_selector))
+}
+
+/// The object `name` in the collection at `path` (e.g.
+/// `/apis/apps/v1/namespaces/kube-system/daemonsets`), whole: its state from one LIST
+/// (`metadata.name=NAME`), then at each change; `None` while it does not exist.
+pub fn object(
+    client: kube::Client,
+    path: String,
+    name: &str,
+) -> BoxStream<'static, Result<Option<serde_json::Value>, ClusterError>> {
+    let changes = changes::<Object>(client, path, &format!("metadata.name={name}"));
+    snapshots(changes)
+        .map(|r| r.map(|objects| objects.into_iter().next().map(|o| o.0)))
+        .boxed()
 }
 
 /// Every node: the LIST, then each change.

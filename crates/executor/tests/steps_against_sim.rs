@@ -476,6 +476,7 @@ async fn the_agent_rollout_is_waited_for_while_it_progresses_and_fails_once_it_s
     let poll = Duration::from_millis(50);
     install_cilium(&c, 2).await;
     let started = std::time::Instant::now();
+    let before = sim.requests().len();
     executor::step::helm::agents_rolled_out(&c, true, stall, poll)
         .await
         .expect("a progressing rollout is waited for");
@@ -483,6 +484,20 @@ async fn the_agent_rollout_is_waited_for_while_it_progresses_and_fails_once_it_s
     assert!(
         took > stall,
         "eight waves of two agents take longer than the stall window ({took:?})"
+    );
+    // Watched, not polled: one LIST and one WATCH of the DaemonSet by name, where polls would
+    // have read it every 50 ms (more than 14 times in the rollout's time).
+    let reads: Vec<(String, String)> = sim.requests()[before..]
+        .iter()
+        .filter(|(_, path)| path.contains("/daemonsets"))
+        .cloned()
+        .collect();
+    assert!(
+        reads.len() <= 3
+            && reads
+                .iter()
+                .any(|(_, p)| p.contains("watch=true") && p.contains("metadata.name%3Dcilium")),
+        "{reads:?}"
     );
 
     // An agent that never comes back stops the rollout.

@@ -117,8 +117,10 @@ async fn wait_agents_rolled_out(ctx: &StepCtx<'_>, required: bool) -> Result<(),
     agents_rolled_out(ctx.cluster, required, timing.install_timeout, timing.poll).await
 }
 
-/// As [`wait_agents_rolled_out`]: fails once the rollout made no progress for `stall`, looking
-/// every `poll`.
+/// As [`wait_agents_rolled_out`]: fails once the rollout made no progress for `stall`. The
+/// DaemonSet is watched (one LIST and one WATCH, its state judged at each change; a watch quiet
+/// for `15 × poll`, or until the stall's deadline, is looked at once with a GET); where the
+/// cluster cannot watch, or after the watch failed, it is read every `poll`.
 ///
 /// # Errors
 /// [`StepError::RolloutIncomplete`], [`StepError::AgentDaemonSetMissing`] (when `required`),
@@ -129,13 +131,38 @@ pub async fn agents_rolled_out(
     stall: Duration,
     poll: Duration,
 ) -> Result<(), StepError> {
-    let mut best: Option<[i64; 3]> = None;
-    let mut since = tokio::time::Instant::now();
-    loop {
-        let ds = c
-            .custom("apps/v1", "daemonsets", Some(CILIUM_NAMESPACE), "cilium")
+    use futures::StreamExt as _;
+    let get = || async {
+        c.custom("apps/v1", "daemonsets", Some(CILIUM_NAMESPACE), "cilium")
             .await
-            .map_err(cl("reading DaemonSet kube-system/cilium"))?;
+            .map(|ds| ds.map(|ds| ds.object))
+            .map_err(cl("reading DaemonSet kube-system/cilium"))
+    };
+    let mut watch = c.watch_object("apps/v1", "daemonsets", Some(CILIUM_NAMESPACE), "cilium");
+    let mut progress = Progress::new();
+    let quiet = poll * 15;
+    loop {
+        let ds = match watch.as_mut() {
+            Some(stream) => {
+                let wake = (tokio::time::Instant::now() + quiet).min(progress.since + stall);
+                tokio::select! {
+                    item = stream.next() => match item {
+                        Some(Ok(ds)) => ds,
+                        Some(Err(e)) => {
+                            tracing::info!(error = %e, "the agent DaemonSet's watch failed; polling instead");
+                            watch = None;
+                            continue;
+                        }
+                        None => {
+                            watch = None;
+                            continue;
+                        }
+                    },
+                    () = tokio::time::sleep_until(wake) => get().await?,
+                }
+            }
+            None => get().await?,
+        };
         let Some(ds) = ds else {
             return if required {
                 Err(StepError::AgentDaemonSetMissing)
@@ -143,33 +170,53 @@ pub async fn agents_rolled_out(
                 Ok(())
             };
         };
-        let seen = match rollout_complete(&ds.object) {
+        let seen = match rollout_complete(&ds) {
             Ok(()) => return Ok(()),
             Err(seen) => seen,
         };
-        // Progress: a newer generation observed (its counts start over), or more pods updated
-        // or available than seen before under the same generation.
-        let now = rollout_progress(&ds.object);
-        match &mut best {
-            Some(b) if now[0] > b[0] => {
-                *b = now;
-                since = tokio::time::Instant::now();
-            }
-            Some(b) if now[0] == b[0] && (now[1] > b[1] || now[2] > b[2]) => {
-                b[1] = b[1].max(now[1]);
-                b[2] = b[2].max(now[2]);
-                since = tokio::time::Instant::now();
-            }
-            Some(_) => {}
-            None => best = Some(now),
-        }
-        if since.elapsed() >= stall {
+        progress.observe(rollout_progress(&ds));
+        if progress.since.elapsed() >= stall {
             return Err(StepError::RolloutIncomplete {
                 waited: stall,
                 seen,
             });
         }
-        tokio::time::sleep(poll.min(stall)).await;
+        if watch.is_none() {
+            tokio::time::sleep(poll.min(stall)).await;
+        }
+    }
+}
+
+/// The furthest a rollout got, and since when.
+struct Progress {
+    best: Option<[i64; 3]>,
+    since: tokio::time::Instant,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            best: None,
+            since: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Progress: a newer generation observed (its counts start over), or more pods updated or
+    /// available than seen before under the same generation.
+    fn observe(&mut self, now: [i64; 3]) {
+        match &mut self.best {
+            Some(b) if now[0] > b[0] => {
+                *b = now;
+                self.since = tokio::time::Instant::now();
+            }
+            Some(b) if now[0] == b[0] && (now[1] > b[1] || now[2] > b[2]) => {
+                b[1] = b[1].max(now[1]);
+                b[2] = b[2].max(now[2]);
+                self.since = tokio::time::Instant::now();
+            }
+            Some(_) => {}
+            None => self.best = Some(now),
+        }
     }
 }
 
