@@ -125,12 +125,52 @@ pub trait StateStore: Send + Sync {
 /// A checkpoint in a local file (`--state file:PATH`), replaced atomically on every write.
 pub struct FileStore {
     path: std::path::PathBuf,
+    /// The generation this store wrote last, and the bytes it wrote: while the file still
+    /// holds them, nobody else wrote, and a save need not parse the file to know its
+    /// generation (parsing a 1,000-node checkpoint at every step's start and end took a third
+    /// of the executor's time in a 1,000-node rehearsal).
+    written: std::sync::Mutex<Option<(u64, Vec<u8>)>>,
 }
 
 impl FileStore {
     /// A store at a path.
     pub fn new(path: impl Into<std::path::PathBuf>) -> Self {
-        Self { path: path.into() }
+        Self {
+            path: path.into(),
+            written: std::sync::Mutex::default(),
+        }
+    }
+
+    fn written(&self) -> std::sync::MutexGuard<'_, Option<(u64, Vec<u8>)>> {
+        self.written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The generation of the checkpoint in the file (`None` when there is none): known
+    /// without parsing while the file holds what this store wrote last.
+    fn generation(&self) -> Result<Option<u64>, StoreError> {
+        let path = self.path.display().to_string();
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(StoreError::Io {
+                    verb: "read",
+                    path,
+                    source,
+                });
+            }
+        };
+        if let Some((generation, last)) = self.written().as_ref()
+            && *last == bytes
+        {
+            return Ok(Some(*generation));
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        Checkpoint::from_json(&text)
+            .map(|c| Some(c.generation))
+            .map_err(|source| StoreError::Parse { path, source })
     }
 
     /// The file.
@@ -163,30 +203,38 @@ impl StateStore for FileStore {
     async fn save(&self, checkpoint: &mut Checkpoint) -> Result<(), StoreError> {
         use std::io::Write as _;
         let path = self.path.display().to_string();
-        if let Some(current) = self.read()?
-            && current.generation != checkpoint.generation
+        if let Some(found) = self.generation()?
+            && found != checkpoint.generation
         {
             return Err(StoreError::Conflict {
                 expected: checkpoint.generation,
-                found: current.generation,
+                found,
             });
         }
         checkpoint.generation += 1;
         let tmp = self.path.with_extension("tmp~");
+        let bytes = checkpoint.to_json().into_bytes();
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(checkpoint.to_json().as_bytes())?;
+            f.write_all(&bytes)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &self.path)
         };
-        write().map_err(|source| {
-            checkpoint.generation -= 1;
-            StoreError::Io {
-                verb: "write",
-                path,
-                source,
+        match write() {
+            Ok(()) => {
+                *self.written() = Some((checkpoint.generation, bytes));
+                Ok(())
             }
-        })
+            Err(source) => {
+                checkpoint.generation -= 1;
+                *self.written() = None;
+                Err(StoreError::Io {
+                    verb: "write",
+                    path,
+                    source,
+                })
+            }
+        }
     }
 
     fn describe(&self) -> String {
@@ -714,7 +762,23 @@ mod tests {
                 .generation,
             2
         );
+        // Another process's store writes: this one, which knows what it wrote last, sees that
+        // the file no longer holds it.
+        let other = FileStore::new(dir.path().join("state.json"));
+        let mut c = other.load().await.expect("load").expect("exists");
+        other.save(&mut c).await.expect("the other writes");
+        assert!(matches!(
+            store.save(&mut a).await,
+            Err(StoreError::Conflict {
+                expected: 2,
+                found: 3
+            })
+        ));
         std::fs::write(dir.path().join("state.json"), "garbage").expect("write");
+        assert!(matches!(
+            store.save(&mut c).await,
+            Err(StoreError::Parse { .. })
+        ));
         assert!(matches!(store.load().await, Err(StoreError::Parse { .. })));
     }
 
