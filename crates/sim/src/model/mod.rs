@@ -128,10 +128,6 @@ fn is_ready_node_status(n: &Value) -> bool {
         .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
-fn is_ready_node(n: &Value) -> bool {
-    schedule::is_ready(n)
-}
-
 /// Whether a DaemonSet's `nodeSelector` selects a node.
 fn ds_selects(ds: &Value, node: &Value) -> bool {
     ds["spec"]["template"]["spec"]["nodeSelector"]
@@ -831,8 +827,17 @@ pub fn start(store: Arc<Store>, opts: ModelOptions, termination: Duration) -> Jo
             queue = std::mem::take(&mut model.later);
         }
     };
-    let mut heartbeat = tokio::time::interval(model.opts.heartbeat.max(Duration::from_millis(10)));
+    let period = model.opts.heartbeat.max(Duration::from_millis(10));
+    let kubelets = Arc::clone(&model.store);
     tokio::spawn(async move {
+        // The kubelets renew their Leases on their own task, beside the model, and stop with it.
+        let _heartbeats = AbortOnDrop(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                Model::heartbeats(&kubelets);
+            }
+        }));
         use tokio::sync::broadcast::error::{RecvError, TryRecvError};
         let mut last_daemonsets = std::time::Instant::now();
         loop {
@@ -849,7 +854,6 @@ pub fn start(store: Arc<Store>, opts: ModelOptions, termination: Duration) -> Jo
                         next = actions.try_recv().ok();
                     }
                 },
-                _ = heartbeat.tick() => model.heartbeats(),
                 ev = rx.recv() => {
                     let mut next = ev.map_err(|e| match e {
                         RecvError::Lagged(n) => TryRecvError::Lagged(n),
@@ -895,6 +899,15 @@ pub fn start(store: Arc<Store>, opts: ModelOptions, termination: Duration) -> Jo
             }
         }
     })
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// How many ready events the model handles before its DaemonSets reconcile.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::Model;
+use crate::store::Store;
 
 impl Model {
     /// The workload controllers' answer to a deleted pod.
@@ -98,31 +99,31 @@ pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 
 impl Model {
     /// The kubelets' heartbeats: every Ready node's Lease in `kube-node-lease` renewed (created
-    /// for a node that joined). A node that is not Ready, or is gone, renews nothing.
-    pub(super) fn heartbeats(&mut self) {
+    /// for a node that joined). A node that is not Ready, or is gone, renews nothing; a cordoned
+    /// one still does. They run beside the model, which does not react to Leases.
+    pub(super) fn heartbeats(store: &Store) {
         let now = crate::store::now_rfc3339_micro();
-        for (name, n) in self.nodes() {
-            if !super::is_ready_node(&n) {
-                continue;
-            }
-            let key = "coordination.k8s.io/leases";
-            match self.store.get(key, NODE_LEASE_NAMESPACE, &name) {
+        let (_, nodes, _) = store.list("/nodes", None, None, None, &|_, s| s.ready);
+        let key = "coordination.k8s.io/leases";
+        for ((_, name), _) in nodes {
+            match store.get(key, NODE_LEASE_NAMESPACE, &name) {
                 Some(l) => {
                     let mut v = l.value();
                     v["spec"]["renewTime"] = json!(now);
-                    let _ = self.store.update(key, v, Some(l.rv), false);
+                    let _ = store.update(key, v, Some(l.rv), false);
                 }
                 None => {
                     let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                         "metadata": {"name": name, "namespace": NODE_LEASE_NAMESPACE},
                         "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now}});
-                    let _ = self.store.create(key, lease, false);
+                    let _ = store.create(key, lease, false);
                 }
             }
         }
     }
-    /// Every node, each decoded once per resourceVersion (the scheduler, the DaemonSet
-    /// controller and the kubelets' heartbeats look at all of them often).
+
+    /// Every node, each decoded once per resourceVersion (the scheduler and the DaemonSet
+    /// controller look at all of them often).
     pub(super) fn nodes(&self) -> Vec<(String, Arc<Value>)> {
         let (_, nodes, _) = self.store.list("/nodes", None, None, None, &|_, _| true);
         let mut memo = self.node_memo.borrow_mut();

@@ -83,7 +83,7 @@ pub(super) fn watch(
             rv
         }
     };
-    let (backlog, rx) = match state.store.watch_from(Some(&key), from_rv) {
+    let (backlog, rx) = match state.store.watch_from(Some(&key), node.as_deref(), from_rv) {
         Ok(x) => x,
         Err(StoreError::Gone { requested, floor }) => {
             let err = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",

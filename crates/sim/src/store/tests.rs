@@ -107,14 +107,14 @@ fn create_update_delete_with_versions_and_conflicts() {
     assert_eq!(w["metadata"]["uid"], v["metadata"]["uid"]);
     s.delete("/configmaps", "n", "a", false).unwrap();
     assert!(s.get("/configmaps", "n", "a").is_none());
-    let (events, _) = s.watch_from(Some("/configmaps"), 0).unwrap();
+    let (events, _) = s.watch_from(Some("/configmaps"), None, 0).unwrap();
     assert_eq!(
         events.iter().map(|e| e.type_).collect::<Vec<_>>(),
         ["ADDED", "MODIFIED", "DELETED"]
     );
     s.compact();
     assert!(matches!(
-        s.watch_from(None, 1),
+        s.watch_from(None, None, 1),
         Err(StoreError::Gone { .. })
     ));
 }
@@ -143,4 +143,60 @@ fn lists_page_in_order_within_a_namespace() {
     assert_eq!(page.len(), 2);
     let (_, page, _) = s.list("/pods", Some("b"), None, None, &|_, _| true);
     assert_eq!(page.len(), 2);
+}
+
+/// A watch hears its own resource's changes only, and a watch of one node's pods only theirs
+/// (binding and deletion included), as the API server's watch cache keeps a channel for each
+/// resource and indexes pods by node; the model's receiver hears everything but Leases and Events.
+#[test]
+fn watches_hear_only_their_resource_and_node() {
+    let s = Store::new();
+    let mut everything = s.subscribe();
+    let (_, mut pods) = s.watch_from(Some("/pods"), None, 0).unwrap();
+    let (_, mut n1) = s.watch_from(Some("/pods"), Some("n1"), 0).unwrap();
+    let (_, mut leases) = s
+        .watch_from(Some("coordination.k8s.io/leases"), None, 0)
+        .unwrap();
+    let pod = |name: &str, node: Option<&str>| {
+        let mut p = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "a"}, "spec": {"containers": []}});
+        if let Some(node) = node {
+            p["spec"]["nodeName"] = json!(node);
+        }
+        p
+    };
+    s.create("/pods", pod("on-n1", Some("n1")), false).unwrap();
+    s.create("/pods", pod("on-n2", Some("n2")), false).unwrap();
+    let unbound = s.create("/pods", pod("later-n1", None), false).unwrap();
+    let mut bound = unbound.clone();
+    bound["spec"]["nodeName"] = json!("n1");
+    s.update("/pods", bound, None, false).unwrap();
+    s.delete("/pods", "a", "on-n1", false).unwrap();
+    s.create(
+        "coordination.k8s.io/leases",
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "n1", "namespace": "kube-node-lease"}}),
+        false,
+    )
+    .unwrap();
+    let drain = |rx: &mut broadcast::Receiver<Arc<Event>>| {
+        let mut out = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            out.push(format!("{} {}", e.type_, e.name));
+        }
+        out
+    };
+    assert_eq!(
+        drain(&mut n1),
+        ["ADDED on-n1", "MODIFIED later-n1", "DELETED on-n1"]
+    );
+    assert_eq!(drain(&mut pods).len(), 5);
+    assert_eq!(drain(&mut leases), ["ADDED n1"]);
+    // The model's receiver does not hear the kubelets' Leases.
+    assert_eq!(drain(&mut everything).len(), 5);
+    // A channel nobody listens to any more is let go at its next change.
+    drop(n1);
+    s.create("/pods", pod("again-n1", Some("n1")), false)
+        .unwrap();
+    assert!(s.read().channels["/pods"].by_node.is_empty());
 }
