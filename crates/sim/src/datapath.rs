@@ -29,7 +29,11 @@
 //! reach 10.245.0.9=fail (cross-overlay traffic needs bpf.hostLegacyRouting)
 //! ```
 
-use std::net::IpAddr;
+use std::{
+    cell::{OnceCell, RefCell},
+    collections::HashMap,
+    net::IpAddr,
+};
 
 use ipnet::IpNet;
 use serde_json::Value;
@@ -67,21 +71,145 @@ fn pod_ip(pod: &Value) -> Option<IpAddr> {
     pod["status"]["podIP"].as_str()?.parse().ok()
 }
 
+/// One look at the datapath: `cilium-config` and each node's facts are read once, however
+/// many pairs are judged (the rehearsal's prober judges hundreds in a round, 20 rounds a
+/// second at 20 times real speed, and decoding them again for each pair was a fifth of the
+/// rehearsal's CPU).
+pub struct View<'a> {
+    store: &'a Store,
+    config: OnceCell<Value>,
+    pool: OnceCell<Vec<IpNet>>,
+    agent_ready: RefCell<HashMap<String, bool>>,
+    datapath: RefCell<HashMap<String, Option<String>>>,
+    legacy: RefCell<HashMap<String, bool>>,
+}
+
+impl<'a> View<'a> {
+    /// A look at the store as it is now.
+    pub fn new(store: &'a Store) -> Self {
+        Self {
+            store,
+            config: OnceCell::new(),
+            pool: OnceCell::new(),
+            agent_ready: RefCell::default(),
+            datapath: RefCell::default(),
+            legacy: RefCell::default(),
+        }
+    }
+
+    fn config(&self) -> &Value {
+        self.config.get_or_init(|| cilium_config(self.store))
+    }
+
+    fn pool(&self) -> &[IpNet] {
+        self.pool.get_or_init(|| cilium_pool(self.config()))
+    }
+
+    /// The overlay of a pod: the one it started on (the model notes it), else by its IP.
+    pub fn overlay(&self, pod: &Value) -> Overlay {
+        if pod["spec"]["hostNetwork"] == true {
+            return Overlay::Host;
+        }
+        match pod["metadata"]["annotations"][crate::annotations::OVERLAY_ANNOTATION].as_str() {
+            Some("cilium") => return Overlay::Cilium,
+            Some("old") => return Overlay::Old,
+            _ => {}
+        }
+        match pod_ip(pod) {
+            Some(ip) if self.pool().iter().any(|p| p.contains(&ip)) => Overlay::Cilium,
+            _ => Overlay::Old,
+        }
+    }
+
+    fn agent_ready(&self, node: &str) -> bool {
+        *self
+            .agent_ready
+            .borrow_mut()
+            .entry(node.to_owned())
+            .or_insert_with(|| agent_ready(self.store, node))
+    }
+
+    fn datapath(&self, node: &str) -> Option<String> {
+        self.datapath
+            .borrow_mut()
+            .entry(node.to_owned())
+            .or_insert_with(|| datapath(self.store, node))
+            .clone()
+    }
+
+    /// Whether the node's datapath routes through the host stack: the Ready agent's resolved
+    /// configuration, else what the last agent loaded, else `cilium-config` (agents the
+    /// model did not start).
+    fn host_legacy_routing(&self, node: &str) -> bool {
+        if let Some(known) = self.legacy.borrow().get(node) {
+            return *known;
+        }
+        let resolved = ready_agent(self.store, node)
+            .and_then(|a| {
+                a["metadata"]["annotations"][crate::annotations::LEGACY_ROUTING_ANNOTATION]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .or_else(|| self.datapath(node));
+        let legacy = match resolved {
+            Some(v) => v == "true",
+            None => self.config()["enable-host-legacy-routing"].as_str() == Some("true"),
+        };
+        self.legacy.borrow_mut().insert(node.to_owned(), legacy);
+        legacy
+    }
+
+    /// Whether traffic from `a` reaches `b`; `Err` says why not.
+    ///
+    /// # Errors
+    /// The reason the traffic is dropped.
+    pub fn reach(&self, a: &Value, b: &Value) -> Result<(), String> {
+        let (oa, ob) = (self.overlay(a), self.overlay(b));
+        if pod_ip(a).is_none() || pod_ip(b).is_none() {
+            return Err("a pod has no IP".into());
+        }
+        for (pod, o) in [(a, oa), (b, ob)] {
+            if o == Overlay::Cilium {
+                let node = pod["spec"]["nodeName"].as_str().unwrap_or_default();
+                if !self.agent_ready(node) && self.datapath(node).is_none() {
+                    return Err(format!(
+                        "no Cilium datapath on {node}: its agent has never been Ready"
+                    ));
+                }
+            }
+        }
+        if oa == ob || oa == Overlay::Host || ob == Overlay::Host {
+            return Ok(());
+        }
+        // ENI mode: both sides hold VPC addresses and the VPC routes between them.
+        if self.config()["ipam"] == "eni" {
+            return Ok(());
+        }
+        let cilium_side = if oa == Overlay::Cilium { a } else { b };
+        let cilium_node = cilium_side["spec"]["nodeName"].as_str().unwrap_or_default();
+        if !self.host_legacy_routing(cilium_node) {
+            return Err(format!(
+                "cross-overlay traffic needs bpf.hostLegacyRouting, which is off on {cilium_node}"
+            ));
+        }
+        // The two pod networks must be disjoint, or routes to one shadow the other.
+        let old_ip = if oa == Overlay::Old {
+            pod_ip(a)
+        } else {
+            pod_ip(b)
+        };
+        if let Some(ip) = old_ip
+            && self.pool().iter().any(|p| p.contains(&ip))
+        {
+            return Err("the Cilium pool overlaps the old pod network".into());
+        }
+        Ok(())
+    }
+}
+
 /// The overlay of a pod: the one it started on (the model notes it), else by its IP.
 pub fn overlay(store: &Store, pod: &Value) -> Overlay {
-    if pod["spec"]["hostNetwork"] == true {
-        return Overlay::Host;
-    }
-    match pod["metadata"]["annotations"][crate::annotations::OVERLAY_ANNOTATION].as_str() {
-        Some("cilium") => return Overlay::Cilium,
-        Some("old") => return Overlay::Old,
-        _ => {}
-    }
-    let pool = cilium_pool(&cilium_config(store));
-    match pod_ip(pod) {
-        Some(ip) if pool.iter().any(|p| p.contains(&ip)) => Overlay::Cilium,
-        _ => Overlay::Old,
-    }
+    View::new(store).overlay(pod)
 }
 
 /// The node's Ready agent pod, if any.
@@ -116,79 +244,22 @@ fn datapath(store: &Store, node: &str) -> Option<String> {
     })
 }
 
-/// Whether the node's datapath routes through the host stack: the Ready agent's resolved
-/// configuration, else what the last agent loaded, else `cilium-config` (agents the model did
-/// not start).
-fn host_legacy_routing(store: &Store, node: &str) -> bool {
-    let resolved = ready_agent(store, node)
-        .and_then(|a| {
-            a["metadata"]["annotations"][crate::annotations::LEGACY_ROUTING_ANNOTATION]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .or_else(|| datapath(store, node));
-    match resolved {
-        Some(v) => v == "true",
-        None => cilium_config(store)["enable-host-legacy-routing"].as_str() == Some("true"),
-    }
-}
-
 /// Whether traffic from `a` reaches `b`; `Err` says why not.
 ///
 /// # Errors
 /// The reason the traffic is dropped.
 pub fn reach(store: &Store, a: &Value, b: &Value) -> Result<(), String> {
-    let (oa, ob) = (overlay(store, a), overlay(store, b));
-    if pod_ip(a).is_none() || pod_ip(b).is_none() {
-        return Err("a pod has no IP".into());
-    }
-    for (pod, o) in [(a, oa), (b, ob)] {
-        if o == Overlay::Cilium {
-            let node = pod["spec"]["nodeName"].as_str().unwrap_or_default();
-            if !agent_ready(store, node) && datapath(store, node).is_none() {
-                return Err(format!(
-                    "no Cilium datapath on {node}: its agent has never been Ready"
-                ));
-            }
-        }
-    }
-    if oa == ob || oa == Overlay::Host || ob == Overlay::Host {
-        return Ok(());
-    }
-    let config = cilium_config(store);
-    // ENI mode: both sides hold VPC addresses and the VPC routes between them.
-    if config["ipam"] == "eni" {
-        return Ok(());
-    }
-    let cilium_side = if oa == Overlay::Cilium { a } else { b };
-    let cilium_node = cilium_side["spec"]["nodeName"].as_str().unwrap_or_default();
-    if !host_legacy_routing(store, cilium_node) {
-        return Err(format!(
-            "cross-overlay traffic needs bpf.hostLegacyRouting, which is off on {cilium_node}"
-        ));
-    }
-    // The two pod networks must be disjoint, or routes to one shadow the other.
-    let pool = cilium_pool(&config);
-    let old_ip = if oa == Overlay::Old {
-        pod_ip(a)
-    } else {
-        pod_ip(b)
-    };
-    if let Some(ip) = old_ip
-        && pool.iter().any(|p| p.contains(&ip))
-    {
-        return Err("the Cilium pool overlaps the old pod network".into());
-    }
-    Ok(())
+    View::new(store).reach(a, b)
 }
 
 /// The probe's log for a pod, from the rules above.
 pub fn probe_log(store: &Store, probe: &Value) -> String {
+    let view = View::new(store);
     let mut out = format!("ip={}\n", probe["status"]["podIP"].as_str().unwrap_or(""));
     let node = probe["spec"]["nodeName"].as_str().unwrap_or_default();
-    let no_datapath = overlay(store, probe) == Overlay::Cilium
-        && !agent_ready(store, node)
-        && datapath(store, node).is_none();
+    let no_datapath = view.overlay(probe) == Overlay::Cilium
+        && !view.agent_ready(node)
+        && view.datapath(node).is_none();
     out.push_str(if no_datapath {
         "apiserver=fail (no Cilium datapath on the node)\n"
     } else {
@@ -206,7 +277,7 @@ pub fn probe_log(store: &Store, probe: &Value) -> String {
         let target = found.first().map(|(_, s)| s.value());
         let verdict = match target {
             None => "fail (no pod has this IP)".to_owned(),
-            Some(tp) => match reach(store, probe, &tp) {
+            Some(tp) => match view.reach(probe, &tp) {
                 Ok(()) => "ok".to_owned(),
                 Err(why) => format!("fail ({why})"),
             },
@@ -226,11 +297,12 @@ pub fn matrix(store: &Store, pods: &[Value]) -> Vec<(String, String, Result<(), 
             p["metadata"]["name"].as_str().unwrap_or("")
         )
     };
+    let view = View::new(store);
     let mut out = Vec::new();
     for a in pods {
         for b in pods {
             if key(a) != key(b) {
-                out.push((key(a), key(b), reach(store, a, b)));
+                out.push((key(a), key(b), view.reach(a, b)));
             }
         }
     }
