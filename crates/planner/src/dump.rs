@@ -165,6 +165,8 @@ fn load_json(reader: impl Read + Send, origin: &str, sink: &mut Sink) -> Result<
                         snapshot: ClusterSnapshot::default(),
                         items: first,
                     };
+                    // Most items are pods: room for them all at once, not grown item by item.
+                    part.snapshot.pods.reserve(batch.items.len());
                     let parsed = parse_batch(&batch, origin, &mut part).map(|()| part);
                     let failed = parsed.is_err();
                     if done_tx.send((seq, parsed)).is_err() || failed {
@@ -522,14 +524,19 @@ fn add_field<'de, A: MapAccess<'de>>(
     index: usize,
     kind: Option<&str>,
 ) -> Result<(), A::Error> {
-    let what = describe(index, kind, b);
     match b {
         Builder::Skip => {
             map.next_value::<IgnoredAny>()?;
         }
         Builder::Projection(parts) => {
-            map.next_value_seed(FieldSeed { parts, key })
-                .map_err(|e| de::Error::custom(format!("{what}: field `{key}`: {e}")))?;
+            // What the object is, only when it is needed: an error message.
+            if let Err(e) = map.next_value_seed(FieldSeed {
+                parts,
+                key,
+            }) {
+                let what = describe(index, kind, b);
+                return Err(de::Error::custom(format!("{what}: field `{key}`: {e}")));
+            }
         }
         Builder::Whole(_, fields) => {
             let v: Value = map.next_value()?;
@@ -547,13 +554,18 @@ fn add_value<E: de::Error>(
     index: usize,
     kind: Option<&str>,
 ) -> Result<(), E> {
-    let what = describe(index, kind, b);
     match b {
         Builder::Skip => {}
         Builder::Projection(parts) => {
-            FieldSeed { parts, key: &key }
-                .deserialize(value)
-                .map_err(|e| E::custom(format!("{what}: field `{key}`: {e}")))?;
+            if let Err(e) = (FieldSeed {
+                parts,
+                key: &key,
+            })
+            .deserialize(value)
+            {
+                let what = describe(index, kind, b);
+                return Err(E::custom(format!("{what}: field `{key}`: {e}")));
+            }
         }
         Builder::Whole(_, fields) => {
             fields.insert(key, value);
@@ -577,8 +589,9 @@ impl<'de> Visitor<'de> for ItemSeed<'_> {
         let mut builder: Option<Builder> = None;
         let mut early: Vec<(String, Value)> = Vec::new();
         let mut had_items = false;
-        while let Some(key) = map.next_key::<String>()? {
-            match key.as_str() {
+        // Keys borrowed from the input where they can be (no allocation for each).
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
                 "kind" => {
                     let k: Option<String> = map.next_value()?;
                     kind = k;
@@ -596,7 +609,7 @@ impl<'de> Visitor<'de> for ItemSeed<'_> {
                 }
                 _ => match &mut builder {
                     Some(b) => add_field(b, &key, &mut map, index, kind.as_deref())?,
-                    None => early.push((key, map.next_value::<Value>()?)),
+                    None => early.push((key.into_owned(), map.next_value::<Value>()?)),
                 },
             }
             if builder.is_none()
@@ -672,7 +685,6 @@ fn finish<E: de::Error>(
     api_version: &str,
     index: usize,
 ) -> Result<(), E> {
-    let what = describe(index, Some(kind), &builder);
     let snap = &mut sink.snapshot;
     match builder {
         Builder::Skip => Ok(()),
@@ -681,6 +693,8 @@ fn finish<E: de::Error>(
             Ok(())
         }
         Builder::Whole(wk, mut fields) => {
+            // Whole objects are few: what they are is worked out for each, in case of error.
+            let what = format!("item {index} ({kind} {})", whole_name(&fields));
             fields.insert("kind".to_owned(), Value::String(kind.to_owned()));
             fields.insert(
                 "apiVersion".to_owned(),
@@ -881,6 +895,18 @@ mod tests {
         let mirror = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "kube-apiserver-n", "namespace": "kube-system",
             "annotations": {"kubernetes.io/config.mirror": "abc"}}}"#;
         assert!(load_str(mirror, "d").unwrap().pods[0].mirror);
+        // Conditions are read without being kept: nulls, escapes and other fields still count.
+        let conditions = |c: &str| {
+            let text = format!(
+                r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "p", "namespace": "n"}}, "status": {{"conditions": {c}}}}}"#
+            );
+            load_str(&text, "d").unwrap().pods[0].ready
+        };
+        assert!(conditions(
+            r#"[{"type": "PodScheduled", "status": null}, {"lastProbeTime": null, "type": "Ready", "status": "True"}]"#
+        ));
+        assert!(!conditions(r#"[{"type": "Ready", "status": "False"}]"#));
+        assert!(!conditions("null"));
     }
 
     #[test]

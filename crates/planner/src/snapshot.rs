@@ -397,14 +397,10 @@ pub struct WorkloadInfo {
     pub name: String,
     /// `metadata.uid`.
     pub uid: String,
-    /// `metadata.labels`.
-    pub labels: BTreeMap<String, String>,
     /// The controlling owner (a ReplicaSet's Deployment).
     pub owner: Option<OwnerRef>,
     /// `spec.replicas` (Kubernetes defaults it to 1 when absent).
     pub replicas: Option<i64>,
-    /// `spec.selector`.
-    pub selector: Option<LabelSelector>,
     /// `status.readyReplicas`.
     pub ready_replicas: Option<i64>,
 }

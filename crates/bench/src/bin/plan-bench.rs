@@ -2,7 +2,9 @@
 //! ones (~8 KB each, ~1.2 GB in all) and prints wall time and peak memory, with parsing,
 //! detection, preflight and DAG building reported separately, against a baseline measured in
 //! the same run: serde_json deserializing the same file into `IgnoredAny` from an in-memory
-//! slice (in a child process, so that its copy of the file does not count in the peak RSS).
+//! slice. Each plan and each baseline parse runs in a process of its own, one after the other
+//! (the baseline's copy of the file does not count in the plan's peak RSS, and a plan does not
+//! start from the previous one's freed memory).
 //!
 //! ```text
 //! cargo run --release -p cni-migrate-bench --bin plan-bench -- [--nodes 5000] [--pods-per-node 30]
@@ -35,6 +37,7 @@ struct Args {
     keep: bool,
     generate: Option<PathBuf>,
     baseline: Option<PathBuf>,
+    plan_once: Option<PathBuf>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -47,6 +50,7 @@ fn parse_args() -> anyhow::Result<Args> {
         keep: false,
         generate: None,
         baseline: None,
+        plan_once: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -59,6 +63,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--dump" => a.dump = Some(PathBuf::from(value()?)),
             "--generate" => a.generate = Some(PathBuf::from(value()?)),
             "--baseline" => a.baseline = Some(PathBuf::from(value()?)),
+            "--plan-once" => a.plan_once = Some(PathBuf::from(value()?)),
             "--keep" => a.keep = true,
             "--bench" => {} // cargo bench passes this
             other => bail!("unknown flag {other} (see the doc comment of plan-bench)"),
@@ -81,6 +86,19 @@ fn mb_per_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / 1e6 / d.as_secs_f64().max(1e-9)
 }
 
+/// Runs this binary with `args` and returns what it printed.
+fn child(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(std::env::current_exe()?).args(args).output()?;
+    if !out.status.success() {
+        bail!(
+            "{} failed: {}",
+            args.first().copied().unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     if let Some(path) = &args.generate {
@@ -89,6 +107,43 @@ fn main() -> anyhow::Result<()> {
         let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
         synthetic::write_list_json(&params(&args)?, &mut w)?;
         std::io::Write::flush(&mut w)?;
+        return Ok(());
+    }
+
+    if let Some(path) = &args.plan_once {
+        // The child's job: one plan, its phases' times and memory on one line.
+        let spec = planner::MigrationSpec::from_yaml(SPEC, "bench spec")?;
+        if !reset_peak_rss() {
+            eprintln!("clear_refs unavailable: the peak RSS includes the process's start");
+        }
+        let t0 = Instant::now();
+        let snap = planner::dump::load_path(path)?;
+        let t1 = Instant::now();
+        // Where the peak is: during the parse, or in the phases after it.
+        let (parse_peak, held) = (peak_rss().unwrap_or(0), bench::rss().unwrap_or(0));
+        let facts = planner::detect::detect(&snap);
+        let t2 = Instant::now();
+        let findings = planner::preflight::preflight(&spec, &snap, &facts);
+        let t3 = Instant::now();
+        let plan = planner::plan::build(&spec, &snap, &facts, findings);
+        let t4 = Instant::now();
+        println!(
+            "RESULT\t{}\t{}\t{}\t{}\t{}\t{parse_peak}\t{held}",
+            (t1 - t0).as_secs_f64(),
+            (t2 - t1).as_secs_f64(),
+            (t3 - t2).as_secs_f64(),
+            (t4 - t3).as_secs_f64(),
+            peak_rss().unwrap_or(0),
+        );
+        println!(
+            "plan: {} pods, {} nodes, {} steps, {} finding(s), source {} {}",
+            snap.pods.len(),
+            snap.nodes.len(),
+            plan.steps.len(),
+            plan.findings.len(),
+            plan.source.cni,
+            plan.source.pod_cidrs.join(",")
+        );
         return Ok(());
     }
 
@@ -135,7 +190,6 @@ fn main() -> anyhow::Result<()> {
         }
     };
     let size = std::fs::metadata(&dump)?.len();
-    let spec = planner::MigrationSpec::from_yaml(SPEC, "bench spec")?;
     println!(
         "dump: {} ({}), {} nodes x {} pods per node, cni {}",
         dump.display(),
@@ -144,39 +198,10 @@ fn main() -> anyhow::Result<()> {
         args.pods_per_node,
         args.cni
     );
-    println!(
-        "baseline RSS before planning: {}",
-        bench::rss().map_or_else(|| "n/a".into(), mib)
-    );
-
-    let out = Command::new(std::env::current_exe()?)
-        .args([
-            "--baseline",
-            &dump.to_string_lossy(),
-            "--runs",
-            &args.runs.to_string(),
-        ])
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "the baseline parse failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let baseline: Vec<Duration> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().parse::<f64>().ok())
-        .map(Duration::from_secs_f64)
-        .collect();
-    println!(
-        "baseline (serde_json::from_slice into IgnoredAny, the file in memory): {}",
-        baseline
-            .iter()
-            .map(|d| secs(*d))
-            .collect::<Vec<_>>()
-            .join("  ")
-    );
-
+    // Each run in a process of its own, the baseline's runs between them: a second plan in one
+    // process starts from the first one's freed memory (measured: peak RSS 377 MiB in a fresh
+    // process, 538-648 MiB in the next runs of the same one) and drifts with the machine.
+    let mut baseline = Vec::new();
     let mut parse = Vec::new();
     let mut detect = Vec::new();
     let mut preflight = Vec::new();
@@ -185,48 +210,61 @@ fn main() -> anyhow::Result<()> {
     let mut peaks = Vec::new();
     let mut summary = String::new();
     for run in 1..=args.runs {
-        let peak_reset = reset_peak_rss();
-        let t0 = Instant::now();
-        let snap = planner::dump::load_path(&dump)?;
-        let t1 = Instant::now();
-        let facts = planner::detect::detect(&snap);
-        let t2 = Instant::now();
-        let findings = planner::preflight::preflight(&spec, &snap, &facts);
-        let t3 = Instant::now();
-        let plan = planner::plan::build(&spec, &snap, &facts, findings);
-        let t4 = Instant::now();
-        parse.push(t1 - t0);
-        detect.push(t2 - t1);
-        preflight.push(t3 - t2);
-        build.push(t4 - t3);
-        total.push(t4 - t0);
-        let peak = peak_rss().unwrap_or(0);
-        peaks.push(peak);
+        let base = child(&["--baseline", &dump.to_string_lossy(), "--runs", "1"])?;
+        let base = base
+            .lines()
+            .find_map(|l| l.trim().parse::<f64>().ok())
+            .map(Duration::from_secs_f64)
+            .context("the baseline printed no time")?;
+        baseline.push(base);
+        let out = child(&["--plan-once", &dump.to_string_lossy()])?;
+        let mut fields = out
+            .lines()
+            .find_map(|l| l.strip_prefix("RESULT\t"))
+            .context("the planning run printed no result")?
+            .split('\t');
+        let mut next = |what: &str| -> anyhow::Result<f64> {
+            fields
+                .next()
+                .and_then(|f| f.parse().ok())
+                .with_context(|| format!("the planning run printed no {what}"))
+        };
+        let d = Duration::from_secs_f64;
+        let (p, de, pf, b) = (
+            d(next("parse")?),
+            d(next("detect")?),
+            d(next("preflight")?),
+            d(next("build")?),
+        );
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // bytes, printed
+        let (peak, parse_peak, held) = (
+            next("peak")? as u64,
+            next("parse peak")? as u64,
+            next("held")? as u64,
+        );
+        summary = out
+            .lines()
+            .find(|l| l.starts_with("plan: "))
+            .unwrap_or_default()
+            .to_owned();
         println!(
-            "run {run}: total {}  parse {}  detect {}  preflight {}  build {}  peak RSS {}{}",
-            secs(t4 - t0),
-            secs(t1 - t0),
-            secs(t2 - t1),
-            secs(t3 - t2),
-            secs(t4 - t3),
+            "run {run}: total {}  parse {}  detect {}  preflight {}  build {}  peak RSS {} (the parse's peak {}, RSS after it {}); baseline {}",
+            secs(p + de + pf + b),
+            secs(p),
+            secs(de),
+            secs(pf),
+            secs(b),
             mib(peak),
-            if peak_reset {
-                ""
-            } else {
-                " (cumulative: clear_refs unavailable)"
-            }
+            mib(parse_peak),
+            mib(held),
+            secs(base)
         );
-        summary = format!(
-            "plan: {} pods, {} nodes, {} steps, {} finding(s), source {} {}",
-            snap.pods.len(),
-            snap.nodes.len(),
-            plan.steps.len(),
-            plan.findings.len(),
-            plan.source.cni,
-            plan.source.pod_cidrs.join(",")
-        );
-        drop(plan);
-        drop(snap);
+        parse.push(p);
+        detect.push(de);
+        preflight.push(pf);
+        build.push(b);
+        total.push(p + de + pf + b);
+        peaks.push(peak);
     }
     let med = |v: &Vec<Duration>| secs(median(v.clone()));
     peaks.sort_unstable();
