@@ -530,10 +530,7 @@ fn add_field<'de, A: MapAccess<'de>>(
         }
         Builder::Projection(parts) => {
             // What the object is, only when it is needed: an error message.
-            if let Err(e) = map.next_value_seed(FieldSeed {
-                parts,
-                key,
-            }) {
+            if let Err(e) = map.next_value_seed(FieldSeed { parts, key }) {
                 let what = describe(index, kind, b);
                 return Err(de::Error::custom(format!("{what}: field `{key}`: {e}")));
             }
@@ -557,12 +554,7 @@ fn add_value<E: de::Error>(
     match b {
         Builder::Skip => {}
         Builder::Projection(parts) => {
-            if let Err(e) = (FieldSeed {
-                parts,
-                key: &key,
-            })
-            .deserialize(value)
-            {
+            if let Err(e) = (FieldSeed { parts, key: &key }).deserialize(value) {
                 let what = describe(index, kind, b);
                 return Err(E::custom(format!("{what}: field `{key}`: {e}")));
             }
