@@ -95,6 +95,8 @@ pub enum FindingCode {
     HostRoutingStaysLegacy,
     /// An installed Cilium runs the netkit datapath, which refuses legacy host routing.
     NetkitDuringMigration,
+    /// The final values restart every agent two at a time: hours on a large cluster.
+    FinalRestartSlow,
     /// A distribution that re-applies its own CNI (k3s, RKE2, Talos, kubespray) unless its
     /// configuration is changed before the finale.
     DistributionReappliesCni,

@@ -16,6 +16,7 @@
 //!  │               re-apply their CNI, the service range
 //!  ├─ datapath     what recent Cilium releases changed (HOST_ROUTING_STAYS_LEGACY, netkit)
 //!  ├─ churn        who adds and removes nodes mid-migration (NODE_AUTOSCALING_ACTIVE)
+//!  ├─ finale       how long the final restart of every agent takes (FINAL_RESTART_SLOW)
 //!  ├─ eks          the EKS profiles' checks
 //!  └─ common       finding(), list limits (MAX_OBJECTS)
 //! ```
@@ -25,6 +26,7 @@ mod cluster;
 mod common;
 mod datapath;
 mod eks;
+mod finale;
 mod pool;
 mod source;
 mod workloads;
@@ -68,6 +70,7 @@ pub fn preflight(
     datapath::old_cni_leftovers(spec, facts, &mut out);
     cluster::service_unknown(facts, &mut out);
     churn::node_autoscaling(snapshot, &mut out);
+    finale::final_restart(snapshot, &mut out);
     out.sort_by(|a, b| {
         (a.severity, a.code, &a.objects, &a.message)
             .cmp(&(b.severity, b.code, &b.objects, &b.message))
