@@ -97,6 +97,27 @@ fn every_example_rehearses_and_the_report_matches_the_model() {
         );
         assert!(report["estimatedSeconds"].as_f64().unwrap_or(0.0) > 0.0);
         assert!(!report["criticalPath"].as_array().expect("path").is_empty());
+        // The node phase next to its floors: never below the nodes' own bound, the
+        // evictions counted as the drains reported them.
+        let f = &report["floors"];
+        let num = |k: &str| f[k].as_f64().unwrap_or(-1.0);
+        assert!(
+            num("nodePhaseSeconds") > 0.0
+                && num("nodeBoundSeconds") > 0.0
+                && num("nodePhaseSeconds") >= num("nodeBoundSeconds"),
+            "{name}: {f}"
+        );
+        assert_eq!(
+            f["evictions"].as_u64().unwrap_or(0) as usize,
+            total_evicted(&report),
+            "{name}: {f}"
+        );
+        assert!(
+            std::fs::read_to_string(dir.path().join("report.md"))
+                .expect("md")
+                .contains("the floors no schedule beats"),
+            "{name}"
+        );
         if name == "pdb-blocks-drain" {
             // Its budget can never allow a disruption: the rehearsal shows the drain stuck.
             assert_eq!(out.status.code(), Some(5), "{name}: {}", show(&out));

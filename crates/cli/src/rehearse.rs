@@ -39,6 +39,7 @@ use sim::{Sim, model::ModelOptions};
 use crate::failure::{Failure, exit};
 
 mod churn;
+mod floors;
 
 /// The Cilium guide's kind cluster, embedded so `rehearse` needs no files but the spec.
 const KIND_FLANNEL_DUMP: &str = include_str!("../../../plans/kind-flannel.dump.yaml");
@@ -207,6 +208,8 @@ struct Report {
     /// With maintenance windows: when a run started now would finish, admitting only inside
     /// them.
     calendar: Option<String>,
+    /// The node phase next to the floors no schedule can beat.
+    floors: floors::Floors,
 }
 
 fn scaled(d: Duration, speed: f64, floor: Duration) -> Duration {
@@ -435,6 +438,14 @@ async fn run(
     }
     let mut steps: Vec<StepSpan> = rec.spans.values().cloned().collect();
     steps.sort_by_key(|s| (s.start_ms, s.id.clone()));
+    let floors = floors::floors(
+        steps
+            .iter()
+            .filter_map(|s| Some((s.node.clone()?, s.start_ms, s.end_ms?))),
+        speed,
+        plan.summary.max_in_flight,
+        summary.evicted_pods.values().map(Vec::len).sum(),
+    );
     let report = Report {
         plan: plan.name.clone(),
         speed,
@@ -475,6 +486,7 @@ async fn run(
         ),
         node_churn,
         calendar: calendar(&spec.rollout.windows, wall_ms as f64 / 1000.0 * speed),
+        floors,
     };
     drop(rec);
     write_report(&args.report, &report, &plan, rebooting).map_err(Failure::other)?;
@@ -750,6 +762,20 @@ fn markdown(report: &Report, plan: &planner::Plan, rebooting: bool) -> String {
         report.speed,
         human(report.wall_ms as f64 / 1000.0)
     );
+    let f = &report.floors;
+    if f.nodes > 0 {
+        let _ = writeln!(
+            md,
+            "Node phase: **{}** for {} node(s); the floors no schedule beats: the nodes' own durations over {} in flight, **{}**; {} evictions and the pods they re-create at {} a second, **{}**. Above both: budgets that let one pod go at a time, admissions held (see the time waiting on budgets below).\n",
+            human(f.node_phase_seconds),
+            f.nodes,
+            plan.summary.max_in_flight,
+            human(f.node_bound_seconds),
+            f.evictions,
+            floors::CHURN_PER_SECOND,
+            human(f.churn_floor_seconds)
+        );
+    }
     if let Some(c) = &report.calendar {
         let mut c = c.clone();
         c[..1].make_ascii_uppercase();
