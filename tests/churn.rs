@@ -100,8 +100,20 @@ async fn a_node_replaced_before_it_started_is_recorded_gone_and_its_successor_mi
     let mut before_nodes = env.nodes().await;
     env.killed_at("kind-worker/cordon@done").await;
     // Replaced, as a node group replaces an instance: the old one goes (its pods with it),
-    // a new one comes (the evicted pods need somewhere to run).
+    // a new one comes a little later. Its pods' replacements fit no node meanwhile (the other
+    // worker is cordoned): they wait, Pending, and the new node takes them.
     leave(&env, "kind-worker2");
+    let start = std::time::Instant::now();
+    while env
+        .sim
+        .store()
+        .pods_on_node("", &|k, _| k.0 == "shop")
+        .1
+        .is_empty()
+    {
+        assert!(start.elapsed() < Duration::from_secs(10), "no pod Pending");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     join(&env, "kind-worker7", 7);
     before_nodes.remove("kind-worker2");
     before_nodes.insert("kind-worker7".into(), (false, false));

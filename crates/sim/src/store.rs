@@ -67,6 +67,11 @@ impl Stored {
             .is_none_or(|ml| ml.iter().all(|(k, v)| labels.get(k) == Some(v)))
     }
 
+    /// The pod's node, "" when it is not bound yet.
+    pub fn node(&self) -> &str {
+        self.node_name.as_deref().unwrap_or_default()
+    }
+
     /// The object, decoded (a copy of the one [`Stored::shared`] read recently, when it is still
     /// kept).
     pub fn value(&self) -> Value {
@@ -266,13 +271,18 @@ impl Inner {
         if key != "/pods" {
             return;
         }
-        if let Some(n) = old.and_then(|o| o.node_name.as_ref())
-            && let Some(set) = self.by_node.get_mut(n)
+        // Pods not bound yet are indexed under "" (what `spec.nodeName=` selects, and what
+        // the scheduler looks at again when a node comes or changes).
+        if let Some(o) = old
+            && let Some(set) = self.by_node.get_mut(o.node())
         {
             set.remove(k);
         }
-        if let Some(n) = new.and_then(|o| o.node_name.as_ref()) {
-            self.by_node.entry(n.clone()).or_default().insert(k.clone());
+        if let Some(n) = new {
+            self.by_node
+                .entry(n.node().to_owned())
+                .or_default()
+                .insert(k.clone());
         }
         if let Some(o) = old {
             for (l, v) in o.labels.iter() {
@@ -469,9 +479,8 @@ impl Store {
                     let _ = tx.send(ev.clone());
                 }
             }
-            if let Some(node) = ev.object.node_name.as_deref()
-                && let Some(tx) = channels.by_node.get(node)
-            {
+            let node = ev.object.node();
+            if let Some(tx) = channels.by_node.get(node) {
                 if tx.receiver_count() == 0 {
                     channels.by_node.remove(node);
                 } else {

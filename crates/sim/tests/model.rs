@@ -88,6 +88,53 @@ async fn evicted_replicaset_pods_are_replaced_on_schedulable_nodes() {
     );
 }
 
+/// A pod that fits no node stays Pending, and is scheduled as soon as a node fits (the
+/// scheduler looks at its unschedulable pods again when a node comes or changes): a node
+/// uncordoned, or added, after the pod was created.
+#[tokio::test]
+async fn a_pod_that_fits_no_node_is_scheduled_once_one_fits() {
+    let (sim, c, _dir) = start().await;
+    for node in ["kind-worker", "kind-worker2"] {
+        c.set_unschedulable(node, true).await.expect("cordon");
+    }
+    let before = c.pods(Some("shop"), "app=frontend").await.expect("pods");
+    let victim = before
+        .iter()
+        .find(|p| p.node_name.as_deref() == Some("kind-worker"))
+        .expect("a frontend pod on kind-worker");
+    assert_eq!(
+        c.evict("shop", &victim.name, None).await.expect("evict"),
+        Eviction::Evicted
+    );
+    eventually("a Pending replacement, unbound", || async {
+        let (_, pending, _) = sim.store().pods_on_node("", &|k, _| k.0 == "shop");
+        pending.len() == 1
+    })
+    .await;
+    // Nothing fits for a while: it stays Pending.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, pending, _) = sim.store().pods_on_node("", &|k, _| k.0 == "shop");
+    assert_eq!(pending.len(), 1, "still Pending while no node fits");
+    c.set_unschedulable("kind-worker2", false)
+        .await
+        .expect("uncordon");
+    eventually("the replacement Ready on kind-worker2", || async {
+        let pods = c.pods(Some("shop"), "app=frontend").await.expect("pods");
+        pods.len() == 3
+            && pods.iter().all(|p| p.ready)
+            && pods.iter().any(|p| {
+                !before.iter().any(|b| b.uid == p.uid)
+                    && p.node_name.as_deref() == Some("kind-worker2")
+            })
+    })
+    .await;
+    let (_, pending, _) = sim.store().pods_on_node("", &|_, _| true);
+    assert!(
+        pending.is_empty(),
+        "the index of unbound pods follows the bind"
+    );
+}
+
 #[tokio::test]
 async fn statefulset_pods_come_back_with_the_same_name_and_a_new_uid() {
     let (_sim, c, _dir) = start().await;

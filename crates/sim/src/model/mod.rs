@@ -528,6 +528,15 @@ impl Model {
                 ));
             }
         }
+        // The scheduler looks at its unschedulable pods again when a node comes or changes (it
+        // may be Ready now, uncordoned, untainted): a pod that found no node stays Pending only
+        // until one fits.
+        if e.key == "/nodes" && e.type_ != "DELETED" {
+            let (_, pending, _) = self.store.pods_on_node("", &|_, s| !s.terminating);
+            for ((namespace, name), _) in pending {
+                out.push((Duration::ZERO, Action::Bind { namespace, name }));
+            }
+        }
         // A new node: every DaemonSet looks at it.
         if e.key == "/nodes" && e.type_ == "ADDED" {
             let (_, dss, _) = self
