@@ -29,6 +29,7 @@ pub mod error;
 pub mod events;
 pub mod journal;
 pub mod ledger;
+pub mod node_events;
 pub mod outcome;
 pub mod probe;
 pub mod prometheus;

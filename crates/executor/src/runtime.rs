@@ -42,6 +42,7 @@ use crate::{
     error::StepError,
     events::{Event, EventKind, Observer, chain, unix_now},
     journal::Journal,
+    node_events::NodeEvents,
     outcome::{Counters, Outcome, RunError, Summary},
     recheck::Recheck,
     scheduler,
@@ -52,6 +53,9 @@ use crate::{
 mod admit;
 mod chain;
 mod membership;
+
+/// The longest the end of a pass waits for the node Events still queued.
+const EVENTS_FLUSH: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How one pass of [`Runner::run_pass`] ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -89,6 +93,7 @@ pub struct Runner<'a> {
     base: u64,
     pub(crate) stats: std::sync::Mutex<Counters>,
     shared: Shared,
+    node_events: NodeEvents,
     recheck: Recheck,
     controls: Controls,
     /// What a control holds admissions for now (told to the observer when it changes).
@@ -151,12 +156,14 @@ impl<'a> Runner<'a> {
             cfg.crash_at.clone(),
         )
         .observed(observer);
+        // Node reads (before every step, during drains, admissions, verification) from one
+        // watch of the nodes, where the cluster can watch.
+        let cluster = cluster::NodeCached::wrap(cluster);
         Self {
             plan,
             rollback: BTreeMap::new(),
-            // Node reads (before every step, during drains, admissions, verification) from one
-            // watch of the nodes, where the cluster can watch.
-            cluster: cluster::NodeCached::wrap(cluster),
+            node_events: NodeEvents::new(cluster.clone()),
+            cluster,
             cfg,
             observer,
             journal,
@@ -198,17 +205,14 @@ impl<'a> Runner<'a> {
         });
     }
 
-    async fn node_event(&self, step: &Step, reason: &str, message: &str, warning: bool) {
+    /// Queues an Event on the step's node ([`NodeEvents`]: the step does not wait for it).
+    fn node_event(&self, step: &Step, reason: &'static str, message: &str, warning: bool) {
         if !self.cfg.node_events || !matches!(step.phase, Phase::Node | Phase::Rollback) {
             return;
         }
-        if let Some(node) = &step.node
-            && let Err(e) = self
-                .cluster
-                .node_event(node, reason, message, warning)
-                .await
-        {
-            tracing::debug!(node, error = %e, "cannot record an event on the node");
+        if let Some(node) = &step.node {
+            self.node_events
+                .post(&step.id, node, reason, message, warning);
         }
     }
 
@@ -244,7 +248,9 @@ impl<'a> Runner<'a> {
     /// [`RunError`] when the checkpoint cannot be kept or the lock is lost; a failing step is
     /// an [`Outcome::Failed`], not an error.
     pub async fn run(&self) -> Result<Outcome, RunError> {
-        match self.run_pass().await? {
+        let pass = self.run_pass().await;
+        self.node_events.flush(EVENTS_FLUSH).await;
+        match pass? {
             Pass::Ended(outcome) => Ok(outcome),
             // Only a runner built `replanning` asks for a new plan.
             Pass::Replan(message) => Ok(Outcome::Gate {
@@ -261,6 +267,12 @@ impl<'a> Runner<'a> {
     /// # Errors
     /// As [`Runner::run`].
     pub async fn run_pass(&self) -> Result<Pass, RunError> {
+        let pass = self.run_pass_inner().await;
+        self.node_events.flush(EVENTS_FLUSH).await;
+        pass
+    }
+
+    async fn run_pass_inner(&self) -> Result<Pass, RunError> {
         let (done, changes) = {
             let mut ck = self.journal.ck.lock().await;
             ck.run_id.clone_from(&self.cfg.run_id);
@@ -408,8 +420,7 @@ impl<'a> Runner<'a> {
             description.clone(),
         );
         if Self::announces_start(step) {
-            self.node_event(step, "MigrationStepStarted", &description, false)
-                .await;
+            self.node_event(step, "MigrationStepStarted", &description, false);
         }
         let mut backoff = self.cfg.timing.backoff();
         loop {
@@ -433,8 +444,7 @@ impl<'a> Runner<'a> {
                         self.transition(step, StepState::Done, None).await?;
                     }
                     self.emit(EventKind::StepDone, Some(step), None, detail.clone());
-                    self.node_event(step, "MigrationStepDone", &detail, false)
-                        .await;
+                    self.node_event(step, "MigrationStepDone", &detail, false);
                     return Ok(StepEnd::Done(Some(detail)));
                 }
                 Ok(Done::Gate(message)) => return Ok(StepEnd::Gate(message)),
@@ -489,8 +499,7 @@ impl<'a> Runner<'a> {
                 ),
             );
         }
-        self.node_event(step, "MigrationStepFailed", &reason, true)
-            .await;
+        self.node_event(step, "MigrationStepFailed", &reason, true);
         Ok(StepEnd::Failed(reason))
     }
 

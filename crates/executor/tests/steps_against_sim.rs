@@ -519,3 +519,36 @@ async fn the_agent_rollout_is_waited_for_while_it_progresses_and_fails_once_it_s
     assert!(message.contains("made no progress"), "{message}");
     assert!(message.contains("/16 Ready"), "{message}");
 }
+
+/// Node Events go through a queue, posted in order by one task; a flush waits for them.
+#[tokio::test]
+async fn node_events_are_posted_in_order_off_the_steps_path() {
+    let (sim, c, _dir) = start("kind-flannel.dump.yaml").await;
+    let events = executor::node_events::NodeEvents::new(std::sync::Arc::new(c));
+    for i in 0..20 {
+        events.post(
+            "kind-worker/drain",
+            "kind-worker",
+            "MigrationStepDone",
+            &format!("m{i:02}"),
+            false,
+        );
+    }
+    events.flush(Duration::from_secs(10)).await;
+    let (_, stored, _) = sim.store().list("/events", None, None, None, &|_, _| true);
+    let mut posted: Vec<(u64, String)> = stored
+        .iter()
+        .filter(|(_, e)| e.value()["involvedObject"]["name"] == "kind-worker")
+        .map(|(_, e)| {
+            (
+                e.rv,
+                e.value()["message"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    posted.sort();
+    let messages: Vec<String> = posted.into_iter().map(|(_, m)| m).collect();
+    let expected: Vec<String> = (0..20).map(|i| format!("m{i:02}")).collect();
+    assert_eq!(messages, expected, "all posted, in order");
+    assert_eq!(events.dropped(), 0);
+}

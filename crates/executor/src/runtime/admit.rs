@@ -394,8 +394,7 @@ impl Runner<'_> {
         }
         self.emit(EventKind::StepFailed, None, Some(node), reason.clone());
         if let Some(s) = self.plan.steps.iter().find(|s| s.id == step) {
-            self.node_event(s, "MigrationRegressed", &reason, true)
-                .await;
+            self.node_event(s, "MigrationRegressed", &reason, true);
         }
         Ok(format!("stopped: {reason}"))
     }
