@@ -8,7 +8,8 @@
 //!   the stream ends or fails ─► not live (reads go to the API) ─► watched again after 5 s..60 s
 //! node(n) / nodes() ─► the cache while live, except nodes with a write of ours not seen yet
 //! set_unschedulable / set_node_label / set_node_annotations ─► an expectation recorded
-//!   before the write; the node is read from the API until the watch shows the write's effect
+//!   before the write; a read of the node waits up to 100 ms for the watch to show the write's
+//!   effect, and asks the API if it has not
 //! ```
 //!
 //! So a read never returns a node older than a write this process made to it (read your
@@ -25,6 +26,7 @@ use async_trait::async_trait;
 use futures::{StreamExt as _, stream::BoxStream};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use planner::snapshot::{CustomObject, NodeInfo, PdbInfo, PodInfo};
+use tokio::sync::Notify;
 
 use crate::{
     ClusterError,
@@ -120,8 +122,16 @@ impl Drop for Task {
 pub struct NodeCached {
     inner: Arc<dyn Cluster>,
     cache: Arc<Mutex<Cache>>,
+    /// Told after every change the watch applied.
+    changed: Arc<Notify>,
     _task: Task,
 }
+
+/// How long a read of a node with a write of ours not seen yet waits for the watch to show it
+/// before it asks the API: the watch usually shows it within milliseconds (a step that reads
+/// its node right after the previous step wrote it no longer costs a GET), and a watch that
+/// lags costs a read no more than this.
+const SETTLE_WAIT: Duration = Duration::from_millis(100);
 
 type NodeChanges = BoxStream<'static, Result<Change<NodeInfo>, ClusterError>>;
 
@@ -141,10 +151,12 @@ impl NodeCached {
         tokio::runtime::Handle::try_current().ok()?;
         let first = inner.watch_nodes()?;
         let cache = Arc::new(Mutex::new(Cache::default()));
-        let task = tokio::spawn(watch(inner.clone(), cache.clone(), first));
+        let changed = Arc::new(Notify::new());
+        let task = tokio::spawn(watch(inner.clone(), cache.clone(), changed.clone(), first));
         Some(Self {
             inner,
             cache,
+            changed,
             _task: Task(task),
         })
     }
@@ -167,6 +179,27 @@ impl NodeCached {
         Some(c.nodes.get(name).cloned())
     }
 
+    /// Waits (at most [`SETTLE_WAIT`]) until `ready` holds of the live cache; whether it did.
+    async fn settled(&self, ready: impl Fn(&Cache) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
+        loop {
+            // Registered before the check: a change between the two still wakes it.
+            let changed = self.changed.notified();
+            {
+                let c = self.lock();
+                if !c.live {
+                    return false;
+                }
+                if ready(&c) {
+                    return true;
+                }
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return false;
+            }
+        }
+    }
+
     /// Records a write's effect before the write is sent; a failed write keeps it (it may
     /// have applied), so the node is read from the API until the watch settles it.
     fn expect(&self, node: &str, expects: Vec<Expect>) {
@@ -182,7 +215,12 @@ impl NodeCached {
 
 /// Keeps the cache: the first stream, then a new watch after each end, 5 s after the first
 /// failure, doubling to 60 s, back to 5 s once a LIST is in.
-async fn watch(inner: Arc<dyn Cluster>, cache: Arc<Mutex<Cache>>, first: NodeChanges) {
+async fn watch(
+    inner: Arc<dyn Cluster>,
+    cache: Arc<Mutex<Cache>>,
+    changed: Arc<Notify>,
+    first: NodeChanges,
+) {
     let mut stream = Some(first);
     let mut backoff = Duration::from_secs(5);
     loop {
@@ -197,6 +235,7 @@ async fn watch(inner: Arc<dyn Cluster>, cache: Arc<Mutex<Cache>>, first: NodeCha
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner)
                             .apply(change);
+                        changed.notify_waiters();
                     }
                     Err(e) => {
                         let forbidden = matches!(&e, ClusterError::Api { source, .. } if status_code(source) == Some(403));
@@ -224,13 +263,19 @@ async fn watch(inner: Arc<dyn Cluster>, cache: Arc<Mutex<Cache>>, first: NodeCha
 #[async_trait]
 impl Cluster for NodeCached {
     async fn node(&self, name: &str) -> Result<Option<NodeInfo>, ClusterError> {
-        match self.cached(name) {
-            Some(hit) => Ok(hit),
-            None => self.inner.node(name).await,
+        if let Some(hit) = self.cached(name) {
+            return Ok(hit);
         }
+        if self.settled(|c| !c.pending.contains_key(name)).await
+            && let Some(hit) = self.cached(name)
+        {
+            return Ok(hit);
+        }
+        self.inner.node(name).await
     }
 
     async fn nodes(&self) -> Result<Vec<NodeInfo>, ClusterError> {
+        self.settled(|c| c.pending.is_empty()).await;
         let cached = {
             let c = self.lock();
             if c.live {

@@ -1,6 +1,7 @@
 //! `cluster::NodeCached` against the simulated API server over real HTTP: node reads come
 //! from one LIST and one WATCH of the nodes, not a GET or a LIST each; a write of ours is read
-//! back at once (read your writes), before the watch shows it; what others change (a label,
+//! back at once (read your writes), from the watch when it shows it within a moment, else from
+//! the API; what others change (a label,
 //! readiness, a deleted node, a node replaced under the same name) is seen through the watch.
 
 mod support;
@@ -116,6 +117,24 @@ async fn node_reads_come_from_one_watch_and_see_their_own_writes() {
                 && n.annotations.get("example.com/a").map(String::as_str) == Some("1")
                 && n.unschedulable)
     );
+    // A read right after a write of ours waits a moment for the watch to show it rather
+    // than send a GET (the API is asked only when the watch lags).
+    let at = node_reads(&sim).len();
+    for i in 0..10 {
+        let cordon = i % 2 == 0;
+        cached
+            .set_unschedulable("kind-worker", cordon)
+            .await
+            .expect("write");
+        let n = cached
+            .node("kind-worker")
+            .await
+            .expect("read")
+            .expect("there");
+        assert_eq!(n.unschedulable, cordon, "read your writes");
+    }
+    let gets = node_reads(&sim).len() - at;
+    assert!(gets <= 5, "{gets} GETs for 10 reads after a write of ours");
     // ...and once the watch has shown them, reads are the cache's again.
     let before = node_reads(&sim).len();
     until("the watch shows our writes", async || {
