@@ -298,3 +298,65 @@ async fn a_rolled_back_node_returns_to_the_old_overlay_with_its_pods_reachable()
         support::cluster::show(&out)
     );
 }
+
+/// A pod started on a migrated node with an address outside Cilium's pool (the node handed out
+/// an old-overlay address again) stops the next admission. The re-check sees it through its one
+/// watch of every pod: no LIST of every pod at each look (the sim's timing re-checks at every
+/// admission), only planning's and the watch's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_on_the_old_overlay_on_a_migrated_node_stops_the_next_admission() {
+    let env = env("kind-flannel", &same).await;
+    let mut run = env.watch("apply", &[]);
+    let done = run
+        .until(|l| l.contains("\"node-done\"") && l.contains(CANARY))
+        .await;
+    assert!(done.is_some(), "{}", run.seen.join("\n"));
+    // Creation times are in seconds: a pod of the same second as the agent's restart is not
+    // held against the node.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert!(env.sim.insert(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"namespace": "shop", "name": "stray", "labels": {"app": "stray"}},
+        "spec": {"nodeName": CANARY, "containers": [{"name": "c", "image": "busybox"}]},
+        "status": {"phase": "Running", "podIP": "10.244.1.77", "podIPs": [{"ip": "10.244.1.77"}],
+                   "conditions": [{"type": "Ready", "status": "True"}]}})));
+    let (status, seen) = run.finish().await;
+    let all = seen.join("\n");
+    assert_eq!(status.code(), Some(5), "{all}");
+    let f = env
+        .checkpoint()
+        .await
+        .expect("ck")
+        .failure
+        .expect("a failure is recorded");
+    assert!(
+        f.reason
+            .contains(&format!("regression on migrated node {CANARY}"))
+            && f.reason
+                .contains("expected pods started since the migration to have IPs in 10.245.0.0/16")
+            && f.reason.contains("shop/stray (10.244.1.77)"),
+        "{}",
+        f.reason
+    );
+    let every_pod: Vec<String> = env
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|(verb, path)| {
+            verb == "GET"
+                && (path == "/api/v1/pods" || path.starts_with("/api/v1/pods?"))
+                && !path.contains("watch=")
+                && !path.contains("fieldSelector=")
+                && !path.contains("labelSelector=")
+        })
+        .map(|(_, path)| path)
+        .collect();
+    assert!(every_pod.len() <= 3, "LISTs of every pod: {every_pod:?}");
+    assert!(
+        env.sim.requests().iter().any(|(verb, path)| verb == "GET"
+            && path.starts_with("/api/v1/pods?")
+            && path.contains("watch=true")
+            && !path.contains("fieldSelector=")),
+        "the re-check watches every pod"
+    );
+}

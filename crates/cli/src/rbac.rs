@@ -51,7 +51,7 @@ pub const RULES: &[Rule] = &[
         resource: "pods",
         verbs: &["delete", "list", "watch"],
         namespace: None,
-        why: "discovery, drain progress (a watch of the node's pods), restarting the Cilium agent pod",
+        why: "discovery, drain progress (a watch of the node's pods), the re-check of migrated nodes' new pods (one watch of every pod), restarting the Cilium agent pod",
     },
     Rule {
         group: "",

@@ -339,6 +339,12 @@ impl Cluster for NodeCached {
         self.inner.watch_nodes()
     }
 
+    fn watch_pod_changes(
+        &self,
+    ) -> Option<BoxStream<'static, Result<Change<PodInfo>, ClusterError>>> {
+        self.inner.watch_pod_changes()
+    }
+
     async fn pods_on_node(&self, node: &str) -> Result<Vec<PodInfo>, ClusterError> {
         self.inner.pods_on_node(node).await
     }

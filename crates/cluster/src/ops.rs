@@ -217,6 +217,13 @@ pub trait Cluster: Send + Sync {
     ) -> Option<futures::stream::BoxStream<'static, Result<Vec<PodInfo>, ClusterError>>> {
         None
     }
+    /// Every pod, as a stream of changes: the LIST first, then one for each change, from one
+    /// WATCH; the stream ends after an error it yields. `None` when this cluster cannot watch.
+    fn watch_pod_changes(
+        &self,
+    ) -> Option<futures::stream::BoxStream<'static, Result<Change<PodInfo>, ClusterError>>> {
+        None
+    }
     /// Every node, as a stream of changes: the LIST first, then one for each change, from one
     /// WATCH; the stream ends after an error it yields. `None` when this cluster cannot watch.
     fn watch_nodes(
@@ -448,6 +455,16 @@ impl Cluster for KubeCluster {
             self.client.clone(),
             namespace,
             field_selector,
+        ))
+    }
+
+    fn watch_pod_changes(
+        &self,
+    ) -> Option<futures::stream::BoxStream<'static, Result<Change<PodInfo>, ClusterError>>> {
+        Some(crate::watch::changes::<PodInfo>(
+            self.client.clone(),
+            "/api/v1/pods".to_owned(),
+            "",
         ))
     }
 

@@ -3,14 +3,18 @@
 //!
 //! ```text
 //! before an admission, for every migrated node (3 LISTs: nodes, CiliumNodes, agents, at most
-//! every `recheck_every`; every pod at most every `recheck_pods`):
+//! every `recheck_every`; the pods from one watch of every pod (recheck/pods.rs), or, while
+//! that watch does not answer, a LIST of every pod at most every `recheck_pods`):
 //!     label still on · a Ready agent · CiliumNode CIDRs in the pool, clashing with no node's
 //!     own · pods started since the migration in the pool
 //! a regression ─► hold admissions, look again every tick
 //!              └► lasting `regression_grace` ─► the run stops, naming the node and the signal
 //! ```
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, PoisonError},
+};
 
 use planner::{plan::MIGRATION_LABEL, snapshot::PodInfo};
 use tokio::time::Instant;
@@ -24,6 +28,10 @@ use crate::{
         verify::{clashes, ips, must_be_on_cilium, old_pod_cidrs},
     },
 };
+
+mod pods;
+
+pub use pods::PodWatch;
 
 /// What the re-check concluded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,9 +64,66 @@ struct Memory {
 #[derive(Default)]
 pub struct Recheck {
     memory: std::sync::Mutex<Memory>,
+    /// The cluster whose pods are watched (`None`: every pod is listed).
+    cluster: Option<Arc<dyn cluster::Cluster>>,
+    /// The watch of every pod, and when it started.
+    watch: std::sync::Mutex<Option<(PodWatch, Instant)>>,
 }
 
 impl Recheck {
+    /// A re-check that watches `cluster`'s pods (from its first look), listing every pod only
+    /// while the watch does not answer.
+    pub fn watching(cluster: Arc<dyn cluster::Cluster>) -> Self {
+        Self {
+            cluster: Some(cluster),
+            ..Self::default()
+        }
+    }
+
+    /// The pods of each migrated node (with the time it moved to Cilium) that must be on
+    /// Cilium and have no IP in `pool`, from the watch; `None` when the watch cannot answer
+    /// (not started, its LIST not in, broken, or a node moved before what it keeps).
+    fn watched_outside(
+        &self,
+        since: &[(&str, u64)],
+        pool: &crate::ranges::Ranges,
+    ) -> Option<Vec<(String, Vec<String>)>> {
+        let cluster = self.cluster.as_ref()?;
+        let floor = since.iter().map(|(_, s)| *s).min()?;
+        let mut w = self.watch.lock().unwrap_or_else(PoisonError::into_inner);
+        if w.as_ref().is_none_or(|(pw, _)| floor < pw.floor()) {
+            *w = PodWatch::start(cluster.clone(), floor).map(|pw| (pw, Instant::now()));
+        }
+        let (pw, _) = w.as_ref()?;
+        let mut out = Vec::new();
+        for &(node, since) in since {
+            let outside: Vec<String> = pw
+                .on_node_since(node, since)?
+                .into_iter()
+                .filter(|(_, ips)| !ips.iter().any(|ip| pool.contains(ip)))
+                .take(5)
+                .map(|(key, ips)| {
+                    let ips: Vec<String> = ips.iter().map(ToString::to_string).collect();
+                    format!("{key} ({})", ips.join(","))
+                })
+                .collect();
+            if !outside.is_empty() {
+                out.push((node.to_owned(), outside));
+            }
+        }
+        Some(out)
+    }
+
+    /// Whether the watch of every pod started less than `within` ago and is not live yet (its
+    /// LIST is on its way: a LIST of our own would fetch the same again).
+    fn watch_starting(&self, within: std::time::Duration) -> bool {
+        self.watch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|(pw, started)| !pw.live() && started.elapsed() < within)
+    }
+
     fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
         self.memory
             .lock()
@@ -186,15 +251,30 @@ impl Recheck {
                 }
             }
         }
+        let mut since = Vec::with_capacity(migrated.len());
+        for &m in migrated {
+            since.push((m, ctx.on_cilium_since(m).await));
+        }
+        if let Some(found) = self.watched_outside(&since, pool) {
+            for (m, outside) in found {
+                out.push((
+                    m,
+                    format!(
+                        "expected pods started since the migration to have IPs in {pool}, saw {}",
+                        outside.join(", ")
+                    ),
+                ));
+            }
+            return Ok(out);
+        }
         let due = self
             .memory()
             .pods_listed
             .is_none_or(|t| t.elapsed() >= ctx.timing().recheck_pods);
-        if due {
+        if due && !self.watch_starting(ctx.timing().recheck_pods) {
             let pods = c.pods(None, "").await.map_err(cl("listing pods"))?;
             self.memory().pods_listed = Some(Instant::now());
-            for &m in migrated {
-                let since = ctx.on_cilium_since(m).await;
+            for &(m, since) in &since {
                 let outside: Vec<String> = pods
                     .iter()
                     .filter(|p| p.node_name.as_deref() == Some(m) && must_be_on_cilium(p, since))

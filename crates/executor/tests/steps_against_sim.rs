@@ -552,3 +552,79 @@ async fn node_events_are_posted_in_order_off_the_steps_path() {
     assert_eq!(messages, expected, "all posted, in order");
     assert_eq!(events.dropped(), 0);
 }
+
+/// The re-check's watch of every pod keeps the pods that may have to be on Cilium (created
+/// after its floor, off the host network, running with an IP), follows their changes and
+/// deletions, and lists every pod once, not at each look.
+#[tokio::test]
+async fn the_recheck_watch_keeps_new_pods_and_follows_them() {
+    let (sim, c, _dir) = start("kind-flannel.dump.yaml").await;
+    let floor = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        - 1;
+    let watch = executor::recheck::PodWatch::start(std::sync::Arc::new(c), floor)
+        .expect("the sim can watch pods");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !watch.live() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the LIST never came"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The dump's pods were created long before the floor: none is kept.
+    assert_eq!(watch.kept(), 0);
+    assert_eq!(watch.on_node_since("kind-worker", floor), Some(vec![]));
+    let stray = |ip: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"namespace": "shop", "name": "stray"},
+               "spec": {"nodeName": "kind-worker", "containers": [{"name": "c", "image": "busybox"}]},
+               "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}})
+    };
+    assert!(sim.insert(stray("10.244.1.77")));
+    let seen = |want: usize| {
+        let watch = &watch;
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let now = watch.on_node_since("kind-worker", 0).unwrap_or_default();
+                if now.len() == want {
+                    return now;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "never {want}: {now:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let kept = seen(1).await;
+    assert_eq!(kept[0].0, "shop/stray");
+    assert_eq!(kept[0].1[0].to_string(), "10.244.1.77");
+    // Not created after a later migration: not the later node's concern.
+    assert_eq!(
+        watch.on_node_since("kind-worker", floor + 3600),
+        Some(vec![])
+    );
+    // Host-network pods are never kept; a deleted pod goes.
+    sim.store()
+        .delete("/pods", "shop", "stray", false)
+        .expect("delete");
+    seen(0).await;
+    let mut host = stray("172.18.0.3");
+    host["spec"]["hostNetwork"] = json!(true);
+    assert!(sim.insert(host));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(watch.kept(), 0, "a host-network pod is not kept");
+    let lists = sim
+        .requests()
+        .into_iter()
+        .filter(|(verb, path)| {
+            verb == "GET" && path.starts_with("/api/v1/pods?") && !path.contains("watch=")
+        })
+        .count();
+    assert_eq!(lists, 1, "one LIST of every pod, then the watch");
+}

@@ -64,7 +64,8 @@ pub fn clashes(cidrs: &[String], old: &[(String, IpNet)]) -> Vec<String> {
     out
 }
 
-fn parse_time(t: Option<&str>) -> Option<u64> {
+/// An RFC 3339 time as Unix seconds.
+pub fn parse_time(t: Option<&str>) -> Option<u64> {
     let t = humantime::parse_rfc3339_weak(t?.trim_end_matches('Z')).ok()?;
     t.duration_since(std::time::UNIX_EPOCH)
         .ok()

@@ -1,0 +1,176 @@
+//! The re-check's pods: one watch of every pod instead of a LIST of every pod once a minute.
+//!
+//! ```text
+//! first re-check ─► PodWatch::start(floor = the earliest migration among the migrated nodes)
+//!   watch_pod_changes ─► LIST, then each change ─► kept: pods that may have to be on Cilium
+//!     (off the host network, running with an IP, not ours, created after the floor), by key,
+//!     as (node, created, IPs); any other change removes the pod
+//!   the stream fails or ends ─► not live; watched again after 5 s..60 s (a new LIST)
+//! re-check ─► live: the kept pods of each migrated node, created after its migration, with no
+//!   IP in the pool · not live: the caller LISTs every pod as before (the fallback)
+//! ```
+//!
+//! A 150,000-pod cluster's LIST is about a gigabyte of JSON through the API server; the watch
+//! sends it once, then only what changes. A node migrated later has a later migration time
+//! than the floor, so nothing it needs is left out.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use cluster::{Cluster, watch::Change};
+use futures::StreamExt as _;
+use planner::snapshot::PodInfo;
+
+use crate::step::verify::{must_be_on_cilium, parse_time};
+
+/// What is kept of a pod.
+#[derive(Clone, Debug)]
+pub struct Kept {
+    pub node: String,
+    pub created: u64,
+    pub ips: Vec<IpAddr>,
+}
+
+#[derive(Default)]
+struct Seen {
+    /// The LIST is in and the watch has not failed since.
+    live: bool,
+    pods: HashMap<String, Kept>,
+}
+
+impl Seen {
+    fn apply(&mut self, floor: u64, p: PodInfo) {
+        let key = p.key();
+        let node = p.node_name.clone().filter(|n| !n.is_empty());
+        match (node, must_be_on_cilium(&p, floor)) {
+            (Some(node), true) => {
+                let created = parse_time(p.created.as_deref()).unwrap_or_default();
+                self.pods.insert(
+                    key,
+                    Kept {
+                        node,
+                        created,
+                        ips: p.pod_ips,
+                    },
+                );
+            }
+            _ => {
+                self.pods.remove(&key);
+            }
+        }
+    }
+}
+
+/// Aborts the watching task when the watch goes.
+struct Task(tokio::task::JoinHandle<()>);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One watch of every pod, keeping the pods the re-check may have to look at.
+pub struct PodWatch {
+    seen: Arc<Mutex<Seen>>,
+    floor: u64,
+    _task: Task,
+}
+
+impl PodWatch {
+    /// Watches every pod of `cluster`, keeping those created after `floor` (Unix seconds);
+    /// `None` when the cluster cannot watch pods.
+    pub fn start(cluster: Arc<dyn Cluster>, floor: u64) -> Option<Self> {
+        let first = cluster.watch_pod_changes()?;
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let task = tokio::spawn(follow(cluster, seen.clone(), floor, first));
+        Some(Self {
+            seen,
+            floor,
+            _task: Task(task),
+        })
+    }
+
+    /// The earliest creation time kept.
+    pub fn floor(&self) -> u64 {
+        self.floor
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the watch answers now (its LIST is in, it has not failed since).
+    pub fn live(&self) -> bool {
+        self.lock().live
+    }
+
+    /// The kept pods on `node` created after `since`, as (key, IPs); `None` when not live.
+    pub fn on_node_since(&self, node: &str, since: u64) -> Option<Vec<(String, Vec<IpAddr>)>> {
+        let seen = self.lock();
+        if !seen.live {
+            return None;
+        }
+        let mut out: Vec<(String, Vec<IpAddr>)> = seen
+            .pods
+            .iter()
+            .filter(|(_, k)| k.node == node && k.created > since)
+            .map(|(key, k)| (key.clone(), k.ips.clone()))
+            .collect();
+        out.sort();
+        Some(out)
+    }
+
+    /// How many pods are kept.
+    pub fn kept(&self) -> usize {
+        self.lock().pods.len()
+    }
+}
+
+type PodChanges =
+    futures::stream::BoxStream<'static, Result<Change<PodInfo>, cluster::ClusterError>>;
+
+/// Keeps `seen`: the first stream, then a new watch after each end, 5 s after the first
+/// failure, doubling to 60 s, back to 5 s once a LIST is in.
+async fn follow(cluster: Arc<dyn Cluster>, seen: Arc<Mutex<Seen>>, floor: u64, first: PodChanges) {
+    let lock = || seen.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut stream = Some(first);
+    let mut backoff = Duration::from_secs(5);
+    loop {
+        if let Some(mut changes) = stream.take() {
+            while let Some(item) = changes.next().await {
+                match item {
+                    Ok(Change::Listed(items)) => {
+                        backoff = Duration::from_secs(5);
+                        let mut s = lock();
+                        s.pods.clear();
+                        for p in items {
+                            s.apply(floor, p);
+                        }
+                        s.live = true;
+                    }
+                    Ok(Change::Applied(p)) => lock().apply(floor, p),
+                    Ok(Change::Deleted(p)) => {
+                        lock().pods.remove(&p.key());
+                    }
+                    Err(e) => {
+                        lock().live = false;
+                        tracing::info!(error = %e, "the watch of every pod failed: the re-check lists pods until it is back");
+                        break;
+                    }
+                }
+            }
+        }
+        lock().live = false;
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(60));
+        stream = cluster.watch_pod_changes();
+        if stream.is_none() {
+            return;
+        }
+    }
+}
