@@ -2,6 +2,7 @@
 //! cluster for running the executor in virtual time ([`fake`]).
 
 pub mod fake;
+pub mod schedule;
 
 use std::time::Duration;
 

@@ -35,7 +35,9 @@ use std::{
 use anyhow::{Context, bail};
 use bench::{
     fake::{Physics, Shape, Synthetic},
-    median, mib, peak_rss, secs,
+    median, mib, peak_rss,
+    schedule::{hand_over, hms, list_schedule, pct},
+    secs,
 };
 use cluster::Cluster;
 use executor::{
@@ -168,21 +170,6 @@ fn main() -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Part 1: the scheduler's makespan in virtual time.
 
-/// The makespan of `durations` run in order on `slots` slots, each started when a slot frees.
-fn list_schedule(durations: &[f64], slots: usize) -> f64 {
-    let mut free = vec![0.0_f64; slots.max(1)];
-    for d in durations {
-        let (i, start) = free
-            .iter()
-            .copied()
-            .enumerate()
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .unwrap_or((0, 0.0));
-        free[i] = start + d;
-    }
-    free.into_iter().fold(0.0, f64::max)
-}
-
 fn spec_yaml(canary: u32, max_unavailable: &str, soak: &str) -> String {
     let max = if max_unavailable.ends_with('%') {
         format!("\"{max_unavailable}\"")
@@ -271,25 +258,6 @@ impl Observer for Timeline {
             _ => {}
         }
     }
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn hms(s: f64) -> String {
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let t = s.max(0.0).round() as u64;
-    format!("{}h{:02}m{:02}s", t / 3600, (t / 60) % 60, t % 60)
 }
 
 fn schedule(a: &ScheduleArgs) -> anyhow::Result<()> {
@@ -558,23 +526,17 @@ fn schedule_one(a: &ScheduleArgs, syn: &Synthetic, k: &str) -> anyhow::Result<()
         .filter(|n| !n.canary)
         .map(|n| n.name.as_str())
         .collect();
-    let mut starts: Vec<Instant> = rest_names
-        .iter()
-        .filter_map(|n| marks.first_step.get(*n).copied())
-        .collect();
-    let mut ends: Vec<Instant> = rest_names
-        .iter()
-        .filter_map(|n| marks.done.get(*n).copied())
-        .collect();
-    starts.sort();
-    ends.sort();
-    let mut handover: Vec<f64> = starts
-        .iter()
-        .skip(limit)
-        .zip(&ends)
-        .map(|(s, e)| s.saturating_duration_since(*e).as_secs_f64())
-        .collect();
-    handover.sort_by(f64::total_cmp);
+    let handover = hand_over(
+        rest_names
+            .iter()
+            .filter_map(|n| marks.first_step.get(*n).copied())
+            .collect(),
+        rest_names
+            .iter()
+            .filter_map(|n| marks.done.get(*n).copied())
+            .collect(),
+        limit,
+    );
     println!(
         "  slot hand-over (a node done → the next node's first step): p50 {:.2} s, p99 {:.2} s, Σ {:.1} s / {limit} = {:.1} s",
         pct(&handover, 0.5),
