@@ -305,7 +305,11 @@ async fn a_rolled_back_node_returns_to_the_old_overlay_with_its_pods_reachable()
 /// admission), only planning's and the watch's own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_on_the_old_overlay_on_a_migrated_node_stops_the_next_admission() {
-    let env = env("kind-flannel", &same).await;
+    // A soak long enough that the pod is there before the next admission's re-check.
+    let env = env("kind-flannel", &|s: String| {
+        s.replace("soak: 1s", "soak: 8s")
+    })
+    .await;
     let mut run = env.watch("apply", &[]);
     let done = run
         .until(|l| l.contains("\"node-done\"") && l.contains(CANARY))
@@ -320,7 +324,9 @@ async fn a_pod_on_the_old_overlay_on_a_migrated_node_stops_the_next_admission() 
         "spec": {"nodeName": CANARY, "containers": [{"name": "c", "image": "busybox"}]},
         "status": {"phase": "Running", "podIP": "10.244.1.77", "podIPs": [{"ip": "10.244.1.77"}],
                    "conditions": [{"type": "Ready", "status": "True"}]}})));
-    let (status, seen) = run.finish().await;
+    let (status, seen) = tokio::time::timeout(std::time::Duration::from_secs(120), run.finish())
+        .await
+        .expect("the run stops at the next admission");
     let all = seen.join("\n");
     assert_eq!(status.code(), Some(5), "{all}");
     let f = env
