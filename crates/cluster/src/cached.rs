@@ -23,16 +23,15 @@ use std::{
 };
 
 use async_trait::async_trait;
-use futures::{StreamExt as _, stream::BoxStream};
+use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use planner::snapshot::{CustomObject, NodeInfo, PdbInfo, PodInfo};
 use tokio::sync::Notify;
 
 use crate::{
     ClusterError,
-    error::status_code,
     ops::{CiliumNodeInfo, Cluster, EndpointInfo, Eviction},
-    watch::Change,
+    watch::{Change, Lost},
 };
 
 /// The effect a write of ours must show in the watch before the cache answers for its node.
@@ -213,51 +212,35 @@ impl NodeCached {
     }
 }
 
-/// Keeps the cache: the first stream, then a new watch after each end, 5 s after the first
-/// failure, doubling to 60 s, back to 5 s once a LIST is in.
+/// Keeps the cache (see [`crate::watch::follow`] for when the watch is opened again).
 async fn watch(
     inner: Arc<dyn Cluster>,
     cache: Arc<Mutex<Cache>>,
     changed: Arc<Notify>,
     first: NodeChanges,
 ) {
-    let mut stream = Some(first);
-    let mut backoff = Duration::from_secs(5);
-    loop {
-        if let Some(mut changes) = stream.take() {
-            while let Some(item) = changes.next().await {
-                match item {
-                    Ok(change) => {
-                        if matches!(change, Change::Listed(_)) {
-                            backoff = Duration::from_secs(5);
-                        }
-                        cache
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .apply(change);
-                        changed.notify_waiters();
-                    }
-                    Err(e) => {
-                        let forbidden = matches!(&e, ClusterError::Api { source, .. } if status_code(source) == Some(403));
-                        cache.lock().unwrap_or_else(PoisonError::into_inner).live = false;
-                        if forbidden {
-                            tracing::warn!(error = %e, "nodes cannot be watched (RBAC: re-apply `cni-migrate rbac`): every node read goes to the API");
-                            return;
-                        }
-                        tracing::info!(error = %e, "the watch of the nodes failed: nodes are read from the API until it is back");
-                        break;
-                    }
+    let lock = || cache.lock().unwrap_or_else(PoisonError::into_inner);
+    crate::watch::follow(
+        first,
+        || inner.watch_nodes(),
+        |change| {
+            lock().apply(change);
+            changed.notify_waiters();
+        },
+        |lost| {
+            lock().live = false;
+            match lost {
+                Lost::Failed(e) if crate::watch::forbidden(e) => {
+                    tracing::warn!(error = %e, "nodes cannot be watched (RBAC: re-apply `cni-migrate rbac`): every node read goes to the API");
                 }
+                Lost::Failed(e) => {
+                    tracing::info!(error = %e, "the watch of the nodes failed: nodes are read from the API until it is back");
+                }
+                Lost::Ended => {}
             }
-        }
-        cache.lock().unwrap_or_else(PoisonError::into_inner).live = false;
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(60));
-        stream = inner.watch_nodes();
-        if stream.is_none() {
-            return;
-        }
-    }
+        },
+    )
+    .await;
 }
 
 #[async_trait]

@@ -358,3 +358,62 @@ pub fn object(
 pub fn nodes(client: kube::Client) -> BoxStream<'static, Result<Change<NodeInfo>, ClusterError>> {
     changes::<NodeInfo>(client, "/api/v1/nodes".to_owned(), "")
 }
+
+/// Why a followed watch stopped answering (see [`follow`]).
+pub enum Lost<'a> {
+    /// The stream failed with this error.
+    Failed(&'a ClusterError),
+    /// The stream ended (on its own, or after a failure): it is opened again after a pause.
+    Ended,
+}
+
+/// Whether a watch's failure is RBAC's (403): opening it again cannot help.
+pub fn forbidden(e: &ClusterError) -> bool {
+    match e {
+        ClusterError::Forbidden { .. } => true,
+        ClusterError::Api { source, .. } => crate::error::status_code(source) == Some(403),
+        _ => false,
+    }
+}
+
+/// Follows a watch for as long as the task runs: `first`, then `reopen()` after each end, 5 s
+/// after the first failure, doubling to 60 s, back to 5 s once a LIST is in. Each change goes
+/// to `apply`; each failure and each end to `lost`. It returns on a 403 (after `lost` heard
+/// it) or when `reopen` has no watch to give.
+pub async fn follow<T: Watched>(
+    first: BoxStream<'static, Result<Change<T>, ClusterError>>,
+    mut reopen: impl FnMut() -> Option<BoxStream<'static, Result<Change<T>, ClusterError>>>,
+    mut apply: impl FnMut(Change<T>),
+    mut lost: impl FnMut(Lost<'_>),
+) {
+    let mut stream = Some(first);
+    let mut backoff = std::time::Duration::from_secs(5);
+    loop {
+        if let Some(mut changes) = stream.take() {
+            while let Some(item) = changes.next().await {
+                match item {
+                    Ok(change) => {
+                        if matches!(change, Change::Listed(_)) {
+                            backoff = std::time::Duration::from_secs(5);
+                        }
+                        apply(change);
+                    }
+                    Err(e) => {
+                        lost(Lost::Failed(&e));
+                        if forbidden(&e) {
+                            return;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        lost(Lost::Ended);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(60));
+        stream = reopen();
+        if stream.is_none() {
+            return;
+        }
+    }
+}

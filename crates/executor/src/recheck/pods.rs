@@ -18,11 +18,12 @@ use std::{
     collections::HashMap,
     net::IpAddr,
     sync::{Arc, Mutex, PoisonError},
-    time::Duration,
 };
 
-use cluster::{Cluster, watch::Change};
-use futures::StreamExt as _;
+use cluster::{
+    Cluster,
+    watch::{Change, Lost},
+};
 use planner::snapshot::PodInfo;
 
 use crate::step::verify::{must_be_on_cilium, parse_time};
@@ -134,43 +135,40 @@ impl PodWatch {
 type PodChanges =
     futures::stream::BoxStream<'static, Result<Change<PodInfo>, cluster::ClusterError>>;
 
-/// Keeps `seen`: the first stream, then a new watch after each end, 5 s after the first
-/// failure, doubling to 60 s, back to 5 s once a LIST is in.
+/// Keeps `seen` (see [`cluster::watch::follow`] for when the watch is opened again).
 async fn follow(cluster: Arc<dyn Cluster>, seen: Arc<Mutex<Seen>>, floor: u64, first: PodChanges) {
     let lock = || seen.lock().unwrap_or_else(PoisonError::into_inner);
-    let mut stream = Some(first);
-    let mut backoff = Duration::from_secs(5);
-    loop {
-        if let Some(mut changes) = stream.take() {
-            while let Some(item) = changes.next().await {
-                match item {
-                    Ok(Change::Listed(items)) => {
-                        backoff = Duration::from_secs(5);
-                        let mut s = lock();
-                        s.pods.clear();
-                        for p in items {
-                            s.apply(floor, p);
-                        }
-                        s.live = true;
+    cluster::watch::follow(
+        first,
+        || cluster.watch_pod_changes(),
+        |change| {
+            let mut s = lock();
+            match change {
+                Change::Listed(items) => {
+                    s.pods.clear();
+                    for p in items {
+                        s.apply(floor, p);
                     }
-                    Ok(Change::Applied(p)) => lock().apply(floor, p),
-                    Ok(Change::Deleted(p)) => {
-                        lock().pods.remove(&p.key());
-                    }
-                    Err(e) => {
-                        lock().live = false;
-                        tracing::info!(error = %e, "the watch of every pod failed: the re-check lists pods until it is back");
-                        break;
-                    }
+                    s.live = true;
+                }
+                Change::Applied(p) => s.apply(floor, p),
+                Change::Deleted(p) => {
+                    s.pods.remove(&p.key());
                 }
             }
-        }
-        lock().live = false;
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(60));
-        stream = cluster.watch_pod_changes();
-        if stream.is_none() {
-            return;
-        }
-    }
+        },
+        |lost| {
+            lock().live = false;
+            match lost {
+                Lost::Failed(e) if cluster::watch::forbidden(e) => {
+                    tracing::warn!(error = %e, "every pod cannot be watched (RBAC: re-apply `cni-migrate rbac`): the re-check lists every pod at most once a minute");
+                }
+                Lost::Failed(e) => {
+                    tracing::info!(error = %e, "the watch of every pod failed: the re-check lists pods until it is back");
+                }
+                Lost::Ended => {}
+            }
+        },
+    )
+    .await;
 }
