@@ -38,9 +38,12 @@ struct ListPage<T> {
 }
 
 #[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct ListMeta {
     #[serde(default, rename = "continue")]
     continue_: Option<String>,
+    #[serde(default)]
+    resource_version: String,
 }
 
 #[derive(Deserialize)]
@@ -76,12 +79,28 @@ pub async fn list_with<T: DeserializeOwned>(
     path: &str,
     base: &ListParams,
 ) -> Result<Vec<T>, ClusterError> {
+    list_versioned(client, path, base)
+        .await
+        .map(|(items, _)| items)
+}
+
+/// [`list_with`], with the list's resourceVersion (the first page's: every page is of that one
+/// snapshot), from which a watch goes on; empty for a resource the server does not serve.
+///
+/// # Errors
+/// As [`list_all`].
+pub async fn list_versioned<T: DeserializeOwned>(
+    client: &kube::Client,
+    path: &str,
+    base: &ListParams,
+) -> Result<(Vec<T>, String), ClusterError> {
     let mut restarts = 0;
     'restart: loop {
         // Pages are kept apart and joined once at the exact size: a vector grown by doubling
         // holds the old and the new buffer at once (132 MB rather than 50 at 150,000 pods).
         let mut pages: Vec<Vec<T>> = Vec::new();
         let mut token: Option<String> = None;
+        let mut version: Option<String> = None;
         loop {
             let mut params = base.clone().limit(PAGE_SIZE);
             if let Some(t) = &token {
@@ -96,7 +115,7 @@ pub async fn list_with<T: DeserializeOwned>(
                     })?;
             let page: ListPage<T> = match with_retries(client, request, path).await {
                 Ok(page) => page,
-                Err(e) if status_code(&e) == Some(404) => return Ok(Vec::new()),
+                Err(e) if status_code(&e) == Some(404) => return Ok((Vec::new(), String::new())),
                 Err(e) if status_code(&e) == Some(410) && restarts < 2 => {
                     tracing::info!(path, "continue token expired; listing again from the start");
                     restarts += 1;
@@ -118,6 +137,7 @@ pub async fn list_with<T: DeserializeOwned>(
                 }
             };
             pages.push(page.items);
+            version.get_or_insert(page.metadata.resource_version);
             match page.metadata.continue_ {
                 Some(t) if !t.is_empty() => token = Some(t),
                 _ => {
@@ -125,7 +145,7 @@ pub async fn list_with<T: DeserializeOwned>(
                     for p in pages {
                         out.extend(p);
                     }
-                    return Ok(out);
+                    return Ok((out, version.unwrap_or_default()));
                 }
             }
         }

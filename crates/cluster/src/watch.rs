@@ -76,28 +76,6 @@ impl Watched for Object {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(bound = "T: DeserializeOwned")]
-struct List<T> {
-    #[serde(default)]
-    metadata: ListMeta,
-    #[serde(default)]
-    items: Vec<T>,
-}
-
-#[derive(Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ListMeta {
-    #[serde(default)]
-    resource_version: String,
-    #[serde(default, rename = "continue")]
-    continue_: Option<String>,
-}
-
-/// Objects a page of a watch's LIST holds at most (a LIST of every pod of a large cluster in
-/// one response is gigabytes the API server builds at once).
-const LIST_PAGE: u32 = 500;
-
 enum Phase {
     List,
     Open,
@@ -140,39 +118,22 @@ fn api_error<T: Watched>(
 }
 
 impl State {
-    /// The LIST, in pages; the watch goes on from the first page's resourceVersion (every
-    /// page is of that one snapshot).
+    /// The LIST, in pages ([`crate::discovery::list_versioned`]); the watch goes on from its
+    /// resourceVersion.
     async fn list<T: Watched>(&mut self) -> Result<Vec<T>, ClusterError> {
-        let mut items = Vec::new();
-        let mut token: Option<String> = None;
-        let mut rv = None;
-        loop {
-            let mut params = ListParams::default().limit(LIST_PAGE);
-            if !self.fields.is_empty() {
-                params = params.fields(&self.fields);
-            }
-            if let Some(t) = &token {
-                params = params.continue_token(t);
-            }
-            let request = Request::new(&self.path).list(&params).map_err(|source| {
-                ClusterError::BuildRequest {
-                    what: T::RESOURCE.into(),
-                    source,
-                }
-            })?;
-            let page: List<T> = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| api_error::<T>("list", &self.path, &self.fields, e))?;
-            rv.get_or_insert(page.metadata.resource_version);
-            items.extend(page.items);
-            token = page.metadata.continue_.filter(|t| !t.is_empty());
-            if token.is_none() {
-                break;
-            }
+        let mut params = ListParams::default();
+        if !self.fields.is_empty() {
+            params = params.fields(&self.fields);
         }
-        self.rv = rv.unwrap_or_default();
+        let (items, rv) = crate::discovery::list_versioned(&self.client, &self.path, &params)
+            .await
+            .map_err(|e| match e {
+                ClusterError::Api { source, .. } => {
+                    api_error::<T>("list", &self.path, &self.fields, source)
+                }
+                other => other,
+            })?;
+        self.rv = rv;
         Ok(items)
     }
 

@@ -95,23 +95,24 @@ impl Recheck {
             *w = PodWatch::start(cluster.clone(), floor).map(|pw| (pw, Instant::now()));
         }
         let (pw, _) = w.as_ref()?;
-        let mut out = Vec::new();
-        for &(node, since) in since {
-            let outside: Vec<String> = pw
-                .on_node_since(node, since)?
+        let found = pw.on_nodes_since(since)?;
+        Some(
+            found
                 .into_iter()
-                .filter(|(_, ips)| !ips.iter().any(|ip| pool.contains(ip)))
-                .take(5)
-                .map(|(key, ips)| {
-                    let ips: Vec<String> = ips.iter().map(ToString::to_string).collect();
-                    format!("{key} ({})", ips.join(","))
+                .filter_map(|(node, pods)| {
+                    let outside: Vec<String> = pods
+                        .into_iter()
+                        .filter(|(_, ips)| !ips.iter().any(|ip| pool.contains(ip)))
+                        .take(5)
+                        .map(|(key, ips)| {
+                            let ips: Vec<String> = ips.iter().map(ToString::to_string).collect();
+                            format!("{key} ({})", ips.join(","))
+                        })
+                        .collect();
+                    (!outside.is_empty()).then_some((node, outside))
                 })
-                .collect();
-            if !outside.is_empty() {
-                out.push((node.to_owned(), outside));
-            }
-        }
-        Some(out)
+                .collect(),
+        )
     }
 
     /// Whether the watch of every pod started less than `within` ago and is not live yet (its

@@ -15,7 +15,7 @@
 //! than the floor, so nothing it needs is left out.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     net::IpAddr,
     sync::{Arc, Mutex, PoisonError},
 };
@@ -27,6 +27,9 @@ use cluster::{
 use planner::snapshot::PodInfo;
 
 use crate::step::verify::{must_be_on_cilium, parse_time};
+
+/// A kept pod's key (`namespace/name`) and IPs.
+pub type NewPod = (String, Vec<IpAddr>);
 
 /// What is kept of a pod.
 #[derive(Clone, Debug)]
@@ -111,18 +114,30 @@ impl PodWatch {
     }
 
     /// The kept pods on `node` created after `since`, as (key, IPs); `None` when not live.
-    pub fn on_node_since(&self, node: &str, since: u64) -> Option<Vec<(String, Vec<IpAddr>)>> {
+    pub fn on_node_since(&self, node: &str, since: u64) -> Option<Vec<NewPod>> {
+        self.on_nodes_since(&[(node, since)])
+            .map(|mut by_node| by_node.remove(node).unwrap_or_default())
+    }
+
+    /// [`PodWatch::on_node_since`] for many nodes in one pass over the kept pods, by node
+    /// (nodes without such pods left out); `None` when not live.
+    pub fn on_nodes_since(&self, since: &[(&str, u64)]) -> Option<BTreeMap<String, Vec<NewPod>>> {
         let seen = self.lock();
         if !seen.live {
             return None;
         }
-        let mut out: Vec<(String, Vec<IpAddr>)> = seen
-            .pods
-            .iter()
-            .filter(|(_, k)| k.node == node && k.created > since)
-            .map(|(key, k)| (key.clone(), k.ips.clone()))
-            .collect();
-        out.sort();
+        let since: HashMap<&str, u64> = since.iter().copied().collect();
+        let mut out: BTreeMap<String, Vec<NewPod>> = BTreeMap::new();
+        for (key, k) in &seen.pods {
+            if since.get(k.node.as_str()).is_some_and(|s| k.created > *s) {
+                out.entry(k.node.clone())
+                    .or_default()
+                    .push((key.clone(), k.ips.clone()));
+            }
+        }
+        for pods in out.values_mut() {
+            pods.sort();
+        }
         Some(out)
     }
 
